@@ -1,0 +1,676 @@
+//! Pipeline configuration: the YAML a user writes, parsed and validated into domain types.
+//!
+//! Parsing happens in two steps. `serde-saphyr` reads the YAML into [`RawPipeline`], which
+//! mirrors the file (every struct rejects unknown keys, values keep their location). Then
+//! [`RawPipeline::validate`] checks every value and collects *all* problems, each with file,
+//! line and column, before building a [`Pipeline`]. Syntax and type errors stop the YAML parser
+//! at the first one; unknown keys are all found by a separate walk so that a misspelt file is
+//! reported in one go.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use bytesize::ByteSize;
+use serde::{Deserialize, Serialize};
+use serde_saphyr::Spanned;
+
+use crate::limits;
+
+/// The only pipeline format version this build understands.
+pub const PIPELINE_VERSION: u32 = 1;
+
+/// One problem found in a pipeline file, with its position.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigIssue {
+    pub file: PathBuf,
+    /// 1-based line, 0 when the position is unknown.
+    pub line: u64,
+    /// 1-based column, 0 when the position is unknown.
+    pub column: u64,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigIssue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}:{}: {}",
+            self.file.display(),
+            self.line,
+            self.column,
+            self.message
+        )
+    }
+}
+
+/// Every problem found in one pipeline file.
+#[derive(Debug, thiserror::Error)]
+pub struct ConfigError {
+    pub issues: Vec<ConfigIssue>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, issue) in self.issues.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{issue}")?;
+        }
+        Ok(())
+    }
+}
+
+impl ConfigError {
+    /// Bounded label for metrics and logs.
+    pub fn error_type(&self) -> &'static str {
+        "invalid_config"
+    }
+}
+
+/// Whether a PDF page's own text layer replaces rendering and OCR.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TextLayerMode {
+    /// Take the text layer when a page has one; OCR the others.
+    Auto,
+    /// Always render and OCR, ignoring any text layer.
+    Ignore,
+}
+
+/// Whether pages turned by 90/180/270 degrees are detected and turned upright before OCR.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OrientationMode {
+    /// Detect the orientation with Tesseract's OSD model and rotate the page upright.
+    Auto,
+    /// OCR pages as they are.
+    Off,
+}
+
+/// The summarizer engine a pipeline uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SummarizeEngineKind {
+    /// Local extractive summary: the highest-scoring sentences, no network.
+    Extractive,
+}
+
+// ---------------------------------------------------------------------------------------------
+// The file as written.
+
+/// A pipeline file as written. Field docs are the user documentation of each key.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPipeline {
+    /// Format version of this file; must be 1.
+    pub version: Spanned<u32>,
+    /// Pipeline name; defaults to the file's stem.
+    #[serde(default)]
+    pub name: Option<Spanned<String>>,
+    /// The shared CPU pool that renders and OCRs pages.
+    #[serde(default)]
+    pub pool: RawPool,
+    /// Limits checked before any expensive work.
+    #[serde(default)]
+    pub limits: RawLimits,
+    /// Turning PDF pages into images.
+    #[serde(default)]
+    pub render: RawRender,
+    /// Tesseract settings.
+    #[serde(default)]
+    pub ocr: RawOcr,
+    /// Summary of each document.
+    #[serde(default)]
+    pub summarize: RawSummarize,
+    /// Where results are written.
+    #[serde(default)]
+    pub save: RawSave,
+    /// Capacities of the bounded edges between stages.
+    #[serde(default)]
+    pub edges: RawEdges,
+    /// Restart policy of the stage supervisor.
+    #[serde(default)]
+    pub supervisor: RawSupervisor,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawPool {
+    /// Worker threads for render and OCR; 0 means one per CPU core.
+    #[serde(default)]
+    pub threads: Option<Spanned<usize>>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    /// Largest document accepted, e.g. "50MiB".
+    #[serde(default)]
+    pub max_document_bytes: Option<Spanned<ByteSize>>,
+    /// Most pages per document.
+    #[serde(default)]
+    pub max_pages: Option<Spanned<u32>>,
+    /// Most pixels per rendered or decoded page (width x height), checked before decoding.
+    #[serde(default)]
+    pub max_page_pixels: Option<Spanned<u64>>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawRender {
+    /// Resolution PDF pages are rendered at, in dots per inch.
+    #[serde(default)]
+    pub dpi: Option<Spanned<u32>>,
+    /// `auto` takes a page's text layer instead of OCR; `ignore` always OCRs.
+    #[serde(default)]
+    pub text_layer: Option<TextLayerMode>,
+    /// A text layer with fewer non-blank characters than this counts as none.
+    #[serde(default)]
+    pub min_text_layer_chars: Option<Spanned<usize>>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawOcr {
+    /// Tesseract languages, e.g. [eng] or [deu, eng].
+    #[serde(default)]
+    pub languages: Option<Spanned<Vec<String>>>,
+    /// `auto` detects pages turned by 90/180/270 degrees and turns them upright.
+    #[serde(default)]
+    pub orientation: Option<OrientationMode>,
+    /// Minimum OSD confidence before a page is rotated.
+    #[serde(default)]
+    pub min_orientation_confidence: Option<Spanned<f32>>,
+    /// Tesseract page segmentation mode (3 = fully automatic).
+    #[serde(default)]
+    pub page_segmentation_mode: Option<Spanned<u32>>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawSummarize {
+    /// Summarizer engine: `extractive`.
+    #[serde(default)]
+    pub engine: Option<SummarizeEngineKind>,
+    /// Most sentences in an extractive summary.
+    #[serde(default)]
+    pub max_sentences: Option<Spanned<usize>>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawSave {
+    /// Directory result JSON files are written to (relative to the working directory).
+    #[serde(default)]
+    pub directory: Option<Spanned<PathBuf>>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawEdges {
+    /// Submitted documents waiting to be read and opened.
+    #[serde(default)]
+    pub ingest_documents: Option<Spanned<usize>>,
+    /// Opened documents waiting to be rendered.
+    #[serde(default)]
+    pub render_documents: Option<Spanned<usize>>,
+    /// Rendered pages waiting for or in OCR: bounds the page images in memory.
+    #[serde(default)]
+    pub ocr_pages: Option<Spanned<usize>>,
+    /// Finished pages waiting to be assembled into their document.
+    #[serde(default)]
+    pub assemble_pages: Option<Spanned<usize>>,
+    /// Assembled documents waiting for the summarizer.
+    #[serde(default)]
+    pub summarize_documents: Option<Spanned<usize>>,
+    /// Summarized documents waiting to be saved.
+    #[serde(default)]
+    pub save_documents: Option<Spanned<usize>>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawSupervisor {
+    /// First delay before restarting a crashed stage, e.g. "100ms".
+    #[serde(default, with = "humantime_serde::option")]
+    pub restart_backoff_initial: Option<Duration>,
+    /// Longest delay between restarts, e.g. "10s".
+    #[serde(default, with = "humantime_serde::option")]
+    pub restart_backoff_max: Option<Duration>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// The validated pipeline.
+
+/// A validated pipeline, ready to build.
+#[derive(Debug, Clone, Serialize)]
+pub struct Pipeline {
+    pub name: String,
+    pub pool: PoolConfig,
+    pub limits: LimitsConfig,
+    pub render: RenderConfig,
+    pub ocr: OcrConfig,
+    pub summarize: SummarizeConfig,
+    pub save: SaveConfig,
+    pub edges: EdgesConfig,
+    pub supervisor: SupervisorConfig,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PoolConfig {
+    /// Resolved thread count (never 0).
+    pub threads: usize,
+}
+
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct LimitsConfig {
+    pub max_document_bytes: u64,
+    pub max_pages: u32,
+    pub max_page_pixels: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RenderConfig {
+    pub dpi: u32,
+    pub text_layer: TextLayerMode,
+    pub min_text_layer_chars: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct OcrConfig {
+    /// Languages joined for Tesseract, e.g. "deu+eng".
+    pub languages: String,
+    pub orientation: OrientationMode,
+    pub min_orientation_confidence: f32,
+    pub page_segmentation_mode: u32,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SummarizeConfig {
+    pub engine: SummarizeEngineKind,
+    pub max_sentences: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SaveConfig {
+    pub directory: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct EdgesConfig {
+    pub ingest_documents: usize,
+    pub render_documents: usize,
+    pub ocr_pages: usize,
+    pub assemble_pages: usize,
+    pub summarize_documents: usize,
+    pub save_documents: usize,
+}
+
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct SupervisorConfig {
+    pub restart_backoff_initial: Duration,
+    pub restart_backoff_max: Duration,
+}
+
+impl Pipeline {
+    /// The built-in default pipeline, identical to the shipped `pipelines/default.yaml`.
+    pub fn embedded_default() -> Pipeline {
+        parse_pipeline(Path::new("default.yaml"), DEFAULT_PIPELINE_YAML)
+            .expect("the embedded default pipeline is valid")
+    }
+}
+
+/// The shipped default pipeline, compiled in so the daemon runs without any file.
+pub const DEFAULT_PIPELINE_YAML: &str = include_str!("../pipelines/default.yaml");
+
+/// Reads and validates one pipeline file.
+pub fn load_pipeline(path: &Path) -> Result<Pipeline, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        issues: vec![ConfigIssue {
+            file: path.to_path_buf(),
+            line: 0,
+            column: 0,
+            message: format!("cannot read file: {e}"),
+        }],
+    })?;
+    parse_pipeline(path, &text)
+}
+
+/// Parses and validates pipeline YAML; `file` names it in errors and gives the default name.
+pub fn parse_pipeline(file: &Path, text: &str) -> Result<Pipeline, ConfigError> {
+    let mut issues = crate::config_keys::unknown_keys(file, text);
+    match serde_saphyr::from_str::<RawPipeline>(text) {
+        Ok(raw) => {
+            if issues.is_empty() {
+                return raw.validate(file);
+            }
+            // Unknown keys were found by the walk; also report the value problems.
+            if let Err(e) = raw.validate(file) {
+                issues.extend(e.issues);
+            }
+        }
+        Err(e) => {
+            // Unknown keys already have precise issues from the walk; report the parser's
+            // first error only if it is something else.
+            let message = e.to_string();
+            if issues.is_empty() || !message.contains("unknown field") {
+                let (line, column) = e
+                    .location()
+                    .map(|l| (l.line(), l.column()))
+                    .unwrap_or((0, 0));
+                issues.push(ConfigIssue {
+                    file: file.to_path_buf(),
+                    line,
+                    column,
+                    message: first_line(&message),
+                });
+            }
+        }
+    }
+    issues.sort_by_key(|i| (i.line, i.column));
+    Err(ConfigError { issues })
+}
+
+fn first_line(message: &str) -> String {
+    message.lines().next().unwrap_or(message).trim().to_string()
+}
+
+/// Collects value problems while building the domain config.
+struct Checker<'a> {
+    file: &'a Path,
+    issues: Vec<ConfigIssue>,
+}
+
+impl Checker<'_> {
+    fn push<T>(&mut self, at: &Spanned<T>, message: String) {
+        self.issues.push(ConfigIssue {
+            file: self.file.to_path_buf(),
+            line: at.referenced.line(),
+            column: at.referenced.column(),
+            message,
+        });
+    }
+
+    /// Returns the value (or the default) after checking it lies in `min..=max`.
+    fn in_range<T>(&mut self, v: &Option<Spanned<T>>, key: &str, default: T, min: T, max: T) -> T
+    where
+        T: PartialOrd + Copy + fmt::Display,
+    {
+        match v {
+            None => default,
+            Some(s) if s.value < min || s.value > max => {
+                self.push(s, format!("{key} must be between {min} and {max}, got {}", s.value));
+                default
+            }
+            Some(s) => s.value,
+        }
+    }
+}
+
+impl RawPipeline {
+    /// Checks every value, collecting all problems, and builds the domain pipeline.
+    pub fn validate(self, file: &Path) -> Result<Pipeline, ConfigError> {
+        let mut c = Checker {
+            file,
+            issues: Vec::new(),
+        };
+        if self.version.value != PIPELINE_VERSION {
+            c.push(
+                &self.version,
+                format!(
+                    "unsupported version {}: this pagemill reads version {PIPELINE_VERSION}",
+                    self.version.value
+                ),
+            );
+        }
+        let name = match &self.name {
+            Some(n) if !is_valid_name(&n.value) => {
+                c.push(
+                    n,
+                    format!(
+                        "name {:?} must be 1-64 characters of a-z, 0-9, '-' or '_'",
+                        n.value
+                    ),
+                );
+                String::new()
+            }
+            Some(n) => n.value.clone(),
+            None => file
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "default".into()),
+        };
+
+        let threads = c.in_range(&self.pool.threads, "pool.threads", 0, 0, 256);
+        let threads = if threads == 0 {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        } else {
+            threads
+        };
+
+        let max_document_bytes = match &self.limits.max_document_bytes {
+            None => limits::DEFAULT_MAX_DOCUMENT_BYTES,
+            Some(s) if s.value.as_u64() == 0 => {
+                c.push(s, "limits.max_document_bytes must be above 0".into());
+                limits::DEFAULT_MAX_DOCUMENT_BYTES
+            }
+            Some(s) => s.value.as_u64(),
+        };
+        let limits = LimitsConfig {
+            max_document_bytes,
+            max_pages: c.in_range(
+                &self.limits.max_pages,
+                "limits.max_pages",
+                limits::DEFAULT_MAX_PAGES,
+                1,
+                limits::HARD_MAX_PAGES,
+            ),
+            max_page_pixels: c.in_range(
+                &self.limits.max_page_pixels,
+                "limits.max_page_pixels",
+                limits::DEFAULT_MAX_PAGE_PIXELS,
+                1,
+                limits::HARD_MAX_PAGE_PIXELS,
+            ),
+        };
+
+        let render = RenderConfig {
+            dpi: c.in_range(
+                &self.render.dpi,
+                "render.dpi",
+                limits::DEFAULT_DPI,
+                limits::MIN_DPI,
+                limits::MAX_DPI,
+            ),
+            text_layer: self.render.text_layer.unwrap_or(TextLayerMode::Auto),
+            min_text_layer_chars: c.in_range(
+                &self.render.min_text_layer_chars,
+                "render.min_text_layer_chars",
+                limits::DEFAULT_MIN_TEXT_LAYER_CHARS,
+                1,
+                100_000,
+            ),
+        };
+
+        let languages = match &self.ocr.languages {
+            None => "eng".to_string(),
+            Some(s) => {
+                if s.value.is_empty() {
+                    c.push(s, "ocr.languages must name at least one language".into());
+                }
+                for lang in &s.value {
+                    if !is_valid_language_code(lang) {
+                        c.push(s, format!("ocr.languages: {lang:?} is not a language code"));
+                    } else if !crate::stages::ocr::language_installed(lang) {
+                        c.push(
+                            s,
+                            format!(
+                                "ocr.languages: {lang:?} is not installed (Debian: apt-get install tesseract-ocr-{})",
+                                lang.replace('_', "-").to_lowercase()
+                            ),
+                        );
+                    }
+                }
+                s.value.join("+")
+            }
+        };
+        let ocr = OcrConfig {
+            languages,
+            orientation: self.ocr.orientation.unwrap_or(OrientationMode::Auto),
+            min_orientation_confidence: c.in_range(
+                &self.ocr.min_orientation_confidence,
+                "ocr.min_orientation_confidence",
+                limits::DEFAULT_MIN_ORIENTATION_CONFIDENCE,
+                0.0,
+                100.0,
+            ),
+            page_segmentation_mode: c.in_range(
+                &self.ocr.page_segmentation_mode,
+                "ocr.page_segmentation_mode",
+                3,
+                1,
+                13,
+            ),
+        };
+
+        let summarize = SummarizeConfig {
+            engine: self
+                .summarize
+                .engine
+                .unwrap_or(SummarizeEngineKind::Extractive),
+            max_sentences: c.in_range(
+                &self.summarize.max_sentences,
+                "summarize.max_sentences",
+                limits::DEFAULT_SUMMARY_SENTENCES,
+                1,
+                100,
+            ),
+        };
+
+        let directory = match &self.save.directory {
+            None => PathBuf::from(limits::DEFAULT_RESULTS_DIR),
+            Some(s) if s.value.as_os_str().is_empty() => {
+                c.push(s, "save.directory must not be empty".into());
+                PathBuf::new()
+            }
+            Some(s) => s.value.clone(),
+        };
+
+        let e = &self.edges;
+        let mut edge = |v: &Option<Spanned<usize>>, key: &str, default: usize| {
+            c.in_range(v, key, default, 1, limits::MAX_EDGE_CAPACITY)
+        };
+        let edges = EdgesConfig {
+            ingest_documents: edge(&e.ingest_documents, "edges.ingest_documents", 2),
+            render_documents: edge(
+                &e.render_documents,
+                "edges.render_documents",
+                2,
+            ),
+            ocr_pages: edge(&e.ocr_pages, "edges.ocr_pages", 4),
+            assemble_pages: edge(&e.assemble_pages, "edges.assemble_pages", 4),
+            summarize_documents: edge(
+                &e.summarize_documents,
+                "edges.summarize_documents",
+                2,
+            ),
+            save_documents: edge(
+                &e.save_documents,
+                "edges.save_documents",
+                2,
+            ),
+        };
+
+        let supervisor = SupervisorConfig {
+            restart_backoff_initial: self
+                .supervisor
+                .restart_backoff_initial
+                .unwrap_or(limits::DEFAULT_RESTART_BACKOFF_INITIAL),
+            restart_backoff_max: self
+                .supervisor
+                .restart_backoff_max
+                .unwrap_or(limits::DEFAULT_RESTART_BACKOFF_MAX),
+        };
+        if supervisor.restart_backoff_max < supervisor.restart_backoff_initial {
+            c.issues.push(ConfigIssue {
+                file: file.to_path_buf(),
+                line: 0,
+                column: 0,
+                message: "supervisor.restart_backoff_max must not be below restart_backoff_initial"
+                    .into(),
+            });
+        }
+
+        if !c.issues.is_empty() {
+            c.issues.sort_by_key(|i| (i.line, i.column));
+            return Err(ConfigError { issues: c.issues });
+        }
+        Ok(Pipeline {
+            name,
+            pool: PoolConfig { threads },
+            limits,
+            render,
+            ocr,
+            summarize,
+            save: SaveConfig { directory },
+            edges,
+            supervisor,
+        })
+    }
+}
+
+fn is_valid_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+fn is_valid_language_code(lang: &str) -> bool {
+    (1..=32).contains(&lang.len())
+        && lang
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Pipeline, ConfigError> {
+        parse_pipeline(Path::new("t.yaml"), text)
+    }
+
+    #[test]
+    fn minimal_file_gets_defaults_and_name_from_stem() {
+        let p = parse("version: 1\n").unwrap();
+        assert_eq!(p.name, "t");
+        assert_eq!(p.render.dpi, limits::DEFAULT_DPI);
+        assert_eq!(p.ocr.languages, "eng");
+    }
+
+    #[test]
+    fn value_errors_are_all_reported_with_lines() {
+        let err = parse("version: 2\nrender:\n  dpi: 5\nedges:\n  ocr_pages: 0\n")
+            .unwrap_err();
+        let lines: Vec<u64> = err.issues.iter().map(|i| i.line).collect();
+        assert_eq!(lines, vec![1, 3, 5], "{err}");
+    }
+
+    #[test]
+    fn sizes_and_durations_are_typed() {
+        let p = parse(
+            "version: 1\nlimits:\n  max_document_bytes: 2MiB\nsupervisor:\n  restart_backoff_initial: 250ms\n",
+        )
+        .unwrap();
+        assert_eq!(p.limits.max_document_bytes, 2 * 1024 * 1024);
+        assert_eq!(
+            p.supervisor.restart_backoff_initial,
+            Duration::from_millis(250)
+        );
+    }
+}

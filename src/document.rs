@@ -1,0 +1,129 @@
+//! An opened document: its bytes, its type and its pages, checked against the pipeline limits.
+//!
+//! Opening is cheap and safe: a PDF's cross-reference table and page tree are parsed, an image's
+//! header is read, and nothing is decoded. Pages are rendered or decoded later, one at a time,
+//! when OCR has room for them.
+
+use std::io::Cursor;
+use std::sync::Arc;
+
+use hayro::hayro_syntax::{LoadPdfError, Pdf};
+use image::ImageDecoder;
+
+use crate::config::LimitsConfig;
+use crate::error::JobError;
+use crate::stages::ingest::detect::{MediaType, detect_media_type};
+
+/// A document ready to be rendered page by page.
+#[derive(Clone)]
+pub struct Document {
+    pub media_type: MediaType,
+    pub page_count: u32,
+    pub content: Content,
+}
+
+/// The parsed form of the document, shared by the pool threads that render its pages.
+#[derive(Clone)]
+pub enum Content {
+    Pdf(Arc<Pdf>),
+    /// A single-page image; `width` and `height` come from its header.
+    Image {
+        bytes: Arc<Vec<u8>>,
+        width: u32,
+        height: u32,
+    },
+}
+
+impl std::fmt::Debug for Document {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Document")
+            .field("media_type", &self.media_type)
+            .field("page_count", &self.page_count)
+            .finish()
+    }
+}
+
+const _: () = {
+    const fn shared_across_threads<T: Send + Sync>() {}
+    shared_across_threads::<Document>();
+};
+
+/// Detects the type, opens the document and checks the byte and page limits.
+pub fn open_document(bytes: Vec<u8>, limits: &LimitsConfig) -> Result<Document, JobError> {
+    let len = bytes.len() as u64;
+    if len > limits.max_document_bytes {
+        return Err(JobError::TooLarge {
+            bytes: len,
+            limit: limits.max_document_bytes,
+        });
+    }
+    let media_type = detect_media_type(&bytes)?;
+    let doc = match media_type {
+        MediaType::Pdf => open_pdf(bytes)?,
+        MediaType::Png | MediaType::Jpeg | MediaType::Tiff => open_image(bytes, media_type)?,
+    };
+    if doc.page_count == 0 {
+        return Err(JobError::InvalidPdf("the document has no pages".into()));
+    }
+    if doc.page_count > limits.max_pages {
+        return Err(JobError::TooManyPages {
+            pages: doc.page_count as u64,
+            limit: limits.max_pages,
+        });
+    }
+    Ok(doc)
+}
+
+fn open_pdf(bytes: Vec<u8>) -> Result<Document, JobError> {
+    // A PDF ends with %%EOF (possibly followed by a little whitespace or junk). Without one the
+    // file was cut short; hayro could still reconstruct the objects, but pages would be missing
+    // or their images half-empty, and a silent partial result is worse than a clear error.
+    let tail = &bytes[bytes.len().saturating_sub(4096)..];
+    if !tail.windows(5).any(|w| w == b"%%EOF") {
+        return Err(JobError::Truncated("no %%EOF marker at the end of the PDF".into()));
+    }
+    let pdf = Pdf::new(bytes).map_err(|e| match e {
+        LoadPdfError::Decryption(_) => JobError::Encrypted,
+        LoadPdfError::Invalid => {
+            JobError::InvalidPdf("no readable cross-reference table or page tree".into())
+        }
+    })?;
+    let page_count = pdf.pages().len() as u32;
+    Ok(Document {
+        media_type: MediaType::Pdf,
+        page_count,
+        content: Content::Pdf(Arc::new(pdf)),
+    })
+}
+
+fn open_image(bytes: Vec<u8>, media_type: MediaType) -> Result<Document, JobError> {
+    let (width, height) = image_dimensions(&bytes, media_type)?;
+    Ok(Document {
+        media_type,
+        page_count: 1,
+        content: Content::Image {
+            bytes: Arc::new(bytes),
+            width,
+            height,
+        },
+    })
+}
+
+/// Reads only the image header: a decompression bomb declares its size here.
+fn image_dimensions(bytes: &[u8], media_type: MediaType) -> Result<(u32, u32), JobError> {
+    let invalid = |e: image::ImageError| JobError::InvalidImage(e.to_string());
+    let cursor = Cursor::new(bytes);
+    let dims = match media_type {
+        MediaType::Png => image::codecs::png::PngDecoder::with_limits(cursor, image::Limits::no_limits())
+            .map_err(invalid)?
+            .dimensions(),
+        MediaType::Jpeg => image::codecs::jpeg::JpegDecoder::new(cursor)
+            .map_err(invalid)?
+            .dimensions(),
+        MediaType::Tiff => image::codecs::tiff::TiffDecoder::new(cursor)
+            .map_err(invalid)?
+            .dimensions(),
+        MediaType::Pdf => unreachable!("PDFs are not images"),
+    };
+    Ok(dims)
+}

@@ -1,0 +1,19 @@
+//! pagemill turns documents into structured, summarized text.
+//!
+//! A document goes through a chain of stages (ingest, render, OCR, assemble, summarize, save),
+//! each a ractor actor under one supervisor per pipeline, joined by bounded edges; render and
+//! OCR share one CPU pool. See `README.md` for the picture.
+
+pub mod cli;
+pub mod config;
+mod config_keys;
+pub mod document;
+pub mod edge;
+pub mod error;
+pub mod limits;
+pub mod metrics;
+pub mod pool;
+pub mod progress;
+pub mod result;
+pub mod stages;
+pub mod supervisor;

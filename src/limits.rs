@@ -1,0 +1,40 @@
+//! Every default and hard limit in one place, named.
+
+use std::time::Duration;
+
+/// Largest document accepted unless a pipeline says otherwise.
+pub const DEFAULT_MAX_DOCUMENT_BYTES: u64 = 50 * 1024 * 1024;
+/// Most pages per document unless a pipeline says otherwise.
+pub const DEFAULT_MAX_PAGES: u32 = 2000;
+/// No pipeline may allow more pages than this.
+pub const HARD_MAX_PAGES: u32 = 100_000;
+/// Most pixels in one page image: an A3 page at 600 DPI is ~70 Mpx.
+pub const DEFAULT_MAX_PAGE_PIXELS: u64 = 100_000_000;
+/// No pipeline may allow bigger pages than this (hayro renders at most 65535 px per side).
+pub const HARD_MAX_PAGE_PIXELS: u64 = 1_000_000_000;
+/// Longest side in pixels that the PDF renderer supports.
+pub const MAX_RENDER_SIDE_PX: u64 = u16::MAX as u64;
+
+/// PDF render resolution.
+pub const DEFAULT_DPI: u32 = 300;
+pub const MIN_DPI: u32 = 50;
+pub const MAX_DPI: u32 = 1200;
+/// Resolution assumed for an image whose metadata is missing or not credible.
+pub const FALLBACK_IMAGE_DPI: u32 = 300;
+/// Image resolutions outside this range are treated as missing.
+pub const CREDIBLE_DPI: std::ops::RangeInclusive<u32> = 70..=2400;
+
+/// A text layer with fewer non-blank characters than this counts as none.
+pub const DEFAULT_MIN_TEXT_LAYER_CHARS: usize = 16;
+/// OSD confidence needed before a page is turned.
+pub const DEFAULT_MIN_ORIENTATION_CONFIDENCE: f32 = 2.0;
+/// Sentences in an extractive summary.
+pub const DEFAULT_SUMMARY_SENTENCES: usize = 5;
+/// Where results go unless a pipeline says otherwise.
+pub const DEFAULT_RESULTS_DIR: &str = "results";
+/// Largest capacity of one edge between stages.
+pub const MAX_EDGE_CAPACITY: usize = 10_000;
+
+/// Restart backoff of a crashed stage.
+pub const DEFAULT_RESTART_BACKOFF_INITIAL: Duration = Duration::from_millis(100);
+pub const DEFAULT_RESTART_BACKOFF_MAX: Duration = Duration::from_secs(10);

@@ -1,0 +1,82 @@
+//! The result record saved for every job, done or failed.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::ErrorRecord;
+
+/// One job's result, written as `<id>.json` by the save stage.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JobResult {
+    pub id: String,
+    pub pipeline: String,
+    pub source: SourceRecord,
+    pub pages: Vec<PageRecord>,
+    /// Page texts joined by form feeds.
+    pub text: String,
+    pub summary: Option<SummaryRecord>,
+    pub warnings: Vec<String>,
+    pub error: Option<ErrorRecord>,
+    pub timings: Timings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SourceRecord {
+    pub name: String,
+    pub sha256: String,
+    pub bytes: u64,
+    /// Detected from the bytes; null when they are not a supported document.
+    pub media_type: Option<String>,
+}
+
+/// Where a page's text came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PageSource {
+    Ocr,
+    TextLayer,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PageRecord {
+    /// 1-based page number.
+    pub number: u32,
+    pub source: PageSource,
+    pub text: String,
+    /// Mean word confidence 0-100 for OCRed pages; null for text layers.
+    pub confidence: Option<f32>,
+    /// Clockwise degrees the page was turned before OCR.
+    pub rotation: u32,
+    pub words: Vec<WordRecord>,
+    pub millis: u64,
+    /// Why this page has no text, if it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorRecord>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct WordRecord {
+    pub text: String,
+    pub confidence: f32,
+    /// `[left, top, right, bottom]` in pixels of the (upright) page image.
+    pub bbox: [u32; 4],
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SummaryRecord {
+    pub engine: String,
+    pub text: String,
+}
+
+/// Milliseconds spent in each part of the job.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Timings {
+    /// Submission to saved result.
+    pub total_ms: u64,
+    /// Reading, type detection and opening.
+    pub ingest_ms: u64,
+    /// Rendering or decoding, summed over pages.
+    pub render_ms: u64,
+    /// OCR, summed over pages.
+    pub ocr_ms: u64,
+    pub summarize_ms: u64,
+}

@@ -1,0 +1,249 @@
+//! Assemble stage: the fan-in where a document's pages come back together.
+//!
+//! Render announces each document (with its page count, or the reason it failed) before any of
+//! its pages can arrive; pages then come from OCR or, for text-layer pages, straight from
+//! render, in any order. When the last page is in, the document goes to the summarizer. Only
+//! page *text* is held here; page images never reach this stage.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+
+use crate::edge::Credit;
+use crate::error::JobError;
+use crate::metrics as m;
+use crate::progress::Progress;
+use crate::result::{JobResult, PageRecord, PageSource, Timings};
+use crate::stages::ocr::PageOcr;
+use crate::stages::summarize::SummarizeMsg;
+use crate::stages::{Downstream, JobInfo, SourceInfo};
+use crate::supervisor::StageContext;
+
+/// What render tells the assembler about a document before its pages.
+pub struct Expectation {
+    pub info: Arc<JobInfo>,
+    pub source: SourceInfo,
+    pub page_count: u32,
+    /// Set when the document could not be opened; no pages follow.
+    pub error: Option<JobError>,
+}
+
+/// How one page ended.
+#[derive(Debug)]
+pub enum PageOutcome {
+    Ocr(PageOcr),
+    TextLayer { text: String, invisible: bool },
+    Failed(JobError),
+}
+
+pub struct FinishedPage {
+    pub info: Arc<JobInfo>,
+    pub number: u32,
+    pub outcome: PageOutcome,
+    pub render_ms: u64,
+}
+
+pub enum AssembleMsg {
+    Expect(Expectation),
+    Page(FinishedPage, Credit),
+}
+
+/// A document whose pages are still coming in.
+struct Assembly {
+    expectation: Expectation,
+    pages: Vec<Option<PageRecord>>,
+    received: u32,
+    first_error: Option<(u32, JobError)>,
+    render_ms: u64,
+    ocr_ms: u64,
+    warnings: Vec<String>,
+}
+
+/// Turns a finished page into its record, noting a warning or an error where due.
+fn page_record(page: FinishedPage, assembly: &mut Assembly) -> PageRecord {
+    let number = page.number;
+    assembly.render_ms += page.render_ms;
+    match page.outcome {
+        PageOutcome::Ocr(ocr) => {
+            assembly.ocr_ms += ocr.millis;
+            PageRecord {
+                number,
+                source: PageSource::Ocr,
+                text: ocr.text,
+                confidence: Some(ocr.confidence),
+                rotation: ocr.rotation,
+                words: ocr.words,
+                millis: ocr.millis + page.render_ms,
+                error: None,
+            }
+        }
+        PageOutcome::TextLayer { text, invisible } => {
+            if invisible {
+                assembly.warnings.push(format!(
+                    "page {number}: took an existing invisible OCR text layer"
+                ));
+            }
+            PageRecord {
+                number,
+                source: PageSource::TextLayer,
+                text,
+                confidence: None,
+                rotation: 0,
+                words: Vec::new(),
+                millis: page.render_ms,
+                error: None,
+            }
+        }
+        PageOutcome::Failed(e) => {
+            let record = PageRecord {
+                number,
+                source: PageSource::Ocr,
+                text: String::new(),
+                confidence: None,
+                rotation: 0,
+                words: Vec::new(),
+                millis: page.render_ms,
+                error: Some(e.to_record()),
+            };
+            if assembly.first_error.as_ref().is_none_or(|(n, _)| number < *n) {
+                assembly.first_error = Some((number, e));
+            }
+            record
+        }
+    }
+}
+
+/// Builds the result record of a complete assembly (without its summary).
+fn finish(assembly: Assembly, pipeline: &str) -> (JobResult, Option<JobError>) {
+    let Assembly {
+        expectation,
+        pages,
+        first_error,
+        render_ms,
+        ocr_ms,
+        warnings,
+        ..
+    } = assembly;
+    let pages: Vec<PageRecord> = pages.into_iter().flatten().collect();
+    let text = pages
+        .iter()
+        .map(|p| p.text.trim_end())
+        .collect::<Vec<_>>()
+        .join("\u{c}");
+    let error = expectation.error.or(first_error.map(|(_, e)| e));
+    let result = JobResult {
+        id: expectation.info.id.clone(),
+        pipeline: pipeline.to_string(),
+        source: expectation.source.record,
+        pages,
+        text,
+        summary: None,
+        warnings,
+        error: error.as_ref().map(JobError::to_record),
+        timings: Timings {
+            ingest_ms: expectation.source.ingest_ms,
+            render_ms,
+            ocr_ms,
+            ..Timings::default()
+        },
+    };
+    (result, error)
+}
+
+pub struct AssembleStage;
+
+pub struct AssembleState {
+    ctx: StageContext,
+    summarize: Downstream<SummarizeMsg>,
+    open: HashMap<String, Assembly>,
+}
+
+impl AssembleState {
+    async fn pass_on(&mut self, id: &str) {
+        let Some(assembly) = self.open.remove(id) else {
+            return;
+        };
+        let info = assembly.expectation.info.clone();
+        let (result, error) = finish(assembly, &self.ctx.pipeline.name);
+        self.summarize
+            .send_with(|c| SummarizeMsg::Document(info, result, error, c))
+            .await;
+        metrics::counter!(m::STAGE_SENT, &self.ctx.labels("assemble")).increment(1);
+    }
+}
+
+impl Actor for AssembleStage {
+    type Msg = AssembleMsg;
+    type State = AssembleState;
+    type Arguments = (StageContext, Downstream<SummarizeMsg>);
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        (ctx, summarize): Self::Arguments,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        Ok(AssembleState {
+            ctx,
+            summarize,
+            open: HashMap::new(),
+        })
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        msg: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            AssembleMsg::Expect(expectation) => {
+                let id = expectation.info.id.clone();
+                let pages = expectation.page_count as usize;
+                state.open.insert(
+                    id.clone(),
+                    Assembly {
+                        expectation,
+                        pages: (0..pages).map(|_| None).collect(),
+                        received: 0,
+                        first_error: None,
+                        render_ms: 0,
+                        ocr_ms: 0,
+                        warnings: Vec::new(),
+                    },
+                );
+                if pages == 0 {
+                    state.pass_on(&id).await;
+                }
+            }
+            AssembleMsg::Page(page, credit) => {
+                metrics::counter!(m::STAGE_RECEIVED, &state.ctx.labels("assemble")).increment(1);
+                let outcome_label = match &page.outcome {
+                    PageOutcome::Ocr(_) => "ocr",
+                    PageOutcome::TextLayer { .. } => "text_layer",
+                    PageOutcome::Failed(_) => "failed",
+                };
+                metrics::counter!(m::PAGES, "pipeline" => state.ctx.pipeline.name.clone(), "outcome" => outcome_label).increment(1);
+                Progress::add(&state.ctx.progress.pages_finished, 1);
+                let id = page.info.id.clone();
+                let Some(assembly) = state.open.get_mut(&id) else {
+                    tracing::error!(job = %id, "page for a job the assembler does not know");
+                    return Ok(());
+                };
+                let index = (page.number - 1) as usize;
+                let record = page_record(page, assembly);
+                if let Some(slot) = assembly.pages.get_mut(index)
+                    && slot.is_none()
+                {
+                    *slot = Some(record);
+                    assembly.received += 1;
+                }
+                if assembly.received as usize == assembly.pages.len() {
+                    state.pass_on(&id).await;
+                }
+                drop(credit);
+            }
+        }
+        Ok(())
+    }
+}

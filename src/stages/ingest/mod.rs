@@ -1,0 +1,154 @@
+//! Ingest stage: reads a submitted file, hashes it, detects its type and opens it.
+//!
+//! The pure work is [`ingest_bytes`]; the actor reads the file (I/O on tokio), runs the
+//! parsing on the CPU pool and passes the opened document, or the reason it cannot be opened,
+//! to render. Emits stage received/sent/errors metrics with `stage="ingest"`.
+
+pub mod detect;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use sha2::{Digest, Sha256};
+
+use crate::config::LimitsConfig;
+use crate::document::{Document, open_document};
+use crate::edge::Credit;
+use crate::error::JobError;
+use crate::metrics as m;
+use crate::progress::Progress;
+use crate::result::SourceRecord;
+use crate::stages::render::{RenderMsg, RenderWork};
+use crate::stages::{Downstream, JobInfo, SourceInfo};
+use crate::supervisor::StageContext;
+
+/// A job handed to the pipeline: a file on disk and the name to report it under.
+#[derive(Debug, Clone)]
+pub struct JobRequest {
+    pub id: String,
+    pub name: String,
+    pub path: PathBuf,
+}
+
+pub enum IngestMsg {
+    Job(JobRequest, Instant, Credit),
+}
+
+/// Hashes and opens a document's bytes, checking the pipeline's limits.
+pub fn ingest_bytes(
+    name: &str,
+    bytes: Vec<u8>,
+    limits: &LimitsConfig,
+) -> (SourceRecord, Result<Document, JobError>) {
+    let record = SourceRecord {
+        name: name.to_string(),
+        sha256: hex(&Sha256::digest(&bytes)),
+        bytes: bytes.len() as u64,
+        media_type: detect::detect_media_type(&bytes)
+            .ok()
+            .map(|t| t.as_str().to_string()),
+    };
+    (record, open_document(bytes, limits))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub struct IngestStage;
+
+pub struct IngestState {
+    ctx: StageContext,
+    render: Downstream<RenderMsg>,
+}
+
+impl Actor for IngestStage {
+    type Msg = IngestMsg;
+    type State = IngestState;
+    type Arguments = (StageContext, Downstream<RenderMsg>);
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        (ctx, render): Self::Arguments,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        Ok(IngestState { ctx, render })
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        msg: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        let IngestMsg::Job(request, submitted, credit) = msg;
+        let ctx = &state.ctx;
+        let labels = ctx.labels("ingest");
+        metrics::counter!(m::STAGE_RECEIVED, &labels).increment(1);
+        let started = Instant::now();
+        let info = Arc::new(JobInfo {
+            id: request.id.clone(),
+            pipeline: ctx.pipeline.name.as_str().into(),
+            submitted,
+        });
+        let limits = ctx.pipeline.limits;
+        let (record, document) = match read_bounded(&request.path, limits.max_document_bytes).await
+        {
+            Ok(bytes) => {
+                Progress::add(&ctx.progress.documents_loaded, 1);
+                let name = request.name.clone();
+                ctx.pool
+                    .run(move || ingest_bytes(&name, bytes, &limits))
+                    .await
+                    .unwrap_or_else(|e| (unread_source(&request), Err(e)))
+            }
+            Err(e) => (unread_source(&request), Err(e)),
+        };
+        if let Err(e) = &document {
+            metrics::counter!(m::STAGE_ERRORS, "pipeline" => ctx.pipeline.name.clone(), "stage" => "ingest", "error_type" => e.code()).increment(1);
+        }
+        if let Ok(doc) = &document {
+            Progress::add(&ctx.progress.pages_total, doc.page_count as u64);
+        }
+        metrics::histogram!(m::STAGE_PROCESSING_SECONDS, &labels)
+            .record(started.elapsed().as_secs_f64());
+        let source = SourceInfo {
+            record,
+            ingest_ms: started.elapsed().as_millis() as u64,
+        };
+        state
+            .render
+            .send_with(|c| RenderMsg::Document(RenderWork { info, source, document }, c))
+            .await;
+        metrics::counter!(m::STAGE_SENT, &labels).increment(1);
+        drop(credit);
+        Ok(())
+    }
+}
+
+fn unread_source(request: &JobRequest) -> SourceRecord {
+    SourceRecord {
+        name: request.name.clone(),
+        sha256: String::new(),
+        bytes: 0,
+        media_type: None,
+    }
+}
+
+/// Reads a file, refusing it before reading if it is larger than `limit`.
+async fn read_bounded(path: &std::path::Path, limit: u64) -> Result<Vec<u8>, JobError> {
+    let meta = tokio::fs::metadata(path)
+        .await
+        .map_err(|e| JobError::Io(format!("{}: {e}", path.display())))?;
+    if meta.len() > limit {
+        return Err(JobError::TooLarge {
+            bytes: meta.len(),
+            limit,
+        });
+    }
+    tokio::fs::read(path)
+        .await
+        .map_err(|e| JobError::Io(format!("{}: {e}", path.display())))
+}

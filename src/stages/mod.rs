@@ -1,0 +1,87 @@
+//! The stages of a pipeline, in flow order, and the messages that pass between them.
+//!
+//! ```text
+//! ingest ──► render ──► ocr ──► assemble ──► summarize ──► save
+//!               └──── text-layer pages ──────►┘
+//! ```
+//! Each stage keeps its pure work (callable from tests and benches) apart from the actor that
+//! schedules it. Every message that crosses an edge carries the [`Credit`](crate::edge::Credit)
+//! that bounds that edge.
+
+pub mod assemble;
+pub mod ingest;
+pub mod ocr;
+pub mod render;
+pub mod save;
+pub mod summarize;
+
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+
+use ractor::ActorRef;
+
+use crate::edge::{Credit, Edge};
+use crate::result::SourceRecord;
+
+/// Identity of one job, shared by every message about it.
+#[derive(Debug)]
+pub struct JobInfo {
+    pub id: String,
+    pub pipeline: Arc<str>,
+    /// When the job was submitted; the job's total time counts from here.
+    pub submitted: Instant,
+}
+
+/// A job's document as ingest found it.
+#[derive(Debug, Clone)]
+pub struct SourceInfo {
+    pub record: SourceRecord,
+    pub ingest_ms: u64,
+}
+
+/// The next stage and the bounded edge into it. The supervisor sets the actor when it spawns
+/// the stage and swaps it when it restarts a crashed one; senders always reach the live one.
+pub struct Downstream<M: ractor::Message> {
+    pub edge: Edge,
+    actor: Arc<RwLock<Option<ActorRef<M>>>>,
+}
+
+impl<M: ractor::Message> Clone for Downstream<M> {
+    fn clone(&self) -> Self {
+        Downstream {
+            edge: self.edge.clone(),
+            actor: self.actor.clone(),
+        }
+    }
+}
+
+impl<M: ractor::Message> Downstream<M> {
+    /// An edge whose stage is not spawned yet.
+    pub fn new(edge: Edge) -> Self {
+        Downstream {
+            edge,
+            actor: Arc::new(RwLock::new(None)),
+        }
+    }
+
+    /// Points senders at a (re)started actor.
+    pub fn set(&self, actor: ActorRef<M>) {
+        *self.actor.write().expect("downstream lock poisoned") = Some(actor);
+    }
+
+    /// Waits for room on the edge, then sends the message built around the credit.
+    pub async fn send_with(&self, build: impl FnOnce(Credit) -> M) {
+        let credit = self.edge.acquire().await;
+        self.send_now(build(credit));
+    }
+
+    /// Sends a message that already holds its credit (or needs none).
+    pub fn send_now(&self, msg: M) {
+        let actor = self.actor.read().expect("downstream lock poisoned").clone();
+        match actor.map(|a| a.send_message(msg)) {
+            Some(Ok(())) => {}
+            Some(Err(e)) => tracing::error!(error = %e, "a stage is gone; message dropped"),
+            None => tracing::error!("a stage was never started; message dropped"),
+        }
+    }
+}

@@ -1,0 +1,188 @@
+//! OCR stage: page images in, text with words, boxes and confidences out.
+//!
+//! The pure work is [`ocr_page`]; it runs on the shared CPU pool with the calling thread's own
+//! engines (one per pool thread and language set, created once and reused: loading a model
+//! costs ~150 ms). The actor in [`actor`] schedules pages onto the pool and passes results to
+//! the assembler. Emits `pagemill_pages_total` and `pagemill_ocr_page_confidence`.
+
+pub mod actor;
+pub mod tess;
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use image::GrayImage;
+
+use crate::config::{OcrConfig, OrientationMode};
+use crate::error::JobError;
+use crate::result::WordRecord;
+use tess::Tesseract;
+
+/// A page image ready for OCR: grayscale pixels and their true resolution.
+#[derive(Debug, Clone)]
+pub struct PageImage {
+    pub gray: GrayImage,
+    pub dpi: u32,
+}
+
+/// What OCR found on one page.
+#[derive(Debug, Clone)]
+pub struct PageOcr {
+    pub text: String,
+    /// Tesseract's mean word confidence, 0-100.
+    pub confidence: f32,
+    pub words: Vec<WordRecord>,
+    /// Clockwise degrees the page was turned before recognition.
+    pub rotation: u32,
+    pub millis: u64,
+}
+
+/// Engines owned by one pool thread, keyed by language set.
+#[derive(Default)]
+pub struct Engines {
+    text: HashMap<String, Tesseract>,
+    osd: Option<Tesseract>,
+}
+
+impl Engines {
+    fn text_engine(&mut self, languages: &str) -> Result<&mut Tesseract, JobError> {
+        if !self.text.contains_key(languages) {
+            let engine =
+                Tesseract::new(languages).map_err(|e| JobError::OcrFailed(e.to_string()))?;
+            self.text.insert(languages.to_string(), engine);
+        }
+        Ok(self.text.get_mut(languages).expect("inserted above"))
+    }
+
+    fn osd_engine(&mut self) -> Result<&mut Tesseract, JobError> {
+        if self.osd.is_none() {
+            self.osd = Some(Tesseract::new_osd().map_err(|e| JobError::OcrFailed(e.to_string()))?);
+        }
+        Ok(self.osd.as_mut().expect("set above"))
+    }
+}
+
+thread_local! {
+    /// This thread's engines. Pool threads live as long as the pool, so each engine is
+    /// created once per thread and reused for every page it OCRs.
+    static ENGINES: RefCell<Engines> = RefCell::new(Engines::default());
+}
+
+/// OCRs a page with the current thread's engines (creating them on first use).
+pub fn ocr_page_on_this_thread(page: PageImage, cfg: &OcrConfig) -> Result<PageOcr, JobError> {
+    ENGINES.with(|engines| ocr_page(&mut engines.borrow_mut(), page, cfg))
+}
+
+/// OCRs one page: detects its orientation and turns it upright if asked, then recognizes it.
+pub fn ocr_page(engines: &mut Engines, page: PageImage, cfg: &OcrConfig) -> Result<PageOcr, JobError> {
+    let started = Instant::now();
+    let mut gray = page.gray;
+    let mut rotation = 0;
+    if cfg.orientation == OrientationMode::Auto {
+        let osd = engines.osd_engine()?;
+        osd.set_gray_image(gray.as_raw(), gray.width(), gray.height(), page.dpi)
+            .map_err(|e| JobError::OcrFailed(e.to_string()))?;
+        if let Some(o) = osd.detect_orientation()
+            && o.confidence >= cfg.min_orientation_confidence
+        {
+            rotation = o.rotate_clockwise;
+        }
+        osd.clear();
+        gray = match rotation {
+            90 => image::imageops::rotate90(&gray),
+            180 => image::imageops::rotate180(&gray),
+            270 => image::imageops::rotate270(&gray),
+            _ => gray,
+        };
+    }
+
+    let engine = engines.text_engine(&cfg.languages)?;
+    engine.set_page_segmentation_mode(cfg.page_segmentation_mode);
+    engine
+        .set_gray_image(gray.as_raw(), gray.width(), gray.height(), page.dpi)
+        .map_err(|e| JobError::OcrFailed(e.to_string()))?;
+    drop(gray);
+    engine
+        .recognize()
+        .map_err(|e| JobError::OcrFailed(e.to_string()))?;
+    let text = engine.utf8_text();
+    let words = parse_tsv_words(&engine.tsv_text());
+    let confidence = engine.mean_confidence().max(0) as f32;
+    engine.clear();
+    Ok(PageOcr {
+        text,
+        confidence,
+        words,
+        rotation,
+        millis: started.elapsed().as_millis() as u64,
+    })
+}
+
+/// Words from Tesseract's TSV: level 5 rows, `left top width height conf text`.
+pub fn parse_tsv_words(tsv: &str) -> Vec<WordRecord> {
+    tsv.lines()
+        .filter_map(|line| {
+            let cols: Vec<&str> = line.split('\t').collect();
+            if cols.len() < 12 || cols[0] != "5" {
+                return None;
+            }
+            let num = |i: usize| cols[i].parse::<i64>().ok();
+            let (left, top, width, height) = (num(6)?, num(7)?, num(8)?, num(9)?);
+            let text = cols[11].trim();
+            if text.is_empty() {
+                return None;
+            }
+            Some(WordRecord {
+                text: text.to_string(),
+                confidence: cols[10].parse::<f32>().ok()?.max(0.0),
+                bbox: [
+                    left.max(0) as u32,
+                    top.max(0) as u32,
+                    (left + width).max(0) as u32,
+                    (top + height).max(0) as u32,
+                ],
+            })
+        })
+        .collect()
+}
+
+/// Folders Tesseract may load models from: `TESSDATA_PREFIX` (the tessdata folder itself)
+/// or Debian's default.
+fn tessdata_dirs() -> Vec<PathBuf> {
+    let mut dirs = Vec::new();
+    if let Some(prefix) = std::env::var_os("TESSDATA_PREFIX") {
+        dirs.push(PathBuf::from(prefix));
+    }
+    for v in ["5", "4.00"] {
+        dirs.push(PathBuf::from(format!("/usr/share/tesseract-ocr/{v}/tessdata")));
+    }
+    dirs.push(PathBuf::from("/usr/share/tessdata"));
+    dirs
+}
+
+/// Whether a model for `lang` is installed where Tesseract will look.
+pub fn language_installed(lang: &str) -> bool {
+    tessdata_dirs()
+        .iter()
+        .any(|d| d.join(format!("{lang}.traineddata")).is_file())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tsv_words_keep_boxes_and_confidences() {
+        let tsv = "level\tpage_num\tblock_num\tpar_num\tline_num\tword_num\tleft\ttop\twidth\theight\tconf\ttext\n\
+                   1\t1\t0\t0\t0\t0\t0\t0\t640\t480\t-1\t\n\
+                   5\t1\t1\t1\t1\t1\t36\t92\t60\t24\t96.5\tThis\n\
+                   5\t1\t1\t1\t1\t2\t100\t92\t20\t24\t91\tis\n";
+        let words = parse_tsv_words(tsv);
+        assert_eq!(words.len(), 2);
+        assert_eq!(words[0].text, "This");
+        assert_eq!(words[0].bbox, [36, 92, 96, 116]);
+        assert!((words[1].confidence - 91.0).abs() < 1e-6);
+    }
+}

@@ -1,0 +1,182 @@
+//! A small safe wrapper over Tesseract's C API (through leptess's `capi`).
+//!
+//! leptess's high-level `TessApi` hides the handle, and pagemill needs calls it does not wrap:
+//! the page segmentation mode, raw-pixel input and orientation detection. All `unsafe` of the
+//! OCR stage lives in this file.
+
+use std::ffi::{CStr, CString, c_char};
+use std::ptr;
+
+use leptess::capi;
+
+/// One Tesseract engine. `Send` (it moves to the pool thread that owns it), not `Sync`.
+pub struct Tesseract {
+    handle: *mut capi::TessBaseAPI,
+}
+
+// The handle is used by one thread at a time; Tesseract engines are not shared.
+unsafe impl Send for Tesseract {}
+
+/// The orientation Tesseract's OSD model sees on a page.
+#[derive(Debug, Clone, Copy)]
+pub struct Orientation {
+    /// Clockwise rotation, in degrees, that turns the page upright (0, 90, 180 or 270).
+    pub rotate_clockwise: u32,
+    pub confidence: f32,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TessError {
+    #[error("Tesseract could not load language {0:?} (is its traineddata installed?)")]
+    Init(String),
+    #[error("Tesseract could not recognize the page")]
+    Recognize,
+    #[error("the page image is empty or too large for Tesseract")]
+    BadImage,
+}
+
+impl Tesseract {
+    /// Loads `languages` (e.g. "deu+eng") with the LSTM engine, from the default tessdata.
+    pub fn new(languages: &str) -> Result<Tesseract, TessError> {
+        Self::with_engine_mode(languages, capi::TessOcrEngineMode_OEM_DEFAULT)
+    }
+
+    /// Loads the orientation and script detection model.
+    pub fn new_osd() -> Result<Tesseract, TessError> {
+        Self::with_engine_mode("osd", capi::TessOcrEngineMode_OEM_TESSERACT_ONLY)
+    }
+
+    fn with_engine_mode(languages: &str, mode: capi::TessOcrEngineMode) -> Result<Tesseract, TessError> {
+        let lang = CString::new(languages).map_err(|_| TessError::Init(languages.into()))?;
+        // SAFETY: create returns a fresh handle that we own; Init2 reads the C string only
+        // during the call.
+        unsafe {
+            let handle = capi::TessBaseAPICreate();
+            if handle.is_null() {
+                return Err(TessError::Init(languages.into()));
+            }
+            let engine = Tesseract { handle };
+            if capi::TessBaseAPIInit2(handle, ptr::null(), lang.as_ptr(), mode) != 0 {
+                return Err(TessError::Init(languages.into()));
+            }
+            Ok(engine)
+        }
+    }
+
+    /// Sets a Tesseract parameter; returns false if Tesseract does not know it.
+    pub fn set_variable(&mut self, name: &str, value: &str) -> bool {
+        let (Ok(name), Ok(value)) = (CString::new(name), CString::new(value)) else {
+            return false;
+        };
+        // SAFETY: valid handle and NUL-terminated strings alive for the call.
+        unsafe { capi::TessBaseAPISetVariable(self.handle, name.as_ptr(), value.as_ptr()) != 0 }
+    }
+
+    pub fn set_page_segmentation_mode(&mut self, mode: u32) {
+        // SAFETY: valid handle; Tesseract range-checks nothing, the config validates 0..=13.
+        unsafe { capi::TessBaseAPISetPageSegMode(self.handle, mode as capi::TessPageSegMode) }
+    }
+
+    /// Gives Tesseract an 8-bit grayscale image and its resolution. Tesseract copies the pixels.
+    pub fn set_gray_image(
+        &mut self,
+        pixels: &[u8],
+        width: u32,
+        height: u32,
+        dpi: u32,
+    ) -> Result<(), TessError> {
+        let (w, h) = (width as usize, height as usize);
+        if w == 0 || h == 0 || pixels.len() < w * h || width > i32::MAX as u32 || height > i32::MAX as u32 {
+            return Err(TessError::BadImage);
+        }
+        // SAFETY: the buffer holds width*height bytes (checked above); SetImage copies it.
+        unsafe {
+            capi::TessBaseAPISetImage(
+                self.handle,
+                pixels.as_ptr(),
+                width as i32,
+                height as i32,
+                1,
+                width as i32,
+            );
+            capi::TessBaseAPISetSourceResolution(self.handle, dpi as i32);
+        }
+        Ok(())
+    }
+
+    pub fn recognize(&mut self) -> Result<(), TessError> {
+        // SAFETY: valid handle with an image set; a null monitor means no deadline.
+        let rc = unsafe { capi::TessBaseAPIRecognize(self.handle, ptr::null_mut()) };
+        if rc == 0 { Ok(()) } else { Err(TessError::Recognize) }
+    }
+
+    pub fn utf8_text(&mut self) -> String {
+        // SAFETY: Tesseract returns an owned C string (or null) freed with TessDeleteText.
+        unsafe { take_text(capi::TessBaseAPIGetUTF8Text(self.handle)) }
+    }
+
+    /// Tesseract's TSV output: one row per page, block, paragraph, line and word.
+    pub fn tsv_text(&mut self) -> String {
+        // SAFETY: as for utf8_text.
+        unsafe { take_text(capi::TessBaseAPIGetTsvText(self.handle, 0)) }
+    }
+
+    pub fn mean_confidence(&mut self) -> i32 {
+        // SAFETY: valid handle after recognition.
+        unsafe { capi::TessBaseAPIMeanTextConf(self.handle) }
+    }
+
+    /// Runs orientation detection on the current image (needs an engine from [`Self::new_osd`]).
+    pub fn detect_orientation(&mut self) -> Option<Orientation> {
+        let mut degrees = 0;
+        let mut confidence = 0f32;
+        let mut script: *const c_char = ptr::null();
+        let mut script_confidence = 0f32;
+        // SAFETY: valid handle, all out-pointers point at live locals; the script name is owned
+        // by Tesseract and not read here.
+        let ok = unsafe {
+            capi::TessBaseAPIDetectOrientationScript(
+                self.handle,
+                &mut degrees,
+                &mut confidence,
+                &mut script,
+                &mut script_confidence,
+            )
+        };
+        (ok != 0).then(|| Orientation {
+            // Tesseract reports the page's orientation as the counter-clockwise angle it is
+            // turned by; turning it upright is the same angle clockwise.
+            rotate_clockwise: (degrees.rem_euclid(360)) as u32,
+            confidence,
+        })
+    }
+
+    /// Frees the image and results of the last page, keeping the loaded model.
+    pub fn clear(&mut self) {
+        // SAFETY: valid handle.
+        unsafe { capi::TessBaseAPIClear(self.handle) }
+    }
+}
+
+impl Drop for Tesseract {
+    fn drop(&mut self) {
+        // SAFETY: the handle is ours and not used after this.
+        unsafe {
+            capi::TessBaseAPIEnd(self.handle);
+            capi::TessBaseAPIDelete(self.handle);
+        }
+    }
+}
+
+/// Copies and frees a C string returned by Tesseract.
+unsafe fn take_text(raw: *mut c_char) -> String {
+    if raw.is_null() {
+        return String::new();
+    }
+    // SAFETY: Tesseract returned a NUL-terminated string that we own.
+    unsafe {
+        let text = CStr::from_ptr(raw).to_string_lossy().into_owned();
+        capi::TessDeleteText(raw);
+        text
+    }
+}

@@ -1,0 +1,203 @@
+//! Render stage: turns each page of a document into OCR input, lazily.
+//!
+//! Page *i* is rendered only after a credit on the edge into OCR is free, so page images in
+//! memory are bounded by that edge, never by document size. Born-digital PDF pages carry a
+//! text layer: with `text_layer: auto` it is taken and the page skips rendering and OCR.
+//! The pure work is [`prepare_page`]; it runs on the shared CPU pool.
+
+pub mod image;
+pub mod pdf;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+
+use crate::config::{LimitsConfig, RenderConfig, TextLayerMode};
+use crate::document::{Content, Document};
+use crate::edge::Credit;
+use crate::error::JobError;
+use crate::metrics as m;
+use crate::progress::Progress;
+use crate::stages::assemble::{AssembleMsg, Expectation, FinishedPage, PageOutcome};
+use crate::stages::ocr::PageImage;
+use crate::stages::ocr::actor::{OcrMsg, OcrWork};
+use crate::stages::{Downstream, JobInfo, SourceInfo};
+use crate::supervisor::StageContext;
+
+/// What one page turned into.
+#[derive(Debug)]
+pub enum PageInput {
+    /// Pixels for OCR.
+    Image(PageImage),
+    /// The PDF's own text; `invisible` when it is an OCR layer added by another tool.
+    TextLayer { text: String, invisible: bool },
+}
+
+/// Prepares page `index` (0-based): its text layer if the pipeline takes it, else its pixels,
+/// after checking the page's pixel count against the limit *before* any pixel is allocated.
+pub fn prepare_page(
+    doc: &Document,
+    index: u32,
+    render: &RenderConfig,
+    limits: &LimitsConfig,
+) -> Result<PageInput, JobError> {
+    match &doc.content {
+        Content::Pdf(pdf) => {
+            if render.text_layer == TextLayerMode::Auto {
+                let layer = pdf::extract_text_layer(pdf, index);
+                let chars = layer.text.chars().filter(|c| !c.is_whitespace()).count();
+                if chars >= render.min_text_layer_chars {
+                    return Ok(PageInput::TextLayer {
+                        text: layer.text,
+                        invisible: layer.invisible,
+                    });
+                }
+            }
+            pdf::check_page_size(pdf, index, render.dpi, limits.max_page_pixels)?;
+            Ok(PageInput::Image(PageImage {
+                gray: pdf::render_pdf_page(pdf, index, render.dpi),
+                dpi: render.dpi,
+            }))
+        }
+        Content::Image {
+            bytes,
+            width,
+            height,
+        } => {
+            let pixels = *width as u64 * *height as u64;
+            if pixels > limits.max_page_pixels {
+                return Err(JobError::TooManyPixels {
+                    page: index + 1,
+                    width: *width as u64,
+                    height: *height as u64,
+                    limit: limits.max_page_pixels,
+                });
+            }
+            let gray = image::decode_gray(bytes, doc.media_type, limits.max_page_pixels)?;
+            Ok(PageInput::Image(PageImage {
+                gray,
+                dpi: image::image_dpi(bytes, doc.media_type),
+            }))
+        }
+    }
+}
+
+/// An opened document (or the reason it could not be opened) on its way to rendering.
+pub struct RenderWork {
+    pub info: Arc<JobInfo>,
+    pub source: SourceInfo,
+    pub document: Result<crate::document::Document, JobError>,
+}
+
+pub enum RenderMsg {
+    Document(RenderWork, Credit),
+}
+
+pub struct RenderStage;
+
+pub struct RenderState {
+    ctx: StageContext,
+    ocr: Downstream<OcrMsg>,
+    assemble: Downstream<AssembleMsg>,
+}
+
+impl Actor for RenderStage {
+    type Msg = RenderMsg;
+    type State = RenderState;
+    type Arguments = (StageContext, Downstream<OcrMsg>, Downstream<AssembleMsg>);
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        (ctx, ocr, assemble): Self::Arguments,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        Ok(RenderState { ctx, ocr, assemble })
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        msg: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        let RenderMsg::Document(work, _credit) = msg;
+        let ctx = &state.ctx;
+        let labels = ctx.labels("render");
+        metrics::counter!(m::STAGE_RECEIVED, &labels).increment(1);
+        let RenderWork {
+            info,
+            source,
+            document,
+        } = work;
+        let (document, error) = match document {
+            Ok(d) => (Some(Arc::new(d)), None),
+            Err(e) => (None, Some(e)),
+        };
+        let page_count = document.as_ref().map_or(0, |d| d.page_count);
+        // The assembler learns what to expect before any page of this job can reach it.
+        state.assemble.send_now(AssembleMsg::Expect(Expectation {
+            info: info.clone(),
+            source,
+            page_count,
+            error,
+        }));
+        let Some(document) = document else {
+            return Ok(());
+        };
+        for index in 0..page_count {
+            // Lazy rendering: wait for room in OCR before producing this page's pixels.
+            let credit = state.ocr.edge.acquire().await;
+            let started = Instant::now();
+            let (doc, render, limits) = (document.clone(), ctx.pipeline.render.clone(), ctx.pipeline.limits);
+            let prepared = ctx
+                .pool
+                .run(move || prepare_page(&doc, index, &render, &limits))
+                .await
+                .and_then(|r| r);
+            let render_ms = started.elapsed().as_millis() as u64;
+            metrics::histogram!(m::STAGE_PROCESSING_SECONDS, &labels)
+                .record(started.elapsed().as_secs_f64());
+            let number = index + 1;
+            match prepared {
+                Ok(PageInput::Image(image)) => {
+                    Progress::add(&ctx.progress.pages_rendered, 1);
+                    state.ocr.send_now(OcrMsg::Page(
+                        OcrWork {
+                            info: info.clone(),
+                            number,
+                            image,
+                            render_ms,
+                        },
+                        credit,
+                    ));
+                }
+                other => {
+                    drop(credit);
+                    let outcome = match other {
+                        Ok(PageInput::TextLayer { text, invisible }) => {
+                            PageOutcome::TextLayer { text, invisible }
+                        }
+                        Err(e) => {
+                            metrics::counter!(m::STAGE_ERRORS, "pipeline" => ctx.pipeline.name.clone(), "stage" => "render", "error_type" => e.code()).increment(1);
+                            PageOutcome::Failed(e)
+                        }
+                        Ok(PageInput::Image(_)) => unreachable!("handled above"),
+                    };
+                    let page = FinishedPage {
+                        info: info.clone(),
+                        number,
+                        outcome,
+                        render_ms,
+                    };
+                    state
+                        .assemble
+                        .send_with(|c| AssembleMsg::Page(page, c))
+                        .await;
+                }
+            }
+            metrics::counter!(m::STAGE_SENT, &labels).increment(1);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,150 @@
+//! Save stage: writes each job's result record and reports the job finished.
+//!
+//! [`write_result_atomically`] writes `<id>.json` through a temporary file in the same
+//! directory, flushed and renamed, so a reader never sees a partial result. Writing goes
+//! through the [`ResultWriter`] interface so other sinks can be added beside files.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use tokio::sync::mpsc::UnboundedSender;
+
+use crate::edge::Credit;
+use crate::metrics as m;
+use crate::progress::Progress;
+use crate::result::JobResult;
+use crate::stages::JobInfo;
+use crate::supervisor::StageContext;
+
+/// Where results go. Implementations block (files, databases); the stage runs them off the
+/// async threads.
+pub trait ResultWriter: Send + Sync {
+    /// Stores one result, replacing any earlier one with the same id; returns where it went.
+    fn write(&self, result: &JobResult) -> std::io::Result<PathBuf>;
+}
+
+/// Writes `<directory>/<id>.json`.
+pub struct FileWriter {
+    pub directory: PathBuf,
+}
+
+impl ResultWriter for FileWriter {
+    fn write(&self, result: &JobResult) -> std::io::Result<PathBuf> {
+        write_result_atomically(&self.directory, result)
+    }
+}
+
+/// Writes the result as pretty JSON into `<dir>/<id>.json` atomically (temp file, fsync,
+/// rename), creating the directory if needed.
+pub fn write_result_atomically(dir: &Path, result: &JobResult) -> std::io::Result<PathBuf> {
+    std::fs::create_dir_all(dir)?;
+    let target = dir.join(format!("{}.json", result.id));
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".pagemill-")
+        .suffix(".tmp")
+        .tempfile_in(dir)?;
+    serde_json::to_writer_pretty(&mut tmp, result)?;
+    tmp.write_all(b"\n")?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(&target).map_err(|e| e.error)?;
+    Ok(target)
+}
+
+/// Sent when a job's result has been saved.
+#[derive(Debug, Clone)]
+pub struct JobFinished {
+    pub id: String,
+    pub name: String,
+    /// `None` when the job succeeded.
+    pub error: Option<crate::error::ErrorRecord>,
+    pub result_path: Option<PathBuf>,
+    pub pages: u32,
+}
+
+pub enum SaveMsg {
+    Result(Arc<JobInfo>, JobResult, Credit),
+}
+
+pub struct SaveStage;
+
+pub struct SaveState {
+    ctx: StageContext,
+    writer: Arc<dyn ResultWriter>,
+    finished: UnboundedSender<JobFinished>,
+}
+
+impl Actor for SaveStage {
+    type Msg = SaveMsg;
+    type State = SaveState;
+    type Arguments = (StageContext, Arc<dyn ResultWriter>, UnboundedSender<JobFinished>);
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        (ctx, writer, finished): Self::Arguments,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        Ok(SaveState {
+            ctx,
+            writer,
+            finished,
+        })
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        msg: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        let SaveMsg::Result(info, mut result, credit) = msg;
+        let labels = state.ctx.labels("save");
+        metrics::counter!(m::STAGE_RECEIVED, &labels).increment(1);
+        let started = Instant::now();
+        result.timings.total_ms = info.submitted.elapsed().as_millis() as u64;
+        let writer = state.writer.clone();
+        let written = tokio::task::spawn_blocking(move || {
+            let path = writer.write(&result);
+            (result, path)
+        })
+        .await;
+        let (result, path) = match written {
+            Ok((result, Ok(path))) => (result, Some(path)),
+            Ok((result, Err(e))) => {
+                tracing::error!(job = %info.id, error = %e, "cannot save the result");
+                metrics::counter!(m::STAGE_ERRORS, "pipeline" => state.ctx.pipeline.name.clone(), "stage" => "save", "error_type" => "io").increment(1);
+                let mut result = result;
+                result.error.get_or_insert(crate::error::JobError::Io(e.to_string()).to_record());
+                (result, None)
+            }
+            Err(join) => return Err(join.into()),
+        };
+        metrics::histogram!(m::STAGE_PROCESSING_SECONDS, &labels)
+            .record(started.elapsed().as_secs_f64());
+        let outcome = if result.error.is_none() { "done" } else { "failed" };
+        let progress = &state.ctx.progress;
+        Progress::add(
+            if result.error.is_none() {
+                &progress.jobs_done
+            } else {
+                &progress.jobs_failed
+            },
+            1,
+        );
+        metrics::counter!(m::JOBS_COMPLETED, "pipeline" => state.ctx.pipeline.name.clone(), "outcome" => outcome).increment(1);
+        metrics::histogram!(m::JOB_DURATION_SECONDS, "pipeline" => state.ctx.pipeline.name.clone(), "outcome" => outcome)
+            .record(info.submitted.elapsed().as_secs_f64());
+        let _ = state.finished.send(JobFinished {
+            id: result.id.clone(),
+            name: result.source.name.clone(),
+            error: result.error.clone(),
+            result_path: path,
+            pages: result.pages.len() as u32,
+        });
+        metrics::counter!(m::STAGE_SENT, &labels).increment(1);
+        drop(credit);
+        Ok(())
+    }
+}

@@ -1,0 +1,129 @@
+//! Summarize stage: one summary per document, from a pluggable engine.
+//!
+//! [`Summarizer`] is the engine interface; [`extractive::summarize`] is the local default (no
+//! network). The summary runs on the CPU pool; failed documents pass through unsummarized.
+
+pub mod extractive;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+
+use crate::config::{SummarizeConfig, SummarizeEngineKind};
+use crate::edge::Credit;
+use crate::error::JobError;
+use crate::metrics as m;
+use crate::result::{JobResult, SummaryRecord};
+use crate::stages::JobInfo;
+use crate::stages::Downstream;
+use crate::stages::save::SaveMsg;
+use crate::supervisor::StageContext;
+
+/// A summarizer engine. Engines that call a service (an LLM) implement the same interface.
+pub trait Summarizer: Send + Sync {
+    /// Name recorded in the result's `summary.engine`.
+    fn engine(&self) -> &'static str;
+    /// Summarizes a document's text.
+    fn summarize(&self, text: &str) -> Result<String, JobError>;
+}
+
+/// The local extractive engine.
+pub struct ExtractiveSummarizer {
+    pub max_sentences: usize,
+}
+
+impl Summarizer for ExtractiveSummarizer {
+    fn engine(&self) -> &'static str {
+        "extractive"
+    }
+
+    fn summarize(&self, text: &str) -> Result<String, JobError> {
+        Ok(extractive::summarize(text, self.max_sentences))
+    }
+}
+
+/// Builds the engine a pipeline asks for.
+pub fn build_summarizer(cfg: &SummarizeConfig) -> Arc<dyn Summarizer> {
+    match cfg.engine {
+        SummarizeEngineKind::Extractive => Arc::new(ExtractiveSummarizer {
+            max_sentences: cfg.max_sentences,
+        }),
+    }
+}
+
+pub enum SummarizeMsg {
+    /// A complete document; the error is set when the job failed.
+    Document(Arc<JobInfo>, JobResult, Option<JobError>, Credit),
+}
+
+pub struct SummarizeStage;
+
+pub struct SummarizeState {
+    ctx: StageContext,
+    engine: Arc<dyn Summarizer>,
+    save: Downstream<SaveMsg>,
+}
+
+impl Actor for SummarizeStage {
+    type Msg = SummarizeMsg;
+    type State = SummarizeState;
+    type Arguments = (StageContext, Downstream<SaveMsg>);
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        (ctx, save): Self::Arguments,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        let engine = build_summarizer(&ctx.pipeline.summarize);
+        Ok(SummarizeState { ctx, engine, save })
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        msg: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        let SummarizeMsg::Document(info, mut result, error, credit) = msg;
+        let labels = state.ctx.labels("summarize");
+        metrics::counter!(m::STAGE_RECEIVED, &labels).increment(1);
+        if error.is_none() {
+            let started = Instant::now();
+            let engine = state.engine.clone();
+            let text = std::mem::take(&mut result.text);
+            let (text, summary) = state
+                .ctx
+                .pool
+                .run(move || {
+                    let summary = engine.summarize(&text);
+                    (text, summary)
+                })
+                .await
+                .unwrap_or_else(|e| (String::new(), Err(e)));
+            result.text = text;
+            match summary {
+                Ok(summary) => {
+                    result.summary = Some(SummaryRecord {
+                        engine: state.engine.engine().to_string(),
+                        text: summary,
+                    })
+                }
+                Err(e) => {
+                    metrics::counter!(m::STAGE_ERRORS, "pipeline" => state.ctx.pipeline.name.clone(), "stage" => "summarize", "error_type" => e.code()).increment(1);
+                    result.warnings.push(format!("no summary: {e}"));
+                }
+            }
+            result.timings.summarize_ms = started.elapsed().as_millis() as u64;
+            metrics::histogram!(m::STAGE_PROCESSING_SECONDS, &labels)
+                .record(started.elapsed().as_secs_f64());
+        }
+        state
+            .save
+            .send_with(|c| SaveMsg::Result(info, result, c))
+            .await;
+        metrics::counter!(m::STAGE_SENT, &labels).increment(1);
+        drop(credit);
+        Ok(())
+    }
+}

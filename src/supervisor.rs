@@ -1,0 +1,307 @@
+//! One supervisor per pipeline: builds the stage chain, restarts crashed stages, and is the
+//! handle through which jobs are submitted.
+//!
+//! Stages are spawned sink-first, linked to the supervisor, each holding a [`Downstream`] to
+//! the next. When a stage fails (a panic in its handler), the supervisor restarts it after a
+//! capped exponential backoff, points its senders at the new actor and counts the restart
+//! (`pagemill_stage_restarts_total`). Items that were inside the crashed actor are lost with
+//! it; their jobs do not finish.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, SupervisionEvent};
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
+
+use crate::config::Pipeline;
+use crate::edge::{Credit, Edge};
+use crate::metrics as m;
+use crate::pool::CpuPool;
+use crate::progress::Progress;
+use crate::stages::Downstream;
+use crate::stages::assemble::{AssembleMsg, AssembleStage};
+use crate::stages::ingest::{IngestMsg, IngestStage, JobRequest};
+use crate::stages::ocr::actor::{OcrMsg, OcrStage};
+use crate::stages::render::{RenderMsg, RenderStage};
+use crate::stages::save::{FileWriter, JobFinished, ResultWriter, SaveMsg, SaveStage};
+use crate::stages::summarize::{SummarizeMsg, SummarizeStage};
+
+/// What every stage of a pipeline shares.
+#[derive(Clone)]
+pub struct StageContext {
+    pub pipeline: Arc<Pipeline>,
+    pub pool: CpuPool,
+    pub progress: Arc<Progress>,
+}
+
+impl StageContext {
+    /// The `pipeline` and `stage` metric labels.
+    pub fn labels(&self, stage: &'static str) -> [(&'static str, String); 2] {
+        [
+            ("pipeline", self.pipeline.name.clone()),
+            ("stage", stage.to_string()),
+        ]
+    }
+}
+
+/// The downstream handles of every stage, kept so a restarted stage can be re-wired.
+#[derive(Clone)]
+pub struct Wiring {
+    ingest: Downstream<IngestMsg>,
+    render: Downstream<RenderMsg>,
+    ocr: Downstream<OcrMsg>,
+    assemble: Downstream<AssembleMsg>,
+    summarize: Downstream<SummarizeMsg>,
+    save: Downstream<SaveMsg>,
+    writer: Arc<dyn ResultWriter>,
+    finished: UnboundedSender<JobFinished>,
+}
+
+/// The stage a child actor is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StageKind {
+    Ingest,
+    Render,
+    Ocr,
+    Assemble,
+    Summarize,
+    Save,
+}
+
+impl StageKind {
+    fn name(self) -> &'static str {
+        match self {
+            StageKind::Ingest => "ingest",
+            StageKind::Render => "render",
+            StageKind::Ocr => "ocr",
+            StageKind::Assemble => "assemble",
+            StageKind::Summarize => "summarize",
+            StageKind::Save => "save",
+        }
+    }
+}
+
+pub struct PipelineSupervisor;
+
+pub struct SupervisorState {
+    ctx: StageContext,
+    wiring: Wiring,
+    children: Vec<(ActorCell, StageKind)>,
+    restarts: u32,
+    last_restart: Option<Instant>,
+}
+
+pub enum SupervisorMsg {}
+
+/// Spawns one stage linked to `supervisor` and returns its cell.
+async fn spawn_stage(
+    kind: StageKind,
+    ctx: &StageContext,
+    w: &Wiring,
+    supervisor: ActorCell,
+) -> Result<ActorCell, ActorProcessingErr> {
+    let c = ctx.clone();
+    let cell = match kind {
+        StageKind::Save => {
+            let (a, _) = Actor::spawn_linked(
+                None,
+                SaveStage,
+                (c, w.writer.clone(), w.finished.clone()),
+                supervisor,
+            )
+            .await?;
+            w.save.set(a.clone());
+            a.get_cell()
+        }
+        StageKind::Summarize => {
+            let (a, _) =
+                Actor::spawn_linked(None, SummarizeStage, (c, w.save.clone()), supervisor).await?;
+            w.summarize.set(a.clone());
+            a.get_cell()
+        }
+        StageKind::Assemble => {
+            let (a, _) =
+                Actor::spawn_linked(None, AssembleStage, (c, w.summarize.clone()), supervisor)
+                    .await?;
+            w.assemble.set(a.clone());
+            a.get_cell()
+        }
+        StageKind::Ocr => {
+            let (a, _) =
+                Actor::spawn_linked(None, OcrStage, (c, w.assemble.clone()), supervisor).await?;
+            w.ocr.set(a.clone());
+            a.get_cell()
+        }
+        StageKind::Render => {
+            let (a, _) = Actor::spawn_linked(
+                None,
+                RenderStage,
+                (c, w.ocr.clone(), w.assemble.clone()),
+                supervisor,
+            )
+            .await?;
+            w.render.set(a.clone());
+            a.get_cell()
+        }
+        StageKind::Ingest => {
+            let (a, _) =
+                Actor::spawn_linked(None, IngestStage, (c, w.render.clone()), supervisor).await?;
+            w.ingest.set(a.clone());
+            a.get_cell()
+        }
+    };
+    Ok(cell)
+}
+
+/// Spawn order: sinks first, so every stage's downstream exists when it starts.
+const SPAWN_ORDER: [StageKind; 6] = [
+    StageKind::Save,
+    StageKind::Summarize,
+    StageKind::Assemble,
+    StageKind::Ocr,
+    StageKind::Render,
+    StageKind::Ingest,
+];
+
+impl Actor for PipelineSupervisor {
+    type Msg = SupervisorMsg;
+    type State = SupervisorState;
+    type Arguments = (StageContext, Wiring);
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        (ctx, wiring): Self::Arguments,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        let mut children = Vec::new();
+        for kind in SPAWN_ORDER {
+            let cell = spawn_stage(kind, &ctx, &wiring, myself.get_cell()).await?;
+            children.push((cell, kind));
+        }
+        Ok(SupervisorState {
+            ctx,
+            wiring,
+            children,
+            restarts: 0,
+            last_restart: None,
+        })
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        event: SupervisionEvent,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        let SupervisionEvent::ActorFailed(cell, error) = event else {
+            return Ok(());
+        };
+        let Some(pos) = state.children.iter().position(|(c, _)| c.get_id() == cell.get_id())
+        else {
+            return Ok(());
+        };
+        let (_, kind) = state.children.remove(pos);
+        tracing::error!(stage = kind.name(), error = %error, "stage crashed; restarting");
+        // Backoff doubles with each restart and resets after a quiet minute.
+        if state
+            .last_restart
+            .is_some_and(|t| t.elapsed() > Duration::from_secs(60))
+        {
+            state.restarts = 0;
+        }
+        let sup = &state.ctx.pipeline.supervisor;
+        let delay = sup
+            .restart_backoff_initial
+            .saturating_mul(1u32 << state.restarts.min(16))
+            .min(sup.restart_backoff_max);
+        tokio::time::sleep(delay).await;
+        state.restarts += 1;
+        state.last_restart = Some(Instant::now());
+        Progress::add(&state.ctx.progress.restarts, 1);
+        metrics::counter!(m::STAGE_RESTARTS, &state.ctx.labels(kind.name())).increment(1);
+        let cell = spawn_stage(kind, &state.ctx, &state.wiring, myself.get_cell()).await?;
+        state.children.push((cell, kind));
+        Ok(())
+    }
+}
+
+/// A running pipeline: submit jobs, watch them finish, stop it.
+pub struct PipelineHandle {
+    pub pipeline: Arc<Pipeline>,
+    pub progress: Arc<Progress>,
+    ingest: Downstream<IngestMsg>,
+    supervisor: ActorRef<SupervisorMsg>,
+    join: tokio::task::JoinHandle<()>,
+}
+
+/// Options for starting a pipeline; the defaults are what `pagemill` itself uses.
+#[derive(Default)]
+pub struct StartOptions {
+    /// Where results go instead of the pipeline's `save.directory`.
+    pub writer: Option<Arc<dyn ResultWriter>>,
+}
+
+impl PipelineHandle {
+    /// Builds the stage chain of `pipeline` on `pool` and starts it. The receiver yields one
+    /// [`JobFinished`] per job, after its result is saved.
+    pub async fn start(
+        pipeline: Pipeline,
+        pool: CpuPool,
+        options: StartOptions,
+    ) -> anyhow::Result<(PipelineHandle, UnboundedReceiver<JobFinished>)> {
+        let pipeline = Arc::new(pipeline);
+        let progress = Arc::new(Progress::default());
+        let ctx = StageContext {
+            pipeline: pipeline.clone(),
+            pool,
+            progress: progress.clone(),
+        };
+        let (finished_tx, finished_rx) = unbounded_channel();
+        let writer = options.writer.unwrap_or_else(|| {
+            Arc::new(FileWriter {
+                directory: pipeline.save.directory.clone(),
+            })
+        });
+        let e = &pipeline.edges;
+        let name = pipeline.name.as_str();
+        let wiring = Wiring {
+            ingest: Downstream::new(Edge::new(name, "ingest", e.ingest_documents)),
+            render: Downstream::new(Edge::new(name, "render", e.render_documents)),
+            ocr: Downstream::new(Edge::new(name, "ocr", e.ocr_pages)),
+            assemble: Downstream::new(Edge::new(name, "assemble", e.assemble_pages)),
+            summarize: Downstream::new(Edge::new(name, "summarize", e.summarize_documents)),
+            save: Downstream::new(Edge::new(name, "save", e.save_documents)),
+            writer,
+            finished: finished_tx,
+        };
+        let ingest = wiring.ingest.clone();
+        let (supervisor, join) = Actor::spawn(None, PipelineSupervisor, (ctx, wiring))
+            .await
+            .map_err(anyhow::Error::from)?;
+        Ok((
+            PipelineHandle {
+                pipeline,
+                progress,
+                ingest,
+                supervisor,
+                join,
+            },
+            finished_rx,
+        ))
+    }
+
+    /// Submits a job, waiting while the ingest edge is full (backpressure).
+    pub async fn submit(&self, request: JobRequest) {
+        let submitted = Instant::now();
+        Progress::add(&self.progress.jobs_submitted, 1);
+        self.ingest
+            .send_with(|credit: Credit| IngestMsg::Job(request, submitted, credit))
+            .await;
+    }
+
+    /// Stops every stage. Jobs still inside are dropped.
+    pub async fn stop(self) {
+        self.supervisor.stop(None);
+        let _ = self.join.await;
+    }
+}
