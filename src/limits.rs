@@ -8,8 +8,8 @@ pub const DEFAULT_MAX_DOCUMENT_BYTES: u64 = 50 * 1024 * 1024;
 pub const DEFAULT_MAX_PAGES: u32 = 2000;
 /// No pipeline may allow more pages than this.
 pub const HARD_MAX_PAGES: u32 = 100_000;
-/// Most pixels in one page image: an A3 page at 600 DPI is ~70 Mpx.
-pub const DEFAULT_MAX_PAGE_PIXELS: u64 = 100_000_000;
+/// Most pixels in one page image: an A2 page at 300 DPI is ~35 Mpx.
+pub const DEFAULT_MAX_PAGE_PIXELS: u64 = 50_000_000;
 /// No pipeline may allow bigger pages than this (hayro renders at most 65535 px per side).
 pub const HARD_MAX_PAGE_PIXELS: u64 = 1_000_000_000;
 /// Longest side in pixels that the PDF renderer supports.

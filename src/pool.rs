@@ -56,6 +56,11 @@ impl CpuPool {
         self.inner.busy_nanos.load(Ordering::Relaxed) as f64 / 1e9
     }
 
+    /// Runs `work` once on every pool thread, e.g. to free per-thread engines before exit.
+    pub fn on_every_thread(&self, work: impl Fn() + Sync) {
+        self.inner.pool.broadcast(|_| work());
+    }
+
     /// Runs `work` on the pool and awaits its result. A panic becomes [`JobError::Internal`].
     pub async fn run<F, R>(&self, work: F) -> Result<R, JobError>
     where

@@ -102,7 +102,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
 async fn run_batch(pipeline: Pipeline, files: Vec<PathBuf>) -> anyhow::Result<usize> {
     let pool = CpuPool::new(pipeline.pool.threads)?;
     let out_dir = pipeline.save.directory.clone();
-    let (handle, mut finished) = PipelineHandle::start(pipeline, pool, StartOptions::default()).await?;
+    let (handle, mut finished) =
+        PipelineHandle::start(pipeline, pool.clone(), StartOptions::default()).await?;
     let handle = Arc::new(handle);
     let total_jobs = files.len();
     let feeder = {
@@ -168,6 +169,7 @@ async fn run_batch(pipeline: Pipeline, files: Vec<PathBuf>) -> anyhow::Result<us
     if let Ok(handle) = Arc::try_unwrap(handle) {
         handle.stop().await;
     }
+    pool.on_every_thread(crate::stages::ocr::release_engines_on_this_thread);
     eprintln!(
         "{} of {total_jobs} documents done, {} failed; results in {}",
         total_jobs - failures.len(),

@@ -70,6 +70,11 @@ thread_local! {
     static ENGINES: RefCell<Engines> = RefCell::new(Engines::default());
 }
 
+/// Frees this thread's engines (Tesseract complains about leaks if they outlive `main`).
+pub fn release_engines_on_this_thread() {
+    ENGINES.with(|engines| *engines.borrow_mut() = Engines::default());
+}
+
 /// OCRs a page with the current thread's engines (creating them on first use).
 pub fn ocr_page_on_this_thread(page: PageImage, cfg: &OcrConfig) -> Result<PageOcr, JobError> {
     ENGINES.with(|engines| ocr_page(&mut engines.borrow_mut(), page, cfg))

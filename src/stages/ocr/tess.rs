@@ -101,6 +101,8 @@ impl Tesseract {
             );
             capi::TessBaseAPISetSourceResolution(self.handle, dpi as i32);
         }
+        // Orientation detection reads the resolution from this parameter, not from the image.
+        self.set_variable("user_defined_dpi", &dpi.to_string());
         Ok(())
     }
 
@@ -144,9 +146,9 @@ impl Tesseract {
             )
         };
         (ok != 0).then(|| Orientation {
-            // Tesseract reports the page's orientation as the counter-clockwise angle it is
-            // turned by; turning it upright is the same angle clockwise.
-            rotate_clockwise: (degrees.rem_euclid(360)) as u32,
+            // Tesseract reports how far the page is turned clockwise; turning it upright
+            // takes the rest of the circle.
+            rotate_clockwise: ((360 - degrees.rem_euclid(360)) % 360) as u32,
             confidence,
         })
     }

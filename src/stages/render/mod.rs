@@ -148,16 +148,23 @@ impl Actor for RenderStage {
         for index in 0..page_count {
             // Lazy rendering: wait for room in OCR before producing this page's pixels.
             let credit = state.ocr.edge.acquire().await;
-            let started = Instant::now();
-            let (doc, render, limits) = (document.clone(), ctx.pipeline.render.clone(), ctx.pipeline.limits);
-            let prepared = ctx
+            let (doc, render, limits) = (
+                document.clone(),
+                ctx.pipeline.render.clone(),
+                ctx.pipeline.limits,
+            );
+            let (prepared, seconds) = ctx
                 .pool
-                .run(move || prepare_page(&doc, index, &render, &limits))
+                .run(move || {
+                    let started = Instant::now();
+                    let prepared = prepare_page(&doc, index, &render, &limits);
+                    (prepared, started.elapsed().as_secs_f64())
+                })
                 .await
-                .and_then(|r| r);
-            let render_ms = started.elapsed().as_millis() as u64;
-            metrics::histogram!(m::STAGE_PROCESSING_SECONDS, &labels)
-                .record(started.elapsed().as_secs_f64());
+                .map(|(r, s)| (r, s))
+                .unwrap_or_else(|e| (Err(e), 0.0));
+            let render_ms = (seconds * 1000.0) as u64;
+            metrics::histogram!(m::STAGE_PROCESSING_SECONDS, &labels).record(seconds);
             let number = index + 1;
             match prepared {
                 Ok(PageInput::Image(image)) => {

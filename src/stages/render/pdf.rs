@@ -144,11 +144,11 @@ impl<'a> Device<'a> for GlyphCollector {
                 Glyph::Outline(o) => o.advance_width(),
                 Glyph::Type3(t) => t.advance_width(),
             }
-            .unwrap_or(500.0) as f64
-                / 1000.0;
+            .unwrap_or(500.0) as f64;
+            // Glyph space has 1000 units per em, as the advance widths do.
             let t: Affine = props.transform * g.transform();
             let origin = t * Point::ORIGIN;
-            let size = (t * Point::new(0.0, 1.0) - origin).hypot().max(1e-3);
+            let size = (t * Point::new(0.0, 1000.0) - origin).hypot().max(1e-3);
             let end = t * Point::new(advance, 0.0);
             self.glyphs.push(PlacedGlyph {
                 text,

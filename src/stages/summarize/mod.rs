@@ -89,18 +89,18 @@ impl Actor for SummarizeStage {
         let labels = state.ctx.labels("summarize");
         metrics::counter!(m::STAGE_RECEIVED, &labels).increment(1);
         if error.is_none() {
-            let started = Instant::now();
             let engine = state.engine.clone();
             let text = std::mem::take(&mut result.text);
-            let (text, summary) = state
+            let (text, summary, seconds) = state
                 .ctx
                 .pool
                 .run(move || {
+                    let started = Instant::now();
                     let summary = engine.summarize(&text);
-                    (text, summary)
+                    (text, summary, started.elapsed().as_secs_f64())
                 })
                 .await
-                .unwrap_or_else(|e| (String::new(), Err(e)));
+                .unwrap_or_else(|e| (String::new(), Err(e), 0.0));
             result.text = text;
             match summary {
                 Ok(summary) => {
@@ -114,9 +114,8 @@ impl Actor for SummarizeStage {
                     result.warnings.push(format!("no summary: {e}"));
                 }
             }
-            result.timings.summarize_ms = started.elapsed().as_millis() as u64;
-            metrics::histogram!(m::STAGE_PROCESSING_SECONDS, &labels)
-                .record(started.elapsed().as_secs_f64());
+            result.timings.summarize_ms = (seconds * 1000.0) as u64;
+            metrics::histogram!(m::STAGE_PROCESSING_SECONDS, &labels).record(seconds);
         }
         state
             .save

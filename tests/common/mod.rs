@@ -1,0 +1,125 @@
+//! Shared helpers for the integration tests: the corpus, text metrics, running a pipeline.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use pagemill::config::{Pipeline, parse_pipeline};
+use pagemill::pool::CpuPool;
+use pagemill::result::JobResult;
+use pagemill::stages::ingest::JobRequest;
+use pagemill::stages::save::{JobFinished, ResultWriter};
+use pagemill::supervisor::{PipelineHandle, StartOptions};
+use unicode_normalization::UnicodeNormalization;
+
+/// The shared corpus: `PAGEMILL_CORPUS`, else `../shared/corpus` beside the repository.
+/// Returns `None` and says so loudly when it is absent.
+pub fn corpus(test: &str) -> Option<PathBuf> {
+    let dir = std::env::var_os("PAGEMILL_CORPUS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus"));
+    if dir.join("MANIFEST.md").is_file() {
+        Some(dir)
+    } else {
+        eprintln!(
+            "\n*** SKIPPED {test}: corpus not found at {} (set PAGEMILL_CORPUS) ***\n",
+            dir.display()
+        );
+        None
+    }
+}
+
+pub fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+/// NFC, and every whitespace run collapsed to one space, as BASELINE.md measures.
+pub fn normalize(text: &str) -> String {
+    let nfc: String = text.nfc().collect();
+    nfc.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Character error rate: Levenshtein distance / reference length, after [`normalize`].
+pub fn cer(ocr: &str, reference: &str) -> f64 {
+    let (o, r) = (normalize(ocr), normalize(reference));
+    if r.is_empty() {
+        return if o.is_empty() { 0.0 } else { 1.0 };
+    }
+    strsim::levenshtein(&o, &r) as f64 / r.chars().count() as f64
+}
+
+/// Reads a result file.
+pub fn read_result(path: &Path) -> JobResult {
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+/// The test pipeline: the shipped default with results in `out` and each `(from, to)`
+/// replacement applied to its YAML (each `from` must occur).
+pub fn pipeline(out: &Path, replacements: &[(&str, &str)]) -> Pipeline {
+    let mut yaml = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines/default.yaml"),
+    )
+    .unwrap()
+    .replace("directory: results", &format!("directory: {}", out.display()));
+    for (from, to) in replacements {
+        assert!(yaml.contains(from), "default.yaml has no {from:?}");
+        yaml = yaml.replace(from, to);
+    }
+    parse_pipeline(Path::new("test.yaml"), &yaml).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Runs `files` through `pipeline` and returns one finished event per file, in input order.
+pub async fn run_files(
+    pipeline: Pipeline,
+    files: &[PathBuf],
+    writer: Option<Arc<dyn ResultWriter>>,
+) -> Vec<JobFinished> {
+    let pool = CpuPool::new(pipeline.pool.threads).unwrap();
+    let (handle, mut finished) = PipelineHandle::start(pipeline, pool, StartOptions { writer })
+        .await
+        .unwrap();
+    let handle = Arc::new(handle);
+    let ids: Vec<String> = (0..files.len()).map(|i| format!("job-{i:04}")).collect();
+    let feeder = {
+        let handle = handle.clone();
+        let files = files.to_vec();
+        let ids = ids.clone();
+        tokio::spawn(async move {
+            for (path, id) in files.into_iter().zip(ids) {
+                let name = path.file_name().unwrap().to_string_lossy().into_owned();
+                handle.submit(JobRequest { id, name, path }).await;
+            }
+        })
+    };
+    let mut events = Vec::new();
+    while events.len() < files.len() {
+        let event = tokio::time::timeout(Duration::from_secs(900), finished.recv())
+            .await
+            .expect("jobs finish")
+            .expect("pipeline running");
+        events.push(event);
+    }
+    feeder.await.unwrap();
+    events.sort_by_key(|e| ids.iter().position(|i| *i == e.id));
+    events
+}
+
+/// Similarity of the character multisets of two texts (whitespace ignored, NFKC): 1.0 when
+/// they hold the same characters, whatever their order.
+pub fn char_bag_similarity(a: &str, b: &str) -> f64 {
+    use std::collections::HashMap;
+    fn bag(t: &str) -> HashMap<char, usize> {
+        let mut m = HashMap::new();
+        for c in t.nfkc().filter(|c| !c.is_whitespace()) {
+            *m.entry(c).or_insert(0) += 1;
+        }
+        m
+    }
+    let (x, y) = (bag(a), bag(b));
+    let common: usize = x.iter().map(|(c, n)| (*n).min(*y.get(c).unwrap_or(&0))).sum();
+    let total: usize = x.values().sum::<usize>() + y.values().sum::<usize>();
+    if total == 0 { 1.0 } else { 2.0 * common as f64 / total as f64 }
+}

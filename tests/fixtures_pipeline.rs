@@ -1,0 +1,47 @@
+//! The real path on the repository's own fixtures: runs without the shared corpus.
+
+mod common;
+
+use common::*;
+use pagemill::result::PageSource;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tiff_is_ocred_and_a_born_digital_pdf_takes_its_text_layer() {
+    let out = tempfile::tempdir().unwrap();
+    let files = [fixture("phototest.tif"), fixture("tagged.pdf")];
+    let events = run_files(pipeline(out.path(), &[]), &files, None).await;
+    for e in &events {
+        assert!(e.error.is_none(), "{}: {:?}", e.name, e.error);
+    }
+
+    let tif = read_result(events[0].result_path.as_ref().unwrap());
+    assert_eq!(tif.source.media_type.as_deref(), Some("image/tiff"));
+    assert_eq!(tif.source.bytes, std::fs::metadata(&files[0]).unwrap().len());
+    assert_eq!(tif.source.sha256.len(), 64);
+    let page = &tif.pages[0];
+    assert_eq!(page.source, PageSource::Ocr);
+    assert!(page.confidence.unwrap() > 80.0);
+    let quick = page.words.iter().find(|w| w.text == "quick").expect("a word 'quick'");
+    assert!(quick.bbox[2] > quick.bbox[0] && quick.bbox[3] > quick.bbox[1]);
+    let gt = std::fs::read_to_string(fixture("phototest.tif.gt.txt")).unwrap();
+    assert!(cer(&tif.text, &gt) <= 0.01, "CER {}", cer(&tif.text, &gt));
+    let summary = tif.summary.unwrap();
+    assert_eq!(summary.engine, "extractive");
+    assert!(summary.text.contains("quick brown dog"));
+
+    let pdf = read_result(events[1].result_path.as_ref().unwrap());
+    assert_eq!(pdf.pages.len(), 2);
+    assert!(pdf.pages.iter().all(|p| p.source == PageSource::TextLayer));
+    let gt = std::fs::read_to_string(fixture("tagged.pdf.gt.txt")).unwrap();
+    assert!(cer(&pdf.text, &gt) <= 0.02, "CER {}", cer(&pdf.text, &gt));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn text_layer_ignore_renders_and_ocrs_born_digital_pages() {
+    let out = tempfile::tempdir().unwrap();
+    let p = pipeline(out.path(), &[("text_layer: auto", "text_layer: ignore")]);
+    let events = run_files(p, &[fixture("tagged.pdf")], None).await;
+    let pdf = read_result(events[0].result_path.as_ref().unwrap());
+    assert!(pdf.pages.iter().all(|p| p.source == PageSource::Ocr));
+    assert!(pdf.pages[1].text.contains("Body text"), "{}", pdf.pages[1].text);
+}
