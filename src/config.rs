@@ -401,7 +401,10 @@ impl Checker<'_> {
         match v {
             None => default,
             Some(s) if s.value < min || s.value > max => {
-                self.push(s, format!("{key} must be between {min} and {max}, got {}", s.value));
+                self.push(
+                    s,
+                    format!("{key} must be between {min} and {max}, got {}", s.value),
+                );
                 default
             }
             Some(s) => s.value,
@@ -566,23 +569,11 @@ impl RawPipeline {
         };
         let edges = EdgesConfig {
             ingest_documents: edge(&e.ingest_documents, "edges.ingest_documents", 2),
-            render_documents: edge(
-                &e.render_documents,
-                "edges.render_documents",
-                2,
-            ),
+            render_documents: edge(&e.render_documents, "edges.render_documents", 2),
             ocr_pages: edge(&e.ocr_pages, "edges.ocr_pages", 4),
             assemble_pages: edge(&e.assemble_pages, "edges.assemble_pages", 4),
-            summarize_documents: edge(
-                &e.summarize_documents,
-                "edges.summarize_documents",
-                2,
-            ),
-            save_documents: edge(
-                &e.save_documents,
-                "edges.save_documents",
-                2,
-            ),
+            summarize_documents: edge(&e.summarize_documents, "edges.summarize_documents", 2),
+            save_documents: edge(&e.save_documents, "edges.save_documents", 2),
         };
 
         let supervisor = SupervisorConfig {
@@ -655,8 +646,7 @@ mod tests {
 
     #[test]
     fn value_errors_are_all_reported_with_lines() {
-        let err = parse("version: 2\nrender:\n  dpi: 5\nedges:\n  ocr_pages: 0\n")
-            .unwrap_err();
+        let err = parse("version: 2\nrender:\n  dpi: 5\nedges:\n  ocr_pages: 0\n").unwrap_err();
         let lines: Vec<u64> = err.issues.iter().map(|i| i.line).collect();
         assert_eq!(lines, vec![1, 3, 5], "{err}");
     }

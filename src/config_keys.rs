@@ -43,7 +43,10 @@ fn walk_keys(text: &str) -> Vec<KeyAt> {
         let mut is_key = false;
         let starts_node = matches!(
             event,
-            Event::Scalar(..) | Event::MappingStart(..) | Event::SequenceStart(..) | Event::Alias(_)
+            Event::Scalar(..)
+                | Event::MappingStart(..)
+                | Event::SequenceStart(..)
+                | Event::Alias(_)
         );
         if starts_node {
             match stack.last_mut() {
@@ -158,7 +161,8 @@ mod tests {
 
     #[test]
     fn every_unknown_key_is_reported_with_its_position() {
-        let text = "version: 1\nrender:\n  dpii: 300\nocr:\n  languages: [eng]\n  bogus: 1\ncolour: red\n";
+        let text =
+            "version: 1\nrender:\n  dpii: 300\nocr:\n  languages: [eng]\n  bogus: 1\ncolour: red\n";
         let issues = unknown_keys(Path::new("x.yaml"), text);
         let at: Vec<(u64, u64)> = issues.iter().map(|i| (i.line, i.column)).collect();
         assert_eq!(at, vec![(3, 3), (6, 3), (7, 1)], "{issues:?}");

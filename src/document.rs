@@ -80,7 +80,9 @@ fn open_pdf(bytes: Vec<u8>) -> Result<Document, JobError> {
     // or their images half-empty, and a silent partial result is worse than a clear error.
     let tail = &bytes[bytes.len().saturating_sub(4096)..];
     if !tail.windows(5).any(|w| w == b"%%EOF") {
-        return Err(JobError::Truncated("no %%EOF marker at the end of the PDF".into()));
+        return Err(JobError::Truncated(
+            "no %%EOF marker at the end of the PDF".into(),
+        ));
     }
     let pdf = Pdf::new(bytes).map_err(|e| match e {
         LoadPdfError::Decryption(_) => JobError::Encrypted,
@@ -114,9 +116,11 @@ fn image_dimensions(bytes: &[u8], media_type: MediaType) -> Result<(u32, u32), J
     let invalid = |e: image::ImageError| JobError::InvalidImage(e.to_string());
     let cursor = Cursor::new(bytes);
     let dims = match media_type {
-        MediaType::Png => image::codecs::png::PngDecoder::with_limits(cursor, image::Limits::no_limits())
-            .map_err(invalid)?
-            .dimensions(),
+        MediaType::Png => {
+            image::codecs::png::PngDecoder::with_limits(cursor, image::Limits::no_limits())
+                .map_err(invalid)?
+                .dimensions()
+        }
         MediaType::Jpeg => image::codecs::jpeg::JpegDecoder::new(cursor)
             .map_err(invalid)?
             .dimensions(),

@@ -26,7 +26,9 @@ pub enum JobError {
     TooLarge { bytes: u64, limit: u64 },
     #[error("the document has {pages} pages; this pipeline accepts at most {limit}")]
     TooManyPages { pages: u64, limit: u32 },
-    #[error("page {page} would be {width}x{height} pixels; this pipeline accepts at most {limit} per page")]
+    #[error(
+        "page {page} would be {width}x{height} pixels; this pipeline accepts at most {limit} per page"
+    )]
     TooManyPixels {
         page: u32,
         width: u64,

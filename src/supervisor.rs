@@ -196,7 +196,10 @@ impl Actor for PipelineSupervisor {
         let SupervisionEvent::ActorFailed(cell, error) = event else {
             return Ok(());
         };
-        let Some(pos) = state.children.iter().position(|(c, _)| c.get_id() == cell.get_id())
+        let Some(pos) = state
+            .children
+            .iter()
+            .position(|(c, _)| c.get_id() == cell.get_id())
         else {
             return Ok(());
         };

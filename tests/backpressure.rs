@@ -108,8 +108,7 @@ async fn a_held_save_stage_bounds_pages_and_documents_exactly_by_the_config() {
     // One-page documents: every page edge and every document edge after OCR holds rendered
     // pages; render waits for OCR room with its document loaded, ingest holds one more.
     let progress = &handle.progress;
-    let pages_in_flight =
-        e.ocr_pages + e.assemble_pages + e.summarize_documents + e.save_documents;
+    let pages_in_flight = e.ocr_pages + e.assemble_pages + e.summarize_documents + e.save_documents;
     assert_eq!(
         Progress::get(&progress.pages_rendered),
         pages_in_flight as u64,
@@ -121,7 +120,10 @@ async fn a_held_save_stage_bounds_pages_and_documents_exactly_by_the_config() {
         documents_in_memory as u64,
         "documents read into memory with save held, of {jobs} submitted"
     );
-    assert!(!feeder.is_finished(), "submission waits at the full ingest edge");
+    assert!(
+        !feeder.is_finished(),
+        "submission waits at the full ingest edge"
+    );
     assert_eq!(Progress::get(&progress.jobs_done), 0);
 
     gate.release();
@@ -173,16 +175,23 @@ async fn a_crashed_stage_is_restarted_and_the_pipeline_keeps_working() {
     )
     .await
     .unwrap();
-    for i in 0..3 {
-        let request = JobRequest {
-            id: format!("job-{i}"),
-            name: "tagged.pdf".into(),
-            path: fixture("tagged.pdf"),
-        };
-        handle.submit(request).await;
-    }
-    // The job inside the crashed save actor is lost with it (no journal yet); the others
-    // are saved by the restarted stage.
+    let request = |i: usize| JobRequest {
+        id: format!("job-{i}"),
+        name: "tagged.pdf".into(),
+        path: fixture("tagged.pdf"),
+    };
+    handle.submit(request(0)).await;
+    // The job inside the crashed save actor is lost with it (there is no journal yet).
+    tokio::time::timeout(Duration::from_secs(60), async {
+        while Progress::get(&handle.progress.restarts) == 0 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the supervisor restarts the crashed stage");
+    // The restarted stage saves the next jobs.
+    handle.submit(request(1)).await;
+    handle.submit(request(2)).await;
     for _ in 0..2 {
         let event = tokio::time::timeout(Duration::from_secs(120), finished.recv())
             .await

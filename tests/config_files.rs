@@ -51,7 +51,10 @@ fn broken_pipeline_reports_every_error_with_its_line() {
     let lines: Vec<u64> = err.issues.iter().map(|i| i.line).collect();
     // The unknown key is found by the key walk; the value errors after it by validation.
     assert!(lines.contains(&4), "{text}");
-    assert!(text.contains("broken.yaml:4:3: unknown key `render.text_layr`"), "{text}");
+    assert!(
+        text.contains("broken.yaml:4:3: unknown key `render.text_layr`"),
+        "{text}"
+    );
     assert!(text.contains("did you mean `text_layer`"), "{text}");
 }
 
@@ -61,12 +64,16 @@ fn value_errors_are_all_reported_with_their_lines() {
     let err = parse_pipeline(Path::new("broken.yaml"), &yaml).unwrap_err();
     let lines: Vec<u64> = err.issues.iter().map(|i| i.line).collect();
     assert_eq!(lines, vec![3, 6, 8], "{err}");
-    assert!(err.to_string().contains("tesseract-ocr-xx-not-installed"), "{err}");
+    assert!(
+        err.to_string().contains("tesseract-ocr-xx-not-installed"),
+        "{err}"
+    );
 }
 
 #[test]
 fn syntax_errors_name_their_line() {
-    let err = parse_pipeline(Path::new("s.yaml"), "version: 1\nrender:\n  dpi: [300\n").unwrap_err();
+    let err =
+        parse_pipeline(Path::new("s.yaml"), "version: 1\nrender:\n  dpi: [300\n").unwrap_err();
     assert_eq!(err.issues.len(), 1);
     assert!(err.issues[0].line >= 3, "{err}");
 }

@@ -45,7 +45,9 @@ async fn ocr_is_no_worse_than_raw_tesseract_and_reads_rotated_pages() {
             assert!(event.error.is_none(), "{name}: {:?}", event.error);
             let result = read_result(event.result_path.as_ref().unwrap());
             let got = 100.0 * cer(&result.text, &read_gt(&corpus, name));
-            report.push(format!("{name}: CER {got:.2}% (raw Tesseract {baseline:.2}%)"));
+            report.push(format!(
+                "{name}: CER {got:.2}% (raw Tesseract {baseline:.2}%)"
+            ));
             assert!(
                 got <= baseline + 1.0,
                 "{name}: CER {got:.2}% is worse than raw Tesseract's {baseline:.2}% + 1"
@@ -56,7 +58,10 @@ async fn ocr_is_no_worse_than_raw_tesseract_and_reads_rotated_pages() {
                 assert_eq!(rotations, vec![0, 270, 180, 90]);
             }
             for page in &result.pages {
-                assert!(page.confidence.is_some_and(|c| c > 0.0), "{name}: page confidence");
+                assert!(
+                    page.confidence.is_some_and(|c| c > 0.0),
+                    "{name}: page confidence"
+                );
                 assert!(!page.words.is_empty(), "{name}: words with boxes");
             }
         }

@@ -16,12 +16,19 @@ async fn a_tiff_is_ocred_and_a_born_digital_pdf_takes_its_text_layer() {
 
     let tif = read_result(events[0].result_path.as_ref().unwrap());
     assert_eq!(tif.source.media_type.as_deref(), Some("image/tiff"));
-    assert_eq!(tif.source.bytes, std::fs::metadata(&files[0]).unwrap().len());
+    assert_eq!(
+        tif.source.bytes,
+        std::fs::metadata(&files[0]).unwrap().len()
+    );
     assert_eq!(tif.source.sha256.len(), 64);
     let page = &tif.pages[0];
     assert_eq!(page.source, PageSource::Ocr);
     assert!(page.confidence.unwrap() > 80.0);
-    let quick = page.words.iter().find(|w| w.text == "quick").expect("a word 'quick'");
+    let quick = page
+        .words
+        .iter()
+        .find(|w| w.text == "quick")
+        .expect("a word 'quick'");
     assert!(quick.bbox[2] > quick.bbox[0] && quick.bbox[3] > quick.bbox[1]);
     let gt = std::fs::read_to_string(fixture("phototest.tif.gt.txt")).unwrap();
     assert!(cer(&tif.text, &gt) <= 0.01, "CER {}", cer(&tif.text, &gt));
@@ -43,5 +50,9 @@ async fn text_layer_ignore_renders_and_ocrs_born_digital_pages() {
     let events = run_files(p, &[fixture("tagged.pdf")], None).await;
     let pdf = read_result(events[0].result_path.as_ref().unwrap());
     assert!(pdf.pages.iter().all(|p| p.source == PageSource::Ocr));
-    assert!(pdf.pages[1].text.contains("Body text"), "{}", pdf.pages[1].text);
+    assert!(
+        pdf.pages[1].text.contains("Body text"),
+        "{}",
+        pdf.pages[1].text
+    );
 }

@@ -26,7 +26,12 @@ const EXPECTED: &[(&str, Option<&str>)] = &[
 fn peak_rss_bytes() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
     let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * 1024
+    line.split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse::<u64>()
+        .unwrap()
+        * 1024
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -42,7 +47,10 @@ async fn every_hostile_file_fails_cleanly_while_good_documents_succeed() {
     on_disk.sort();
     let mut listed: Vec<String> = EXPECTED.iter().map(|e| e.0.to_string()).collect();
     listed.sort();
-    assert_eq!(on_disk, listed, "every file in hostile/ has an expected outcome here");
+    assert_eq!(
+        on_disk, listed,
+        "every file in hostile/ has an expected outcome here"
+    );
 
     let out = tempfile::tempdir().unwrap();
     // Good documents before, between and after the hostile ones.

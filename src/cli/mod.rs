@@ -10,7 +10,11 @@ use clap::{Parser, Subcommand};
 use crate::config::load_pipeline;
 
 #[derive(Debug, Parser)]
-#[command(name = "pagemill", version, about = "Turns documents into structured, summarized text")]
+#[command(
+    name = "pagemill",
+    version,
+    about = "Turns documents into structured, summarized text"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

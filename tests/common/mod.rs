@@ -63,7 +63,10 @@ pub fn pipeline(out: &Path, replacements: &[(&str, &str)]) -> Pipeline {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines/default.yaml"),
     )
     .unwrap()
-    .replace("directory: results", &format!("directory: {}", out.display()));
+    .replace(
+        "directory: results",
+        &format!("directory: {}", out.display()),
+    );
     for (from, to) in replacements {
         assert!(yaml.contains(from), "default.yaml has no {from:?}");
         yaml = yaml.replace(from, to);
@@ -119,7 +122,14 @@ pub fn char_bag_similarity(a: &str, b: &str) -> f64 {
         m
     }
     let (x, y) = (bag(a), bag(b));
-    let common: usize = x.iter().map(|(c, n)| (*n).min(*y.get(c).unwrap_or(&0))).sum();
+    let common: usize = x
+        .iter()
+        .map(|(c, n)| (*n).min(*y.get(c).unwrap_or(&0)))
+        .sum();
     let total: usize = x.values().sum::<usize>() + y.values().sum::<usize>();
-    if total == 0 { 1.0 } else { 2.0 * common as f64 / total as f64 }
+    if total == 0 {
+        1.0
+    } else {
+        2.0 * common as f64 / total as f64
+    }
 }

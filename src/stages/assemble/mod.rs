@@ -106,7 +106,11 @@ fn page_record(page: FinishedPage, assembly: &mut Assembly) -> PageRecord {
                 millis: page.render_ms,
                 error: Some(e.to_record()),
             };
-            if assembly.first_error.as_ref().is_none_or(|(n, _)| number < *n) {
+            if assembly
+                .first_error
+                .as_ref()
+                .is_none_or(|(n, _)| number < *n)
+            {
                 assembly.first_error = Some((number, e));
             }
             record

@@ -59,7 +59,7 @@ mod tests {
             Ok(MediaType::Png)
         );
         assert_eq!(
-            detect_media_type(b"II*\0\x08\0\0\0"),
+            detect_media_type(b"II*\0\x08\0\0\0\x10\0\xfe\0"),
             Ok(MediaType::Tiff)
         );
         assert_eq!(detect_media_type(b""), Err(JobError::EmptyDocument));

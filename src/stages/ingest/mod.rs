@@ -120,7 +120,16 @@ impl Actor for IngestStage {
         };
         state
             .render
-            .send_with(|c| RenderMsg::Document(RenderWork { info, source, document }, c))
+            .send_with(|c| {
+                RenderMsg::Document(
+                    RenderWork {
+                        info,
+                        source,
+                        document,
+                    },
+                    c,
+                )
+            })
             .await;
         metrics::counter!(m::STAGE_SENT, &labels).increment(1);
         drop(credit);

@@ -81,7 +81,11 @@ pub fn ocr_page_on_this_thread(page: PageImage, cfg: &OcrConfig) -> Result<PageO
 }
 
 /// OCRs one page: detects its orientation and turns it upright if asked, then recognizes it.
-pub fn ocr_page(engines: &mut Engines, page: PageImage, cfg: &OcrConfig) -> Result<PageOcr, JobError> {
+pub fn ocr_page(
+    engines: &mut Engines,
+    page: PageImage,
+    cfg: &OcrConfig,
+) -> Result<PageOcr, JobError> {
     let started = Instant::now();
     let mut gray = page.gray;
     let mut rotation = 0;
@@ -161,7 +165,9 @@ fn tessdata_dirs() -> Vec<PathBuf> {
         dirs.push(PathBuf::from(prefix));
     }
     for v in ["5", "4.00"] {
-        dirs.push(PathBuf::from(format!("/usr/share/tesseract-ocr/{v}/tessdata")));
+        dirs.push(PathBuf::from(format!(
+            "/usr/share/tesseract-ocr/{v}/tessdata"
+        )));
     }
     dirs.push(PathBuf::from("/usr/share/tessdata"));
     dirs

@@ -46,7 +46,10 @@ impl Tesseract {
         Self::with_engine_mode("osd", capi::TessOcrEngineMode_OEM_TESSERACT_ONLY)
     }
 
-    fn with_engine_mode(languages: &str, mode: capi::TessOcrEngineMode) -> Result<Tesseract, TessError> {
+    fn with_engine_mode(
+        languages: &str,
+        mode: capi::TessOcrEngineMode,
+    ) -> Result<Tesseract, TessError> {
         let lang = CString::new(languages).map_err(|_| TessError::Init(languages.into()))?;
         // SAFETY: create returns a fresh handle that we own; Init2 reads the C string only
         // during the call.
@@ -86,7 +89,12 @@ impl Tesseract {
         dpi: u32,
     ) -> Result<(), TessError> {
         let (w, h) = (width as usize, height as usize);
-        if w == 0 || h == 0 || pixels.len() < w * h || width > i32::MAX as u32 || height > i32::MAX as u32 {
+        if w == 0
+            || h == 0
+            || pixels.len() < w * h
+            || width > i32::MAX as u32
+            || height > i32::MAX as u32
+        {
             return Err(TessError::BadImage);
         }
         // SAFETY: the buffer holds width*height bytes (checked above); SetImage copies it.
@@ -109,7 +117,11 @@ impl Tesseract {
     pub fn recognize(&mut self) -> Result<(), TessError> {
         // SAFETY: valid handle with an image set; a null monitor means no deadline.
         let rc = unsafe { capi::TessBaseAPIRecognize(self.handle, ptr::null_mut()) };
-        if rc == 0 { Ok(()) } else { Err(TessError::Recognize) }
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(TessError::Recognize)
+        }
     }
 
     pub fn utf8_text(&mut self) -> String {

@@ -88,9 +88,7 @@ fn tiff_dpi(bytes: &[u8]) -> Option<u32> {
         other => other.into_f64().ok()?,
     };
     // ResolutionUnit: 1 = none, 2 = inch (default), 3 = centimetre.
-    let unit = decoder
-        .get_tag_u32(Tag::ResolutionUnit)
-        .unwrap_or(2);
+    let unit = decoder.get_tag_u32(Tag::ResolutionUnit).unwrap_or(2);
     match unit {
         2 => Some(value.round() as u32),
         3 => Some((value * 2.54).round() as u32),

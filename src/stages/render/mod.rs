@@ -161,7 +161,6 @@ impl Actor for RenderStage {
                     (prepared, started.elapsed().as_secs_f64())
                 })
                 .await
-                .map(|(r, s)| (r, s))
                 .unwrap_or_else(|e| (Err(e), 0.0));
             let render_ms = (seconds * 1000.0) as u64;
             metrics::histogram!(m::STAGE_PROCESSING_SECONDS, &labels).record(seconds);

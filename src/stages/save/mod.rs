@@ -79,7 +79,11 @@ pub struct SaveState {
 impl Actor for SaveStage {
     type Msg = SaveMsg;
     type State = SaveState;
-    type Arguments = (StageContext, Arc<dyn ResultWriter>, UnboundedSender<JobFinished>);
+    type Arguments = (
+        StageContext,
+        Arc<dyn ResultWriter>,
+        UnboundedSender<JobFinished>,
+    );
 
     async fn pre_start(
         &self,
@@ -116,14 +120,20 @@ impl Actor for SaveStage {
                 tracing::error!(job = %info.id, error = %e, "cannot save the result");
                 metrics::counter!(m::STAGE_ERRORS, "pipeline" => state.ctx.pipeline.name.clone(), "stage" => "save", "error_type" => "io").increment(1);
                 let mut result = result;
-                result.error.get_or_insert(crate::error::JobError::Io(e.to_string()).to_record());
+                result
+                    .error
+                    .get_or_insert(crate::error::JobError::Io(e.to_string()).to_record());
                 (result, None)
             }
             Err(join) => return Err(join.into()),
         };
         metrics::histogram!(m::STAGE_PROCESSING_SECONDS, &labels)
             .record(started.elapsed().as_secs_f64());
-        let outcome = if result.error.is_none() { "done" } else { "failed" };
+        let outcome = if result.error.is_none() {
+            "done"
+        } else {
+            "failed"
+        };
         let progress = &state.ctx.progress;
         Progress::add(
             if result.error.is_none() {

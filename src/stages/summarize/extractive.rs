@@ -120,7 +120,10 @@ mod tests {
                     Character recognition of scanned pages needs clean page images.\n\
                     Recognition quality of scanned text depends on the page images.";
         let summary = summarize(text, 2);
-        assert!(summary.starts_with("Optical character recognition"), "{summary}");
+        assert!(
+            summary.starts_with("Optical character recognition"),
+            "{summary}"
+        );
         assert!(!summary.contains("weather"), "{summary}");
     }
 

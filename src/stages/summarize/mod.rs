@@ -15,8 +15,8 @@ use crate::edge::Credit;
 use crate::error::JobError;
 use crate::metrics as m;
 use crate::result::{JobResult, SummaryRecord};
-use crate::stages::JobInfo;
 use crate::stages::Downstream;
+use crate::stages::JobInfo;
 use crate::stages::save::SaveMsg;
 use crate::supervisor::StageContext;
 

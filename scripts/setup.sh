@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs what pagemill needs on Debian 12 (only what is missing), then - unless called with
+# --install-only - builds it and runs the default pipeline on the documents in tests/fixtures.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Build: pkg-config, clang (bindgen), Tesseract and Leptonica headers. Run: the OCR models of
+# the shipped pipelines (eng, deu) and the orientation model (osd).
+packages=(build-essential pkg-config libclang-dev libtesseract-dev libleptonica-dev
+          tesseract-ocr-eng tesseract-ocr-deu tesseract-ocr-osd)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing: ${missing[*]}"
+  sudo_cmd=""
+  [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
+  $sudo_cmd apt-get -o DPkg::Lock::Timeout=300 update
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get -o DPkg::Lock::Timeout=300 install -y --no-install-recommends "${missing[@]}"
+fi
+
+[ "${1:-}" = "--install-only" ] && exit 0
+cargo build --release --locked
+./target/release/pagemill validate pipelines/*.yaml
+./target/release/pagemill run --out results tests/fixtures/phototest.tif tests/fixtures/tagged.pdf
