@@ -84,6 +84,7 @@ fn main() {
         .unwrap();
     let run_secs = started.elapsed().as_secs_f64();
     assert!(status.success());
+    // SAFETY: getrusage only writes into the zeroed struct passed to it.
     let peak_rss_mib = unsafe {
         let mut usage: libc::rusage = std::mem::zeroed();
         libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage);

@@ -40,10 +40,6 @@ impl Edge {
         }
     }
 
-    pub fn capacity(&self) -> usize {
-        self.capacity
-    }
-
     /// Items currently holding a credit on this edge.
     pub fn in_use(&self) -> usize {
         self.capacity - self.credits.available_permits()
@@ -65,29 +61,23 @@ impl Edge {
             .set(self.in_use() as f64);
         Credit { _permit: permit }
     }
-
-    /// Takes a slot if one is free now.
-    pub fn try_acquire(&self) -> Option<Credit> {
-        self.credits
-            .clone()
-            .try_acquire_owned()
-            .ok()
-            .map(|permit| Credit { _permit: permit })
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[tokio::test]
     async fn a_full_edge_blocks_until_a_credit_is_dropped() {
         let edge = Edge::new("t", "test", 2);
         let a = edge.acquire().await;
         let _b = edge.acquire().await;
-        assert!(edge.try_acquire().is_none());
         assert_eq!(edge.in_use(), 2);
+        let third = tokio::time::timeout(Duration::from_millis(100), edge.acquire()).await;
+        assert!(third.is_err(), "a full edge must make the sender wait");
         drop(a);
-        assert!(edge.try_acquire().is_some());
+        let third = tokio::time::timeout(Duration::from_secs(5), edge.acquire()).await;
+        assert!(third.is_ok());
     }
 }

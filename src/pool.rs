@@ -7,21 +7,13 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use crate::error::JobError;
 
 /// A handle to the shared rayon pool; cheap to clone.
 #[derive(Clone)]
 pub struct CpuPool {
-    inner: Arc<Inner>,
-}
-
-struct Inner {
-    pool: rayon::ThreadPool,
-    threads: usize,
-    queued: AtomicUsize,
-    busy_nanos: AtomicU64,
+    pool: Arc<rayon::ThreadPool>,
 }
 
 impl CpuPool {
@@ -33,32 +25,13 @@ impl CpuPool {
             .build()
             .map_err(std::io::Error::other)?;
         Ok(CpuPool {
-            inner: Arc::new(Inner {
-                pool,
-                threads: threads.max(1),
-                queued: AtomicUsize::new(0),
-                busy_nanos: AtomicU64::new(0),
-            }),
+            pool: Arc::new(pool),
         })
-    }
-
-    pub fn threads(&self) -> usize {
-        self.inner.threads
-    }
-
-    /// Tasks submitted and not yet finished.
-    pub fn queued(&self) -> usize {
-        self.inner.queued.load(Ordering::Relaxed)
-    }
-
-    /// Total seconds pool threads spent running tasks.
-    pub fn busy_seconds(&self) -> f64 {
-        self.inner.busy_nanos.load(Ordering::Relaxed) as f64 / 1e9
     }
 
     /// Runs `work` once on every pool thread, e.g. to free per-thread engines before exit.
     pub fn on_every_thread(&self, work: impl Fn() + Sync) {
-        self.inner.pool.broadcast(|_| work());
+        self.pool.broadcast(|_| work());
     }
 
     /// Runs `work` on the pool and awaits its result. A panic becomes [`JobError::Internal`].
@@ -68,16 +41,8 @@ impl CpuPool {
         R: Send + 'static,
     {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let inner = self.inner.clone();
-        inner.queued.fetch_add(1, Ordering::Relaxed);
-        self.inner.pool.spawn(move || {
-            let started = std::time::Instant::now();
-            let outcome = catch_unwind(AssertUnwindSafe(work));
-            inner
-                .busy_nanos
-                .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
-            inner.queued.fetch_sub(1, Ordering::Relaxed);
-            let _ = tx.send(outcome);
+        self.pool.spawn(move || {
+            let _ = tx.send(catch_unwind(AssertUnwindSafe(work)));
         });
         match rx.await {
             Ok(Ok(value)) => Ok(value),

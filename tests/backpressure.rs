@@ -40,20 +40,14 @@ impl ResultWriter for GatedWriter {
     }
 }
 
-async fn settle(progress: &Progress) {
-    // Wait until nothing moves any more for a while.
-    let mut last = (u64::MAX, u64::MAX);
-    loop {
-        tokio::time::sleep(Duration::from_millis(750)).await;
-        let now = (
-            Progress::get(&progress.pages_rendered),
-            Progress::get(&progress.documents_loaded),
-        );
-        if now == last {
-            return;
-        }
-        last = now;
+/// Waits until `counter` reaches `target` (or a minute passes), then lets the pipeline run
+/// on for a while so that any excess would show.
+async fn wait_for(counter: &std::sync::atomic::AtomicU64, target: u64) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while Progress::get(counter) < target && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    tokio::time::sleep(Duration::from_secs(2)).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -103,18 +97,18 @@ async fn a_held_save_stage_bounds_pages_and_documents_exactly_by_the_config() {
             }
         })
     };
-    settle(&handle.progress).await;
-
     // One-page documents: every page edge and every document edge after OCR holds rendered
     // pages; render waits for OCR room with its document loaded, ingest holds one more.
     let progress = &handle.progress;
     let pages_in_flight = e.ocr_pages + e.assemble_pages + e.summarize_documents + e.save_documents;
+    let documents_in_memory = pages_in_flight + e.render_documents + 1;
+    wait_for(&progress.pages_rendered, pages_in_flight as u64).await;
+    wait_for(&progress.documents_loaded, documents_in_memory as u64).await;
     assert_eq!(
         Progress::get(&progress.pages_rendered),
         pages_in_flight as u64,
         "rendered pages with save held"
     );
-    let documents_in_memory = pages_in_flight + e.render_documents + 1;
     assert_eq!(
         Progress::get(&progress.documents_loaded),
         documents_in_memory as u64,

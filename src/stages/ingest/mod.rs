@@ -44,17 +44,13 @@ pub fn ingest_bytes(
 ) -> (SourceRecord, Result<Document, JobError>) {
     let record = SourceRecord {
         name: name.to_string(),
-        sha256: hex(&Sha256::digest(&bytes)),
+        sha256: format!("{:x}", Sha256::digest(&bytes)),
         bytes: bytes.len() as u64,
         media_type: detect::detect_media_type(&bytes)
             .ok()
             .map(|t| t.as_str().to_string()),
     };
     (record, open_document(bytes, limits))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 pub struct IngestStage;

@@ -17,6 +17,7 @@ use crate::config::{LimitsConfig, RenderConfig, TextLayerMode};
 use crate::document::{Content, Document};
 use crate::edge::Credit;
 use crate::error::JobError;
+use crate::limits::MAX_RENDER_SIDE_PX;
 use crate::metrics as m;
 use crate::progress::Progress;
 use crate::stages::assemble::{AssembleMsg, Expectation, FinishedPage, PageOutcome};
@@ -54,7 +55,8 @@ pub fn prepare_page(
                     });
                 }
             }
-            pdf::check_page_size(pdf, index, render.dpi, limits.max_page_pixels)?;
+            let (width, height) = pdf::pdf_page_pixel_size(pdf, index, render.dpi);
+            check_page_pixels(index, width, height, limits.max_page_pixels)?;
             Ok(PageInput::Image(PageImage {
                 gray: pdf::render_pdf_page(pdf, index, render.dpi),
                 dpi: render.dpi,
@@ -65,15 +67,7 @@ pub fn prepare_page(
             width,
             height,
         } => {
-            let pixels = *width as u64 * *height as u64;
-            if pixels > limits.max_page_pixels {
-                return Err(JobError::TooManyPixels {
-                    page: index + 1,
-                    width: *width as u64,
-                    height: *height as u64,
-                    limit: limits.max_page_pixels,
-                });
-            }
+            check_page_pixels(index, *width as u64, *height as u64, limits.max_page_pixels)?;
             let gray = image::decode_gray(bytes, doc.media_type, limits.max_page_pixels)?;
             Ok(PageInput::Image(PageImage {
                 gray,
@@ -81,6 +75,23 @@ pub fn prepare_page(
             }))
         }
     }
+}
+
+/// Refuses a page larger than `max_pixels` or wider or taller than the renderer can draw,
+/// before a single pixel of it is allocated.
+fn check_page_pixels(index: u32, width: u64, height: u64, max_pixels: u64) -> Result<(), JobError> {
+    if width.saturating_mul(height) > max_pixels
+        || width > MAX_RENDER_SIDE_PX
+        || height > MAX_RENDER_SIDE_PX
+    {
+        return Err(JobError::TooManyPixels {
+            page: index + 1,
+            width,
+            height,
+            limit: max_pixels,
+        });
+    }
+    Ok(())
 }
 
 /// An opened document (or the reason it could not be opened) on its way to rendering.

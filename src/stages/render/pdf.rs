@@ -13,9 +13,6 @@ use hayro::vello_cpu::color::palette::css::WHITE;
 use hayro::{PixmapSettings, RenderCache, RenderSettings};
 use image::GrayImage;
 
-use crate::error::JobError;
-use crate::limits::MAX_RENDER_SIDE_PX;
-
 /// Pixel size of a page rendered at `dpi`, computed from its boxes and rotation.
 pub fn page_pixel_size(page: &Page<'_>, dpi: u32) -> (u64, u64) {
     let (w_pt, h_pt) = page.render_dimensions();
@@ -24,28 +21,9 @@ pub fn page_pixel_size(page: &Page<'_>, dpi: u32) -> (u64, u64) {
     (px(w_pt), px(h_pt))
 }
 
-/// Checks the pixel size of page `index` against `max_pixels` and the renderer's limits.
-pub fn check_page_size(
-    pdf: &Pdf,
-    index: u32,
-    dpi: u32,
-    max_pixels: u64,
-) -> Result<(u32, u32), JobError> {
-    let page = &pdf.pages()[index as usize];
-    let (width, height) = page_pixel_size(page, dpi);
-    let limit = max_pixels;
-    if width.saturating_mul(height) > limit
-        || width > MAX_RENDER_SIDE_PX
-        || height > MAX_RENDER_SIDE_PX
-    {
-        return Err(JobError::TooManyPixels {
-            page: index + 1,
-            width,
-            height,
-            limit,
-        });
-    }
-    Ok((width as u32, height as u32))
+/// Pixel size of page `index` (0-based) rendered at `dpi`.
+pub fn pdf_page_pixel_size(pdf: &Pdf, index: u32, dpi: u32) -> (u64, u64) {
+    page_pixel_size(&pdf.pages()[index as usize], dpi)
 }
 
 /// Renders page `index` (0-based) at `dpi` into a grayscale image on a white background.
