@@ -570,7 +570,7 @@ impl RawPipeline {
         let edges = EdgesConfig {
             ingest_documents: edge(&e.ingest_documents, "edges.ingest_documents", 2),
             render_documents: edge(&e.render_documents, "edges.render_documents", 2),
-            ocr_pages: edge(&e.ocr_pages, "edges.ocr_pages", 4),
+            ocr_pages: edge(&e.ocr_pages, "edges.ocr_pages", 8),
             assemble_pages: edge(&e.assemble_pages, "edges.assemble_pages", 4),
             summarize_documents: edge(&e.summarize_documents, "edges.summarize_documents", 2),
             save_documents: edge(&e.save_documents, "edges.save_documents", 2),

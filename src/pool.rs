@@ -34,6 +34,12 @@ impl CpuPool {
         self.pool.broadcast(|_| work());
     }
 
+    /// Starts `work` on every pool thread without waiting for it, e.g. to load per-thread
+    /// engines while the first documents are still being read.
+    pub fn spawn_on_every_thread(&self, work: impl Fn() + Send + Sync + 'static) {
+        self.pool.spawn_broadcast(move |_| work());
+    }
+
     /// Runs `work` on the pool and awaits its result. A panic becomes [`JobError::Internal`].
     pub async fn run<F, R>(&self, work: F) -> Result<R, JobError>
     where

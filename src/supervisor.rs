@@ -253,6 +253,8 @@ impl PipelineHandle {
         options: StartOptions,
     ) -> anyhow::Result<(PipelineHandle, UnboundedReceiver<JobFinished>)> {
         let pipeline = Arc::new(pipeline);
+        let ocr = pipeline.ocr.clone();
+        pool.spawn_on_every_thread(move || crate::stages::ocr::warm_engines_on_this_thread(&ocr));
         let progress = Arc::new(Progress::default());
         let ctx = StageContext {
             pipeline: pipeline.clone(),

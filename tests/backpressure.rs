@@ -58,7 +58,7 @@ async fn a_held_save_stage_bounds_pages_and_documents_exactly_by_the_config() {
         &[
             ("ingest_documents: 2", "ingest_documents: 3"),
             ("render_documents: 2", "render_documents: 2"),
-            ("ocr_pages: 4", "ocr_pages: 3"),
+            ("ocr_pages: 8", "ocr_pages: 3"),
             ("assemble_pages: 4", "assemble_pages: 2"),
             ("summarize_documents: 2", "summarize_documents: 2"),
             ("save_documents: 2", "save_documents: 1"),

@@ -1,9 +1,14 @@
-//! The OCR actor: puts each page on the CPU pool and passes the text to the assembler.
+//! The OCR actor: puts pages on the CPU pool, heaviest first, and passes the text on to the
+//! assembler.
 //!
-//! The handler never waits for OCR itself: it starts one task per page, so as many pages are
-//! recognized at once as the pool has threads, while the edge into this stage bounds how many
-//! page images exist.
+//! The handler never waits for OCR itself. It keeps as many pages in recognition as the pool
+//! has threads; the other rendered pages wait here, and when a thread frees up the page with
+//! the most ink starts next. Starting long pages early keeps the last page of a document from
+//! running alone while the other threads idle. The edge into this stage still bounds how many
+//! page images exist; waiting pages keep their credit.
 
+use std::cmp::Ordering;
+use std::collections::BinaryHeap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -26,6 +31,34 @@ pub struct OcrWork {
 
 pub enum OcrMsg {
     Page(OcrWork, Credit),
+    /// A page's recognition finished and its thread is free.
+    Finished,
+}
+
+/// A waiting page, ordered by ink; among equals, the earlier page first.
+struct Waiting(OcrWork, Credit);
+
+impl Waiting {
+    fn key(&self) -> (u64, std::cmp::Reverse<u32>) {
+        (self.0.image.ink, std::cmp::Reverse(self.0.number))
+    }
+}
+
+impl PartialEq for Waiting {
+    fn eq(&self, other: &Self) -> bool {
+        self.key() == other.key()
+    }
+}
+impl Eq for Waiting {}
+impl PartialOrd for Waiting {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Waiting {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.key().cmp(&other.key())
+    }
 }
 
 pub struct OcrStage;
@@ -33,6 +66,77 @@ pub struct OcrStage;
 pub struct OcrState {
     ctx: StageContext,
     assemble: Downstream<AssembleMsg>,
+    waiting: BinaryHeap<Waiting>,
+    running: usize,
+}
+
+impl OcrState {
+    /// Starts the heaviest waiting pages while pool threads are free.
+    fn start_pages(&mut self, myself: &ActorRef<OcrMsg>) {
+        while self.running < self.ctx.pipeline.pool.threads {
+            let Some(Waiting(work, credit)) = self.waiting.pop() else {
+                return;
+            };
+            self.running += 1;
+            spawn_recognition(
+                self.ctx.clone(),
+                self.assemble.clone(),
+                myself.clone(),
+                work,
+                credit,
+            );
+        }
+    }
+}
+
+/// Recognizes one page on the pool, passes it on, then tells the actor its thread is free.
+fn spawn_recognition(
+    ctx: StageContext,
+    assemble: Downstream<AssembleMsg>,
+    myself: ActorRef<OcrMsg>,
+    work: OcrWork,
+    credit: Credit,
+) {
+    tokio::spawn(async move {
+        let labels = ctx.labels("ocr");
+        let started = Instant::now();
+        let cfg = ctx.pipeline.ocr.clone();
+        let OcrWork {
+            info,
+            number,
+            image,
+            render_ms,
+        } = work;
+        let result = ctx
+            .pool
+            .run(move || ocr_page_on_this_thread(image, &cfg))
+            .await
+            .and_then(|r| r);
+        let _ = myself.send_message(OcrMsg::Finished);
+        metrics::histogram!(m::STAGE_PROCESSING_SECONDS, &labels)
+            .record(started.elapsed().as_secs_f64());
+        let outcome = match result {
+            Ok(ocr) => {
+                metrics::histogram!(m::OCR_CONFIDENCE, "pipeline" => ctx.pipeline.name.clone())
+                    .record(ocr.confidence as f64);
+                PageOutcome::Ocr(ocr)
+            }
+            Err(e) => {
+                metrics::counter!(m::STAGE_ERRORS, "pipeline" => ctx.pipeline.name.clone(), "stage" => "ocr", "error_type" => e.code()).increment(1);
+                PageOutcome::Failed(e)
+            }
+        };
+        let page = FinishedPage {
+            info,
+            number,
+            outcome,
+            render_ms,
+        };
+        assemble.send_with(|c| AssembleMsg::Page(page, c)).await;
+        metrics::counter!(m::STAGE_SENT, &labels).increment(1);
+        // Only now is this page out of the OCR stage: its slot frees for the next render.
+        drop(credit);
+    });
 }
 
 impl Actor for OcrStage {
@@ -45,58 +149,28 @@ impl Actor for OcrStage {
         _myself: ActorRef<Self::Msg>,
         (ctx, assemble): Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
-        Ok(OcrState { ctx, assemble })
+        Ok(OcrState {
+            ctx,
+            assemble,
+            waiting: BinaryHeap::new(),
+            running: 0,
+        })
     }
 
     async fn handle(
         &self,
-        _myself: ActorRef<Self::Msg>,
+        myself: ActorRef<Self::Msg>,
         msg: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        let OcrMsg::Page(work, credit) = msg;
-        let ctx = state.ctx.clone();
-        let assemble = state.assemble.clone();
-        metrics::counter!(m::STAGE_RECEIVED, &ctx.labels("ocr")).increment(1);
-        tokio::spawn(async move {
-            let labels = ctx.labels("ocr");
-            let started = Instant::now();
-            let cfg = ctx.pipeline.ocr.clone();
-            let OcrWork {
-                info,
-                number,
-                image,
-                render_ms,
-            } = work;
-            let result = ctx
-                .pool
-                .run(move || ocr_page_on_this_thread(image, &cfg))
-                .await
-                .and_then(|r| r);
-            metrics::histogram!(m::STAGE_PROCESSING_SECONDS, &labels)
-                .record(started.elapsed().as_secs_f64());
-            let outcome = match result {
-                Ok(ocr) => {
-                    metrics::histogram!(m::OCR_CONFIDENCE, "pipeline" => ctx.pipeline.name.clone())
-                        .record(ocr.confidence as f64);
-                    PageOutcome::Ocr(ocr)
-                }
-                Err(e) => {
-                    metrics::counter!(m::STAGE_ERRORS, "pipeline" => ctx.pipeline.name.clone(), "stage" => "ocr", "error_type" => e.code()).increment(1);
-                    PageOutcome::Failed(e)
-                }
-            };
-            let page = FinishedPage {
-                info,
-                number,
-                outcome,
-                render_ms,
-            };
-            assemble.send_with(|c| AssembleMsg::Page(page, c)).await;
-            metrics::counter!(m::STAGE_SENT, &labels).increment(1);
-            // Only now is this page out of the OCR stage: its slot frees for the next render.
-            drop(credit);
-        });
+        match msg {
+            OcrMsg::Page(work, credit) => {
+                metrics::counter!(m::STAGE_RECEIVED, &state.ctx.labels("ocr")).increment(1);
+                state.waiting.push(Waiting(work, credit));
+            }
+            OcrMsg::Finished => state.running = state.running.saturating_sub(1),
+        }
+        state.start_pages(&myself);
         Ok(())
     }
 }

@@ -25,6 +25,17 @@ use tess::Tesseract;
 pub struct PageImage {
     pub gray: GrayImage,
     pub dpi: u32,
+    /// Dark pixels on the page: a cheap estimate of how long OCR will take, so that the OCR
+    /// stage can start the heaviest waiting page first.
+    pub ink: u64,
+}
+
+impl PageImage {
+    /// Wraps rendered or decoded pixels, counting their ink (one pass over the pixels).
+    pub fn new(gray: GrayImage, dpi: u32) -> PageImage {
+        let ink = gray.as_raw().iter().filter(|&&p| p < 128).count() as u64;
+        PageImage { gray, dpi, ink }
+    }
 }
 
 /// What OCR found on one page.
@@ -68,6 +79,18 @@ thread_local! {
     /// This thread's engines. Pool threads live as long as the pool, so each engine is
     /// created once per thread and reused for every page it OCRs.
     static ENGINES: RefCell<Engines> = RefCell::new(Engines::default());
+}
+
+/// Loads this thread's engines for `cfg` now, so the first page does not wait for them
+/// (a model takes ~150 ms to load). A failure is left for that first page to report.
+pub fn warm_engines_on_this_thread(cfg: &OcrConfig) {
+    ENGINES.with(|engines| {
+        let mut engines = engines.borrow_mut();
+        let _ = engines.text_engine(&cfg.languages);
+        if cfg.orientation == OrientationMode::Auto {
+            let _ = engines.osd_engine();
+        }
+    });
 }
 
 /// Frees this thread's engines (Tesseract complains about leaks if they outlive `main`).

@@ -57,10 +57,10 @@ pub fn prepare_page(
             }
             let (width, height) = pdf::pdf_page_pixel_size(pdf, index, render.dpi);
             check_page_pixels(index, width, height, limits.max_page_pixels)?;
-            Ok(PageInput::Image(PageImage {
-                gray: pdf::render_pdf_page(pdf, index, render.dpi),
-                dpi: render.dpi,
-            }))
+            Ok(PageInput::Image(PageImage::new(
+                pdf::render_pdf_page(pdf, index, render.dpi),
+                render.dpi,
+            )))
         }
         Content::Image {
             bytes,
@@ -69,10 +69,10 @@ pub fn prepare_page(
         } => {
             check_page_pixels(index, *width as u64, *height as u64, limits.max_page_pixels)?;
             let gray = image::decode_gray(bytes, doc.media_type, limits.max_page_pixels)?;
-            Ok(PageInput::Image(PageImage {
+            Ok(PageInput::Image(PageImage::new(
                 gray,
-                dpi: image::image_dpi(bytes, doc.media_type),
-            }))
+                image::image_dpi(bytes, doc.media_type),
+            )))
         }
     }
 }
