@@ -62,6 +62,11 @@ impl Tesseract {
             if capi::TessBaseAPIInit2(handle, ptr::null(), lang.as_ptr(), mode) != 0 {
                 return Err(TessError::Init(languages.into()));
             }
+            let mut engine = engine;
+            // Tesseract prints per-page diagnostics ("Detected 451 diacritics", "Invalid
+            // resolution 0 dpi" from orientation detection) to stderr; failures reach us
+            // through return codes, so its chatter goes nowhere.
+            engine.set_variable("debug_file", "/dev/null");
             Ok(engine)
         }
     }
