@@ -41,6 +41,8 @@ pub enum JobError {
     Io(String),
     #[error("internal error while processing the document: {0}")]
     Internal(String),
+    #[error("the job was cancelled")]
+    Cancelled,
 }
 
 impl JobError {
@@ -60,6 +62,7 @@ impl JobError {
             JobError::OcrFailed(_) => "ocr_failed",
             JobError::Io(_) => "io",
             JobError::Internal(_) => "internal",
+            JobError::Cancelled => "cancelled",
         }
     }
 

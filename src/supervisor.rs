@@ -14,6 +14,7 @@ use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, SupervisionEvent};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
 use crate::config::Pipeline;
+use crate::jobs::JobRegistry;
 use crate::edge::{Credit, Edge};
 use crate::metrics as m;
 use crate::pool::CpuPool;
@@ -32,6 +33,7 @@ pub struct StageContext {
     pub pipeline: Arc<Pipeline>,
     pub pool: CpuPool,
     pub progress: Arc<Progress>,
+    pub jobs: Arc<JobRegistry>,
 }
 
 impl StageContext {
@@ -232,6 +234,7 @@ impl Actor for PipelineSupervisor {
 pub struct PipelineHandle {
     pub pipeline: Arc<Pipeline>,
     pub progress: Arc<Progress>,
+    pub jobs: Arc<JobRegistry>,
     ingest: Downstream<IngestMsg>,
     supervisor: ActorRef<SupervisorMsg>,
     join: tokio::task::JoinHandle<()>,
@@ -242,6 +245,8 @@ pub struct PipelineHandle {
 pub struct StartOptions {
     /// Where results go instead of the pipeline's `save.directory`.
     pub writer: Option<Arc<dyn ResultWriter>>,
+    /// The job registry to report into; pipelines of one daemon share one.
+    pub jobs: Option<Arc<JobRegistry>>,
 }
 
 impl PipelineHandle {
@@ -256,10 +261,12 @@ impl PipelineHandle {
         let ocr = pipeline.ocr.clone();
         pool.spawn_on_every_thread(move || crate::stages::ocr::warm_engines_on_this_thread(&ocr));
         let progress = Arc::new(Progress::default());
+        let jobs = options.jobs.unwrap_or_default();
         let ctx = StageContext {
             pipeline: pipeline.clone(),
             pool,
             progress: progress.clone(),
+            jobs: jobs.clone(),
         };
         let (finished_tx, finished_rx) = unbounded_channel();
         let writer = options.writer.unwrap_or_else(|| {
@@ -287,6 +294,7 @@ impl PipelineHandle {
             PipelineHandle {
                 pipeline,
                 progress,
+                jobs,
                 ingest,
                 supervisor,
                 join,
@@ -299,9 +307,17 @@ impl PipelineHandle {
     pub async fn submit(&self, request: JobRequest) {
         let submitted = Instant::now();
         Progress::add(&self.progress.jobs_submitted, 1);
+        let cancel = self
+            .jobs
+            .register(&request.id, &self.pipeline.name, &request.name);
         self.ingest
-            .send_with(|credit: Credit| IngestMsg::Job(request, submitted, credit))
+            .send_with(|credit: Credit| IngestMsg::Job(request, submitted, cancel, credit))
             .await;
+    }
+
+    /// Whether the stage supervisor is still running.
+    pub fn is_running(&self) -> bool {
+        !self.join.is_finished()
     }
 
     /// Stops every stage. Jobs still inside are dropped.

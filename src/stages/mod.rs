@@ -15,6 +15,7 @@ pub mod render;
 pub mod save;
 pub mod summarize;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
@@ -30,6 +31,14 @@ pub struct JobInfo {
     pub pipeline: Arc<str>,
     /// When the job was submitted; the job's total time counts from here.
     pub submitted: Instant,
+    /// Set when the job is cancelled: stages skip its remaining pages.
+    pub cancel: Arc<AtomicBool>,
+}
+
+impl JobInfo {
+    pub fn is_cancelled(&self) -> bool {
+        self.cancel.load(Ordering::Relaxed)
+    }
 }
 
 /// A job's document as ingest found it.

@@ -47,6 +47,9 @@ pub struct FinishedPage {
 pub enum AssembleMsg {
     Expect(Expectation),
     Page(FinishedPage, Credit),
+    /// The job stops early (cancelled): finish it now with this error; pages still on their
+    /// way are dropped when they arrive.
+    Abandon(String, JobError),
 }
 
 /// A document whose pages are still coming in.
@@ -230,8 +233,9 @@ impl Actor for AssembleStage {
                 metrics::counter!(m::PAGES, "pipeline" => state.ctx.pipeline.name.clone(), "outcome" => outcome_label).increment(1);
                 Progress::add(&state.ctx.progress.pages_finished, 1);
                 let id = page.info.id.clone();
+                state.ctx.jobs.update(&id, |s| s.pages.ocred += 1);
                 let Some(assembly) = state.open.get_mut(&id) else {
-                    tracing::error!(job = %id, "page for a job the assembler does not know");
+                    // The job was abandoned (cancelled) while this page was in OCR.
                     return Ok(());
                 };
                 let index = (page.number - 1) as usize;
@@ -246,6 +250,12 @@ impl Actor for AssembleStage {
                     state.pass_on(&id).await;
                 }
                 drop(credit);
+            }
+            AssembleMsg::Abandon(id, error) => {
+                if let Some(assembly) = state.open.get_mut(&id) {
+                    assembly.expectation.error.get_or_insert(error);
+                    state.pass_on(&id).await;
+                }
             }
         }
         Ok(())

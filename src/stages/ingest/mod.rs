@@ -8,6 +8,7 @@ pub mod detect;
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
@@ -33,7 +34,8 @@ pub struct JobRequest {
 }
 
 pub enum IngestMsg {
-    Job(JobRequest, Instant, Credit),
+    /// A job, when it was submitted, and its cancel flag.
+    Job(JobRequest, Instant, Arc<AtomicBool>, Credit),
 }
 
 /// Hashes and opens a document's bytes, checking the pipeline's limits.
@@ -79,7 +81,7 @@ impl Actor for IngestStage {
         msg: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        let IngestMsg::Job(request, submitted, credit) = msg;
+        let IngestMsg::Job(request, submitted, cancel, credit) = msg;
         let ctx = &state.ctx;
         let labels = ctx.labels("ingest");
         metrics::counter!(m::STAGE_RECEIVED, &labels).increment(1);
@@ -88,10 +90,16 @@ impl Actor for IngestStage {
             id: request.id.clone(),
             pipeline: ctx.pipeline.name.as_str().into(),
             submitted,
+            cancel,
         });
+        ctx.jobs.started(&info.id);
         let limits = ctx.pipeline.limits;
-        let (record, document) = match read_bounded(&request.path, limits.max_document_bytes).await
-        {
+        let read = if info.is_cancelled() {
+            Err(JobError::Cancelled)
+        } else {
+            read_bounded(&request.path, limits.max_document_bytes).await
+        };
+        let (record, document) = match read {
             Ok(bytes) => {
                 Progress::add(&ctx.progress.documents_loaded, 1);
                 let name = request.name.clone();
@@ -107,6 +115,8 @@ impl Actor for IngestStage {
         }
         if let Ok(doc) = &document {
             Progress::add(&ctx.progress.pages_total, doc.page_count as u64);
+            ctx.jobs
+                .update(&info.id, |s| s.pages.total = Some(doc.page_count));
         }
         metrics::histogram!(m::STAGE_PROCESSING_SECONDS, &labels)
             .record(started.elapsed().as_secs_f64());

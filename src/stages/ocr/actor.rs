@@ -15,6 +15,7 @@ use std::time::Instant;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 
 use crate::edge::Credit;
+use crate::error::JobError;
 use crate::metrics as m;
 use crate::stages::assemble::{AssembleMsg, FinishedPage, PageOutcome};
 use crate::stages::ocr::{PageImage, ocr_page_on_this_thread};
@@ -107,11 +108,14 @@ fn spawn_recognition(
             image,
             render_ms,
         } = work;
-        let result = ctx
-            .pool
-            .run(move || ocr_page_on_this_thread(image, &cfg))
-            .await
-            .and_then(|r| r);
+        let result = if info.is_cancelled() {
+            Err(JobError::Cancelled)
+        } else {
+            ctx.pool
+                .run(move || ocr_page_on_this_thread(image, &cfg))
+                .await
+                .and_then(|r| r)
+        };
         let _ = myself.send_message(OcrMsg::Finished);
         metrics::histogram!(m::STAGE_PROCESSING_SECONDS, &labels)
             .record(started.elapsed().as_secs_f64());

@@ -159,6 +159,13 @@ impl Actor for RenderStage {
         for index in 0..page_count {
             // Lazy rendering: wait for room in OCR before producing this page's pixels.
             let credit = state.ocr.edge.acquire().await;
+            if info.is_cancelled() {
+                // Pages not rendered yet are never rendered; the job ends here.
+                state
+                    .assemble
+                    .send_now(AssembleMsg::Abandon(info.id.clone(), JobError::Cancelled));
+                return Ok(());
+            }
             let (doc, render, limits) = (
                 document.clone(),
                 ctx.pipeline.render.clone(),
@@ -176,6 +183,7 @@ impl Actor for RenderStage {
             let render_ms = (seconds * 1000.0) as u64;
             metrics::histogram!(m::STAGE_PROCESSING_SECONDS, &labels).record(seconds);
             let number = index + 1;
+            ctx.jobs.update(&info.id, |s| s.pages.rendered += 1);
             match prepared {
                 Ok(PageInput::Image(image)) => {
                     Progress::add(&ctx.progress.pages_rendered, 1);

@@ -146,6 +146,10 @@ impl Actor for SaveStage {
         metrics::counter!(m::JOBS_COMPLETED, "pipeline" => state.ctx.pipeline.name.clone(), "outcome" => outcome).increment(1);
         metrics::histogram!(m::JOB_DURATION_SECONDS, "pipeline" => state.ctx.pipeline.name.clone(), "outcome" => outcome)
             .record(info.submitted.elapsed().as_secs_f64());
+        state
+            .ctx
+            .jobs
+            .finished(&result.id, result.error.clone(), path.clone());
         let _ = state.finished.send(JobFinished {
             id: result.id.clone(),
             name: result.source.name.clone(),
