@@ -129,10 +129,10 @@ impl Actor for SaveStage {
         };
         metrics::histogram!(m::STAGE_PROCESSING_SECONDS, &labels)
             .record(started.elapsed().as_secs_f64());
-        let outcome = if result.error.is_none() {
-            "done"
-        } else {
-            "failed"
+        let outcome = match &result.error {
+            None => "done",
+            Some(e) if e.code == "cancelled" => "cancelled",
+            Some(_) => "failed",
         };
         let progress = &state.ctx.progress;
         Progress::add(
