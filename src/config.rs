@@ -130,6 +130,9 @@ pub struct RawPipeline {
     /// Capacities of the bounded edges between stages.
     #[serde(default)]
     pub edges: RawEdges,
+    /// How much work the daemon accepts into this pipeline before answering 429.
+    #[serde(default)]
+    pub admission: RawAdmission,
     /// Restart policy of the stage supervisor.
     #[serde(default)]
     pub supervisor: RawSupervisor,
@@ -232,6 +235,17 @@ pub struct RawEdges {
 
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
+pub struct RawAdmission {
+    /// Pages accepted and not yet finished; a job counts one page until it is opened.
+    #[serde(default)]
+    pub max_pages_in_system: Option<Spanned<u64>>,
+    /// Bytes of documents accepted and not yet finished, e.g. "1GiB".
+    #[serde(default)]
+    pub max_bytes_in_system: Option<Spanned<ByteSize>>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
 pub struct RawSupervisor {
     /// First delay before restarting a crashed stage, e.g. "100ms".
     #[serde(default, with = "humantime_serde::option")]
@@ -255,7 +269,14 @@ pub struct Pipeline {
     pub summarize: SummarizeConfig,
     pub save: SaveConfig,
     pub edges: EdgesConfig,
+    pub admission: AdmissionConfig,
     pub supervisor: SupervisorConfig,
+}
+
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct AdmissionConfig {
+    pub max_pages_in_system: u64,
+    pub max_bytes_in_system: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -576,6 +597,28 @@ impl RawPipeline {
             save_documents: edge(&e.save_documents, "edges.save_documents", 2),
         };
 
+        let admission = AdmissionConfig {
+            max_pages_in_system: c.in_range(
+                &self.admission.max_pages_in_system,
+                "admission.max_pages_in_system",
+                limits::DEFAULT_ADMISSION_PAGES,
+                1,
+                10_000_000,
+            ),
+            max_bytes_in_system: match &self.admission.max_bytes_in_system {
+                None => limits::DEFAULT_ADMISSION_BYTES,
+                Some(s) if s.value.as_u64() < max_document_bytes => {
+                    c.push(
+                        s,
+                        "admission.max_bytes_in_system must be at least limits.max_document_bytes"
+                            .into(),
+                    );
+                    limits::DEFAULT_ADMISSION_BYTES
+                }
+                Some(s) => s.value.as_u64(),
+            },
+        };
+
         let supervisor = SupervisorConfig {
             restart_backoff_initial: self
                 .supervisor
@@ -609,6 +652,7 @@ impl RawPipeline {
             summarize,
             save: SaveConfig { directory },
             edges,
+            admission,
             supervisor,
         })
     }

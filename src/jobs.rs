@@ -31,7 +31,10 @@ pub enum JobState {
 
 impl JobState {
     pub fn is_final(self) -> bool {
-        matches!(self, JobState::Done | JobState::Failed | JobState::Cancelled)
+        matches!(
+            self,
+            JobState::Done | JobState::Failed | JobState::Cancelled
+        )
     }
 }
 
@@ -63,6 +66,8 @@ pub struct JobStatus {
     pub state: JobState,
     /// Submission time, RFC 3339.
     pub submitted_at: String,
+    /// Size of the submitted document, when known at submission.
+    pub bytes: u64,
     pub pages: PageProgress,
     pub timings: JobTimings,
     pub error: Option<ErrorRecord>,
@@ -89,7 +94,7 @@ pub struct JobRegistry {
 
 impl JobRegistry {
     /// Records a new queued job; returns its cancel flag.
-    pub fn register(&self, id: &str, pipeline: &str, name: &str) -> Arc<AtomicBool> {
+    pub fn register(&self, id: &str, pipeline: &str, name: &str, bytes: u64) -> Arc<AtomicBool> {
         let cancel = Arc::new(AtomicBool::new(false));
         let status = JobStatus {
             id: id.to_string(),
@@ -97,6 +102,7 @@ impl JobRegistry {
             name: name.to_string(),
             state: JobState::Queued,
             submitted_at: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
+            bytes,
             pages: PageProgress::default(),
             timings: JobTimings::default(),
             error: None,
@@ -129,7 +135,9 @@ impl JobRegistry {
         });
         if became_final {
             let elapsed = entry.submitted.elapsed().as_millis() as u64;
-            entry.status.send_modify(|s| s.timings.total_ms = Some(elapsed));
+            entry
+                .status
+                .send_modify(|s| s.timings.total_ms = Some(elapsed));
             reg.finished.push_back(id.to_string());
             while reg.finished.len() > MAX_FINISHED_JOBS {
                 if let Some(old) = reg.finished.pop_front() {
@@ -175,6 +183,25 @@ impl JobRegistry {
         });
     }
 
+    /// Pages and bytes of a pipeline's unfinished jobs: what admission control counts. A job
+    /// whose page count is not known yet counts one page.
+    pub fn usage(&self, pipeline: &str) -> (u64, u64) {
+        let reg = self.inner.lock().expect("job registry poisoned");
+        reg.jobs
+            .values()
+            .map(|e| e.status.borrow())
+            .filter(|s| s.pipeline == pipeline && !s.state.is_final())
+            .fold((0, 0), |(pages, bytes), s| {
+                let left = s
+                    .pages
+                    .total
+                    .unwrap_or(1)
+                    .saturating_sub(s.pages.ocred)
+                    .max(1);
+                (pages + left as u64, bytes + s.bytes)
+            })
+    }
+
     pub fn get(&self, id: &str) -> Option<JobStatus> {
         let reg = self.inner.lock().expect("job registry poisoned");
         reg.jobs.get(id).map(|e| e.status.borrow().clone())
@@ -211,7 +238,8 @@ mod tests {
     #[test]
     fn a_job_moves_through_its_states_and_watchers_see_it() {
         let jobs = JobRegistry::default();
-        let cancel = jobs.register("a", "default", "doc.pdf");
+        let cancel = jobs.register("a", "default", "doc.pdf", 10);
+        assert_eq!(jobs.usage("default"), (1, 10));
         let mut rx = jobs.subscribe("a").unwrap();
         jobs.started("a");
         assert!(rx.has_changed().unwrap());
@@ -227,6 +255,7 @@ mod tests {
             }),
             None,
         );
+        assert_eq!(jobs.usage("default"), (0, 0));
         let status = jobs.get("a").unwrap();
         assert_eq!(status.state, JobState::Cancelled);
         assert!(status.timings.total_ms.is_some());

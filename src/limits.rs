@@ -35,6 +35,13 @@ pub const DEFAULT_RESULTS_DIR: &str = "results";
 /// Largest capacity of one edge between stages.
 pub const MAX_EDGE_CAPACITY: usize = 10_000;
 
+/// Pages accepted by the daemon into one pipeline and not yet finished.
+pub const DEFAULT_ADMISSION_PAGES: u64 = 1000;
+/// Document bytes accepted into one pipeline and not yet finished.
+pub const DEFAULT_ADMISSION_BYTES: u64 = 1024 * 1024 * 1024;
+/// How long a stopping daemon waits for accepted jobs to finish.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Restart backoff of a crashed stage.
 pub const DEFAULT_RESTART_BACKOFF_INITIAL: Duration = Duration::from_millis(100);
 pub const DEFAULT_RESTART_BACKOFF_MAX: Duration = Duration::from_secs(10);

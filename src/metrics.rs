@@ -27,3 +27,30 @@ pub const JOB_DURATION_SECONDS: &str = "pagemill_job_duration_seconds";
 pub const PAGES: &str = "pagemill_pages_total";
 /// Mean Tesseract confidence per OCRed page, 0-100 (histogram; label pipeline).
 pub const OCR_CONFIDENCE: &str = "pagemill_ocr_page_confidence";
+/// Jobs accepted by the HTTP API (counter; label pipeline).
+pub const JOBS_ACCEPTED: &str = "pagemill_jobs_accepted_total";
+/// Submissions refused (counter; labels pipeline, reason).
+pub const JOBS_REJECTED: &str = "pagemill_jobs_rejected_total";
+/// HTTP requests (counter; labels route, method, code).
+pub const HTTP_REQUESTS: &str = "pagemill_http_requests_total";
+/// HTTP request duration (histogram; labels route, method).
+pub const HTTP_REQUEST_SECONDS: &str = "pagemill_http_request_duration_seconds";
+/// Threads in the CPU pool (gauge).
+pub const POOL_THREADS: &str = "pagemill_cpu_pool_threads";
+/// Tasks submitted to the CPU pool and not finished (gauge).
+pub const POOL_QUEUED: &str = "pagemill_cpu_pool_queued_tasks";
+/// Seconds CPU pool threads spent running tasks (counter).
+pub const POOL_BUSY_SECONDS: &str = "pagemill_cpu_pool_busy_seconds_total";
+/// Always 1, labelled with the version (gauge).
+pub const BUILD_INFO: &str = "pagemill_build_info";
+/// Prefix of the process metrics (memory, CPU, open files).
+pub const PROCESS_PREFIX: &str = "pagemill_";
+
+/// Histogram buckets in seconds, from HTTP edge latencies to whole jobs.
+pub const SECONDS_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    60.0, 120.0, 300.0, 600.0, 1800.0,
+];
+/// Buckets for OCR confidence (0-100).
+pub const CONFIDENCE_BUCKETS: &[f64] =
+    &[10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0, 80.0, 90.0, 95.0];

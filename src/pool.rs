@@ -7,6 +7,8 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Instant;
 
 use crate::error::JobError;
 
@@ -14,6 +16,37 @@ use crate::error::JobError;
 #[derive(Clone)]
 pub struct CpuPool {
     pool: Arc<rayon::ThreadPool>,
+    threads: usize,
+    counters: Arc<Counters>,
+}
+
+/// What the pool has done, for metrics.
+#[derive(Default)]
+struct Counters {
+    queued: AtomicUsize,
+    busy_nanos: AtomicU64,
+}
+
+/// A snapshot of the pool's load.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolStats {
+    pub threads: usize,
+    /// Tasks submitted and not finished.
+    pub queued: usize,
+    /// Seconds threads spent running tasks since the pool started.
+    pub busy_seconds: f64,
+}
+
+/// Nice value of pool threads: CPU work yields to the async threads that serve HTTP.
+const POOL_THREAD_NICE: libc::c_int = 10;
+
+/// Lowers the calling thread's scheduling priority (Linux sets nice per thread).
+fn lower_this_thread_priority() {
+    // SAFETY: gettid has no preconditions; setpriority only changes this thread's nice value.
+    unsafe {
+        let tid = libc::gettid();
+        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, POOL_THREAD_NICE);
+    }
 }
 
 impl CpuPool {
@@ -22,11 +55,22 @@ impl CpuPool {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads.max(1))
             .thread_name(|i| format!("pagemill-cpu-{i}"))
+            .start_handler(|_| lower_this_thread_priority())
             .build()
             .map_err(std::io::Error::other)?;
         Ok(CpuPool {
             pool: Arc::new(pool),
+            threads: threads.max(1),
+            counters: Arc::default(),
         })
+    }
+
+    pub fn stats(&self) -> PoolStats {
+        PoolStats {
+            threads: self.threads,
+            queued: self.counters.queued.load(Ordering::Relaxed),
+            busy_seconds: self.counters.busy_nanos.load(Ordering::Relaxed) as f64 / 1e9,
+        }
     }
 
     /// Runs `work` once on every pool thread, e.g. to free per-thread engines before exit.
@@ -47,8 +91,16 @@ impl CpuPool {
         R: Send + 'static,
     {
         let (tx, rx) = tokio::sync::oneshot::channel();
+        let counters = self.counters.clone();
+        counters.queued.fetch_add(1, Ordering::Relaxed);
         self.pool.spawn(move || {
-            let _ = tx.send(catch_unwind(AssertUnwindSafe(work)));
+            let started = Instant::now();
+            let outcome = catch_unwind(AssertUnwindSafe(work));
+            counters
+                .busy_nanos
+                .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+            counters.queued.fetch_sub(1, Ordering::Relaxed);
+            let _ = tx.send(outcome);
         });
         match rx.await {
             Ok(Ok(value)) => Ok(value),

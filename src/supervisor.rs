@@ -14,8 +14,8 @@ use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, SupervisionEvent};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
 use crate::config::Pipeline;
-use crate::jobs::JobRegistry;
 use crate::edge::{Credit, Edge};
+use crate::jobs::JobRegistry;
 use crate::metrics as m;
 use crate::pool::CpuPool;
 use crate::progress::Progress;
@@ -235,9 +235,32 @@ pub struct PipelineHandle {
     pub pipeline: Arc<Pipeline>,
     pub progress: Arc<Progress>,
     pub jobs: Arc<JobRegistry>,
+    /// When the pipeline started; admission estimates its drain rate from here.
+    pub started: Instant,
     ingest: Downstream<IngestMsg>,
     supervisor: ActorRef<SupervisorMsg>,
     join: tokio::task::JoinHandle<()>,
+}
+
+/// A registered job on its way to ingest.
+struct Registered {
+    request: JobRequest,
+    submitted: Instant,
+    cancel: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Registered {
+    async fn await_send(self, handle: &PipelineHandle) {
+        let Registered {
+            request,
+            submitted,
+            cancel,
+        } = self;
+        handle
+            .ingest
+            .send_with(|credit: Credit| IngestMsg::Job(request, submitted, cancel, credit))
+            .await;
+    }
 }
 
 /// Options for starting a pipeline; the defaults are what `pagemill` itself uses.
@@ -295,6 +318,7 @@ impl PipelineHandle {
                 pipeline,
                 progress,
                 jobs,
+                started: Instant::now(),
                 ingest,
                 supervisor,
                 join,
@@ -305,14 +329,27 @@ impl PipelineHandle {
 
     /// Submits a job, waiting while the ingest edge is full (backpressure).
     pub async fn submit(&self, request: JobRequest) {
-        let submitted = Instant::now();
+        self.register(&request, 0).await_send(self).await;
+    }
+
+    /// Registers a job of `bytes` bytes now (its status is visible at once) and hands it to
+    /// ingest in the background, where it waits for room on the ingest edge.
+    pub fn enqueue(self: &Arc<Self>, request: JobRequest, bytes: u64) {
+        let registered = self.register(&request, bytes);
+        let this = self.clone();
+        tokio::spawn(async move { registered.await_send(&this).await });
+    }
+
+    fn register(&self, request: &JobRequest, bytes: u64) -> Registered {
         Progress::add(&self.progress.jobs_submitted, 1);
         let cancel = self
             .jobs
-            .register(&request.id, &self.pipeline.name, &request.name);
-        self.ingest
-            .send_with(|credit: Credit| IngestMsg::Job(request, submitted, cancel, credit))
-            .await;
+            .register(&request.id, &self.pipeline.name, &request.name, bytes);
+        Registered {
+            request: request.clone(),
+            submitted: Instant::now(),
+            cancel,
+        }
     }
 
     /// Whether the stage supervisor is still running.

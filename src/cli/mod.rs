@@ -1,6 +1,7 @@
-//! The command line: `pagemill run` and `pagemill validate`.
+//! The command line: `pagemill serve`, `pagemill run` and `pagemill validate`.
 
 pub mod run;
+pub mod serve;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -24,6 +25,8 @@ pub struct Cli {
 pub enum Command {
     /// Run a pipeline over files or folders and write one result JSON per document.
     Run(run::RunArgs),
+    /// Serve the HTTP jobs API on the given pipelines.
+    Serve(serve::ServeArgs),
     /// Check pipeline files and print every problem found.
     Validate {
         /// Pipeline YAML files.
@@ -40,6 +43,7 @@ pub fn main(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Validate { files } => Ok(validate(&files)),
         Command::Run(args) => run::run(args),
+        Command::Serve(args) => serve::serve(args),
     }
 }
 

@@ -1,0 +1,182 @@
+//! `pagemill serve`: the daemon. Loads pipelines, starts their stage trees on one CPU pool and
+//! serves the HTTP API until SIGINT/SIGTERM; then it stops admitting, lets accepted jobs finish
+//! (up to the shutdown timeout) and exits. A second signal exits at once.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::config::{Pipeline, load_pipeline};
+use crate::http::{AppState, serve as serve_http};
+use crate::jobs::JobRegistry;
+use crate::pool::CpuPool;
+use crate::supervisor::{PipelineHandle, StartOptions};
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Pipeline YAML files, or folders of them (default: the built-in default pipeline).
+    #[arg(long)]
+    pub pipelines: Vec<PathBuf>,
+    /// Address to listen on; port 0 picks a free one (printed at start).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Where uploaded documents wait until their job is finished.
+    #[arg(long, default_value = "data/spool")]
+    pub spool: PathBuf,
+    /// CPU pool threads (default: the largest `pool.threads` of the pipelines).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// How long a stopping daemon lets accepted jobs finish, e.g. "30s".
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "30s")]
+    pub shutdown_timeout: Duration,
+}
+
+/// Loads every pipeline named on the command line, reporting all problems at once.
+fn load_pipelines(paths: &[PathBuf]) -> Result<Vec<Pipeline>, Vec<String>> {
+    if paths.is_empty() {
+        return Ok(vec![Pipeline::embedded_default()]);
+    }
+    let mut files = Vec::new();
+    for path in paths {
+        if path.is_dir() {
+            let mut found: Vec<PathBuf> = std::fs::read_dir(path)
+                .map_err(|e| vec![format!("{}: {e}", path.display())])?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+                .collect();
+            found.sort();
+            files.extend(found);
+        } else {
+            files.push(path.clone());
+        }
+    }
+    let mut pipelines: Vec<Pipeline> = Vec::new();
+    let mut errors = Vec::new();
+    for file in &files {
+        match load_pipeline(file) {
+            Ok(p) if pipelines.iter().any(|q| q.name == p.name) => errors.push(format!(
+                "{}: a pipeline named `{}` is already loaded",
+                file.display(),
+                p.name
+            )),
+            Ok(p) => pipelines.push(p),
+            Err(e) => errors.push(e.to_string()),
+        }
+    }
+    if errors.is_empty() && pipelines.is_empty() {
+        errors.push("no pipeline files found".into());
+    }
+    if errors.is_empty() {
+        Ok(pipelines)
+    } else {
+        Err(errors)
+    }
+}
+
+pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let pipelines = match load_pipelines(&args.pipelines) {
+        Ok(p) => p,
+        Err(errors) => {
+            for e in errors {
+                eprintln!("{e}");
+            }
+            return Ok(ExitCode::from(super::EXIT_USAGE));
+        }
+    };
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(run(args, pipelines))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn run(args: ServeArgs, pipelines: Vec<Pipeline>) -> anyhow::Result<()> {
+    let metrics = crate::telemetry::install()?;
+    let threads = args
+        .threads
+        .unwrap_or_else(|| pipelines.iter().map(|p| p.pool.threads).max().unwrap_or(1));
+    let pool = CpuPool::new(threads)?;
+    crate::telemetry::spawn_upkeep(metrics.clone(), pool.clone());
+    let jobs = Arc::new(JobRegistry::default());
+    let mut handles = BTreeMap::new();
+    for mut pipeline in pipelines {
+        pipeline.pool.threads = threads;
+        let name = pipeline.name.clone();
+        let options = StartOptions {
+            writer: None,
+            jobs: Some(jobs.clone()),
+        };
+        let (handle, mut finished) = PipelineHandle::start(pipeline, pool.clone(), options).await?;
+        let spool = args.spool.clone();
+        // A finished job's upload is no longer needed.
+        tokio::spawn(async move {
+            while let Some(done) = finished.recv().await {
+                let _ = tokio::fs::remove_file(spool.join(&done.id)).await;
+            }
+        });
+        handles.insert(name, Arc::new(handle));
+    }
+    let state = Arc::new(AppState {
+        pipelines: handles,
+        jobs,
+        spool: args.spool.clone(),
+        metrics: Some(metrics),
+        shutting_down: AtomicBool::new(false),
+    });
+    remove_stale_uploads(&args.spool);
+
+    let shutdown = {
+        let state = state.clone();
+        let timeout = args.shutdown_timeout;
+        async move {
+            let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            eprintln!("stopping: no new jobs; waiting up to {timeout:?} for accepted ones");
+            state.shutting_down.store(true, Ordering::SeqCst);
+            tokio::spawn(async move {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+                eprintln!("second signal: exiting now");
+                std::process::exit(130);
+            });
+            let deadline = Instant::now() + timeout;
+            while Instant::now() < deadline && !all_idle(&state) {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    let bound = |addr: SocketAddr| {
+        println!("pagemill listening on http://{addr}");
+        let _ = std::io::stdout().flush();
+    };
+    serve_http(state.clone(), args.listen, bound, shutdown).await?;
+    pool.on_every_thread(crate::stages::ocr::release_engines_on_this_thread);
+    Ok(())
+}
+
+fn all_idle(state: &AppState) -> bool {
+    state
+        .pipelines
+        .keys()
+        .all(|name| state.jobs.usage(name).0 == 0)
+}
+
+/// Uploads left by an earlier run belong to jobs this process does not know.
+fn remove_stale_uploads(spool: &Path) {
+    if let Ok(entries) = std::fs::read_dir(spool) {
+        for entry in entries.flatten() {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}

@@ -1,0 +1,447 @@
+//! Handlers of the `/v1` jobs API, `/readyz`, and the upload path into the spool.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::{Buf, Bytes};
+use futures_util::{Stream, StreamExt, TryStreamExt};
+use serde::Serialize;
+use tokio::io::AsyncWriteExt;
+use warp::Reply;
+use warp::http::{HeaderMap, StatusCode};
+use warp::reply::Response;
+
+use super::{ApiError, AppState, json};
+use crate::error::JobError;
+use crate::jobs::JobStatus;
+use crate::metrics as m;
+use crate::progress::Progress;
+use crate::stages::ingest::JobRequest;
+use crate::stages::ingest::detect::detect_media_type;
+use crate::supervisor::PipelineHandle;
+
+/// Longest `Retry-After` the API suggests, in seconds.
+const MAX_RETRY_AFTER_SECS: u64 = 600;
+
+#[derive(Serialize)]
+struct Links {
+    #[serde(rename = "self")]
+    status: String,
+    result: String,
+    events: String,
+}
+
+fn links(id: &str) -> Links {
+    Links {
+        status: format!("/v1/jobs/{id}"),
+        result: format!("/v1/jobs/{id}/result"),
+        events: format!("/v1/jobs/{id}/events"),
+    }
+}
+
+#[derive(Serialize)]
+struct StatusBody {
+    #[serde(flatten)]
+    status: JobStatus,
+    links: Links,
+}
+
+fn status_body(status: JobStatus) -> StatusBody {
+    let links = links(&status.id);
+    StatusBody { status, links }
+}
+
+fn reject(pipeline: &str, reason: &'static str, error: ApiError) -> Response {
+    metrics::counter!(m::JOBS_REJECTED, "pipeline" => pipeline.to_string(), "reason" => reason)
+        .increment(1);
+    error.into_response()
+}
+
+/// `POST /v1/pipelines/{pipeline}/jobs`: a raw document body, or `multipart/form-data` with a
+/// `file` field, streamed to the spool; 202 with the job's id and links.
+pub async fn submit<S, B>(
+    pipeline: String,
+    state: Arc<AppState>,
+    headers: HeaderMap,
+    body: S,
+) -> Response
+where
+    S: Stream<Item = Result<B, warp::Error>> + Send + Unpin + 'static,
+    B: Buf + Send,
+{
+    let Some(handle) = state.pipelines.get(&pipeline) else {
+        return ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_pipeline",
+            format!("no pipeline named {pipeline:?}; GET /v1/pipelines lists them"),
+        )
+        .into_response();
+    };
+    if state.is_shutting_down() {
+        return reject(
+            &pipeline,
+            "shutting_down",
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "shutting_down",
+                "the daemon is stopping and accepts no new jobs",
+            ),
+        );
+    }
+    let limits = handle.pipeline.limits;
+    let declared: Option<u64> = headers
+        .get(warp::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    if let Some(error) = admission(handle, &state, declared.unwrap_or(0)) {
+        return reject(&pipeline, "admission_full", error);
+    }
+    if declared.is_some_and(|n| n > limits.max_document_bytes) {
+        return reject(&pipeline, "too_large", too_large(limits.max_document_bytes));
+    }
+
+    let id = uuid::Uuid::now_v7().simple().to_string();
+    let content_type = headers
+        .get(warp::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let bytes = body.map_ok(|mut b| b.copy_to_bytes(b.remaining()));
+    let upload = if content_type.starts_with("multipart/form-data") {
+        spool_multipart(
+            &state.spool,
+            &id,
+            &content_type,
+            bytes,
+            limits.max_document_bytes,
+        )
+        .await
+    } else {
+        let name = headers
+            .get("x-filename")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("upload")
+            .to_string();
+        spool_stream(&state.spool, &id, bytes, limits.max_document_bytes)
+            .await
+            .map(|u| Upload { name, ..u })
+    };
+    let upload = match upload {
+        Ok(u) => u,
+        Err((reason, error)) => return reject(&pipeline, reason, error),
+    };
+    if let Err(e) = detect_media_type(&upload.head) {
+        let _ = tokio::fs::remove_file(&upload.path).await;
+        let (status, reason) = match e {
+            JobError::EmptyDocument => (StatusCode::BAD_REQUEST, "empty_document"),
+            _ => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
+        };
+        return reject(
+            &pipeline,
+            reason,
+            ApiError::new(status, reason, e.to_string()),
+        );
+    }
+
+    handle.enqueue(
+        JobRequest {
+            id: id.clone(),
+            name: upload.name,
+            path: upload.path,
+        },
+        upload.bytes,
+    );
+    metrics::counter!(m::JOBS_ACCEPTED, "pipeline" => pipeline.clone()).increment(1);
+    let status = state.jobs.get(&id).expect("registered by enqueue");
+    let mut response = json(StatusCode::ACCEPTED, &status_body(status));
+    response.headers_mut().insert(
+        warp::http::header::LOCATION,
+        format!("/v1/jobs/{id}")
+            .parse()
+            .expect("ids are header-safe"),
+    );
+    response
+}
+
+/// Refuses new work while the pipeline's accepted-but-unfinished pages or bytes are at their
+/// budget, suggesting when to retry from the rate pages have been finishing at.
+fn admission(handle: &PipelineHandle, state: &AppState, incoming_bytes: u64) -> Option<ApiError> {
+    let budget = handle.pipeline.admission;
+    let (pages, bytes) = state.jobs.usage(&handle.pipeline.name);
+    if pages < budget.max_pages_in_system
+        && bytes.saturating_add(incoming_bytes) <= budget.max_bytes_in_system
+    {
+        return None;
+    }
+    let excess_pages = (pages + 1)
+        .saturating_sub(budget.max_pages_in_system)
+        .max(1);
+    let finished = Progress::get(&handle.progress.pages_finished) as f64;
+    let rate = finished / handle.started.elapsed().as_secs_f64().max(1.0);
+    let wait = if rate > 0.0 {
+        (excess_pages as f64 / rate).ceil() as u64
+    } else {
+        MAX_RETRY_AFTER_SECS.min(30)
+    };
+    let mut error = ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "admission_full",
+        format!(
+            "pipeline {:?} has {pages} pages and {bytes} bytes in progress (budget {} pages, {} bytes); retry later",
+            handle.pipeline.name, budget.max_pages_in_system, budget.max_bytes_in_system
+        ),
+    );
+    error.retry_after_secs = Some(wait.clamp(1, MAX_RETRY_AFTER_SECS));
+    Some(error)
+}
+
+fn too_large(limit: u64) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "too_large",
+        format!("this pipeline accepts documents of at most {limit} bytes"),
+    )
+}
+
+/// A document written to the spool.
+struct Upload {
+    path: PathBuf,
+    name: String,
+    bytes: u64,
+    /// The first bytes, for type detection.
+    head: Vec<u8>,
+}
+
+type UploadError = (&'static str, ApiError);
+
+fn io_error(e: std::io::Error) -> UploadError {
+    (
+        "io",
+        ApiError::new(
+            StatusCode::INSUFFICIENT_STORAGE,
+            "spool_unwritable",
+            format!("cannot store the upload: {e}"),
+        ),
+    )
+}
+
+/// Streams chunks into `<spool>/<id>`, durably, refusing more than `limit` bytes. The file
+/// appears under its final name only when complete.
+async fn spool_stream<S, E>(
+    spool: &Path,
+    id: &str,
+    mut chunks: S,
+    limit: u64,
+) -> Result<Upload, UploadError>
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+    E: std::fmt::Display,
+{
+    tokio::fs::create_dir_all(spool).await.map_err(io_error)?;
+    let partial = spool.join(format!("{id}.part"));
+    let path = spool.join(id);
+    let mut file = tokio::fs::File::create(&partial).await.map_err(io_error)?;
+    let mut written = 0u64;
+    let mut head = Vec::new();
+    let outcome: Result<(), UploadError> = async {
+        while let Some(chunk) = chunks.next().await {
+            let chunk = chunk.map_err(|e| {
+                (
+                    "bad_body",
+                    ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        "bad_body",
+                        format!("cannot read the body: {e}"),
+                    ),
+                )
+            })?;
+            written += chunk.len() as u64;
+            if written > limit {
+                return Err(("too_large", too_large(limit)));
+            }
+            if head.len() < 1024 {
+                head.extend_from_slice(&chunk[..chunk.len().min(1024 - head.len())]);
+            }
+            file.write_all(&chunk).await.map_err(io_error)?;
+        }
+        file.sync_all().await.map_err(io_error)?;
+        Ok(())
+    }
+    .await;
+    if let Err(e) = outcome {
+        drop(file);
+        let _ = tokio::fs::remove_file(&partial).await;
+        return Err(e);
+    }
+    tokio::fs::rename(&partial, &path).await.map_err(io_error)?;
+    Ok(Upload {
+        path,
+        name: String::new(),
+        bytes: written,
+        head,
+    })
+}
+
+/// Streams the `file` field of a multipart form into the spool.
+async fn spool_multipart<S>(
+    spool: &Path,
+    id: &str,
+    content_type: &str,
+    body: S,
+    limit: u64,
+) -> Result<Upload, UploadError>
+where
+    S: Stream<Item = Result<Bytes, warp::Error>> + Send + Unpin + 'static,
+{
+    let bad = |message: String| {
+        (
+            "bad_multipart",
+            ApiError::new(StatusCode::BAD_REQUEST, "bad_multipart", message),
+        )
+    };
+    let boundary = multer::parse_boundary(content_type).map_err(|e| bad(e.to_string()))?;
+    let mut form = multer::Multipart::new(body, boundary);
+    while let Some(field) = form.next_field().await.map_err(|e| bad(e.to_string()))? {
+        if field.name() != Some("file") {
+            continue;
+        }
+        let name = field.file_name().unwrap_or("upload").to_string();
+        let upload = spool_stream(spool, id, field.boxed(), limit).await?;
+        return Ok(Upload { name, ..upload });
+    }
+    Err(bad("the form has no `file` field".into()))
+}
+
+fn unknown_job(id: &str) -> Response {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "unknown_job",
+        format!("no job {id:?}"),
+    )
+    .into_response()
+}
+
+/// `GET /v1/jobs/{id}`.
+pub async fn status(id: String, state: Arc<AppState>) -> Response {
+    match state.jobs.get(&id) {
+        Some(status) => json(StatusCode::OK, &status_body(status)),
+        None => unknown_job(&id),
+    }
+}
+
+/// `GET /v1/jobs/{id}/result`: the saved result record; 409 while the job is not finished.
+pub async fn result(id: String, state: Arc<AppState>) -> Response {
+    let Some(status) = state.jobs.get(&id) else {
+        return unknown_job(&id);
+    };
+    if !status.state.is_final() {
+        return ApiError::new(
+            StatusCode::CONFLICT,
+            "not_finished",
+            format!("job {id} is {:?}; its result is not ready", status.state),
+        )
+        .into_response();
+    }
+    let read = match state.jobs.result_path(&id) {
+        Some(path) => tokio::fs::read(&path).await.ok(),
+        None => None,
+    };
+    match read {
+        Some(body) => {
+            warp::reply::with_header(body, "content-type", "application/json").into_response()
+        }
+        None => ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "result_missing",
+            format!("job {id} finished but its result could not be read"),
+        )
+        .into_response(),
+    }
+}
+
+/// `GET /v1/jobs/{id}/events`: server-sent events, one `status` event per change, closing
+/// after the final state.
+pub async fn events(id: String, state: Arc<AppState>) -> Response {
+    let Some(rx) = state.jobs.subscribe(&id) else {
+        return unknown_job(&id);
+    };
+    let stream = futures_util::stream::unfold(Some((rx, true)), |next| async move {
+        let (mut rx, first) = next?;
+        if !first && rx.changed().await.is_err() {
+            return None;
+        }
+        let status = rx.borrow_and_update().clone();
+        let done = status.state.is_final();
+        let event = warp::sse::Event::default()
+            .event(if done { "end" } else { "status" })
+            .json_data(&status_body(status))
+            .map_err(std::io::Error::other);
+        Some((event, if done { None } else { Some((rx, false)) }))
+    });
+    warp::sse::reply(warp::sse::keep_alive().stream(stream)).into_response()
+}
+
+/// `DELETE /v1/jobs/{id}`: asks the job to stop; 202 with its status, 409 if already over.
+pub async fn cancel(id: String, state: Arc<AppState>) -> Response {
+    match state.jobs.cancel(&id) {
+        None => unknown_job(&id),
+        Some(s) if s.is_final() => ApiError::new(
+            StatusCode::CONFLICT,
+            "already_finished",
+            format!("job {id} is already {s:?}"),
+        )
+        .into_response(),
+        Some(_) => json(
+            StatusCode::ACCEPTED,
+            &status_body(state.jobs.get(&id).expect("job exists")),
+        ),
+    }
+}
+
+/// `GET /v1/pipelines`: the loaded pipelines and their settings.
+pub async fn pipelines(state: Arc<AppState>) -> Response {
+    let list: Vec<_> = state
+        .pipelines
+        .values()
+        .map(|h| serde_json::json!({"name": h.pipeline.name, "settings": &*h.pipeline}))
+        .collect();
+    json(StatusCode::OK, &serde_json::json!({ "pipelines": list }))
+}
+
+/// `GET /readyz`: pipelines running, result and spool directories writable, not stopping.
+pub async fn readyz(state: Arc<AppState>) -> Response {
+    let mut problems = Vec::new();
+    if state.is_shutting_down() {
+        problems.push("shutting down".to_string());
+    }
+    for (name, handle) in &state.pipelines {
+        if !handle.is_running() {
+            problems.push(format!("pipeline {name} is not running"));
+        }
+        if let Err(e) = writable(&handle.pipeline.save.directory).await {
+            problems.push(format!("pipeline {name}: results directory: {e}"));
+        }
+    }
+    if let Err(e) = writable(&state.spool).await {
+        problems.push(format!("spool directory: {e}"));
+    }
+    if problems.is_empty() {
+        json(StatusCode::OK, &serde_json::json!({"status": "ready"}))
+    } else {
+        json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &serde_json::json!({"status": "not_ready", "problems": problems}),
+        )
+    }
+}
+
+/// Checks that a file can be created in `dir` (creating the directory if needed).
+async fn writable(dir: &Path) -> std::io::Result<()> {
+    let dir = dir.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        std::fs::create_dir_all(&dir)?;
+        tempfile::tempfile_in(&dir).map(drop)
+    })
+    .await
+    .map_err(std::io::Error::other)?
+}
