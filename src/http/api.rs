@@ -374,7 +374,7 @@ pub async fn events(id: String, state: Arc<AppState>) -> Response {
         let done = status.state.is_final();
         let event = warp::sse::Event::default()
             .event(if done { "end" } else { "status" })
-            .json_data(&status_body(status))
+            .json_data(status_body(status))
             .map_err(std::io::Error::other);
         Some((event, if done { None } else { Some((rx, false)) }))
     });
