@@ -78,6 +78,7 @@ async fn a_held_save_stage_bounds_pages_and_documents_exactly_by_the_config() {
         pool,
         StartOptions {
             writer: Some(gate.clone()),
+            jobs: None,
         },
     )
     .await
@@ -165,6 +166,7 @@ async fn a_crashed_stage_is_restarted_and_the_pipeline_keeps_working() {
         pool,
         StartOptions {
             writer: Some(writer.clone()),
+            jobs: None,
         },
     )
     .await
