@@ -119,44 +119,44 @@ pub fn routes(
         warp::any().map(move || state.clone())
     };
 
-    let submit = warp::post()
-        .and(warp::path!("v1" / "pipelines" / String / "jobs"))
+    let submit = warp::path!("v1" / "pipelines" / String / "jobs")
+        .and(warp::post())
         .and(with_state.clone())
         .and(warp::header::headers_cloned())
         .and(warp::body::stream())
         .then(api::submit);
-    let status = warp::get()
-        .and(warp::path!("v1" / "jobs" / String))
+    let status = warp::path!("v1" / "jobs" / String)
+        .and(warp::get())
         .and(with_state.clone())
         .then(api::status);
-    let result = warp::get()
-        .and(warp::path!("v1" / "jobs" / String / "result"))
+    let result = warp::path!("v1" / "jobs" / String / "result")
+        .and(warp::get())
         .and(with_state.clone())
         .then(api::result);
-    let events = warp::get()
-        .and(warp::path!("v1" / "jobs" / String / "events"))
+    let events = warp::path!("v1" / "jobs" / String / "events")
+        .and(warp::get())
         .and(with_state.clone())
         .then(api::events);
-    let cancel = warp::delete()
-        .and(warp::path!("v1" / "jobs" / String))
+    let cancel = warp::path!("v1" / "jobs" / String)
+        .and(warp::delete())
         .and(with_state.clone())
         .then(api::cancel);
-    let pipelines = warp::get()
-        .and(warp::path!("v1" / "pipelines"))
+    let pipelines = warp::path!("v1" / "pipelines")
+        .and(warp::get())
         .and(with_state.clone())
         .then(api::pipelines);
-    let openapi = warp::get().and(warp::path!("v1" / "openapi.json")).map(|| {
+    let openapi = warp::path!("v1" / "openapi.json").and(warp::get()).map(|| {
         warp::reply::with_header(OPENAPI, "content-type", "application/json").into_response()
     });
-    let healthz = warp::get()
-        .and(warp::path!("healthz"))
+    let healthz = warp::path!("healthz")
+        .and(warp::get())
         .map(|| json(StatusCode::OK, &serde_json::json!({"status": "ok"})));
-    let readyz = warp::get()
-        .and(warp::path!("readyz"))
+    let readyz = warp::path!("readyz")
+        .and(warp::get())
         .and(with_state.clone())
         .then(api::readyz);
-    let metrics_route = warp::get()
-        .and(warp::path!("metrics"))
+    let metrics_route = warp::path!("metrics")
+        .and(warp::get())
         .and(with_state.clone())
         .map(|state: Arc<AppState>| match &state.metrics {
             Some(handle) => warp::reply::with_header(

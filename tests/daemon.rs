@@ -1,0 +1,492 @@
+//! Black-box tests of `pagemill serve` on a real port: the jobs API, errors, admission,
+//! cancellation, events, OpenAPI, metrics, readiness and graceful shutdown.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+use reqwest::StatusCode;
+use serde_json::Value;
+
+/// A daemon started on port 0 in a temporary directory; killed when dropped.
+struct Daemon {
+    child: Child,
+    base: String,
+    dir: tempfile::TempDir,
+    http: reqwest::Client,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The shipped default pipeline under another name, with `(from, to)` replacements.
+fn pipeline_yaml(name: &str, replacements: &[(&str, &str)]) -> String {
+    let mut yaml = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines/default.yaml"),
+    )
+    .unwrap()
+    .replace("version: 1\n", &format!("version: 1\nname: {name}\n"))
+    .replace("directory: results", &format!("directory: results/{name}"));
+    for (from, to) in replacements {
+        assert!(yaml.contains(from), "{from}");
+        yaml = yaml.replace(from, to);
+    }
+    yaml
+}
+
+impl Daemon {
+    fn start(pipelines: &[(&str, String)]) -> Daemon {
+        let dir = tempfile::tempdir().unwrap();
+        let pipeline_dir = dir.path().join("pipelines");
+        std::fs::create_dir(&pipeline_dir).unwrap();
+        for (name, yaml) in pipelines {
+            std::fs::write(pipeline_dir.join(format!("{name}.yaml")), yaml).unwrap();
+        }
+        let mut child = Command::new(env!("CARGO_BIN_EXE_pagemill"))
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--shutdown-timeout",
+                "60s",
+            ])
+            .arg("--pipelines")
+            .arg(&pipeline_dir)
+            .current_dir(dir.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let base = line
+            .trim()
+            .strip_prefix("pagemill listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_string();
+        Daemon {
+            child,
+            base,
+            dir,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    async fn post_file(&self, pipeline: &str, file: &Path) -> reqwest::Response {
+        self.http
+            .post(self.url(&format!("/v1/pipelines/{pipeline}/jobs")))
+            .header("x-filename", file.file_name().unwrap().to_str().unwrap())
+            .body(std::fs::read(file).unwrap())
+            .send()
+            .await
+            .unwrap()
+    }
+
+    async fn get(&self, path: &str) -> reqwest::Response {
+        self.http.get(self.url(path)).send().await.unwrap()
+    }
+
+    /// Polls a job until it is done, failed or cancelled.
+    async fn wait_final(&self, id: &str) -> Value {
+        for _ in 0..1200 {
+            let status: Value = self
+                .get(&format!("/v1/jobs/{id}"))
+                .await
+                .json()
+                .await
+                .unwrap();
+            if ["done", "failed", "cancelled"].contains(&status["state"].as_str().unwrap()) {
+                return status;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("job {id} did not finish");
+    }
+}
+
+async fn error_code(response: reqwest::Response) -> (StatusCode, String) {
+    let status = response.status();
+    let body: Value = response.json().await.unwrap();
+    (status, body["error"]["code"].as_str().unwrap().to_string())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn submit_follow_and_fetch_a_job_and_get_clear_errors() {
+    let d = Daemon::start(&[
+        ("default", pipeline_yaml("default", &[])),
+        (
+            "ocr-pdf",
+            pipeline_yaml("ocr-pdf", &[("text_layer: auto", "text_layer: ignore")]),
+        ),
+        (
+            "tiny",
+            pipeline_yaml(
+                "tiny",
+                &[("max_document_bytes: 50MiB", "max_document_bytes: 10KiB")],
+            ),
+        ),
+    ]);
+    assert_eq!(d.get("/healthz").await.status(), StatusCode::OK);
+    assert_eq!(d.get("/readyz").await.status(), StatusCode::OK);
+    let listed: Value = d.get("/v1/pipelines").await.json().await.unwrap();
+    let names: Vec<&str> = listed["pipelines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, vec!["default", "ocr-pdf", "tiny"]);
+
+    // A raw upload: 202, Location, links, then events up to the final state.
+    let response = d.post_file("default", &fixture("phototest.tif")).await;
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let location = response.headers()["location"].to_str().unwrap().to_string();
+    let accepted: Value = response.json().await.unwrap();
+    let id = accepted["id"].as_str().unwrap().to_string();
+    assert_eq!(location, format!("/v1/jobs/{id}"));
+    assert_eq!(accepted["links"]["result"], format!("/v1/jobs/{id}/result"));
+    let events = d
+        .get(&format!("/v1/jobs/{id}/events"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    let last_event = events
+        .split("\n\n")
+        .filter(|e| !e.trim().is_empty())
+        .last()
+        .unwrap();
+    assert!(last_event.starts_with("event:end"), "{events}");
+    assert!(last_event.contains("\"state\":\"done\""), "{last_event}");
+    let status = d.wait_final(&id).await;
+    assert_eq!(status["pages"]["total"], 1);
+    assert_eq!(status["pages"]["ocred"], 1);
+    let result: Value = d
+        .get(&format!("/v1/jobs/{id}/result"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(result["source"]["name"], "phototest.tif");
+    assert!(result["text"].as_str().unwrap().contains("quick brown dog"));
+
+    // A multipart upload takes the file name from the form.
+    let form = reqwest::multipart::Form::new().part(
+        "file",
+        reqwest::multipart::Part::bytes(std::fs::read(fixture("tagged.pdf")).unwrap())
+            .file_name("tagged.pdf"),
+    );
+    let response = d
+        .http
+        .post(d.url("/v1/pipelines/default/jobs"))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let accepted: Value = response.json().await.unwrap();
+    let status = d.wait_final(accepted["id"].as_str().unwrap()).await;
+    assert_eq!(status["name"], "tagged.pdf");
+    assert_eq!(status["state"], "done");
+
+    // The result of a job still being OCRed (two 300 DPI pages) is not there yet.
+    let response = d.post_file("ocr-pdf", &fixture("tagged.pdf")).await;
+    let accepted: Value = response.json().await.unwrap();
+    let id = accepted["id"].as_str().unwrap();
+    let (code, error) = error_code(d.get(&format!("/v1/jobs/{id}/result")).await).await;
+    assert_eq!(
+        (code, error.as_str()),
+        (StatusCode::CONFLICT, "not_finished")
+    );
+
+    // Errors: JSON with stable codes.
+    let post = |pipeline: &str, body: &'static [u8]| {
+        d.http
+            .post(d.url(&format!("/v1/pipelines/{pipeline}/jobs")))
+            .body(body)
+            .send()
+    };
+    let cases: Vec<(reqwest::Response, StatusCode, &str)> = vec![
+        (
+            post("nope", b"%PDF-1.4").await.unwrap(),
+            StatusCode::NOT_FOUND,
+            "unknown_pipeline",
+        ),
+        (
+            post("default", b"plain text").await.unwrap(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+        ),
+        (
+            post("default", b"").await.unwrap(),
+            StatusCode::BAD_REQUEST,
+            "empty_document",
+        ),
+        (
+            d.post_file("tiny", &fixture("phototest.tif")).await,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+        ),
+        (
+            d.get("/v1/jobs/nope").await,
+            StatusCode::NOT_FOUND,
+            "unknown_job",
+        ),
+        (
+            d.get("/v1/nothing-here").await,
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+    ];
+    for (response, status, code) in cases {
+        assert_eq!(error_code(response).await, (status, code.to_string()));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_pipeline_answers_429_with_retry_after() {
+    let d = Daemon::start(&[(
+        "narrow",
+        pipeline_yaml(
+            "narrow",
+            &[("max_pages_in_system: 1000", "max_pages_in_system: 2")],
+        ),
+    )]);
+    let mut retry_after = None;
+    for _ in 0..4 {
+        let response = d.post_file("narrow", &fixture("phototest.tif")).await;
+        if response.status() == StatusCode::TOO_MANY_REQUESTS {
+            retry_after = response
+                .headers()
+                .get("retry-after")
+                .map(|v| v.to_str().unwrap().parse::<u64>().unwrap());
+            let (_, code) = error_code(response).await;
+            assert_eq!(code, "admission_full");
+        }
+    }
+    let retry_after = retry_after.expect("a submission beyond the budget is refused");
+    assert!((1..=600).contains(&retry_after));
+    let metrics = d.get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics.contains(
+            "pagemill_jobs_rejected_total{pipeline=\"narrow\",reason=\"admission_full\"}"
+        ),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cancelled_job_ends_cancelled_and_its_pages_are_skipped() {
+    let d = Daemon::start(&[("default", pipeline_yaml("default", &[]))]);
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        let accepted: Value = d
+            .post_file("default", &fixture("phototest.tif"))
+            .await
+            .json()
+            .await
+            .unwrap();
+        ids.push(accepted["id"].as_str().unwrap().to_string());
+    }
+    let last = ids.last().unwrap();
+    let response = d
+        .http
+        .delete(d.url(&format!("/v1/jobs/{last}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let status = d.wait_final(last).await;
+    assert_eq!(status["state"], "cancelled", "{status}");
+    assert_eq!(status["error"]["code"], "cancelled");
+    let result: Value = d
+        .get(&format!("/v1/jobs/{last}/result"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        result["text"].as_str().unwrap().is_empty(),
+        "no page of it was OCRed"
+    );
+    let (code, error) = error_code(
+        d.http
+            .delete(d.url(&format!("/v1/jobs/{last}")))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (code, error.as_str()),
+        (StatusCode::CONFLICT, "already_finished")
+    );
+    for id in &ids[..4] {
+        assert_eq!(d.wait_final(id).await["state"], "done");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_hostile_file_is_refused_cleanly_while_the_daemon_keeps_serving() {
+    let Some(corpus) = corpus("every_hostile_file_is_refused_cleanly_over_http") else {
+        return;
+    };
+    let d = Daemon::start(&[("default", pipeline_yaml("default", &[]))]);
+    let mut files: Vec<PathBuf> = std::fs::read_dir(corpus.join("hostile"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    for file in files {
+        let name = file.file_name().unwrap().to_string_lossy().into_owned();
+        let response = d.post_file("default", &file).await;
+        match response.status() {
+            StatusCode::ACCEPTED => {
+                let accepted: Value = response.json().await.unwrap();
+                let status = d.wait_final(accepted["id"].as_str().unwrap()).await;
+                if name != "lept-bad_mediabox_input.pdf" {
+                    assert_eq!(status["state"], "failed", "{name}: {status}");
+                    assert!(status["error"]["code"].as_str().unwrap().len() > 3);
+                }
+            }
+            StatusCode::BAD_REQUEST | StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+                let (_, code) = error_code(response).await;
+                assert!(
+                    ["empty_document", "unsupported_media_type"].contains(&code.as_str()),
+                    "{name}: {code}"
+                );
+            }
+            other => panic!("{name}: unexpected {other}"),
+        }
+        assert_eq!(
+            d.get("/healthz").await.status(),
+            StatusCode::OK,
+            "after {name}"
+        );
+    }
+    let accepted: Value = d
+        .post_file("default", &fixture("phototest.tif"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        d.wait_final(accepted["id"].as_str().unwrap()).await["state"],
+        "done"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_openapi_document_describes_the_served_routes() {
+    let d = Daemon::start(&[("default", pipeline_yaml("default", &[]))]);
+    let doc: Value = d.get("/v1/openapi.json").await.json().await.unwrap();
+    let paths = doc["paths"].as_object().unwrap();
+    for (path, operations) in paths {
+        assert_eq!(
+            pagemill::http::route_label(path),
+            path,
+            "{path} is a served route"
+        );
+        for (method, operation) in operations.as_object().unwrap() {
+            let url = d.url(
+                &path
+                    .replace("{pipeline}", "default")
+                    .replace("{id}", "no-such-job"),
+            );
+            let request = match method.as_str() {
+                "get" => d.http.get(&url),
+                "post" => d.http.post(&url).body(Vec::new()),
+                "delete" => d.http.delete(&url),
+                other => panic!("unexpected method {other}"),
+            };
+            let status = request.send().await.unwrap().status();
+            let documented = operation["responses"].as_object().unwrap();
+            assert!(
+                documented.contains_key(status.as_str()),
+                "{method} {path} answered {status}, documented: {:?}",
+                documented.keys().collect::<Vec<_>>()
+            );
+        }
+    }
+    assert_eq!(paths.len(), 9, "every served route is documented");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_have_histogram_buckets_and_process_figures() {
+    let d = Daemon::start(&[("default", pipeline_yaml("default", &[]))]);
+    let accepted: Value = d
+        .post_file("default", &fixture("phototest.tif"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    d.wait_final(accepted["id"].as_str().unwrap()).await;
+    let text = d.get("/metrics").await.text().await.unwrap();
+    for needle in [
+        "pagemill_http_request_duration_seconds_bucket{",
+        "pagemill_stage_processing_seconds_bucket{",
+        "pagemill_job_duration_seconds_bucket{",
+        "pagemill_ocr_page_confidence_bucket{",
+        "pagemill_jobs_completed_total{pipeline=\"default\",outcome=\"done\"} 1",
+        "pagemill_build_info{",
+        "pagemill_process_resident_memory_bytes",
+        "pagemill_cpu_pool_threads",
+    ] {
+        assert!(text.contains(needle), "missing {needle}");
+    }
+    assert!(!text.contains("quantile="), "histograms, not summaries");
+    assert!(
+        !text.contains(accepted["id"].as_str().unwrap()),
+        "no job id as a label"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_stops_admitting_and_finishes_accepted_jobs() {
+    let mut d = Daemon::start(&[("default", pipeline_yaml("default", &[]))]);
+    let accepted: Value = d
+        .post_file("default", &fixture("phototest.tif"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = accepted["id"].as_str().unwrap().to_string();
+    // SAFETY: sends SIGTERM to the daemon child this test started.
+    unsafe { libc::kill(d.child.id() as libc::pid_t, libc::SIGTERM) };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (status, code) = error_code(d.post_file("default", &fixture("phototest.tif")).await).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, "shutting_down")
+    );
+    assert_eq!(
+        d.get("/readyz").await.status(),
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    let exit = tokio::task::spawn_blocking(move || {
+        let status = d.child.wait().unwrap();
+        (status, d)
+    })
+    .await
+    .unwrap();
+    assert!(exit.0.success(), "{:?}", exit.0);
+    let result_dir = exit.1.dir.path().join("results/default");
+    assert!(
+        result_dir.join(format!("{id}.json")).is_file(),
+        "the accepted job finished"
+    );
+}
