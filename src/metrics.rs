@@ -7,8 +7,12 @@
 pub const STAGE_RECEIVED: &str = "pagemill_stage_received_total";
 /// Items a stage passed on (counter; labels pipeline, stage).
 pub const STAGE_SENT: &str = "pagemill_stage_sent_total";
-/// Items a stage failed (counter; labels pipeline, stage, error_type).
+/// Items a stage failed (counter; labels pipeline, stage, error_type). The failure still
+/// travels on as the job's outcome.
 pub const STAGE_ERRORS: &str = "pagemill_stage_errors_total";
+/// Items a stage dropped unprocessed, e.g. pages of a cancelled job (counter; labels
+/// pipeline, stage). At rest, received = sent + errors + discarded for every stage.
+pub const STAGE_DISCARDED: &str = "pagemill_stage_discarded_total";
 /// Time a stage spent on one item (histogram; labels pipeline, stage).
 pub const STAGE_PROCESSING_SECONDS: &str = "pagemill_stage_processing_seconds";
 /// Time a sender waited for a credit on a full edge (histogram; labels pipeline, stage).
@@ -54,3 +58,60 @@ pub const SECONDS_BUCKETS: &[f64] = &[
 /// Buckets for OCR confidence (0-100).
 pub const CONFIDENCE_BUCKETS: &[f64] =
     &[10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0, 80.0, 90.0, 95.0];
+
+/// Registers help text and units for every metric (Prometheus requires help text).
+pub fn describe() {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(STAGE_RECEIVED, "Items a stage received");
+    describe_counter!(STAGE_SENT, "Items a stage passed on in good order");
+    describe_counter!(STAGE_ERRORS, "Items that failed in a stage, by error type");
+    describe_counter!(
+        STAGE_DISCARDED,
+        "Items a stage dropped unprocessed (cancelled jobs)"
+    );
+    describe_histogram!(
+        STAGE_PROCESSING_SECONDS,
+        Unit::Seconds,
+        "Time a stage spent on one item"
+    );
+    describe_histogram!(
+        STAGE_BACKPRESSURE_SECONDS,
+        Unit::Seconds,
+        "Time a sender waited for room on the edge into a stage"
+    );
+    describe_gauge!(
+        STAGE_QUEUE_DEPTH,
+        "Items holding a credit on the edge into a stage"
+    );
+    describe_gauge!(STAGE_QUEUE_CAPACITY, "Capacity of the edge into a stage");
+    describe_counter!(STAGE_RESTARTS, "Stage restarts after a crash");
+    describe_counter!(JOBS_COMPLETED, "Jobs finished, by outcome");
+    describe_histogram!(
+        JOB_DURATION_SECONDS,
+        Unit::Seconds,
+        "Submission to saved result"
+    );
+    describe_counter!(PAGES, "Pages finished, by outcome");
+    describe_histogram!(
+        OCR_CONFIDENCE,
+        "Mean Tesseract confidence of an OCRed page, 0-100"
+    );
+    describe_counter!(JOBS_ACCEPTED, "Jobs accepted by the HTTP API");
+    describe_counter!(JOBS_REJECTED, "Submissions refused, by reason");
+    describe_counter!(
+        HTTP_REQUESTS,
+        "HTTP requests, by route, method and status code"
+    );
+    describe_histogram!(HTTP_REQUEST_SECONDS, Unit::Seconds, "HTTP request duration");
+    describe_gauge!(POOL_THREADS, "Threads in the CPU pool");
+    describe_gauge!(
+        POOL_QUEUED,
+        "Tasks submitted to the CPU pool and not finished"
+    );
+    describe_counter!(
+        POOL_BUSY_SECONDS,
+        Unit::Seconds,
+        "Seconds CPU pool threads spent on tasks"
+    );
+    describe_gauge!(BUILD_INFO, "Always 1; the version is a label");
+}

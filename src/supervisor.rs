@@ -44,6 +44,26 @@ impl StageContext {
             ("stage", stage.to_string()),
         ]
     }
+
+    /// Counts items into a stage. Each ends as exactly one of sent, error or discarded.
+    pub fn count_received(&self, stage: &'static str, n: u64) {
+        metrics::counter!(m::STAGE_RECEIVED, &self.labels(stage)).increment(n);
+    }
+
+    /// Counts items a stage passed on in good order.
+    pub fn count_sent(&self, stage: &'static str, n: u64) {
+        metrics::counter!(m::STAGE_SENT, &self.labels(stage)).increment(n);
+    }
+
+    /// Counts an item that failed in a stage, by error type.
+    pub fn count_error(&self, stage: &'static str, error_type: &'static str) {
+        metrics::counter!(m::STAGE_ERRORS, "pipeline" => self.pipeline.name.clone(), "stage" => stage, "error_type" => error_type).increment(1);
+    }
+
+    /// Counts items a stage dropped unprocessed.
+    pub fn count_discarded(&self, stage: &'static str, n: u64) {
+        metrics::counter!(m::STAGE_DISCARDED, &self.labels(stage)).increment(n);
+    }
 }
 
 /// The downstream handles of every stage, kept so a restarted stage can be re-wired.

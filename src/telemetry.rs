@@ -17,6 +17,7 @@ pub fn install() -> anyhow::Result<PrometheusHandle> {
             m::CONFIDENCE_BUCKETS,
         )?
         .install_recorder()?;
+    m::describe();
     metrics::gauge!(m::BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
     Ok(handle)
 }

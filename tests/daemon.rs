@@ -289,6 +289,125 @@ async fn a_full_pipeline_answers_429_with_retry_after() {
     );
 }
 
+/// Peak resident memory of a process, from /proc.
+fn peak_rss_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    line.split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse::<u64>()
+        .unwrap()
+        * 1024
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hundred_concurrent_submissions_against_a_small_budget() {
+    let d = Daemon::start(&[(
+        "small",
+        pipeline_yaml(
+            "small",
+            &[("max_pages_in_system: 1000", "max_pages_in_system: 8")],
+        ),
+    )]);
+    let body = std::fs::read(fixture("phototest.tif")).unwrap();
+    let submissions = (0..100).map(|_| {
+        let request = d
+            .http
+            .post(d.url("/v1/pipelines/small/jobs"))
+            .body(body.clone())
+            .send();
+        async move {
+            let response = request.await.unwrap();
+            let status = response.status();
+            let retry_after = response.headers().get("retry-after").cloned();
+            let body: Value = response.json().await.unwrap();
+            (status, retry_after, body)
+        }
+    });
+    let answers = futures_util::future::join_all(submissions).await;
+    let mut accepted = Vec::new();
+    let mut refused = 0;
+    for (status, retry_after, body) in answers {
+        match status {
+            StatusCode::ACCEPTED => accepted.push(body["id"].as_str().unwrap().to_string()),
+            StatusCode::TOO_MANY_REQUESTS => {
+                refused += 1;
+                assert!(retry_after.is_some(), "429 carries Retry-After");
+                assert_eq!(body["error"]["code"], "admission_full");
+            }
+            other => panic!("unexpected {other}: {body}"),
+        }
+    }
+    assert!(refused > 0, "some submissions are refused");
+    assert!(!accepted.is_empty(), "some are accepted");
+    for id in &accepted {
+        assert_eq!(d.wait_final(id).await["state"], "done");
+    }
+    let peak = peak_rss_bytes(d.child.id());
+    eprintln!(
+        "100 concurrent submissions: {} accepted, {refused} refused, peak RSS {} MiB",
+        accepted.len(),
+        peak >> 20
+    );
+    assert!(peak < 1 << 30, "peak RSS {} MiB", peak >> 20);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_kind_of_corpus_document_goes_through_raw_and_multipart() {
+    let Some(corpus) = corpus("every_kind_of_corpus_document_over_http") else {
+        return;
+    };
+    let d = Daemon::start(&[("default", pipeline_yaml("default", &[]))]);
+    // (file, media type, pages, a word that must be read)
+    let documents = [
+        ("phototest.tif", "image/tiff", 1, "quick"),
+        ("phototest-rotated-R.png", "image/png", 1, "quick"),
+        ("lept-w91frag.jpg", "image/jpeg", 1, "the"),
+        ("linn-jbig2.pdf", "application/pdf", 1, "LinnSequencer"),
+        ("linn-ccitt.pdf", "application/pdf", 1, "LinnSequencer"),
+        ("c02-22.pdf", "application/pdf", 1, "the"),
+        ("tagged.pdf", "application/pdf", 2, "Heading"),
+    ];
+    for (i, (name, media_type, pages, word)) in documents.iter().enumerate() {
+        let bytes = std::fs::read(corpus.join(name)).unwrap();
+        let request = d.http.post(d.url("/v1/pipelines/default/jobs"));
+        let request = if i % 2 == 0 {
+            request.header("x-filename", *name).body(bytes)
+        } else {
+            request.multipart(reqwest::multipart::Form::new().part(
+                "file",
+                reqwest::multipart::Part::bytes(bytes).file_name(name.to_string()),
+            ))
+        };
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::ACCEPTED, "{name}");
+        let accepted: Value = response.json().await.unwrap();
+        let id = accepted["id"].as_str().unwrap();
+        let events = d
+            .get(&format!("/v1/jobs/{id}/events"))
+            .await
+            .text()
+            .await
+            .unwrap();
+        assert!(events.contains("event:end"), "{name}: {events}");
+        let result: Value = d
+            .get(&format!("/v1/jobs/{id}/result"))
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert!(result["error"].is_null(), "{name}: {}", result["error"]);
+        assert_eq!(result["source"]["name"], *name);
+        assert_eq!(result["source"]["media_type"], *media_type);
+        assert_eq!(result["pages"].as_array().unwrap().len(), *pages, "{name}");
+        assert!(
+            result["text"].as_str().unwrap().contains(word),
+            "{name}: no {word:?}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_cancelled_job_ends_cancelled_and_its_pages_are_skipped() {
     let d = Daemon::start(&[("default", pipeline_yaml("default", &[]))]);
@@ -435,6 +554,19 @@ async fn metrics_have_histogram_buckets_and_process_figures() {
         .await
         .unwrap();
     d.wait_final(accepted["id"].as_str().unwrap()).await;
+    // A failing document exercises the error counters.
+    let failing = d
+        .http
+        .post(d.url("/v1/pipelines/default/jobs"))
+        .body(b"%PDF-1.4\n1 0 obj<<>>endobj\n%%EOF".to_vec())
+        .send()
+        .await
+        .unwrap();
+    let failing: Value = failing.json().await.unwrap();
+    assert_eq!(
+        d.wait_final(failing["id"].as_str().unwrap()).await["state"],
+        "failed"
+    );
     let text = d.get("/metrics").await.text().await.unwrap();
     for needle in [
         "pagemill_http_request_duration_seconds_bucket{",
@@ -453,6 +585,50 @@ async fn metrics_have_histogram_buckets_and_process_figures() {
         !text.contains(accepted["id"].as_str().unwrap()),
         "no job id as a label"
     );
+
+    // Prometheus's own linter accepts the exposition.
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool is installed by scripts/setup.sh");
+    use std::io::Write;
+    promtool
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = promtool.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // At rest, every item a stage received was sent on, failed, or discarded.
+    for stage in ["ingest", "render", "ocr", "assemble", "summarize", "save"] {
+        let sum = |name: &str| -> f64 {
+            text.lines()
+                .filter(|l| {
+                    l.starts_with(&format!("{name}{{")) && l.contains(&format!("stage=\"{stage}\""))
+                })
+                .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+                .sum()
+        };
+        let received = sum("pagemill_stage_received_total");
+        let accounted = sum("pagemill_stage_sent_total")
+            + sum("pagemill_stage_errors_total")
+            + sum("pagemill_stage_discarded_total");
+        assert!(received > 0.0, "{stage} received nothing");
+        assert_eq!(
+            received, accounted,
+            "{stage}: received = sent + errors + discarded"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

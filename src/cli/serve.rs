@@ -128,6 +128,7 @@ async fn run(args: ServeArgs, pipelines: Vec<Pipeline>) -> anyhow::Result<()> {
         spool: args.spool.clone(),
         metrics: Some(metrics),
         shutting_down: AtomicBool::new(false),
+        uploading: Default::default(),
     });
     remove_stale_uploads(&args.spool);
 

@@ -93,9 +93,10 @@ where
         .get(warp::http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok());
-    if let Some(error) = admission(handle, &state, declared.unwrap_or(0)) {
-        return reject(&pipeline, "admission_full", error);
-    }
+    let _reservation = match admit(handle, &state, declared.unwrap_or(0)) {
+        Ok(reservation) => reservation,
+        Err(error) => return reject(&pipeline, "admission_full", error),
+    };
     if declared.is_some_and(|n| n > limits.max_document_bytes) {
         return reject(&pipeline, "too_large", too_large(limits.max_document_bytes));
     }
@@ -163,16 +164,56 @@ where
     response
 }
 
-/// Refuses new work while the pipeline's accepted-but-unfinished pages or bytes are at their
-/// budget, suggesting when to retry from the rate pages have been finishing at.
-fn admission(handle: &PipelineHandle, state: &AppState, incoming_bytes: u64) -> Option<ApiError> {
+/// An upload counted against its pipeline's admission budget until the job registry counts
+/// it (or the upload fails).
+struct Reservation {
+    state: Arc<AppState>,
+    pipeline: String,
+    bytes: u64,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        let mut uploading = self
+            .state
+            .uploading
+            .lock()
+            .expect("admission lock poisoned");
+        if let Some((pages, bytes)) = uploading.get_mut(&self.pipeline) {
+            *pages -= 1;
+            *bytes -= self.bytes;
+        }
+    }
+}
+
+/// Admits a submission while the pipeline's unfinished pages and bytes (registered jobs plus
+/// uploads in progress) are under budget; otherwise refuses it, suggesting when to retry from
+/// the rate pages have been finishing at. Checking and reserving happen under one lock, so
+/// concurrent submissions cannot all slip through.
+fn admit(
+    handle: &PipelineHandle,
+    state: &Arc<AppState>,
+    incoming_bytes: u64,
+) -> Result<Reservation, ApiError> {
     let budget = handle.pipeline.admission;
-    let (pages, bytes) = state.jobs.usage(&handle.pipeline.name);
+    let name = &handle.pipeline.name;
+    let mut uploading = state.uploading.lock().expect("admission lock poisoned");
+    let (registered_pages, registered_bytes) = state.jobs.usage(name);
+    let in_flight = uploading.entry(name.clone()).or_default();
+    let pages = registered_pages + in_flight.0;
+    let bytes = registered_bytes + in_flight.1;
     if pages < budget.max_pages_in_system
         && bytes.saturating_add(incoming_bytes) <= budget.max_bytes_in_system
     {
-        return None;
+        in_flight.0 += 1;
+        in_flight.1 += incoming_bytes;
+        return Ok(Reservation {
+            state: state.clone(),
+            pipeline: name.clone(),
+            bytes: incoming_bytes,
+        });
     }
+    drop(uploading);
     let excess_pages = (pages + 1)
         .saturating_sub(budget.max_pages_in_system)
         .max(1);
@@ -192,7 +233,7 @@ fn admission(handle: &PipelineHandle, state: &AppState, incoming_bytes: u64) -> 
         ),
     );
     error.retry_after_secs = Some(wait.clamp(1, MAX_RETRY_AFTER_SECS));
-    Some(error)
+    Err(error)
 }
 
 fn too_large(limit: u64) -> ApiError {

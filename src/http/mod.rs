@@ -36,6 +36,9 @@ pub struct AppState {
     pub metrics: Option<PrometheusHandle>,
     /// Set when the daemon is stopping: no new jobs, not ready.
     pub shutting_down: AtomicBool,
+    /// Pages and bytes of submissions still uploading, per pipeline: admitted, not yet in
+    /// the job registry.
+    pub uploading: std::sync::Mutex<std::collections::HashMap<String, (u64, u64)>>,
 }
 
 /// An API error: `{"error": {"code": ..., "message": ...}}` with a status code.

@@ -176,7 +176,6 @@ impl AssembleState {
         self.summarize
             .send_with(|c| SummarizeMsg::Document(info, result, error, c))
             .await;
-        metrics::counter!(m::STAGE_SENT, &self.ctx.labels("assemble")).increment(1);
     }
 }
 
@@ -224,7 +223,7 @@ impl Actor for AssembleStage {
                 }
             }
             AssembleMsg::Page(page, credit) => {
-                metrics::counter!(m::STAGE_RECEIVED, &state.ctx.labels("assemble")).increment(1);
+                state.ctx.count_received("assemble", 1);
                 let outcome_label = match &page.outcome {
                     PageOutcome::Ocr(_) => "ocr",
                     PageOutcome::TextLayer { .. } => "text_layer",
@@ -236,8 +235,10 @@ impl Actor for AssembleStage {
                 state.ctx.jobs.update(&id, |s| s.pages.ocred += 1);
                 let Some(assembly) = state.open.get_mut(&id) else {
                     // The job was abandoned (cancelled) while this page was in OCR.
+                    state.ctx.count_discarded("assemble", 1);
                     return Ok(());
                 };
+                state.ctx.count_sent("assemble", 1);
                 let index = (page.number - 1) as usize;
                 let record = page_record(page, assembly);
                 if let Some(slot) = assembly.pages.get_mut(index)

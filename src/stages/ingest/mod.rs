@@ -84,7 +84,7 @@ impl Actor for IngestStage {
         let IngestMsg::Job(request, submitted, cancel, credit) = msg;
         let ctx = &state.ctx;
         let labels = ctx.labels("ingest");
-        metrics::counter!(m::STAGE_RECEIVED, &labels).increment(1);
+        ctx.count_received("ingest", 1);
         let started = Instant::now();
         let info = Arc::new(JobInfo {
             id: request.id.clone(),
@@ -110,8 +110,10 @@ impl Actor for IngestStage {
             }
             Err(e) => (unread_source(&request), Err(e)),
         };
-        if let Err(e) = &document {
-            metrics::counter!(m::STAGE_ERRORS, "pipeline" => ctx.pipeline.name.clone(), "stage" => "ingest", "error_type" => e.code()).increment(1);
+        match &document {
+            Ok(_) => ctx.count_sent("ingest", 1),
+            Err(JobError::Cancelled) => ctx.count_discarded("ingest", 1),
+            Err(e) => ctx.count_error("ingest", e.code()),
         }
         if let Ok(doc) = &document {
             Progress::add(&ctx.progress.pages_total, doc.page_count as u64);
@@ -137,7 +139,6 @@ impl Actor for IngestStage {
                 )
             })
             .await;
-        metrics::counter!(m::STAGE_SENT, &labels).increment(1);
         drop(credit);
         Ok(())
     }

@@ -121,12 +121,17 @@ fn spawn_recognition(
             .record(started.elapsed().as_secs_f64());
         let outcome = match result {
             Ok(ocr) => {
+                ctx.count_sent("ocr", 1);
                 metrics::histogram!(m::OCR_CONFIDENCE, "pipeline" => ctx.pipeline.name.clone())
                     .record(ocr.confidence as f64);
                 PageOutcome::Ocr(ocr)
             }
+            Err(JobError::Cancelled) => {
+                ctx.count_discarded("ocr", 1);
+                PageOutcome::Failed(JobError::Cancelled)
+            }
             Err(e) => {
-                metrics::counter!(m::STAGE_ERRORS, "pipeline" => ctx.pipeline.name.clone(), "stage" => "ocr", "error_type" => e.code()).increment(1);
+                ctx.count_error("ocr", e.code());
                 PageOutcome::Failed(e)
             }
         };
@@ -137,7 +142,6 @@ fn spawn_recognition(
             render_ms,
         };
         assemble.send_with(|c| AssembleMsg::Page(page, c)).await;
-        metrics::counter!(m::STAGE_SENT, &labels).increment(1);
         // Only now is this page out of the OCR stage: its slot frees for the next render.
         drop(credit);
     });
@@ -169,7 +173,7 @@ impl Actor for OcrStage {
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             OcrMsg::Page(work, credit) => {
-                metrics::counter!(m::STAGE_RECEIVED, &state.ctx.labels("ocr")).increment(1);
+                state.ctx.count_received("ocr", 1);
                 state.waiting.push(Waiting(work, credit));
             }
             OcrMsg::Finished => state.running = state.running.saturating_sub(1),

@@ -135,7 +135,6 @@ impl Actor for RenderStage {
         let RenderMsg::Document(work, _credit) = msg;
         let ctx = &state.ctx;
         let labels = ctx.labels("render");
-        metrics::counter!(m::STAGE_RECEIVED, &labels).increment(1);
         let RenderWork {
             info,
             source,
@@ -146,6 +145,8 @@ impl Actor for RenderStage {
             Err(e) => (None, Some(e)),
         };
         let page_count = document.as_ref().map_or(0, |d| d.page_count);
+        // Render counts pages: a document that could not be opened brings none.
+        ctx.count_received("render", page_count as u64);
         // The assembler learns what to expect before any page of this job can reach it.
         state.assemble.send_now(AssembleMsg::Expect(Expectation {
             info: info.clone(),
@@ -161,6 +162,7 @@ impl Actor for RenderStage {
             let credit = state.ocr.edge.acquire().await;
             if info.is_cancelled() {
                 // Pages not rendered yet are never rendered; the job ends here.
+                ctx.count_discarded("render", (page_count - index) as u64);
                 state
                     .assemble
                     .send_now(AssembleMsg::Abandon(info.id.clone(), JobError::Cancelled));
@@ -186,6 +188,7 @@ impl Actor for RenderStage {
             ctx.jobs.update(&info.id, |s| s.pages.rendered += 1);
             match prepared {
                 Ok(PageInput::Image(image)) => {
+                    ctx.count_sent("render", 1);
                     Progress::add(&ctx.progress.pages_rendered, 1);
                     state.ocr.send_now(OcrMsg::Page(
                         OcrWork {
@@ -201,10 +204,11 @@ impl Actor for RenderStage {
                     drop(credit);
                     let outcome = match other {
                         Ok(PageInput::TextLayer { text, invisible }) => {
+                            ctx.count_sent("render", 1);
                             PageOutcome::TextLayer { text, invisible }
                         }
                         Err(e) => {
-                            metrics::counter!(m::STAGE_ERRORS, "pipeline" => ctx.pipeline.name.clone(), "stage" => "render", "error_type" => e.code()).increment(1);
+                            ctx.count_error("render", e.code());
                             PageOutcome::Failed(e)
                         }
                         Ok(PageInput::Image(_)) => unreachable!("handled above"),
@@ -221,7 +225,6 @@ impl Actor for RenderStage {
                         .await;
                 }
             }
-            metrics::counter!(m::STAGE_SENT, &labels).increment(1);
         }
         Ok(())
     }

@@ -105,7 +105,7 @@ impl Actor for SaveStage {
     ) -> Result<(), ActorProcessingErr> {
         let SaveMsg::Result(info, mut result, credit) = msg;
         let labels = state.ctx.labels("save");
-        metrics::counter!(m::STAGE_RECEIVED, &labels).increment(1);
+        state.ctx.count_received("save", 1);
         let started = Instant::now();
         result.timings.total_ms = info.submitted.elapsed().as_millis() as u64;
         let writer = state.writer.clone();
@@ -115,10 +115,13 @@ impl Actor for SaveStage {
         })
         .await;
         let (result, path) = match written {
-            Ok((result, Ok(path))) => (result, Some(path)),
+            Ok((result, Ok(path))) => {
+                state.ctx.count_sent("save", 1);
+                (result, Some(path))
+            }
             Ok((result, Err(e))) => {
                 tracing::error!(job = %info.id, error = %e, "cannot save the result");
-                metrics::counter!(m::STAGE_ERRORS, "pipeline" => state.ctx.pipeline.name.clone(), "stage" => "save", "error_type" => "io").increment(1);
+                state.ctx.count_error("save", "io");
                 let mut result = result;
                 result
                     .error
@@ -157,7 +160,7 @@ impl Actor for SaveStage {
             result_path: path,
             pages: result.pages.len() as u32,
         });
-        metrics::counter!(m::STAGE_SENT, &labels).increment(1);
+
         drop(credit);
         Ok(())
     }

@@ -87,7 +87,8 @@ impl Actor for SummarizeStage {
     ) -> Result<(), ActorProcessingErr> {
         let SummarizeMsg::Document(info, mut result, error, credit) = msg;
         let labels = state.ctx.labels("summarize");
-        metrics::counter!(m::STAGE_RECEIVED, &labels).increment(1);
+        state.ctx.count_received("summarize", 1);
+        let mut failed = false;
         if error.is_none() {
             let engine = state.engine.clone();
             let text = std::mem::take(&mut result.text);
@@ -110,7 +111,8 @@ impl Actor for SummarizeStage {
                     })
                 }
                 Err(e) => {
-                    metrics::counter!(m::STAGE_ERRORS, "pipeline" => state.ctx.pipeline.name.clone(), "stage" => "summarize", "error_type" => e.code()).increment(1);
+                    state.ctx.count_error("summarize", e.code());
+                    failed = true;
                     result.warnings.push(format!("no summary: {e}"));
                 }
             }
@@ -121,7 +123,9 @@ impl Actor for SummarizeStage {
             .save
             .send_with(|c| SaveMsg::Result(info, result, c))
             .await;
-        metrics::counter!(m::STAGE_SENT, &labels).increment(1);
+        if !failed {
+            state.ctx.count_sent("summarize", 1);
+        }
         drop(credit);
         Ok(())
     }
