@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Installs what pagemill needs on Debian 12 (only what is missing), then - unless called with
-# --install-only - builds it and runs the default pipeline on the documents in tests/fixtures.
+# --install-only - builds it and starts the daemon on the default pipeline at
+# http://127.0.0.1:8080 (Ctrl-C stops it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Build: pkg-config, clang (bindgen), Tesseract and Leptonica headers. Run: the OCR models of
-# the shipped pipelines (eng, deu) and the orientation model (osd).
+# the shipped pipelines (eng, deu) and the orientation model (osd). Tests: promtool (from
+# prometheus) lints the /metrics output.
 packages=(build-essential pkg-config libclang-dev libtesseract-dev libleptonica-dev
-          tesseract-ocr-eng tesseract-ocr-deu tesseract-ocr-osd)
+          tesseract-ocr-eng tesseract-ocr-deu tesseract-ocr-osd prometheus)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -23,4 +25,4 @@ fi
 [ "${1:-}" = "--install-only" ] && exit 0
 cargo build --release --locked
 ./target/release/pagemill validate pipelines/*.yaml
-./target/release/pagemill run --out results tests/fixtures/phototest.tif tests/fixtures/tagged.pdf
+exec ./target/release/pagemill serve --listen 127.0.0.1:8080
