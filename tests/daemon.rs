@@ -96,6 +96,14 @@ impl Daemon {
             .unwrap()
     }
 
+    /// Submits a file that must be accepted; returns the job id.
+    async fn submit(&self, pipeline: &str, file: &Path) -> String {
+        let response = self.post_file(pipeline, file).await;
+        assert_eq!(response.status(), StatusCode::ACCEPTED);
+        let accepted: Value = response.json().await.unwrap();
+        accepted["id"].as_str().unwrap().to_string()
+    }
+
     async fn get(&self, path: &str) -> reqwest::Response {
         self.http.get(self.url(path)).send().await.unwrap()
     }
@@ -204,9 +212,7 @@ async fn submit_follow_and_fetch_a_job_and_get_clear_errors() {
     assert_eq!(status["state"], "done");
 
     // The result of a job still being OCRed (two 300 DPI pages) is not there yet.
-    let response = d.post_file("ocr-pdf", &fixture("tagged.pdf")).await;
-    let accepted: Value = response.json().await.unwrap();
-    let id = accepted["id"].as_str().unwrap();
+    let id = d.submit("ocr-pdf", &fixture("tagged.pdf")).await;
     let (code, error) = error_code(d.get(&format!("/v1/jobs/{id}/result")).await).await;
     assert_eq!(
         (code, error.as_str()),
@@ -289,18 +295,6 @@ async fn a_full_pipeline_answers_429_with_retry_after() {
     );
 }
 
-/// Peak resident memory of a process, from /proc.
-fn peak_rss_bytes(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
-    line.split_whitespace()
-        .nth(1)
-        .unwrap()
-        .parse::<u64>()
-        .unwrap()
-        * 1024
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_hundred_concurrent_submissions_against_a_small_budget() {
     let d = Daemon::start(&[(
@@ -344,7 +338,7 @@ async fn a_hundred_concurrent_submissions_against_a_small_budget() {
     for id in &accepted {
         assert_eq!(d.wait_final(id).await["state"], "done");
     }
-    let peak = peak_rss_bytes(d.child.id());
+    let peak = peak_rss_bytes(&d.child.id().to_string());
     eprintln!(
         "100 concurrent submissions: {} accepted, {refused} refused, peak RSS {} MiB",
         accepted.len(),
@@ -413,13 +407,7 @@ async fn a_cancelled_job_ends_cancelled_and_its_pages_are_skipped() {
     let d = Daemon::start(&[("default", pipeline_yaml("default", &[]))]);
     let mut ids = Vec::new();
     for _ in 0..5 {
-        let accepted: Value = d
-            .post_file("default", &fixture("phototest.tif"))
-            .await
-            .json()
-            .await
-            .unwrap();
-        ids.push(accepted["id"].as_str().unwrap().to_string());
+        ids.push(d.submit("default", &fixture("phototest.tif")).await);
     }
     let last = ids.last().unwrap();
     let response = d
@@ -497,16 +485,8 @@ async fn every_hostile_file_is_refused_cleanly_while_the_daemon_keeps_serving() 
             "after {name}"
         );
     }
-    let accepted: Value = d
-        .post_file("default", &fixture("phototest.tif"))
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(
-        d.wait_final(accepted["id"].as_str().unwrap()).await["state"],
-        "done"
-    );
+    let id = d.submit("default", &fixture("phototest.tif")).await;
+    assert_eq!(d.wait_final(&id).await["state"], "done");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -547,13 +527,8 @@ async fn the_openapi_document_describes_the_served_routes() {
 #[tokio::test(flavor = "multi_thread")]
 async fn metrics_have_histogram_buckets_and_process_figures() {
     let d = Daemon::start(&[("default", pipeline_yaml("default", &[]))]);
-    let accepted: Value = d
-        .post_file("default", &fixture("phototest.tif"))
-        .await
-        .json()
-        .await
-        .unwrap();
-    d.wait_final(accepted["id"].as_str().unwrap()).await;
+    let id = d.submit("default", &fixture("phototest.tif")).await;
+    d.wait_final(&id).await;
     // A failing document exercises the error counters.
     let failing = d
         .http
@@ -581,10 +556,7 @@ async fn metrics_have_histogram_buckets_and_process_figures() {
         assert!(text.contains(needle), "missing {needle}");
     }
     assert!(!text.contains("quantile="), "histograms, not summaries");
-    assert!(
-        !text.contains(accepted["id"].as_str().unwrap()),
-        "no job id as a label"
-    );
+    assert!(!text.contains(&id), "no job id as a label");
 
     // Prometheus's own linter accepts the exposition.
     let mut promtool = Command::new("promtool")
@@ -634,13 +606,7 @@ async fn metrics_have_histogram_buckets_and_process_figures() {
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_stops_admitting_and_finishes_accepted_jobs() {
     let mut d = Daemon::start(&[("default", pipeline_yaml("default", &[]))]);
-    let accepted: Value = d
-        .post_file("default", &fixture("phototest.tif"))
-        .await
-        .json()
-        .await
-        .unwrap();
-    let id = accepted["id"].as_str().unwrap().to_string();
+    let id = d.submit("default", &fixture("phototest.tif")).await;
     // SAFETY: sends SIGTERM to the daemon child this test started.
     unsafe { libc::kill(d.child.id() as libc::pid_t, libc::SIGTERM) };
     tokio::time::sleep(Duration::from_millis(200)).await;

@@ -134,3 +134,11 @@ pub fn char_bag_similarity(a: &str, b: &str) -> f64 {
         2.0 * common as f64 / total as f64
     }
 }
+
+/// Peak resident memory (VmHWM) of process `pid` ("self" for this one), from /proc.
+pub fn peak_rss_bytes(pid: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kib * 1024
+}
