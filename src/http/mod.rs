@@ -16,9 +16,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Serialize;
-use warp::Filter;
 use warp::http::StatusCode;
 use warp::reply::Response;
+use warp::{Filter, Reply};
 
 use crate::jobs::JobRegistry;
 use crate::metrics as m;
@@ -93,8 +93,6 @@ pub fn json<T: Serialize>(status: StatusCode, body: &T) -> Response {
     *response.status_mut() = status;
     response
 }
-
-use warp::Reply;
 
 /// The route template a path belongs to: a bounded metric label, never a job id.
 pub fn route_label(path: &str) -> &'static str {
