@@ -52,10 +52,25 @@ fn lower_this_thread_priority() {
 impl CpuPool {
     /// Starts a pool with `threads` worker threads named `pagemill-cpu-N`.
     pub fn new(threads: usize) -> std::io::Result<CpuPool> {
+        Self::build(threads, false)
+    }
+
+    /// A pool whose threads run at a lower scheduling priority than the rest of the process,
+    /// for the daemon: its HTTP edge then answers promptly while OCR saturates every core.
+    /// A batch run has no such edge and uses [`CpuPool::new`].
+    pub fn below_edge_priority(threads: usize) -> std::io::Result<CpuPool> {
+        Self::build(threads, true)
+    }
+
+    fn build(threads: usize, lowered: bool) -> std::io::Result<CpuPool> {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads.max(1))
             .thread_name(|i| format!("pagemill-cpu-{i}"))
-            .start_handler(|_| lower_this_thread_priority())
+            .start_handler(move |_| {
+                if lowered {
+                    lower_this_thread_priority();
+                }
+            })
             .build()
             .map_err(std::io::Error::other)?;
         Ok(CpuPool {

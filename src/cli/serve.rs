@@ -101,7 +101,7 @@ async fn run(args: ServeArgs, pipelines: Vec<Pipeline>) -> anyhow::Result<()> {
     let threads = args
         .threads
         .unwrap_or_else(|| pipelines.iter().map(|p| p.pool.threads).max().unwrap_or(1));
-    let pool = CpuPool::new(threads)?;
+    let pool = CpuPool::below_edge_priority(threads)?;
     crate::telemetry::spawn_upkeep(metrics.clone(), pool.clone());
     let jobs = Arc::new(JobRegistry::default());
     let mut handles = BTreeMap::new();
