@@ -99,9 +99,9 @@ async fn born_digital_pdfs_take_their_text_layer() {
             100.0 * ordered
         );
         assert!(similarity >= 0.98, "{name}: similarity {similarity:.4}");
-        // Reading order differs from pdftotext only in formulas, sub/superscripts and
-        // multi-column indexes; a regression in line or word assembly shows up here.
-        assert!(ordered <= 0.15, "{name}: ordered CER {ordered:.4}");
+        // Reading order differs from pdftotext in formulas and sub/superscripts (10.7%
+        // measured); a regression in line, word or column assembly shows up here.
+        assert!(ordered <= 0.12, "{name}: ordered CER {ordered:.4}");
     }
 }
 

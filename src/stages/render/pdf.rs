@@ -143,8 +143,75 @@ impl<'a> Device<'a> for GlyphCollector {
     fn pop_transparency_group(&mut self) {}
 }
 
-/// Groups glyphs into lines by baseline, orders lines top to bottom and glyphs left to right,
-/// and puts a space where the gap between glyphs is wider than a fraction of their size.
+/// A run of glyphs on one line with no wide gap inside, as text.
+#[derive(Debug)]
+struct Segment {
+    start_x: f64,
+    end_x: f64,
+    text: String,
+}
+
+/// A gap wider than this many ems separates segments (and possibly columns).
+const SEGMENT_GAP_EMS: f64 = 1.5;
+/// Lines that must share a gap at the same place before it counts as a column gutter.
+const MIN_GUTTER_LINES: usize = 4;
+
+/// Joins a line's glyphs (sorted by x) into segments, with a space where the gap between two
+/// glyphs is wider than a fraction of their size.
+fn line_segments(line: &[PlacedGlyph]) -> Vec<Segment> {
+    let mut segments: Vec<Segment> = Vec::new();
+    let mut prev_end: Option<(f64, f64)> = None;
+    for g in line {
+        let gap = prev_end.map(|(end_x, size)| (g.x - end_x) / size);
+        match (gap, segments.last_mut()) {
+            (Some(gap), Some(seg)) if gap <= SEGMENT_GAP_EMS => {
+                if gap > 0.2 && !seg.text.ends_with(' ') && g.text != " " {
+                    seg.text.push(' ');
+                }
+                seg.text.push_str(&g.text);
+                seg.end_x = seg.end_x.max(g.end_x);
+            }
+            _ => segments.push(Segment {
+                start_x: g.x,
+                end_x: g.end_x,
+                text: g.text.clone(),
+            }),
+        }
+        prev_end = Some((g.end_x, g.size));
+    }
+    segments.retain(|s| !s.text.trim().is_empty());
+    segments
+}
+
+/// The x of a gutter between two text columns: a place where at least
+/// [`MIN_GUTTER_LINES`] lines have a wide gap and more lines have a gap there than run
+/// across it. `None` for single-column pages.
+fn find_gutter(lines: &[Vec<Segment>]) -> Option<f64> {
+    let candidates: Vec<f64> = lines
+        .iter()
+        .flat_map(|segs| segs.windows(2).map(|w| (w[0].end_x + w[1].start_x) / 2.0))
+        .collect();
+    candidates
+        .into_iter()
+        .map(|x| {
+            let gaps = lines
+                .iter()
+                .filter(|segs| segs.windows(2).any(|w| w[0].end_x < x && x < w[1].start_x))
+                .count();
+            let crossings = lines
+                .iter()
+                .filter(|segs| segs.iter().any(|s| s.start_x < x && x < s.end_x))
+                .count();
+            (x, gaps, crossings)
+        })
+        .filter(|&(_, gaps, crossings)| gaps >= MIN_GUTTER_LINES && gaps > crossings)
+        .max_by_key(|&(_, gaps, _)| gaps)
+        .map(|(x, _, _)| x)
+}
+
+/// Groups glyphs into lines by baseline and lines into reading order: top to bottom, and on
+/// pages with two columns, the left column before the right one (lines that run across the
+/// gutter, such as headings, stay where they are and end the column block above them).
 fn layout_text(mut glyphs: Vec<PlacedGlyph>) -> String {
     glyphs.retain(|g| g.x.is_finite() && g.y.is_finite());
     glyphs.sort_by(|a, b| a.y.total_cmp(&b.y));
@@ -155,27 +222,100 @@ fn layout_text(mut glyphs: Vec<PlacedGlyph>) -> String {
             _ => lines.push(vec![g]),
         }
     }
+    let lines: Vec<Vec<Segment>> = lines
+        .into_iter()
+        .map(|mut line| {
+            line.sort_by(|a, b| a.x.total_cmp(&b.x));
+            line_segments(&line)
+        })
+        .filter(|segs| !segs.is_empty())
+        .collect();
+    let join = |segs: &[&Segment]| {
+        segs.iter()
+            .map(|s| s.text.trim())
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
     let mut out = String::new();
-    for mut line in lines {
-        line.sort_by(|a, b| a.x.total_cmp(&b.x));
-        let mut prev_end: Option<(f64, f64)> = None;
-        let mut text = String::new();
-        for g in &line {
-            if let Some((end_x, size)) = prev_end
-                && g.x - end_x > 0.2 * size
-                && !text.ends_with(' ')
-                && g.text != " "
-            {
-                text.push(' ');
-            }
-            text.push_str(&g.text);
-            prev_end = Some((g.end_x, g.size));
-        }
-        let trimmed = text.trim();
-        if !trimmed.is_empty() {
-            out.push_str(trimmed);
+    let Some(gutter) = find_gutter(&lines) else {
+        for segs in &lines {
+            out.push_str(&join(&segs.iter().collect::<Vec<_>>()));
             out.push('\n');
         }
+        return out;
+    };
+    let (mut left, mut right) = (Vec::new(), Vec::new());
+    let flush = |out: &mut String, left: &mut Vec<String>, right: &mut Vec<String>| {
+        for line in left.drain(..).chain(right.drain(..)) {
+            out.push_str(&line);
+            out.push('\n');
+        }
+    };
+    for segs in &lines {
+        if segs.iter().any(|s| s.start_x < gutter && gutter < s.end_x) {
+            flush(&mut out, &mut left, &mut right);
+            out.push_str(&join(&segs.iter().collect::<Vec<_>>()));
+            out.push('\n');
+            continue;
+        }
+        let (l, r): (Vec<&Segment>, Vec<&Segment>) = segs.iter().partition(|s| s.end_x <= gutter);
+        if !l.is_empty() {
+            left.push(join(&l));
+        }
+        if !r.is_empty() {
+            right.push(join(&r));
+        }
     }
+    flush(&mut out, &mut left, &mut right);
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Glyphs of `text` on a line at height `y`, starting at `x`, 10 units per character.
+    fn word(text: &str, x: f64, y: f64) -> Vec<PlacedGlyph> {
+        text.chars()
+            .enumerate()
+            .map(|(i, c)| PlacedGlyph {
+                text: c.to_string(),
+                x: x + 6.0 * i as f64,
+                end_x: x + 6.0 * (i + 1) as f64,
+                y,
+                size: 10.0,
+                invisible: false,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn one_column_keeps_lines_and_spaces() {
+        let mut glyphs = word("Hello", 0.0, 10.0);
+        glyphs.extend(word("world", 33.0, 10.0));
+        glyphs.extend(word("Next", 0.0, 25.0));
+        assert_eq!(layout_text(glyphs), "Hello world\nNext\n");
+    }
+
+    #[test]
+    fn two_columns_read_left_then_right_below_a_heading() {
+        let mut glyphs = word("A heading that runs across both columns", 0.0, 0.0);
+        for (i, (l, r)) in [
+            ("left1", "right1"),
+            ("left2", "right2"),
+            ("left3", "right3"),
+            ("left4", "right4"),
+        ]
+        .iter()
+        .enumerate()
+        {
+            let y = 20.0 + 15.0 * i as f64;
+            glyphs.extend(word(l, 0.0, y));
+            glyphs.extend(word(r, 200.0, y));
+        }
+        assert_eq!(
+            layout_text(glyphs),
+            "A heading that runs across both columns\nleft1\nleft2\nleft3\nleft4\nright1\nright2\nright3\nright4\n"
+        );
+    }
 }
