@@ -1,10 +1,10 @@
 //! An opened document: its bytes, its type and its pages, checked against the pipeline limits.
 //!
-//! Opening is cheap and safe: a PDF's cross-reference table and page tree are parsed, an image's
-//! header is read, and nothing is decoded. Pages are rendered or decoded later, one at a time,
+//! Opening is cheap and safe: a PDF's cross-reference table and page tree are parsed, an
+//! image's header (each page's, for a multi-page TIFF) is read, and nothing is decoded. Pages are rendered or decoded later, one at a time,
 //! when OCR has room for them.
 
-use std::io::Cursor;
+use std::io::{BufRead, Seek};
 use std::sync::Arc;
 
 use hayro::hayro_syntax::{LoadPdfError, Pdf};
@@ -13,6 +13,7 @@ use image::ImageDecoder;
 use crate::config::LimitsConfig;
 use crate::error::JobError;
 use crate::stages::ingest::detect::{MediaType, detect_media_type};
+use crate::stages::render::image_pages::{PageReader, tiff_directory_offsets};
 
 /// A document ready to be rendered page by page.
 #[derive(Clone)]
@@ -26,12 +27,20 @@ pub struct Document {
 #[derive(Clone)]
 pub enum Content {
     Pdf(Arc<Pdf>),
-    /// A single-page image; `width` and `height` come from its header.
+    /// An image file: one page, or one per directory of a multi-page TIFF.
     Image {
         bytes: Arc<Vec<u8>>,
-        width: u32,
-        height: u32,
+        pages: Vec<ImagePage>,
     },
+}
+
+/// One page of an image file, as its header describes it.
+#[derive(Debug, Clone, Copy)]
+pub struct ImagePage {
+    /// The page's TIFF directory; `None` for the file's only (or first) image.
+    pub directory: Option<u32>,
+    pub width: u32,
+    pub height: u32,
 }
 
 impl std::fmt::Debug for Document {
@@ -60,7 +69,9 @@ pub fn open_document(bytes: Vec<u8>, limits: &LimitsConfig) -> Result<Document, 
     let media_type = detect_media_type(&bytes)?;
     let doc = match media_type {
         MediaType::Pdf => open_pdf(bytes)?,
-        MediaType::Png | MediaType::Jpeg | MediaType::Tiff => open_image(bytes, media_type)?,
+        MediaType::Png | MediaType::Jpeg | MediaType::Tiff => {
+            open_image(bytes, media_type, limits.max_pages)?
+        }
     };
     if doc.page_count == 0 {
         return Err(JobError::InvalidPdf("the document has no pages".into()));
@@ -98,23 +109,47 @@ fn open_pdf(bytes: Vec<u8>) -> Result<Document, JobError> {
     })
 }
 
-fn open_image(bytes: Vec<u8>, media_type: MediaType) -> Result<Document, JobError> {
-    let (width, height) = image_dimensions(&bytes, media_type)?;
+fn open_image(bytes: Vec<u8>, media_type: MediaType, max_pages: u32) -> Result<Document, JobError> {
+    let directories: Vec<Option<u32>> = match media_type {
+        MediaType::Tiff => tiff_directory_offsets(&bytes, max_pages)
+            .filter(|offsets| !offsets.is_empty())
+            .map(|offsets| offsets.into_iter().map(Some).collect())
+            .unwrap_or(vec![None]),
+        _ => vec![None],
+    };
+    if directories.len() > max_pages as usize {
+        return Err(JobError::TooManyPages {
+            pages: directories.len() as u64,
+            limit: max_pages,
+        });
+    }
+    let pages = directories
+        .into_iter()
+        .map(|directory| {
+            let (width, height) = image_dimensions(PageReader::new(&bytes, directory), media_type)?;
+            Ok(ImagePage {
+                directory,
+                width,
+                height,
+            })
+        })
+        .collect::<Result<Vec<_>, JobError>>()?;
     Ok(Document {
         media_type,
-        page_count: 1,
+        page_count: pages.len() as u32,
         content: Content::Image {
             bytes: Arc::new(bytes),
-            width,
-            height,
+            pages,
         },
     })
 }
 
 /// Reads only the image header: a decompression bomb declares its size here.
-fn image_dimensions(bytes: &[u8], media_type: MediaType) -> Result<(u32, u32), JobError> {
+fn image_dimensions(
+    cursor: impl BufRead + Seek,
+    media_type: MediaType,
+) -> Result<(u32, u32), JobError> {
     let invalid = |e: image::ImageError| JobError::InvalidImage(e.to_string());
-    let cursor = Cursor::new(bytes);
     let dims = match media_type {
         MediaType::Png => {
             image::codecs::png::PngDecoder::with_limits(cursor, image::Limits::no_limits())

@@ -56,3 +56,37 @@ async fn text_layer_ignore_renders_and_ocrs_born_digital_pages() {
         pdf.pages[1].text
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_page_of_a_multi_page_tiff_is_read() {
+    use tiff::encoder::{Rational, TiffEncoder, colortype::Gray8};
+    use tiff::tags::ResolutionUnit;
+
+    // Two pages made from phototest.tif: upright, and turned upside down.
+    let page = image::open(fixture("phototest.tif")).unwrap().into_luma8();
+    let turned = image::imageops::rotate180(&page);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("two-pages.tif");
+    let mut file = std::fs::File::create(&path).unwrap();
+    let mut encoder = TiffEncoder::new(&mut file).unwrap();
+    for image in [&page, &turned] {
+        let mut tiff = encoder
+            .new_image::<Gray8>(image.width(), image.height())
+            .unwrap();
+        tiff.resolution(ResolutionUnit::Inch, Rational { n: 200, d: 1 });
+        tiff.write_data(image.as_raw()).unwrap();
+    }
+    drop(file);
+
+    let out = tempfile::tempdir().unwrap();
+    let events = run_files(pipeline(out.path(), &[]), &[path], None).await;
+    assert!(events[0].error.is_none(), "{:?}", events[0].error);
+    let result = read_result(events[0].result_path.as_ref().unwrap());
+    assert_eq!(result.pages.len(), 2);
+    let rotations: Vec<u32> = result.pages.iter().map(|p| p.rotation).collect();
+    assert_eq!(rotations, vec![0, 180]);
+    let gt = std::fs::read_to_string(fixture("phototest.tif.gt.txt")).unwrap();
+    for p in &result.pages {
+        assert!(cer(&p.text, &gt) <= 0.02, "page {}: {}", p.number, p.text);
+    }
+}

@@ -1,6 +1,6 @@
 //! Image documents (PNG, JPEG, TIFF): decoding to grayscale and reading their resolution.
 
-use std::io::Cursor;
+use std::io::{BufRead, Seek};
 
 use image::{GrayImage, ImageReader, Limits};
 
@@ -11,7 +11,7 @@ use crate::stages::ingest::detect::MediaType;
 /// Decodes an image into 8-bit grayscale. `max_pixels` bounds the decoder's allocation as a
 /// second line of defence behind the header check done at ingest.
 pub fn decode_gray(
-    bytes: &[u8],
+    page: impl BufRead + Seek,
     media_type: MediaType,
     max_pixels: u64,
 ) -> Result<GrayImage, JobError> {
@@ -21,7 +21,7 @@ pub fn decode_gray(
         MediaType::Tiff => image::ImageFormat::Tiff,
         MediaType::Pdf => unreachable!("PDF pages are rendered, not decoded"),
     };
-    let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
+    let mut reader = ImageReader::with_format(page, format);
     let mut limits = Limits::default();
     // Up to 4 channels of 16 bits while decoding, plus the grayscale copy.
     limits.max_alloc = Some(max_pixels.saturating_mul(9));
@@ -40,11 +40,12 @@ pub fn decode_gray(
 
 /// The image's resolution from its own metadata, or [`FALLBACK_IMAGE_DPI`] when it has none or
 /// an implausible one (Tesseract would otherwise assume 70 DPI and read small print badly).
-pub fn image_dpi(bytes: &[u8], media_type: MediaType) -> u32 {
+/// `page` is the page to read (TIFF files hold one resolution per page).
+pub fn image_dpi(bytes: &[u8], page: impl BufRead + Seek, media_type: MediaType) -> u32 {
     let declared = match media_type {
-        MediaType::Png => png_dpi(bytes),
+        MediaType::Png => png_dpi(page),
         MediaType::Jpeg => jfif_dpi(bytes),
-        MediaType::Tiff => tiff_dpi(bytes),
+        MediaType::Tiff => tiff_dpi(page),
         MediaType::Pdf => None,
     };
     match declared {
@@ -53,8 +54,8 @@ pub fn image_dpi(bytes: &[u8], media_type: MediaType) -> u32 {
     }
 }
 
-fn png_dpi(bytes: &[u8]) -> Option<u32> {
-    let decoder = png::Decoder::new(Cursor::new(bytes));
+fn png_dpi(page: impl BufRead + Seek) -> Option<u32> {
+    let decoder = png::Decoder::new(page);
     let reader = decoder.read_info().ok()?;
     let dims = reader.info().pixel_dims?;
     match dims.unit {
@@ -79,9 +80,9 @@ fn jfif_dpi(bytes: &[u8]) -> Option<u32> {
     }
 }
 
-fn tiff_dpi(bytes: &[u8]) -> Option<u32> {
+fn tiff_dpi(page: impl BufRead + Seek) -> Option<u32> {
     use tiff::tags::Tag;
-    let mut decoder = tiff::decoder::Decoder::new(Cursor::new(bytes)).ok()?;
+    let mut decoder = tiff::decoder::Decoder::new(page).ok()?;
     let res = decoder.get_tag(Tag::XResolution).ok()?;
     let value = match res {
         tiff::decoder::ifd::Value::Rational(n, d) if d != 0 => n as f64 / d as f64,

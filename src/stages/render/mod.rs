@@ -6,6 +6,7 @@
 //! The pure work is [`prepare_page`]; it runs on the shared CPU pool.
 
 pub mod image;
+pub mod image_pages;
 pub mod pdf;
 
 use std::sync::Arc;
@@ -62,16 +63,19 @@ pub fn prepare_page(
                 render.dpi,
             )))
         }
-        Content::Image {
-            bytes,
-            width,
-            height,
-        } => {
-            check_page_pixels(index, *width as u64, *height as u64, limits.max_page_pixels)?;
-            let gray = image::decode_gray(bytes, doc.media_type, limits.max_page_pixels)?;
+        Content::Image { bytes, pages } => {
+            let page = &pages[index as usize];
+            check_page_pixels(
+                index,
+                page.width as u64,
+                page.height as u64,
+                limits.max_page_pixels,
+            )?;
+            let reader = image_pages::PageReader::new(bytes, page.directory);
+            let gray = image::decode_gray(reader.clone(), doc.media_type, limits.max_page_pixels)?;
             Ok(PageInput::Image(PageImage::new(
                 gray,
-                image::image_dpi(bytes, doc.media_type),
+                image::image_dpi(bytes, reader, doc.media_type),
             )))
         }
     }
