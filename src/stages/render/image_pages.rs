@@ -152,7 +152,7 @@ mod tests {
         bytes.extend_from_slice(&[0, 0, 14, 0, 0, 0]);
         bytes.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
         assert_eq!(tiff_directory_offsets(&bytes, 10), Some(vec![8, 14]));
-        bytes[18..22].copy_from_slice(&[8, 0, 0, 0]);
+        bytes[16..20].copy_from_slice(&[8, 0, 0, 0]);
         assert_eq!(tiff_directory_offsets(&bytes, 10), None);
         assert_eq!(tiff_directory_offsets(b"\x89PNG", 10), None);
     }
