@@ -108,15 +108,14 @@ impl Daemon {
         self.http.get(self.url(path)).send().await.unwrap()
     }
 
+    async fn get_json(&self, path: &str) -> Value {
+        self.get(path).await.json().await.unwrap()
+    }
+
     /// Polls a job until it is done, failed or cancelled.
     async fn wait_final(&self, id: &str) -> Value {
         for _ in 0..1200 {
-            let status: Value = self
-                .get(&format!("/v1/jobs/{id}"))
-                .await
-                .json()
-                .await
-                .unwrap();
+            let status = self.get_json(&format!("/v1/jobs/{id}")).await;
             if ["done", "failed", "cancelled"].contains(&status["state"].as_str().unwrap()) {
                 return status;
             }
@@ -183,12 +182,7 @@ async fn submit_follow_and_fetch_a_job_and_get_clear_errors() {
     let status = d.wait_final(&id).await;
     assert_eq!(status["pages"]["total"], 1);
     assert_eq!(status["pages"]["ocred"], 1);
-    let result: Value = d
-        .get(&format!("/v1/jobs/{id}/result"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let result: Value = d.get_json(&format!("/v1/jobs/{id}/result")).await;
     assert_eq!(result["source"]["name"], "phototest.tif");
     assert!(result["text"].as_str().unwrap().contains("quick brown dog"));
 
@@ -385,12 +379,7 @@ async fn every_kind_of_corpus_document_goes_through_raw_and_multipart() {
             .await
             .unwrap();
         assert!(events.contains("event:end"), "{name}: {events}");
-        let result: Value = d
-            .get(&format!("/v1/jobs/{id}/result"))
-            .await
-            .json()
-            .await
-            .unwrap();
+        let result: Value = d.get_json(&format!("/v1/jobs/{id}/result")).await;
         assert!(result["error"].is_null(), "{name}: {}", result["error"]);
         assert_eq!(result["source"]["name"], *name);
         assert_eq!(result["source"]["media_type"], *media_type);
@@ -420,12 +409,7 @@ async fn a_cancelled_job_ends_cancelled_and_its_pages_are_skipped() {
     let status = d.wait_final(last).await;
     assert_eq!(status["state"], "cancelled", "{status}");
     assert_eq!(status["error"]["code"], "cancelled");
-    let result: Value = d
-        .get(&format!("/v1/jobs/{last}/result"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let result: Value = d.get_json(&format!("/v1/jobs/{last}/result")).await;
     assert!(
         result["text"].as_str().unwrap().is_empty(),
         "no page of it was OCRed"
