@@ -20,23 +20,39 @@ pub struct Edge {
     pipeline: Arc<str>,
     capacity: usize,
     credits: Arc<Semaphore>,
+    depth: metrics::Gauge,
 }
 
 /// Permission for one item to be on an edge; dropping it frees the slot.
-#[derive(Debug)]
 pub struct Credit {
     _permit: OwnedSemaphorePermit,
+    depth: metrics::Gauge,
+}
+
+impl std::fmt::Debug for Credit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Credit")
+    }
+}
+
+impl Drop for Credit {
+    fn drop(&mut self) {
+        self.depth.decrement(1.0);
+    }
 }
 
 impl Edge {
     pub fn new(pipeline: &str, name: &'static str, capacity: usize) -> Edge {
         metrics::gauge!(m::STAGE_QUEUE_CAPACITY, "pipeline" => pipeline.to_string(), "stage" => name)
             .set(capacity as f64);
+        let depth = metrics::gauge!(m::STAGE_QUEUE_DEPTH, "pipeline" => pipeline.to_string(), "stage" => name);
+        depth.set(0.0);
         Edge {
             name,
             pipeline: pipeline.into(),
             capacity,
             credits: Arc::new(Semaphore::new(capacity)),
+            depth,
         }
     }
 
@@ -57,9 +73,11 @@ impl Edge {
         let waited = started.elapsed().as_secs_f64();
         metrics::histogram!(m::STAGE_BACKPRESSURE_SECONDS, "pipeline" => self.pipeline.to_string(), "stage" => self.name)
             .record(waited);
-        metrics::gauge!(m::STAGE_QUEUE_DEPTH, "pipeline" => self.pipeline.to_string(), "stage" => self.name)
-            .set(self.in_use() as f64);
-        Credit { _permit: permit }
+        self.depth.increment(1.0);
+        Credit {
+            _permit: permit,
+            depth: self.depth.clone(),
+        }
     }
 }
 

@@ -92,6 +92,14 @@ pub struct JobRegistry {
     inner: Mutex<Registry>,
 }
 
+/// What a pipeline's unfinished jobs hold.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Usage {
+    pub jobs: u64,
+    pub pages: u64,
+    pub bytes: u64,
+}
+
 impl JobRegistry {
     /// Records a new queued job; returns its cancel flag.
     pub fn register(&self, id: &str, pipeline: &str, name: &str, bytes: u64) -> Arc<AtomicBool> {
@@ -183,22 +191,26 @@ impl JobRegistry {
         });
     }
 
-    /// Pages and bytes of a pipeline's unfinished jobs: what admission control counts. A job
-    /// whose page count is not known yet counts one page.
-    pub fn usage(&self, pipeline: &str) -> (u64, u64) {
+    /// A pipeline's unfinished jobs, their pages and bytes: what admission control counts. A
+    /// job whose page count is not known yet counts one page.
+    pub fn usage(&self, pipeline: &str) -> Usage {
         let reg = self.inner.lock().expect("job registry poisoned");
         reg.jobs
             .values()
             .map(|e| e.status.borrow())
             .filter(|s| s.pipeline == pipeline && !s.state.is_final())
-            .fold((0, 0), |(pages, bytes), s| {
+            .fold(Usage::default(), |usage, s| {
                 let left = s
                     .pages
                     .total
                     .unwrap_or(1)
                     .saturating_sub(s.pages.ocred)
                     .max(1);
-                (pages + left as u64, bytes + s.bytes)
+                Usage {
+                    jobs: usage.jobs + 1,
+                    pages: usage.pages + left as u64,
+                    bytes: usage.bytes + s.bytes,
+                }
             })
     }
 
@@ -239,7 +251,14 @@ mod tests {
     fn a_job_moves_through_its_states_and_watchers_see_it() {
         let jobs = JobRegistry::default();
         let cancel = jobs.register("a", "default", "doc.pdf", 10);
-        assert_eq!(jobs.usage("default"), (1, 10));
+        assert_eq!(
+            jobs.usage("default"),
+            Usage {
+                jobs: 1,
+                pages: 1,
+                bytes: 10
+            }
+        );
         let mut rx = jobs.subscribe("a").unwrap();
         jobs.started("a");
         assert!(rx.has_changed().unwrap());
@@ -255,7 +274,7 @@ mod tests {
             }),
             None,
         );
-        assert_eq!(jobs.usage("default"), (0, 0));
+        assert_eq!(jobs.usage("default"), Usage::default());
         let status = jobs.get("a").unwrap();
         assert_eq!(status.state, JobState::Cancelled);
         assert!(status.timings.total_ms.is_some());

@@ -13,14 +13,8 @@ fn main() -> ExitCode {
     if std::env::var(OMP_THREAD_LIMIT).as_deref() != Ok("1") {
         return reexec_with_single_threaded_openmp();
     }
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let cli = pagemill::cli::Cli::parse();
+    cli.init_logging();
     match pagemill::cli::main(cli) {
         Ok(code) => code,
         Err(e) => {

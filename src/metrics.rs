@@ -21,6 +21,9 @@ pub const STAGE_BACKPRESSURE_SECONDS: &str = "pagemill_stage_backpressure_wait_s
 pub const STAGE_QUEUE_DEPTH: &str = "pagemill_stage_queue_depth";
 /// Capacity of the edge into a stage (gauge; labels pipeline, stage).
 pub const STAGE_QUEUE_CAPACITY: &str = "pagemill_stage_queue_capacity";
+/// Items a stage works on at once (gauge; labels pipeline, stage). Utilization is the rate
+/// of `pagemill_stage_processing_seconds_sum` divided by this.
+pub const STAGE_WORKERS: &str = "pagemill_stage_workers";
 /// Stage restarts by the supervisor (counter; labels pipeline, stage).
 pub const STAGE_RESTARTS: &str = "pagemill_stage_restarts_total";
 /// Jobs finished (counter; labels pipeline, outcome).
@@ -31,6 +34,18 @@ pub const JOB_DURATION_SECONDS: &str = "pagemill_job_duration_seconds";
 pub const PAGES: &str = "pagemill_pages_total";
 /// Mean Tesseract confidence per OCRed page, 0-100 (histogram; label pipeline).
 pub const OCR_CONFIDENCE: &str = "pagemill_ocr_page_confidence";
+/// Jobs accepted and not yet finished (gauge; label pipeline).
+pub const JOBS_IN_SYSTEM: &str = "pagemill_jobs_in_system";
+/// Pages of unfinished jobs and uploads, counted against the admission budget (gauge; label
+/// pipeline).
+pub const ADMISSION_PAGES: &str = "pagemill_admission_pages_in_system";
+/// The admission budget in pages (gauge; label pipeline).
+pub const ADMISSION_PAGES_LIMIT: &str = "pagemill_admission_pages_limit";
+/// Bytes of unfinished jobs and uploads, counted against the admission budget (gauge; label
+/// pipeline).
+pub const ADMISSION_BYTES: &str = "pagemill_admission_bytes_in_system";
+/// The admission budget in bytes (gauge; label pipeline).
+pub const ADMISSION_BYTES_LIMIT: &str = "pagemill_admission_bytes_limit";
 /// Jobs accepted by the HTTP API (counter; label pipeline).
 pub const JOBS_ACCEPTED: &str = "pagemill_jobs_accepted_total";
 /// Submissions refused (counter; labels pipeline, reason).
@@ -85,6 +100,23 @@ pub fn describe() {
     );
     describe_gauge!(STAGE_QUEUE_CAPACITY, "Capacity of the edge into a stage");
     describe_counter!(STAGE_RESTARTS, "Stage restarts after a crash");
+    describe_gauge!(STAGE_WORKERS, "Items a stage works on at once");
+    describe_gauge!(JOBS_IN_SYSTEM, "Jobs accepted and not yet finished");
+    describe_gauge!(
+        ADMISSION_PAGES,
+        "Pages of unfinished jobs and uploads, against the admission budget"
+    );
+    describe_gauge!(ADMISSION_PAGES_LIMIT, "The admission budget in pages");
+    describe_gauge!(
+        ADMISSION_BYTES,
+        Unit::Bytes,
+        "Bytes of unfinished jobs and uploads, against the admission budget"
+    );
+    describe_gauge!(
+        ADMISSION_BYTES_LIMIT,
+        Unit::Bytes,
+        "The admission budget in bytes"
+    );
     describe_counter!(JOBS_COMPLETED, "Jobs finished, by outcome");
     describe_histogram!(
         JOB_DURATION_SECONDS,

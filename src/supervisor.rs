@@ -21,11 +21,14 @@ use crate::pool::CpuPool;
 use crate::progress::Progress;
 use crate::stages::Downstream;
 use crate::stages::assemble::{AssembleMsg, AssembleStage};
-use crate::stages::ingest::{IngestMsg, IngestStage, JobRequest};
+use crate::stages::ingest::{IngestMsg, IngestStage, JobRequest, Submission};
 use crate::stages::ocr::actor::{OcrMsg, OcrStage};
 use crate::stages::render::{RenderMsg, RenderStage};
 use crate::stages::save::{FileWriter, JobFinished, ResultWriter, SaveMsg, SaveStage};
 use crate::stages::summarize::{SummarizeMsg, SummarizeStage};
+
+/// The stages of every pipeline, in order; their names are the `stage` metric label.
+pub const STAGES: [&str; 6] = ["ingest", "render", "ocr", "assemble", "summarize", "save"];
 
 /// What every stage of a pipeline shares.
 #[derive(Clone)]
@@ -263,22 +266,13 @@ pub struct PipelineHandle {
 }
 
 /// A registered job on its way to ingest.
-struct Registered {
-    request: JobRequest,
-    submitted: Instant,
-    cancel: Arc<std::sync::atomic::AtomicBool>,
-}
+struct Registered(Submission);
 
 impl Registered {
     async fn await_send(self, handle: &PipelineHandle) {
-        let Registered {
-            request,
-            submitted,
-            cancel,
-        } = self;
         handle
             .ingest
-            .send_with(|credit: Credit| IngestMsg::Job(request, submitted, cancel, credit))
+            .send_with(|credit: Credit| IngestMsg::Job(self.0, credit))
             .await;
     }
 }
@@ -329,6 +323,20 @@ impl PipelineHandle {
             writer,
             finished: finished_tx,
         };
+        for stage in STAGES {
+            let workers = if stage == "ocr" {
+                pipeline.pool.threads
+            } else {
+                1
+            };
+            let labels = [
+                ("pipeline", pipeline.name.clone()),
+                ("stage", stage.to_string()),
+            ];
+            metrics::gauge!(m::STAGE_WORKERS, &labels).set(workers as f64);
+            metrics::counter!(m::STAGE_RESTARTS, &labels).increment(0);
+            metrics::counter!(m::STAGE_DISCARDED, &labels).increment(0);
+        }
         let ingest = wiring.ingest.clone();
         let (supervisor, join) = Actor::spawn(None, PipelineSupervisor, (ctx, wiring))
             .await
@@ -365,11 +373,15 @@ impl PipelineHandle {
         let cancel = self
             .jobs
             .register(&request.id, &self.pipeline.name, &request.name, bytes);
-        Registered {
+        let span = crate::stages::job_span(&request.id, &self.pipeline.name);
+        crate::stages::stage_span(&span, "ingest", &request.id, &self.pipeline.name)
+            .in_scope(|| tracing::info!(name = %request.name, bytes, "job queued"));
+        Registered(Submission {
             request: request.clone(),
             submitted: Instant::now(),
             cancel,
-        }
+            span,
+        })
     }
 
     /// Whether the stage supervisor is still running.

@@ -3,127 +3,14 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use common::daemon::*;
 use common::*;
 use reqwest::StatusCode;
 use serde_json::Value;
-
-/// A daemon started on port 0 in a temporary directory; killed when dropped.
-struct Daemon {
-    child: Child,
-    base: String,
-    dir: tempfile::TempDir,
-    http: reqwest::Client,
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The shipped default pipeline under another name, with `(from, to)` replacements.
-fn pipeline_yaml(name: &str, replacements: &[(&str, &str)]) -> String {
-    let mut yaml = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines/default.yaml"),
-    )
-    .unwrap()
-    .replace("version: 1\n", &format!("version: 1\nname: {name}\n"))
-    .replace("directory: results", &format!("directory: results/{name}"));
-    for (from, to) in replacements {
-        assert!(yaml.contains(from), "{from}");
-        yaml = yaml.replace(from, to);
-    }
-    yaml
-}
-
-impl Daemon {
-    fn start(pipelines: &[(&str, String)]) -> Daemon {
-        let dir = tempfile::tempdir().unwrap();
-        let pipeline_dir = dir.path().join("pipelines");
-        std::fs::create_dir(&pipeline_dir).unwrap();
-        for (name, yaml) in pipelines {
-            std::fs::write(pipeline_dir.join(format!("{name}.yaml")), yaml).unwrap();
-        }
-        let mut child = Command::new(env!("CARGO_BIN_EXE_pagemill"))
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--shutdown-timeout",
-                "60s",
-            ])
-            .arg("--pipelines")
-            .arg(&pipeline_dir)
-            .current_dir(dir.path())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let base = line
-            .trim()
-            .strip_prefix("pagemill listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_string();
-        Daemon {
-            child,
-            base,
-            dir,
-            http: reqwest::Client::new(),
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    async fn post_file(&self, pipeline: &str, file: &Path) -> reqwest::Response {
-        self.http
-            .post(self.url(&format!("/v1/pipelines/{pipeline}/jobs")))
-            .header("x-filename", file.file_name().unwrap().to_str().unwrap())
-            .body(std::fs::read(file).unwrap())
-            .send()
-            .await
-            .unwrap()
-    }
-
-    /// Submits a file that must be accepted; returns the job id.
-    async fn submit(&self, pipeline: &str, file: &Path) -> String {
-        let response = self.post_file(pipeline, file).await;
-        assert_eq!(response.status(), StatusCode::ACCEPTED);
-        let accepted: Value = response.json().await.unwrap();
-        accepted["id"].as_str().unwrap().to_string()
-    }
-
-    async fn get(&self, path: &str) -> reqwest::Response {
-        self.http.get(self.url(path)).send().await.unwrap()
-    }
-
-    async fn get_json(&self, path: &str) -> Value {
-        self.get(path).await.json().await.unwrap()
-    }
-
-    /// Polls a job until it is done, failed or cancelled.
-    async fn wait_final(&self, id: &str) -> Value {
-        for _ in 0..1200 {
-            let status = self.get_json(&format!("/v1/jobs/{id}")).await;
-            if ["done", "failed", "cancelled"].contains(&status["state"].as_str().unwrap()) {
-                return status;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("job {id} did not finish");
-    }
-}
 
 async fn error_code(response: reqwest::Response) -> (StatusCode, String) {
     let status = response.status();
@@ -583,6 +470,22 @@ async fn metrics_have_histogram_buckets_and_process_figures() {
         assert_eq!(
             received, accounted,
             "{stage}: received = sent + errors + discarded"
+        );
+        // Nothing holds a credit at rest, and every stage says how many items it works on.
+        assert_eq!(sum("pagemill_stage_queue_depth"), 0.0, "{stage} queue depth");
+        assert!(sum("pagemill_stage_workers") >= 1.0, "{stage} workers");
+    }
+    // The admission gauges show an empty system against the configured budget.
+    for (needle, value) in [
+        ("pagemill_jobs_in_system{pipeline=\"default\"}", "0"),
+        ("pagemill_admission_pages_in_system{pipeline=\"default\"}", "0"),
+        ("pagemill_admission_bytes_in_system{pipeline=\"default\"}", "0"),
+        ("pagemill_admission_pages_limit{pipeline=\"default\"}", "1000"),
+        ("pagemill_admission_bytes_limit{pipeline=\"default\"}", "1073741824"),
+    ] {
+        assert!(
+            text.lines().any(|l| l == format!("{needle} {value}")),
+            "expected {needle} {value}"
         );
     }
 }

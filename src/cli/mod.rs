@@ -19,6 +19,50 @@ use crate::config::load_pipeline;
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// Log line format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// Log filter, e.g. `info` or `pagemill=debug,warn`; overrides `RUST_LOG`. Defaults to
+    /// `info` for `serve` and `warn` otherwise.
+    #[arg(long, global = true)]
+    pub log_level: Option<String>,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, with the fields of the current span and its parents.
+    Json,
+}
+
+impl Cli {
+    /// Installs the global log subscriber (stderr) as the options say.
+    pub fn init_logging(&self) {
+        use tracing_subscriber::EnvFilter;
+        let default_level = match self.command {
+            Command::Serve(_) => "info",
+            _ => "warn",
+        };
+        let filter = match &self.log_level {
+            Some(level) => EnvFilter::new(level),
+            None => {
+                EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level))
+            }
+        };
+        let builder = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr);
+        match self.log_format {
+            LogFormat::Text => builder.init(),
+            LogFormat::Json => builder
+                .json()
+                .with_current_span(true)
+                .with_span_list(true)
+                .init(),
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]

@@ -120,6 +120,7 @@ async fn run(args: ServeArgs, pipelines: Vec<Pipeline>) -> anyhow::Result<()> {
                 let _ = tokio::fs::remove_file(spool.join(&done.id)).await;
             }
         });
+        tracing::info!(pipeline = %name, "pipeline started");
         handles.insert(name, Arc::new(handle));
     }
     let state = Arc::new(AppState {
@@ -141,14 +142,17 @@ async fn run(args: ServeArgs, pipelines: Vec<Pipeline>) -> anyhow::Result<()> {
                 _ = tokio::signal::ctrl_c() => {}
                 _ = term.recv() => {}
             }
-            eprintln!("stopping: no new jobs; waiting up to {timeout:?} for accepted ones");
+            tracing::info!(
+                timeout = %humantime::format_duration(timeout),
+                "stopping: no new jobs; waiting for accepted ones"
+            );
             state.shutting_down.store(true, Ordering::SeqCst);
             tokio::spawn(async move {
                 tokio::select! {
                     _ = tokio::signal::ctrl_c() => {}
                     _ = term.recv() => {}
                 }
-                eprintln!("second signal: exiting now");
+                tracing::warn!("second signal: exiting now");
                 std::process::exit(130);
             });
             let deadline = Instant::now() + timeout;
@@ -160,9 +164,11 @@ async fn run(args: ServeArgs, pipelines: Vec<Pipeline>) -> anyhow::Result<()> {
     let bound = |addr: SocketAddr| {
         println!("pagemill listening on http://{addr}");
         let _ = std::io::stdout().flush();
+        tracing::info!(address = %addr, threads, "listening");
     };
     serve_http(state.clone(), args.listen, bound, shutdown).await?;
     pool.on_every_thread(crate::stages::ocr::release_engines_on_this_thread);
+    tracing::info!("stopped");
     Ok(())
 }
 
@@ -170,7 +176,7 @@ fn all_idle(state: &AppState) -> bool {
     state
         .pipelines
         .keys()
-        .all(|name| state.jobs.usage(name).0 == 0)
+        .all(|name| state.jobs.usage(name).jobs == 0)
 }
 
 /// Uploads left by an earlier run belong to jobs this process does not know.

@@ -198,10 +198,10 @@ fn admit(
     let budget = handle.pipeline.admission;
     let name = &handle.pipeline.name;
     let mut uploading = state.uploading.lock().expect("admission lock poisoned");
-    let (registered_pages, registered_bytes) = state.jobs.usage(name);
+    let registered = state.jobs.usage(name);
     let in_flight = uploading.entry(name.clone()).or_default();
-    let pages = registered_pages + in_flight.0;
-    let bytes = registered_bytes + in_flight.1;
+    let pages = registered.pages + in_flight.0;
+    let bytes = registered.bytes + in_flight.1;
     if pages < budget.max_pages_in_system
         && bytes.saturating_add(incoming_bytes) <= budget.max_bytes_in_system
     {

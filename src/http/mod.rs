@@ -161,7 +161,10 @@ pub fn routes(
         .and(with_state.clone())
         .map(|state: Arc<AppState>| match &state.metrics {
             Some(handle) => warp::reply::with_header(
-                handle.render(),
+                {
+                    state.sample_admission();
+                    handle.render()
+                },
                 "content-type",
                 "text/plain; version=0.0.4",
             )
@@ -237,6 +240,25 @@ pub async fn serve(
 }
 
 impl AppState {
+    /// Sets the admission gauges of every pipeline from the job registry and the uploads in
+    /// progress; called just before the metrics are rendered.
+    pub fn sample_admission(&self) {
+        let uploading = self.uploading.lock().expect("admission lock poisoned");
+        for (name, handle) in &self.pipelines {
+            let usage = self.jobs.usage(name);
+            let (pages, bytes) = uploading.get(name).copied().unwrap_or_default();
+            let budget = handle.pipeline.admission;
+            let label = [("pipeline", name.clone())];
+            metrics::gauge!(m::JOBS_IN_SYSTEM, &label).set(usage.jobs as f64);
+            metrics::gauge!(m::ADMISSION_PAGES, &label).set((usage.pages + pages) as f64);
+            metrics::gauge!(m::ADMISSION_BYTES, &label).set((usage.bytes + bytes) as f64);
+            metrics::gauge!(m::ADMISSION_PAGES_LIMIT, &label)
+                .set(budget.max_pages_in_system as f64);
+            metrics::gauge!(m::ADMISSION_BYTES_LIMIT, &label)
+                .set(budget.max_bytes_in_system as f64);
+        }
+    }
+
     pub fn is_shutting_down(&self) -> bool {
         self.shutting_down.load(Ordering::SeqCst)
     }

@@ -23,6 +23,7 @@ use ractor::ActorRef;
 
 use crate::edge::{Credit, Edge};
 use crate::result::SourceRecord;
+use crate::supervisor::STAGES;
 
 /// Identity of one job, shared by every message about it.
 #[derive(Debug)]
@@ -33,12 +34,57 @@ pub struct JobInfo {
     pub submitted: Instant,
     /// Set when the job is cancelled: stages skip its remaining pages.
     pub cancel: Arc<AtomicBool>,
+    /// One span per stage, children of the job's span; every log line about the job is
+    /// emitted in one of them, so it carries the job id, pipeline and stage.
+    stage_spans: [tracing::Span; STAGES.len()],
 }
 
 impl JobInfo {
+    pub fn new(
+        id: String,
+        pipeline: Arc<str>,
+        submitted: Instant,
+        cancel: Arc<AtomicBool>,
+        job_span: &tracing::Span,
+    ) -> JobInfo {
+        let stage_spans = STAGES.map(|stage| stage_span(job_span, stage, &id, &pipeline));
+        JobInfo {
+            id,
+            pipeline,
+            submitted,
+            cancel,
+            stage_spans,
+        }
+    }
+
     pub fn is_cancelled(&self) -> bool {
         self.cancel.load(Ordering::Relaxed)
     }
+
+    /// The span of this job in `stage` (one of [`STAGES`]).
+    pub fn span(&self, stage: &str) -> &tracing::Span {
+        let index = STAGES
+            .iter()
+            .position(|s| *s == stage)
+            .expect("stage names come from STAGES");
+        &self.stage_spans[index]
+    }
+}
+
+/// The span of one job: its id and pipeline, for the life of the job.
+pub fn job_span(id: &str, pipeline: &str) -> tracing::Span {
+    tracing::info_span!("job", job_id = %id, pipeline = %pipeline)
+}
+
+/// The span of a job in one stage, a child of its job span. It repeats the job's fields so
+/// that a log line's innermost span alone says which job, pipeline and stage it is about.
+pub fn stage_span(
+    job_span: &tracing::Span,
+    stage: &str,
+    id: &str,
+    pipeline: &str,
+) -> tracing::Span {
+    tracing::info_span!(parent: job_span, "stage", stage = %stage, job_id = %id, pipeline = %pipeline)
 }
 
 /// A job's document as ingest found it.

@@ -1,6 +1,8 @@
 //! Shared helpers for the integration tests: the corpus, text metrics, running a pipeline.
 #![allow(dead_code)]
 
+pub mod daemon;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;

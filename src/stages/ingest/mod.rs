@@ -33,9 +33,18 @@ pub struct JobRequest {
     pub path: PathBuf,
 }
 
+/// A job on its way into the pipeline.
+pub struct Submission {
+    pub request: JobRequest,
+    /// When it was submitted; the job's total time counts from here.
+    pub submitted: Instant,
+    pub cancel: Arc<AtomicBool>,
+    /// The job's span, opened when it was registered.
+    pub span: tracing::Span,
+}
+
 pub enum IngestMsg {
-    /// A job, when it was submitted, and its cancel flag.
-    Job(JobRequest, Instant, Arc<AtomicBool>, Credit),
+    Job(Submission, Credit),
 }
 
 /// Hashes and opens a document's bytes, checking the pipeline's limits.
@@ -81,17 +90,24 @@ impl Actor for IngestStage {
         msg: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        let IngestMsg::Job(request, submitted, cancel, credit) = msg;
+        let IngestMsg::Job(submission, credit) = msg;
+        let Submission {
+            request,
+            submitted,
+            cancel,
+            span,
+        } = submission;
         let ctx = &state.ctx;
         let labels = ctx.labels("ingest");
         ctx.count_received("ingest", 1);
         let started = Instant::now();
-        let info = Arc::new(JobInfo {
-            id: request.id.clone(),
-            pipeline: ctx.pipeline.name.as_str().into(),
+        let info = Arc::new(JobInfo::new(
+            request.id.clone(),
+            ctx.pipeline.name.as_str().into(),
             submitted,
             cancel,
-        });
+            &span,
+        ));
         ctx.jobs.started(&info.id);
         let limits = ctx.pipeline.limits;
         let read = if info.is_cancelled() {
@@ -110,10 +126,24 @@ impl Actor for IngestStage {
             }
             Err(e) => (unread_source(&request), Err(e)),
         };
+        let span = info.span("ingest");
         match &document {
-            Ok(_) => ctx.count_sent("ingest", 1),
-            Err(JobError::Cancelled) => ctx.count_discarded("ingest", 1),
-            Err(e) => ctx.count_error("ingest", e.code()),
+            Ok(doc) => {
+                ctx.count_sent("ingest", 1);
+                span.in_scope(|| {
+                    tracing::info!(name = %record.name, bytes = record.bytes,
+                    media_type = record.media_type.as_deref().unwrap_or("unknown"),
+                    pages = doc.page_count, "document opened")
+                });
+            }
+            Err(JobError::Cancelled) => {
+                ctx.count_discarded("ingest", 1);
+                span.in_scope(|| tracing::info!("job cancelled before it was read"));
+            }
+            Err(e) => {
+                ctx.count_error("ingest", e.code());
+                span.in_scope(|| tracing::warn!(code = e.code(), error = %e, "document refused"));
+            }
         }
         if let Ok(doc) = &document {
             Progress::add(&ctx.progress.pages_total, doc.page_count as u64);

@@ -108,20 +108,31 @@ fn spawn_recognition(
             image,
             render_ms,
         } = work;
+        let span = info.span("ocr").clone();
         let result = if info.is_cancelled() {
             Err(JobError::Cancelled)
         } else {
             ctx.pool
-                .run(move || ocr_page_on_this_thread(image, &cfg))
+                .run(move || span.in_scope(|| ocr_page_on_this_thread(image, &cfg)))
                 .await
                 .and_then(|r| r)
         };
+        let span = info.span("ocr");
         let _ = myself.send_message(OcrMsg::Finished);
         metrics::histogram!(m::STAGE_PROCESSING_SECONDS, &labels)
             .record(started.elapsed().as_secs_f64());
         let outcome = match result {
             Ok(ocr) => {
                 ctx.count_sent("ocr", 1);
+                span.in_scope(|| {
+                    tracing::debug!(
+                        page = number,
+                        confidence = ocr.confidence,
+                        rotation = ocr.rotation,
+                        millis = ocr.millis,
+                        "page recognized"
+                    )
+                });
                 metrics::histogram!(m::OCR_CONFIDENCE, "pipeline" => ctx.pipeline.name.clone())
                     .record(ocr.confidence as f64);
                 PageOutcome::Ocr(ocr)
@@ -132,6 +143,9 @@ fn spawn_recognition(
             }
             Err(e) => {
                 ctx.count_error("ocr", e.code());
+                span.in_scope(
+                    || tracing::warn!(page = number, code = e.code(), error = %e, "page failed"),
+                );
                 PageOutcome::Failed(e)
             }
         };

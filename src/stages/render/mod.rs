@@ -167,19 +167,24 @@ impl Actor for RenderStage {
             if info.is_cancelled() {
                 // Pages not rendered yet are never rendered; the job ends here.
                 ctx.count_discarded("render", (page_count - index) as u64);
+                info.span("render").in_scope(|| {
+                    tracing::info!(pages_not_rendered = page_count - index, "job cancelled")
+                });
                 state
                     .assemble
                     .send_now(AssembleMsg::Abandon(info.id.clone(), JobError::Cancelled));
                 return Ok(());
             }
-            let (doc, render, limits) = (
+            let (doc, render, limits, span) = (
                 document.clone(),
                 ctx.pipeline.render.clone(),
                 ctx.pipeline.limits,
+                info.span("render").clone(),
             );
             let (prepared, seconds) = ctx
                 .pool
                 .run(move || {
+                    let _in_span = span.enter();
                     let started = Instant::now();
                     let prepared = prepare_page(&doc, index, &render, &limits);
                     (prepared, started.elapsed().as_secs_f64())
@@ -190,6 +195,15 @@ impl Actor for RenderStage {
             metrics::histogram!(m::STAGE_PROCESSING_SECONDS, &labels).record(seconds);
             let number = index + 1;
             ctx.jobs.update(&info.id, |s| s.pages.rendered += 1);
+            info.span("render").in_scope(|| match &prepared {
+                Ok(input) => tracing::debug!(
+                    page = number,
+                    millis = render_ms,
+                    text_layer = matches!(input, PageInput::TextLayer { .. }),
+                    "page rendered"
+                ),
+                Err(e) => tracing::warn!(page = number, code = e.code(), error = %e, "page failed"),
+            });
             match prepared {
                 Ok(PageInput::Image(image)) => {
                     ctx.count_sent("render", 1);

@@ -120,7 +120,8 @@ impl Actor for SaveStage {
                 (result, Some(path))
             }
             Ok((result, Err(e))) => {
-                tracing::error!(job = %info.id, error = %e, "cannot save the result");
+                info.span("save")
+                    .in_scope(|| tracing::error!(error = %e, "cannot save the result"));
                 state.ctx.count_error("save", "io");
                 let mut result = result;
                 result
@@ -137,6 +138,14 @@ impl Actor for SaveStage {
             Some(e) if e.code == "cancelled" => "cancelled",
             Some(_) => "failed",
         };
+        let span = info.span("save");
+        let total_ms = result.timings.total_ms;
+        let pages = result.pages.len();
+        span.in_scope(|| match &result.error {
+            None => tracing::info!(outcome, pages, total_ms, "job finished"),
+            Some(e) => tracing::warn!(outcome, pages, total_ms, code = %e.code,
+                error = %e.message, "job finished"),
+        });
         let progress = &state.ctx.progress;
         Progress::add(
             if result.error.is_none() {

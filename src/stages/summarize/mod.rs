@@ -103,8 +103,17 @@ impl Actor for SummarizeStage {
                 .await
                 .unwrap_or_else(|e| (String::new(), Err(e), 0.0));
             result.text = text;
+            let span = info.span("summarize");
             match summary {
                 Ok(summary) => {
+                    span.in_scope(|| {
+                        tracing::info!(
+                            engine = state.engine.engine(),
+                            chars = summary.len(),
+                            millis = (seconds * 1000.0) as u64,
+                            "summary written"
+                        )
+                    });
                     result.summary = Some(SummaryRecord {
                         engine: state.engine.engine().to_string(),
                         text: summary,
@@ -112,6 +121,7 @@ impl Actor for SummarizeStage {
                 }
                 Err(e) => {
                     state.ctx.count_error("summarize", e.code());
+                    span.in_scope(|| tracing::warn!(code = e.code(), error = %e, "no summary"));
                     failed = true;
                     result.warnings.push(format!("no summary: {e}"));
                 }
