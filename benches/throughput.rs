@@ -48,12 +48,10 @@ fn main() {
     // 1. Pre-render every page.
     let doc = open_document(std::fs::read(&document).unwrap(), &pipeline.limits).unwrap();
     let pages: Vec<PageImage> = (0..doc.page_count)
-        .filter_map(
-            |i| match prepare_page(&doc, i, &pipeline.render, &pipeline.limits).unwrap() {
-                PageInput::Image(image) => Some(image),
-                PageInput::TextLayer { .. } => None,
-            },
-        )
+        .filter_map(|i| match prepare_page(&doc, i, &pipeline).unwrap() {
+            PageInput::Image(image) => Some(image),
+            PageInput::TextLayer { .. } => None,
+        })
         .collect();
     let n = pages.len();
 

@@ -118,6 +118,9 @@ pub struct RawPipeline {
     /// Turning PDF pages into images.
     #[serde(default)]
     pub render: RawRender,
+    /// Image cleanup before OCR.
+    #[serde(default)]
+    pub preprocess: RawPreprocess,
     /// Tesseract settings.
     #[serde(default)]
     pub ocr: RawOcr,
@@ -172,6 +175,32 @@ pub struct RawRender {
     /// A text layer with fewer non-blank characters than this counts as none.
     #[serde(default)]
     pub min_text_layer_chars: Option<Spanned<usize>>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawPreprocess {
+    /// Detect the skew of the text lines and rotate the page level.
+    #[serde(default)]
+    pub deskew: Option<bool>,
+    /// Stretch local contrast, for faded pages.
+    #[serde(default)]
+    pub normalize_contrast: Option<bool>,
+    /// 3x3 median filter against speckle noise.
+    #[serde(default)]
+    pub denoise: Option<bool>,
+    /// `none`, or `sauvola` for adaptive black-and-white thresholding.
+    #[serde(default)]
+    pub binarize: Option<Binarize>,
+    /// Whiten dark regions touching the page edge (scanner borders).
+    #[serde(default)]
+    pub remove_border: Option<bool>,
+    /// Images below this resolution are scaled up to `working_dpi`; 0 turns scaling off.
+    #[serde(default)]
+    pub upscale_below_dpi: Option<Spanned<u32>>,
+    /// The resolution low-resolution images are scaled to.
+    #[serde(default)]
+    pub working_dpi: Option<Spanned<u32>>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -265,6 +294,7 @@ pub struct Pipeline {
     pub pool: PoolConfig,
     pub limits: LimitsConfig,
     pub render: RenderConfig,
+    pub preprocess: PreprocessConfig,
     pub ocr: OcrConfig,
     pub summarize: SummarizeConfig,
     pub save: SaveConfig,
@@ -297,6 +327,52 @@ pub struct RenderConfig {
     pub dpi: u32,
     pub text_layer: TextLayerMode,
     pub min_text_layer_chars: usize,
+}
+
+/// Adaptive binarization before OCR.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Binarize {
+    /// Leave the page grayscale; Tesseract thresholds it itself (Otsu).
+    None,
+    /// Sauvola's local threshold: better on uneven lighting and faded ink.
+    Sauvola,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct PreprocessConfig {
+    pub deskew: bool,
+    pub normalize_contrast: bool,
+    pub denoise: bool,
+    pub binarize: Binarize,
+    pub remove_border: bool,
+    pub upscale_below_dpi: u32,
+    pub working_dpi: u32,
+}
+
+impl PreprocessConfig {
+    /// Every step off.
+    pub fn none() -> PreprocessConfig {
+        PreprocessConfig {
+            deskew: false,
+            normalize_contrast: false,
+            denoise: false,
+            binarize: Binarize::None,
+            remove_border: false,
+            upscale_below_dpi: 0,
+            working_dpi: 300,
+        }
+    }
+
+    /// Whether any step is on.
+    pub fn any(&self) -> bool {
+        self.deskew
+            || self.normalize_contrast
+            || self.denoise
+            || self.binarize != Binarize::None
+            || self.remove_border
+            || self.upscale_below_dpi > 0
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -561,6 +637,30 @@ impl RawPipeline {
             ),
         };
 
+        let p = &self.preprocess;
+        let off = PreprocessConfig::none();
+        let preprocess = PreprocessConfig {
+            deskew: p.deskew.unwrap_or(true),
+            normalize_contrast: p.normalize_contrast.unwrap_or(off.normalize_contrast),
+            denoise: p.denoise.unwrap_or(off.denoise),
+            binarize: p.binarize.unwrap_or(off.binarize),
+            remove_border: p.remove_border.unwrap_or(off.remove_border),
+            upscale_below_dpi: c.in_range(
+                &p.upscale_below_dpi,
+                "preprocess.upscale_below_dpi",
+                off.upscale_below_dpi,
+                0,
+                1200,
+            ),
+            working_dpi: c.in_range(
+                &p.working_dpi,
+                "preprocess.working_dpi",
+                off.working_dpi,
+                70,
+                1200,
+            ),
+        };
+
         let summarize = SummarizeConfig {
             engine: self
                 .summarize
@@ -648,6 +748,7 @@ impl RawPipeline {
             pool: PoolConfig { threads },
             limits,
             render,
+            preprocess,
             ocr,
             summarize,
             save: SaveConfig { directory },

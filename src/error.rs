@@ -35,6 +35,8 @@ pub enum JobError {
         height: u64,
         limit: u64,
     },
+    #[error("preprocessing the page failed: {0}")]
+    PreprocessFailed(String),
     #[error("OCR failed: {0}")]
     OcrFailed(String),
     #[error("cannot read or write a file: {0}")]
@@ -59,6 +61,7 @@ impl JobError {
             JobError::TooLarge { .. } => "too_large",
             JobError::TooManyPages { .. } => "too_many_pages",
             JobError::TooManyPixels { .. } => "too_many_pixels",
+            JobError::PreprocessFailed(_) => "preprocess_failed",
             JobError::OcrFailed(_) => "ocr_failed",
             JobError::Io(_) => "io",
             JobError::Internal(_) => "internal",

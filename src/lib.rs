@@ -10,6 +10,7 @@ mod config_keys;
 pub mod document;
 pub mod edge;
 pub mod error;
+pub mod eval;
 pub mod http;
 pub mod jobs;
 pub mod limits;

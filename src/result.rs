@@ -46,6 +46,9 @@ pub struct PageRecord {
     pub confidence: Option<f32>,
     /// Clockwise degrees the page was turned before OCR.
     pub rotation: u32,
+    /// Clockwise degrees preprocessing turned the page to level its lines (0 if it did not).
+    #[serde(default)]
+    pub deskew: f32,
     pub words: Vec<WordRecord>,
     pub millis: u64,
     /// Why this page has no text, if it failed.

@@ -472,16 +472,32 @@ async fn metrics_have_histogram_buckets_and_process_figures() {
             "{stage}: received = sent + errors + discarded"
         );
         // Nothing holds a credit at rest, and every stage says how many items it works on.
-        assert_eq!(sum("pagemill_stage_queue_depth"), 0.0, "{stage} queue depth");
+        assert_eq!(
+            sum("pagemill_stage_queue_depth"),
+            0.0,
+            "{stage} queue depth"
+        );
         assert!(sum("pagemill_stage_workers") >= 1.0, "{stage} workers");
     }
     // The admission gauges show an empty system against the configured budget.
     for (needle, value) in [
         ("pagemill_jobs_in_system{pipeline=\"default\"}", "0"),
-        ("pagemill_admission_pages_in_system{pipeline=\"default\"}", "0"),
-        ("pagemill_admission_bytes_in_system{pipeline=\"default\"}", "0"),
-        ("pagemill_admission_pages_limit{pipeline=\"default\"}", "1000"),
-        ("pagemill_admission_bytes_limit{pipeline=\"default\"}", "1073741824"),
+        (
+            "pagemill_admission_pages_in_system{pipeline=\"default\"}",
+            "0",
+        ),
+        (
+            "pagemill_admission_bytes_in_system{pipeline=\"default\"}",
+            "0",
+        ),
+        (
+            "pagemill_admission_pages_limit{pipeline=\"default\"}",
+            "1000",
+        ),
+        (
+            "pagemill_admission_bytes_limit{pipeline=\"default\"}",
+            "1073741824",
+        ),
     ] {
         assert!(
             text.lines().any(|l| l == format!("{needle} {value}")),

@@ -24,7 +24,10 @@ fn story(lines: &[&Value]) -> Vec<(String, String)> {
         .map(|line| {
             (
                 line["span"]["stage"].as_str().unwrap_or("?").to_string(),
-                line["fields"]["message"].as_str().unwrap_or("?").to_string(),
+                line["fields"]["message"]
+                    .as_str()
+                    .unwrap_or("?")
+                    .to_string(),
             )
         })
         .collect()
@@ -58,16 +61,17 @@ async fn json_logs_follow_a_job_through_its_stages() {
     let text = std::fs::read_to_string(&log_path).unwrap();
     let log: Vec<Value> = text
         .lines()
-        .map(|line| {
-            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"))
-        })
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}")))
         .collect();
     assert!(
         log.iter().any(|l| l["fields"]["message"] == "listening"),
         "{text}"
     );
     for line in &log {
-        assert!(line["timestamp"].is_string() && line["level"].is_string(), "{line}");
+        assert!(
+            line["timestamp"].is_string() && line["level"].is_string(),
+            "{line}"
+        );
     }
 
     for id in [&good, &bad] {

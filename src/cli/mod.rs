@@ -1,5 +1,6 @@
-//! The command line: `pagemill serve`, `pagemill run` and `pagemill validate`.
+//! The command line: `pagemill serve`, `run`, `eval` and `validate`.
 
+pub mod eval;
 pub mod run;
 pub mod serve;
 
@@ -71,6 +72,8 @@ pub enum Command {
     Run(run::RunArgs),
     /// Serve the HTTP jobs API on the given pipelines.
     Serve(serve::ServeArgs),
+    /// Run a pipeline over documents with `.gt.txt` ground truth; print CER and word F1.
+    Eval(eval::EvalArgs),
     /// Check pipeline files and print every problem found.
     Validate {
         /// Pipeline YAML files.
@@ -87,6 +90,7 @@ pub fn main(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Validate { files } => Ok(validate(&files)),
         Command::Run(args) => run::run(args),
+        Command::Eval(args) => eval::eval(args),
         Command::Serve(args) => serve::serve(args),
     }
 }

@@ -14,6 +14,7 @@ use crate::config::{Pipeline, load_pipeline};
 use crate::pool::CpuPool;
 use crate::progress::Progress;
 use crate::stages::ingest::JobRequest;
+use crate::stages::save::JobFinished;
 use crate::supervisor::{PipelineHandle, StartOptions};
 
 #[derive(Debug, Args)]
@@ -90,7 +91,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         }
     };
     let runtime = tokio::runtime::Runtime::new()?;
-    let failures = runtime.block_on(run_batch(pipeline, files))?;
+    let finished = runtime.block_on(run_batch(pipeline, files))?;
+    let failures = finished.iter().filter(|f| f.error.is_some()).count();
     Ok(if failures == 0 {
         ExitCode::SUCCESS
     } else {
@@ -98,8 +100,12 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// Runs every file through the pipeline; returns how many jobs failed.
-async fn run_batch(pipeline: Pipeline, files: Vec<PathBuf>) -> anyhow::Result<usize> {
+/// Runs every file through the pipeline, showing progress; returns every finished job, in
+/// the order of `files`.
+pub async fn run_batch(
+    pipeline: Pipeline,
+    files: Vec<PathBuf>,
+) -> anyhow::Result<Vec<JobFinished>> {
     let pool = CpuPool::new(pipeline.pool.threads)?;
     let out_dir = pipeline.save.directory.clone();
     let (handle, mut finished) =
@@ -133,6 +139,7 @@ async fn run_batch(pipeline: Pipeline, files: Vec<PathBuf>) -> anyhow::Result<us
     });
     let progress = handle.progress.clone();
     let mut failures = Vec::new();
+    let mut all = Vec::with_capacity(total_jobs);
     let mut done = 0;
     let mut ticker = tokio::time::interval(Duration::from_millis(250));
     while done < total_jobs {
@@ -152,6 +159,7 @@ async fn run_batch(pipeline: Pipeline, files: Vec<PathBuf>) -> anyhow::Result<us
                     Some(bar) => bar.println(line),
                     None => eprintln!("{line}"),
                 }
+                all.push(event);
             }
             _ = ticker.tick() => {
                 if let Some(bar) = &bar {
@@ -179,5 +187,7 @@ async fn run_batch(pipeline: Pipeline, files: Vec<PathBuf>) -> anyhow::Result<us
     for f in &failures {
         eprintln!("error: {f}");
     }
-    Ok(failures.len())
+    // Job ids start with the file's position in the batch.
+    all.sort_by_key(|f| f.id.split('-').next().and_then(|n| n.parse::<usize>().ok()));
+    Ok(all)
 }

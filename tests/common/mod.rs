@@ -38,20 +38,8 @@ pub fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
-/// NFC, and every whitespace run collapsed to one space, as BASELINE.md measures.
-pub fn normalize(text: &str) -> String {
-    let nfc: String = text.nfc().collect();
-    nfc.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
-/// Character error rate: Levenshtein distance / reference length, after [`normalize`].
-pub fn cer(ocr: &str, reference: &str) -> f64 {
-    let (o, r) = (normalize(ocr), normalize(reference));
-    if r.is_empty() {
-        return if o.is_empty() { 0.0 } else { 1.0 };
-    }
-    strsim::levenshtein(&o, &r) as f64 / r.chars().count() as f64
-}
+#[allow(unused_imports)]
+pub use pagemill::eval::cer;
 
 /// Reads a result file.
 pub fn read_result(path: &Path) -> JobResult {

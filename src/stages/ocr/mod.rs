@@ -13,28 +13,99 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use image::GrayImage;
+use image::{GrayImage, RgbImage};
 
 use crate::config::{OcrConfig, OrientationMode};
 use crate::error::JobError;
 use crate::result::WordRecord;
 use tess::Tesseract;
 
-/// A page image ready for OCR: grayscale pixels and their true resolution.
+/// A page's pixels: grayscale, or colour for colour sources. Tesseract separates ink from
+/// paper on each colour channel, which reads faint or coloured print better than one gray
+/// channel does (kant-aufklaerung: 13.9% CER from colour, 14.6% from gray).
+#[derive(Debug, Clone, PartialEq)]
+pub enum PagePixels {
+    Gray(GrayImage),
+    Rgb(RgbImage),
+}
+
+/// Gray level Leptonica and Tesseract give a colour pixel: 0.3 R + 0.5 G + 0.2 B.
+pub fn luminance([r, g, b]: [u8; 3]) -> u8 {
+    ((3 * r as u32 + 5 * g as u32 + 2 * b as u32 + 5) / 10) as u8
+}
+
+impl PagePixels {
+    pub fn dimensions(&self) -> (u32, u32) {
+        match self {
+            PagePixels::Gray(g) => g.dimensions(),
+            PagePixels::Rgb(c) => c.dimensions(),
+        }
+    }
+
+    /// The page in grayscale, converting colour as Tesseract does.
+    pub fn into_gray(self) -> GrayImage {
+        match self {
+            PagePixels::Gray(g) => g,
+            PagePixels::Rgb(c) => {
+                let (w, h) = c.dimensions();
+                let gray = c.pixels().map(|p| luminance(p.0)).collect();
+                GrayImage::from_raw(w, h, gray).expect("one byte per pixel")
+            }
+        }
+    }
+
+    /// Turns the page clockwise by 0, 90, 180 or 270 degrees.
+    pub fn rotated(self, degrees: u32) -> PagePixels {
+        use image::imageops::{rotate90, rotate180, rotate270};
+        match (self, degrees) {
+            (PagePixels::Gray(g), 90) => PagePixels::Gray(rotate90(&g)),
+            (PagePixels::Gray(g), 180) => PagePixels::Gray(rotate180(&g)),
+            (PagePixels::Gray(g), 270) => PagePixels::Gray(rotate270(&g)),
+            (PagePixels::Rgb(c), 90) => PagePixels::Rgb(rotate90(&c)),
+            (PagePixels::Rgb(c), 180) => PagePixels::Rgb(rotate180(&c)),
+            (PagePixels::Rgb(c), 270) => PagePixels::Rgb(rotate270(&c)),
+            (pixels, _) => pixels,
+        }
+    }
+
+    /// Dark pixels: a cheap estimate of how long OCR will take.
+    fn ink(&self) -> u64 {
+        match self {
+            PagePixels::Gray(g) => g.as_raw().iter().filter(|&&p| p < 128).count() as u64,
+            PagePixels::Rgb(c) => c.pixels().filter(|p| luminance(p.0) < 128).count() as u64,
+        }
+    }
+}
+
+/// A page image ready for OCR: its pixels and their true resolution.
 #[derive(Debug, Clone)]
 pub struct PageImage {
-    pub gray: GrayImage,
+    pub pixels: PagePixels,
     pub dpi: u32,
     /// Dark pixels on the page: a cheap estimate of how long OCR will take, so that the OCR
     /// stage can start the heaviest waiting page first.
     pub ink: u64,
+    /// Clockwise degrees preprocessing turned the page to level its lines.
+    pub deskew_degrees: f32,
 }
 
 impl PageImage {
     /// Wraps rendered or decoded pixels, counting their ink (one pass over the pixels).
-    pub fn new(gray: GrayImage, dpi: u32) -> PageImage {
-        let ink = gray.as_raw().iter().filter(|&&p| p < 128).count() as u64;
-        PageImage { gray, dpi, ink }
+    pub fn new(pixels: impl Into<PagePixels>, dpi: u32) -> PageImage {
+        let pixels = pixels.into();
+        let ink = pixels.ink();
+        PageImage {
+            pixels,
+            dpi,
+            ink,
+            deskew_degrees: 0.0,
+        }
+    }
+}
+
+impl From<GrayImage> for PagePixels {
+    fn from(gray: GrayImage) -> PagePixels {
+        PagePixels::Gray(gray)
     }
 }
 
@@ -47,6 +118,8 @@ pub struct PageOcr {
     pub words: Vec<WordRecord>,
     /// Clockwise degrees the page was turned before recognition.
     pub rotation: u32,
+    /// Clockwise degrees preprocessing turned the page to level its lines.
+    pub deskew_degrees: f32,
     pub millis: u64,
 }
 
@@ -110,11 +183,12 @@ pub fn ocr_page(
     cfg: &OcrConfig,
 ) -> Result<PageOcr, JobError> {
     let started = Instant::now();
-    let mut gray = page.gray;
+    let deskew_degrees = page.deskew_degrees;
+    let mut pixels = page.pixels;
     let mut rotation = 0;
     if cfg.orientation == OrientationMode::Auto {
         let osd = engines.osd_engine()?;
-        osd.set_gray_image(gray.as_raw(), gray.width(), gray.height(), page.dpi)
+        osd.set_image(&pixels, page.dpi)
             .map_err(|e| JobError::OcrFailed(e.to_string()))?;
         if let Some(o) = osd.detect_orientation()
             && o.confidence >= cfg.min_orientation_confidence
@@ -122,20 +196,15 @@ pub fn ocr_page(
             rotation = o.rotate_clockwise;
         }
         osd.clear();
-        gray = match rotation {
-            90 => image::imageops::rotate90(&gray),
-            180 => image::imageops::rotate180(&gray),
-            270 => image::imageops::rotate270(&gray),
-            _ => gray,
-        };
+        pixels = pixels.rotated(rotation);
     }
 
     let engine = engines.text_engine(&cfg.languages)?;
     engine.set_page_segmentation_mode(cfg.page_segmentation_mode);
     engine
-        .set_gray_image(gray.as_raw(), gray.width(), gray.height(), page.dpi)
+        .set_image(&pixels, page.dpi)
         .map_err(|e| JobError::OcrFailed(e.to_string()))?;
-    drop(gray);
+    drop(pixels);
     engine
         .recognize()
         .map_err(|e| JobError::OcrFailed(e.to_string()))?;
@@ -148,6 +217,7 @@ pub fn ocr_page(
         confidence,
         words,
         rotation,
+        deskew_degrees,
         millis: started.elapsed().as_millis() as u64,
     })
 }

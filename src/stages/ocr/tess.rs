@@ -9,6 +9,8 @@ use std::ptr;
 
 use leptess::capi;
 
+use super::PagePixels;
+
 /// One Tesseract engine. `Send` (it moves to the pool thread that owns it), not `Sync`.
 pub struct Tesseract {
     handle: *mut capi::TessBaseAPI,
@@ -85,32 +87,33 @@ impl Tesseract {
         unsafe { capi::TessBaseAPISetPageSegMode(self.handle, mode as capi::TessPageSegMode) }
     }
 
-    /// Gives Tesseract an 8-bit grayscale image and its resolution. Tesseract copies the pixels.
-    pub fn set_gray_image(
-        &mut self,
-        pixels: &[u8],
-        width: u32,
-        height: u32,
-        dpi: u32,
-    ) -> Result<(), TessError> {
+    /// Gives Tesseract a page (8-bit gray or 24-bit colour) and its resolution. Tesseract
+    /// copies the pixels.
+    pub fn set_image(&mut self, page: &PagePixels, dpi: u32) -> Result<(), TessError> {
+        let (width, height) = page.dimensions();
+        let (pixels, bytes_per_pixel) = match page {
+            PagePixels::Gray(g) => (g.as_raw().as_slice(), 1),
+            PagePixels::Rgb(c) => (c.as_raw().as_slice(), 3),
+        };
         let (w, h) = (width as usize, height as usize);
         if w == 0
             || h == 0
-            || pixels.len() < w * h
-            || width > i32::MAX as u32
+            || pixels.len() < w * h * bytes_per_pixel
+            || width.saturating_mul(bytes_per_pixel as u32) > i32::MAX as u32
             || height > i32::MAX as u32
         {
             return Err(TessError::BadImage);
         }
-        // SAFETY: the buffer holds width*height bytes (checked above); SetImage copies it.
+        // SAFETY: the buffer holds height rows of width*bytes_per_pixel bytes (checked above);
+        // SetImage copies it.
         unsafe {
             capi::TessBaseAPISetImage(
                 self.handle,
                 pixels.as_ptr(),
                 width as i32,
                 height as i32,
-                1,
-                width as i32,
+                bytes_per_pixel as i32,
+                (width as usize * bytes_per_pixel) as i32,
             );
             capi::TessBaseAPISetSourceResolution(self.handle, dpi as i32);
         }

@@ -2,19 +2,21 @@
 
 use std::io::{BufRead, Seek};
 
-use image::{GrayImage, ImageReader, Limits};
+use image::{ImageReader, Limits};
 
 use crate::error::JobError;
 use crate::limits::{CREDIBLE_DPI, FALLBACK_IMAGE_DPI};
 use crate::stages::ingest::detect::MediaType;
+use crate::stages::ocr::PagePixels;
 
-/// Decodes an image into 8-bit grayscale. `max_pixels` bounds the decoder's allocation as a
-/// second line of defence behind the header check done at ingest.
-pub fn decode_gray(
+/// Decodes an image into 8-bit grayscale, or 8-bit RGB if it has colour. `max_pixels` bounds
+/// the decoder's allocation as a second line of defence behind the header check done at
+/// ingest.
+pub fn decode_page(
     page: impl BufRead + Seek,
     media_type: MediaType,
     max_pixels: u64,
-) -> Result<GrayImage, JobError> {
+) -> Result<PagePixels, JobError> {
     let format = match media_type {
         MediaType::Png => image::ImageFormat::Png,
         MediaType::Jpeg => image::ImageFormat::Jpeg,
@@ -35,7 +37,11 @@ pub fn decode_gray(
         }
         other => JobError::InvalidImage(other.to_string()),
     })?;
-    Ok(image.into_luma8())
+    Ok(if image.color().has_color() {
+        PagePixels::Rgb(image.into_rgb8())
+    } else {
+        PagePixels::Gray(image.into_luma8())
+    })
 }
 
 /// The image's resolution from its own metadata, or [`FALLBACK_IMAGE_DPI`] when it has none or

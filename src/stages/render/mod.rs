@@ -7,14 +7,16 @@
 
 pub mod image;
 pub mod image_pages;
+pub mod lept;
 pub mod pdf;
+pub mod preprocess;
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 
-use crate::config::{LimitsConfig, RenderConfig, TextLayerMode};
+use crate::config::{LimitsConfig, Pipeline, RenderConfig, TextLayerMode};
 use crate::document::{Content, Document};
 use crate::edge::Credit;
 use crate::error::JobError;
@@ -22,8 +24,8 @@ use crate::limits::MAX_RENDER_SIDE_PX;
 use crate::metrics as m;
 use crate::progress::Progress;
 use crate::stages::assemble::{AssembleMsg, Expectation, FinishedPage, PageOutcome};
-use crate::stages::ocr::PageImage;
 use crate::stages::ocr::actor::{OcrMsg, OcrWork};
+use crate::stages::ocr::{PageImage, PagePixels};
 use crate::stages::{Downstream, JobInfo, SourceInfo};
 use crate::supervisor::StageContext;
 
@@ -37,31 +39,53 @@ pub enum PageInput {
 }
 
 /// Prepares page `index` (0-based): its text layer if the pipeline takes it, else its pixels,
-/// after checking the page's pixel count against the limit *before* any pixel is allocated.
+/// after checking the page's pixel count against the limit *before* any pixel is allocated,
+/// then cleaned up by the pipeline's preprocessing steps.
 pub fn prepare_page(
+    doc: &Document,
+    index: u32,
+    pipeline: &Pipeline,
+) -> Result<PageInput, JobError> {
+    let (pixels, dpi) = match page_pixels(doc, index, &pipeline.render, &pipeline.limits)? {
+        Pixels::TextLayer(input) => return Ok(input),
+        Pixels::Image(pixels, dpi) => (pixels, dpi),
+    };
+    let (pixels, done) = preprocess::preprocess(pixels, dpi, &pipeline.preprocess)?;
+    let mut image = PageImage::new(pixels, done.dpi);
+    image.deskew_degrees = done.deskew_degrees;
+    Ok(PageInput::Image(image))
+}
+
+/// A page's text layer, or its raw pixels and resolution.
+enum Pixels {
+    TextLayer(PageInput),
+    Image(PagePixels, u32),
+}
+
+fn page_pixels(
     doc: &Document,
     index: u32,
     render: &RenderConfig,
     limits: &LimitsConfig,
-) -> Result<PageInput, JobError> {
+) -> Result<Pixels, JobError> {
     match &doc.content {
         Content::Pdf(pdf) => {
             if render.text_layer == TextLayerMode::Auto {
                 let layer = pdf::extract_text_layer(pdf, index);
                 let chars = layer.text.chars().filter(|c| !c.is_whitespace()).count();
                 if chars >= render.min_text_layer_chars {
-                    return Ok(PageInput::TextLayer {
+                    return Ok(Pixels::TextLayer(PageInput::TextLayer {
                         text: layer.text,
                         invisible: layer.invisible,
-                    });
+                    }));
                 }
             }
             let (width, height) = pdf::pdf_page_pixel_size(pdf, index, render.dpi);
             check_page_pixels(index, width, height, limits.max_page_pixels)?;
-            Ok(PageInput::Image(PageImage::new(
-                pdf::render_pdf_page(pdf, index, render.dpi),
+            Ok(Pixels::Image(
+                PagePixels::Gray(pdf::render_pdf_page(pdf, index, render.dpi)),
                 render.dpi,
-            )))
+            ))
         }
         Content::Image { bytes, pages } => {
             let page = &pages[index as usize];
@@ -72,11 +96,12 @@ pub fn prepare_page(
                 limits.max_page_pixels,
             )?;
             let reader = image_pages::PageReader::new(bytes, page.directory);
-            let gray = image::decode_gray(reader.clone(), doc.media_type, limits.max_page_pixels)?;
-            Ok(PageInput::Image(PageImage::new(
-                gray,
+            let pixels =
+                image::decode_page(reader.clone(), doc.media_type, limits.max_page_pixels)?;
+            Ok(Pixels::Image(
+                pixels,
                 image::image_dpi(bytes, reader, doc.media_type),
-            )))
+            ))
         }
     }
 }
@@ -175,10 +200,9 @@ impl Actor for RenderStage {
                     .send_now(AssembleMsg::Abandon(info.id.clone(), JobError::Cancelled));
                 return Ok(());
             }
-            let (doc, render, limits, span) = (
+            let (doc, pipeline, span) = (
                 document.clone(),
-                ctx.pipeline.render.clone(),
-                ctx.pipeline.limits,
+                ctx.pipeline.clone(),
                 info.span("render").clone(),
             );
             let (prepared, seconds) = ctx
@@ -186,7 +210,7 @@ impl Actor for RenderStage {
                 .run(move || {
                     let _in_span = span.enter();
                     let started = Instant::now();
-                    let prepared = prepare_page(&doc, index, &render, &limits);
+                    let prepared = prepare_page(&doc, index, &pipeline);
                     (prepared, started.elapsed().as_secs_f64())
                 })
                 .await

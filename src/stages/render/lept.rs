@@ -1,0 +1,300 @@
+//! A small safe wrapper over the Leptonica image operations preprocessing uses (through
+//! leptess's `capi`, the same library Tesseract links). All `unsafe` of preprocessing lives in
+//! this file: an owned [`Pix`] is destroyed exactly once, and every call checks for null.
+
+use image::{GrayImage, RgbImage};
+use leptess::capi;
+
+use crate::stages::ocr::PagePixels;
+
+/// An owned Leptonica image.
+pub struct Pix {
+    raw: *mut capi::PIX,
+}
+
+// A Pix is plain memory owned by one value; Leptonica keeps no thread-local state for it.
+unsafe impl Send for Pix {}
+
+impl Drop for Pix {
+    fn drop(&mut self) {
+        // SAFETY: `raw` is non-null and owned by this value.
+        unsafe { capi::pixDestroy(&mut self.raw) }
+    }
+}
+
+/// Leptonica returned no image: out of memory or an argument it refused.
+#[derive(Debug, thiserror::Error)]
+#[error("Leptonica could not {0}")]
+pub struct LeptError(&'static str);
+
+impl Pix {
+    fn own(raw: *mut capi::PIX, what: &'static str) -> Result<Pix, LeptError> {
+        if raw.is_null() {
+            Err(LeptError(what))
+        } else {
+            Ok(Pix { raw })
+        }
+    }
+
+    /// Copies page pixels into a Leptonica image (8 bits gray, or 32 bits colour).
+    pub fn from_pixels(pixels: &PagePixels) -> Result<Pix, LeptError> {
+        match pixels {
+            PagePixels::Gray(g) => Pix::from_gray(g),
+            PagePixels::Rgb(c) => Pix::from_rgb(c),
+        }
+    }
+
+    /// Copies the image back out: colour stays colour, anything else becomes 8-bit gray.
+    pub fn to_pixels(&self) -> Result<PagePixels, LeptError> {
+        if self.depth() == 32 {
+            Ok(PagePixels::Rgb(self.to_rgb()))
+        } else {
+            self.to_gray().map(PagePixels::Gray)
+        }
+    }
+
+    /// Copies an RGB image into Leptonica's 32-bit layout (red in the most significant byte).
+    fn from_rgb(rgb: &RgbImage) -> Result<Pix, LeptError> {
+        let (w, h) = (rgb.width() as usize, rgb.height() as usize);
+        // SAFETY: pixCreate allocates h rows of wpl (= w) words; we write within them.
+        unsafe {
+            let pix = Pix::own(capi::pixCreate(w as i32, h as i32, 32), "allocate an image")?;
+            let wpl = capi::pixGetWpl(pix.raw) as usize;
+            let data = std::slice::from_raw_parts_mut(capi::pixGetData(pix.raw), wpl * h);
+            for (row, words) in rgb
+                .as_raw()
+                .chunks_exact(3 * w)
+                .zip(data.chunks_exact_mut(wpl))
+            {
+                for (word, px) in words.iter_mut().zip(row.chunks_exact(3)) {
+                    *word = u32::from_be_bytes([px[0], px[1], px[2], 255]);
+                }
+            }
+            Ok(pix)
+        }
+    }
+
+    fn to_rgb(&self) -> RgbImage {
+        let (w, h) = (self.width() as usize, self.height() as usize);
+        // SAFETY: a 32-bit pix holds h rows of wpl (>= w) words.
+        unsafe {
+            let wpl = capi::pixGetWpl(self.raw) as usize;
+            let data = std::slice::from_raw_parts(capi::pixGetData(self.raw), wpl * h);
+            let mut out = Vec::with_capacity(3 * w * h);
+            for words in data.chunks_exact(wpl) {
+                for word in &words[..w] {
+                    out.extend_from_slice(&word.to_be_bytes()[..3]);
+                }
+            }
+            RgbImage::from_raw(w as u32, h as u32, out).expect("3*w*h bytes")
+        }
+    }
+
+    /// Copies an 8-bit grayscale image into Leptonica's layout (32-bit words, first pixel in
+    /// the most significant byte).
+    pub fn from_gray(gray: &GrayImage) -> Result<Pix, LeptError> {
+        let (w, h) = (gray.width() as usize, gray.height() as usize);
+        // SAFETY: pixCreate allocates h rows of wpl words, zeroed; we write within them.
+        unsafe {
+            let pix = Pix::own(capi::pixCreate(w as i32, h as i32, 8), "allocate an image")?;
+            let wpl = capi::pixGetWpl(pix.raw) as usize;
+            let data = std::slice::from_raw_parts_mut(capi::pixGetData(pix.raw), wpl * h);
+            for (row, words) in gray
+                .as_raw()
+                .chunks_exact(w)
+                .zip(data.chunks_exact_mut(wpl))
+            {
+                for (word, px) in words.iter_mut().zip(row.chunks(4)) {
+                    let mut bytes = [0u8; 4];
+                    bytes[..px.len()].copy_from_slice(px);
+                    *word = u32::from_be_bytes(bytes);
+                }
+            }
+            Ok(pix)
+        }
+    }
+
+    /// Copies the image back out as 8-bit grayscale, converting from 1 bit if need be.
+    pub fn to_gray(&self) -> Result<GrayImage, LeptError> {
+        let eight = if self.depth() == 8 {
+            None
+        } else {
+            // SAFETY: valid pix; the result is a new image we own.
+            Some(Pix::own(
+                unsafe { capi::pixConvertTo8(self.raw, 0) },
+                "convert to 8 bits",
+            )?)
+        };
+        let pix = eight.as_ref().unwrap_or(self);
+        let (w, h) = (pix.width() as usize, pix.height() as usize);
+        // SAFETY: an 8-bit pix holds h rows of wpl words.
+        unsafe {
+            let wpl = capi::pixGetWpl(pix.raw) as usize;
+            let data = std::slice::from_raw_parts(capi::pixGetData(pix.raw), wpl * h);
+            let mut out = Vec::with_capacity(w * h);
+            for words in data.chunks_exact(wpl) {
+                let row = words.iter().flat_map(|word| word.to_be_bytes());
+                out.extend(row.take(w));
+            }
+            Ok(GrayImage::from_raw(w as u32, h as u32, out).expect("w*h bytes"))
+        }
+    }
+
+    pub fn width(&self) -> u32 {
+        // SAFETY: valid pix.
+        unsafe { capi::pixGetWidth(self.raw) as u32 }
+    }
+
+    pub fn height(&self) -> u32 {
+        // SAFETY: valid pix.
+        unsafe { capi::pixGetHeight(self.raw) as u32 }
+    }
+
+    fn depth(&self) -> i32 {
+        // SAFETY: valid pix.
+        unsafe { capi::pixGetDepth(self.raw) }
+    }
+
+    /// 1-bit image: pixels darker than `threshold` become foreground.
+    pub fn threshold(&self, threshold: i32) -> Result<Pix, LeptError> {
+        // SAFETY: valid pix; new image owned by the result.
+        Pix::own(
+            unsafe { capi::pixConvertTo1(self.raw, threshold) },
+            "binarize",
+        )
+    }
+
+    /// Skew of the text lines within ±7° (Leptonica's default search): the angle for
+    /// [`Pix::rotate`] and the confidence.
+    pub fn find_skew(&self) -> Option<(f32, f32)> {
+        let (mut angle, mut confidence) = (0f32, 0f32);
+        // SAFETY: valid 1-bit pix, out-pointers to live locals.
+        let rc = unsafe { capi::pixFindSkew(self.raw, &mut angle, &mut confidence) };
+        (rc == 0).then_some((angle, confidence))
+    }
+
+    /// Rotates clockwise by `degrees` about the centre onto a canvas large enough for the
+    /// whole rotated page, filling with white (Leptonica's own deskew does the same).
+    pub fn rotate(&self, degrees: f32) -> Result<Pix, LeptError> {
+        // SAFETY: valid pix; new image owned by the result.
+        Pix::own(
+            unsafe {
+                capi::pixRotate(
+                    self.raw,
+                    degrees.to_radians(),
+                    capi::L_ROTATE_AREA_MAP as i32,
+                    capi::L_BRING_IN_WHITE as i32,
+                    self.width() as i32,
+                    self.height() as i32,
+                )
+            },
+            "rotate",
+        )
+    }
+
+    /// Scales a gray or colour image by `factor` (linear interpolation when enlarging).
+    pub fn scale(&self, factor: f32) -> Result<Pix, LeptError> {
+        // SAFETY: valid pix; new image owned by the result.
+        Pix::own(unsafe { capi::pixScale(self.raw, factor, factor) }, "scale")
+    }
+
+    /// Stretches local contrast so faded text becomes dark on a white background.
+    pub fn normalize_contrast(&self) -> Result<Pix, LeptError> {
+        // SAFETY: valid 8-bit pix; null pixd asks for a new image. Tiles of 100 px, a minimum
+        // spread of 50 gray levels before a tile is stretched, and 2-tile smoothing.
+        Pix::own(
+            unsafe { capi::pixContrastNorm(std::ptr::null_mut(), self.raw, 100, 100, 50, 2, 2) },
+            "normalize contrast",
+        )
+    }
+
+    /// 3x3 median filter: removes salt-and-pepper noise, keeps strokes.
+    pub fn median(&self) -> Result<Pix, LeptError> {
+        // SAFETY: valid 8-bit pix; new image owned by the result.
+        Pix::own(
+            unsafe { capi::pixRankFilterGray(self.raw, 3, 3, 0.5) },
+            "filter noise",
+        )
+    }
+
+    /// Sauvola's adaptive threshold (window 2*25+1 px, factor 0.35), as 1-bit.
+    pub fn sauvola(&self) -> Result<Pix, LeptError> {
+        let mut out: *mut capi::PIX = std::ptr::null_mut();
+        // SAFETY: valid 8-bit pix; on success `out` is a new image we own. A 1x1 tiling is the
+        // whole page at once.
+        let rc = unsafe {
+            capi::pixSauvolaBinarizeTiled(self.raw, 25, 0.35, 1, 1, std::ptr::null_mut(), &mut out)
+        };
+        if rc != 0 {
+            return Err(LeptError("binarize (Sauvola)"));
+        }
+        Pix::own(out, "binarize (Sauvola)")
+    }
+
+    /// The foreground of a 1-bit image that touches the image border (dark scanner edges).
+    pub fn border_components(&self) -> Result<Pix, LeptError> {
+        // SAFETY: valid 1-bit pix; both results are new images we own.
+        unsafe {
+            let inner = Pix::own(
+                capi::pixRemoveBorderConnComps(self.raw, 8),
+                "find border components",
+            )?;
+            Pix::own(
+                capi::pixXor(std::ptr::null_mut(), self.raw, inner.raw),
+                "find border components",
+            )
+        }
+    }
+
+    /// Paints the pixels of this 8-bit image white wherever the 1-bit `mask` is set.
+    pub fn whiten_where(&mut self, mask: &Pix) -> Result<(), LeptError> {
+        // SAFETY: valid pixes of the same size; modifies self in place.
+        let rc = unsafe { capi::pixSetMasked(self.raw, mask.raw, 0xffffffff) };
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(LeptError("whiten the border"))
+        }
+    }
+
+    /// Fraction of pixels set in a 1-bit image.
+    pub fn foreground_fraction(&self) -> f32 {
+        let mut count = 0;
+        // SAFETY: valid 1-bit pix; null table lets Leptonica build its own.
+        unsafe { capi::pixCountPixels(self.raw, &mut count, std::ptr::null_mut()) };
+        count as f32 / (self.width() as f32 * self.height() as f32).max(1.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gray_pixels_survive_the_round_trip() {
+        let gray = GrayImage::from_fn(13, 5, |x, y| image::Luma([(x * 17 + y * 31) as u8]));
+        let back = Pix::from_gray(&gray).unwrap().to_gray().unwrap();
+        assert_eq!(back, gray);
+    }
+
+    #[test]
+    fn colour_pixels_survive_the_round_trip() {
+        let rgb = RgbImage::from_fn(7, 3, |x, y| image::Rgb([x as u8 * 30, y as u8 * 70, 200]));
+        let pixels = PagePixels::Rgb(rgb);
+        let back = Pix::from_pixels(&pixels).unwrap().to_pixels().unwrap();
+        assert_eq!(back, pixels);
+    }
+
+    #[test]
+    fn a_one_bit_image_comes_back_black_on_white() {
+        let mut gray = GrayImage::from_pixel(20, 10, image::Luma([255]));
+        gray.put_pixel(3, 4, image::Luma([0]));
+        let back = Pix::from_gray(&gray)
+            .unwrap()
+            .threshold(128)
+            .unwrap()
+            .to_gray()
+            .unwrap();
+        assert_eq!(back, gray);
+    }
+}

@@ -1,0 +1,214 @@
+//! Page preprocessing before OCR, in the render stage on the shared pool: upscaling of
+//! low-resolution images, deskew, contrast normalization for faded pages, denoising, adaptive
+//! (Sauvola) binarization and removal of dark scan borders, each chosen in the pipeline YAML.
+//!
+//! Orientation (pages turned by 90/180/270°) is decided by Tesseract's OSD in the OCR stage.
+//! Deskew searches ±7° around level, so it levels pages that are slightly skewed, upright or
+//! upside down; a page on its side *and* skewed is turned by OSD but stays skewed. All steps
+//! use Leptonica, the image library Tesseract itself is built on.
+
+use crate::config::{Binarize, PreprocessConfig};
+use crate::error::JobError;
+use crate::limits::MAX_RENDER_SIDE_PX;
+use crate::stages::ocr::PagePixels;
+
+use super::lept::{LeptError, Pix};
+
+/// The smallest skew worth a rotation, in degrees: below it, rotating costs sharpness and
+/// gains nothing (Leptonica's own deskew uses 0.1°).
+const MIN_DESKEW_DEGREES: f32 = 1.0;
+/// Leptonica's confidence below which a skew angle is a guess (its own deskew uses 3).
+const MIN_SKEW_CONFIDENCE: f32 = 3.0;
+/// Gray level under which a pixel is ink when measuring skew and borders.
+const INK_THRESHOLD: i32 = 160;
+
+/// What preprocessing did to a page.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Preprocessed {
+    /// Clockwise degrees the page was turned to level its lines (0 when it was not).
+    pub deskew_degrees: f32,
+    /// The resolution after any upscaling.
+    pub dpi: u32,
+}
+
+/// Applies the pipeline's preprocessing steps to one page. A colour page stays in colour
+/// unless a step needs gray (contrast, denoise, binarize, border removal).
+pub fn preprocess(
+    pixels: PagePixels,
+    dpi: u32,
+    cfg: &PreprocessConfig,
+) -> Result<(PagePixels, Preprocessed), JobError> {
+    let mut report = Preprocessed {
+        deskew_degrees: 0.0,
+        dpi,
+    };
+    if !cfg.any() {
+        return Ok((pixels, report));
+    }
+    let needs_gray = cfg.normalize_contrast
+        || cfg.denoise
+        || cfg.remove_border
+        || cfg.binarize != Binarize::None;
+    let pixels = match pixels {
+        PagePixels::Rgb(_) if needs_gray => PagePixels::Gray(pixels.into_gray()),
+        other => other,
+    };
+    let failed = |e: LeptError| JobError::PreprocessFailed(e.to_string());
+    let mut pix = Pix::from_pixels(&pixels).map_err(failed)?;
+    drop(pixels);
+
+    if cfg.upscale_below_dpi > 0 && dpi < cfg.upscale_below_dpi && dpi > 0 {
+        let factor = cfg.working_dpi as f32 / dpi as f32;
+        let (w, h) = (pix.width() as f32 * factor, pix.height() as f32 * factor);
+        if w <= MAX_RENDER_SIDE_PX as f32 && h <= MAX_RENDER_SIDE_PX as f32 {
+            pix = pix.scale(factor).map_err(failed)?;
+            report.dpi = cfg.working_dpi;
+        }
+    }
+    if cfg.normalize_contrast {
+        pix = pix.normalize_contrast().map_err(failed)?;
+    }
+    if cfg.denoise {
+        pix = pix.median().map_err(failed)?;
+    }
+    if cfg.deskew {
+        let ink = pix.threshold(INK_THRESHOLD).map_err(failed)?;
+        if let Some((angle, confidence)) = ink.find_skew()
+            && confidence >= MIN_SKEW_CONFIDENCE
+            && angle.abs() >= MIN_DESKEW_DEGREES
+        {
+            pix = pix.rotate(angle).map_err(failed)?;
+            report.deskew_degrees = angle;
+        }
+    }
+    if cfg.remove_border {
+        let border = pix
+            .threshold(INK_THRESHOLD)
+            .and_then(|ink| ink.border_components())
+            .map_err(failed)?;
+        if border.foreground_fraction() > 0.0 {
+            pix.whiten_where(&border).map_err(failed)?;
+        }
+    }
+    if cfg.binarize == Binarize::Sauvola {
+        pix = pix.sauvola().map_err(failed)?;
+    }
+    Ok((pix.to_pixels().map_err(failed)?, report))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use image::{GrayImage, Luma};
+
+    fn gray(pixels: PagePixels) -> GrayImage {
+        match pixels {
+            PagePixels::Gray(g) => g,
+            PagePixels::Rgb(_) => panic!("expected gray"),
+        }
+    }
+
+    fn run(page: GrayImage, dpi: u32, cfg: &PreprocessConfig) -> (GrayImage, Preprocessed) {
+        let (out, report) = preprocess(PagePixels::Gray(page), dpi, cfg).unwrap();
+        (gray(out), report)
+    }
+
+    /// A white page with dark horizontal bars ("text lines"), turned by `degrees`.
+    fn lined_page(degrees: f32) -> GrayImage {
+        let (w, h) = (900u32, 700u32);
+        let (sin, cos) = degrees.to_radians().sin_cos();
+        let (cx, cy) = (w as f32 / 2.0, h as f32 / 2.0);
+        GrayImage::from_fn(w, h, |x, y| {
+            // Where this pixel comes from on the level page.
+            let (dx, dy) = (x as f32 - cx, y as f32 - cy);
+            let (sx, sy) = (dx * cos + dy * sin + cx, -dx * sin + dy * cos + cy);
+            let line = (sy as i32).div_euclid(40);
+            let on_line = (sy as i32).rem_euclid(40) < 12 && (100.0..800.0).contains(&sx);
+            // Words: gaps along each line, placed differently on every line as in real text.
+            let pitch = 50 + (line * 13).rem_euclid(30);
+            let in_word = (sx as i32 + line * 37).rem_euclid(pitch) < pitch - 12;
+            Luma([if on_line && in_word { 0 } else { 255 }])
+        })
+    }
+
+    fn deskew_only() -> PreprocessConfig {
+        PreprocessConfig {
+            deskew: true,
+            ..PreprocessConfig::none()
+        }
+    }
+
+    #[test]
+    fn a_skewed_page_is_levelled() {
+        let (levelled, report) = run(lined_page(4.0), 300, &deskew_only());
+        assert!(
+            (report.deskew_degrees.abs() - 4.0).abs() < 0.5,
+            "{report:?}"
+        );
+        // Turned the right way: the levelled page needs no more turning.
+        let (_, again) = run(levelled, 300, &deskew_only());
+        assert!(again.deskew_degrees.abs() < 0.5, "{again:?}");
+    }
+
+    #[test]
+    fn a_level_page_is_left_alone() {
+        let page = lined_page(0.0);
+        let (out, report) = run(page.clone(), 300, &deskew_only());
+        assert_eq!(report.deskew_degrees, 0.0);
+        assert_eq!(out, page);
+    }
+
+    #[test]
+    fn low_resolution_images_are_scaled_to_the_working_resolution() {
+        let cfg = PreprocessConfig {
+            upscale_below_dpi: 150,
+            working_dpi: 300,
+            ..PreprocessConfig::none()
+        };
+        let (out, report) = run(lined_page(0.0), 100, &cfg);
+        assert_eq!(report.dpi, 300);
+        assert_eq!((out.width(), out.height()), (2700, 2100));
+        let (out, report) = run(lined_page(0.0), 300, &cfg);
+        assert_eq!((report.dpi, out.width()), (300, 900));
+    }
+
+    #[test]
+    fn sauvola_separates_ink_from_unevenly_lit_paper() {
+        let cfg = PreprocessConfig {
+            binarize: Binarize::Sauvola,
+            ..PreprocessConfig::none()
+        };
+        // Paper fades from 250 on the left to 150 on the right; ink is 100 levels darker than
+        // the paper around it, so ink on the left is as light as paper on the right and no
+        // single threshold separates them.
+        let is_ink = |x: u32, y: u32| (y / 10).is_multiple_of(3) && x % 20 < 15;
+        let page = GrayImage::from_fn(400, 200, |x, y| {
+            let paper = 250 - (x * 100 / 400) as u8;
+            Luma([if is_ink(x, y) { paper - 100 } else { paper }])
+        });
+        let (out, _) = run(page, 300, &cfg);
+        assert!(out.pixels().all(|p| p[0] == 0 || p[0] == 255));
+        for (x, y) in [(30, 5), (370, 5)] {
+            assert_eq!(out.get_pixel(x, y)[0], 0, "ink at {x},{y}");
+        }
+        for (x, y) in [(30, 15), (370, 15)] {
+            assert_eq!(out.get_pixel(x, y)[0], 255, "paper at {x},{y}");
+        }
+    }
+
+    #[test]
+    fn a_dark_scan_border_is_whitened() {
+        let cfg = PreprocessConfig {
+            remove_border: true,
+            ..PreprocessConfig::none()
+        };
+        let page = GrayImage::from_fn(300, 200, |x, y| {
+            let border = x < 12 || y < 8;
+            let text = (100..140).contains(&x) && (90..110).contains(&y);
+            Luma([if border || text { 20 } else { 250 }])
+        });
+        let (out, _) = run(page, 300, &cfg);
+        assert_eq!(out.get_pixel(2, 100)[0], 255, "border gone");
+        assert_eq!(out.get_pixel(120, 100)[0], 20, "text kept");
+    }
+}
