@@ -6,10 +6,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Build: pkg-config, clang (bindgen), Tesseract and Leptonica headers. Run: the OCR models of
-# the shipped pipelines (eng, deu) and the orientation model (osd). Tests: promtool (from
-# prometheus) lints the /metrics output.
+# the shipped pipelines (eng, deu) and the orientation model (osd). Tests: prometheus and
+# promtool (metrics, dashboards, alert rules), python3-venv for the hOCR and ALTO checkers,
+# and an English word list (wamerican) to count dictionary words.
 packages=(build-essential pkg-config libclang-dev libtesseract-dev libleptonica-dev
-          tesseract-ocr-eng tesseract-ocr-deu tesseract-ocr-osd prometheus)
+          tesseract-ocr-eng tesseract-ocr-deu tesseract-ocr-osd prometheus
+          python3-venv wamerican)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -20,6 +22,15 @@ if [ ${#missing[@]} -gt 0 ]; then
   [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
   $sudo_cmd apt-get -o DPkg::Lock::Timeout=300 update
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get -o DPkg::Lock::Timeout=300 install -y --no-install-recommends "${missing[@]}"
+fi
+
+# The Python tools the tests run against output files (tests/requirements.txt, pinned).
+venv=target/test-venv
+if ! [ -x "$venv/bin/hocr-check" ] || ! cmp -s tests/requirements.txt "$venv/requirements.txt"; then
+  rm -rf "$venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check -r tests/requirements.txt
+  cp tests/requirements.txt "$venv/requirements.txt"
 fi
 
 [ "${1:-}" = "--install-only" ] && exit 0

@@ -237,6 +237,23 @@ pub struct RawSave {
     /// Directory result JSON files are written to (relative to the working directory).
     #[serde(default)]
     pub directory: Option<Spanned<PathBuf>>,
+    /// Files written beside each result JSON: `txt`, `hocr`, `alto`, `tsv`.
+    #[serde(default)]
+    pub formats: Option<Vec<OutputFormat>>,
+}
+
+/// A file written beside the result JSON.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutputFormat {
+    /// Plain text, pages separated by form feeds (`<id>.txt`).
+    Txt,
+    /// hOCR: XHTML with page, block, line and word boxes (`<id>.hocr`).
+    Hocr,
+    /// ALTO XML (`<id>.alto.xml`).
+    Alto,
+    /// One row per word: page, box, confidence, text (`<id>.tsv`).
+    Tsv,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -379,6 +396,10 @@ impl PreprocessConfig {
 pub struct OcrConfig {
     /// Languages joined for Tesseract, e.g. "deu+eng".
     pub languages: String,
+    /// Keep each page's hOCR fragment (for `save.formats: [hocr]`).
+    pub keep_hocr: bool,
+    /// Keep each page's ALTO fragment (for `save.formats: [alto]`).
+    pub keep_alto: bool,
     pub orientation: OrientationMode,
     pub min_orientation_confidence: f32,
     pub page_segmentation_mode: u32,
@@ -393,6 +414,7 @@ pub struct SummarizeConfig {
 #[derive(Debug, Clone, Serialize)]
 pub struct SaveConfig {
     pub directory: PathBuf,
+    pub formats: Vec<OutputFormat>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize)]
@@ -618,8 +640,11 @@ impl RawPipeline {
                 s.value.join("+")
             }
         };
+        let formats = self.save.formats.as_deref().unwrap_or_default();
         let ocr = OcrConfig {
             languages,
+            keep_hocr: formats.contains(&OutputFormat::Hocr),
+            keep_alto: formats.contains(&OutputFormat::Alto),
             orientation: self.ocr.orientation.unwrap_or(OrientationMode::Auto),
             min_orientation_confidence: c.in_range(
                 &self.ocr.min_orientation_confidence,
@@ -751,7 +776,10 @@ impl RawPipeline {
             preprocess,
             ocr,
             summarize,
-            save: SaveConfig { directory },
+            save: SaveConfig {
+                directory,
+                formats: self.save.formats.clone().unwrap_or_default(),
+            },
             edges,
             admission,
             supervisor,

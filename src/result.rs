@@ -54,6 +54,9 @@ pub struct PageRecord {
     /// Why this page has no text, if it failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<ErrorRecord>,
+    /// hOCR and ALTO fragments for the files written beside the result; not in the JSON.
+    #[serde(skip)]
+    pub layout: crate::stages::ocr::PageLayout,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

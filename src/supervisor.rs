@@ -309,6 +309,7 @@ impl PipelineHandle {
         let writer = options.writer.unwrap_or_else(|| {
             Arc::new(FileWriter {
                 directory: pipeline.save.directory.clone(),
+                formats: pipeline.save.formats.clone(),
             })
         });
         let e = &pipeline.edges;

@@ -70,6 +70,7 @@ async fn a_held_save_stage_bounds_pages_and_documents_exactly_by_the_config() {
         changed: Condvar::new(),
         inner: FileWriter {
             directory: out.path().to_path_buf(),
+            formats: Vec::new(),
         },
     });
     let pool = CpuPool::new(2).unwrap();
@@ -158,6 +159,7 @@ async fn a_crashed_stage_is_restarted_and_the_pipeline_keeps_working() {
         writes: AtomicUsize::new(0),
         inner: FileWriter {
             directory: out.path().to_path_buf(),
+            formats: Vec::new(),
         },
     });
     let pool = CpuPool::new(2).unwrap();

@@ -1,7 +1,10 @@
 //! Accuracy on the shared corpus, through the whole actor pipeline with real Tesseract.
 //!
-//! Every ground-truthed file must be no worse than raw Tesseract (BASELINE.md) plus one point
-//! of CER; rotated pages must read correctly; born-digital PDFs must take their text layer.
+//! Every ground-truthed file must be no worse than raw Tesseract (BASELINE.md), within 0.1
+//! point of CER (PDF pages are drawn by a different renderer than the baseline's poppler);
+//! skewed pages are levelled to ≤ 3% CER; rotated pages must read correctly; born-digital PDFs
+//! must take their text layer; faded and low-resolution scans gain dictionary words from the
+//! `faded-scans` pipeline's preprocessing.
 
 mod common;
 
@@ -49,9 +52,13 @@ async fn ocr_is_no_worse_than_raw_tesseract_and_reads_rotated_pages() {
                 "{name}: CER {got:.2}% (raw Tesseract {baseline:.2}%)"
             ));
             assert!(
-                got <= baseline + 1.0,
-                "{name}: CER {got:.2}% is worse than raw Tesseract's {baseline:.2}% + 1"
+                got <= baseline + 0.1,
+                "{name}: CER {got:.2}% is worse than raw Tesseract's {baseline:.2}%"
             );
+            if name.contains("skew") {
+                assert!(got <= 3.0, "{name}: CER {got:.2}% > 3% after deskew");
+                assert!(result.pages[0].deskew.abs() >= 1.0, "{name}: not deskewed");
+            }
             if *name == "linn-cardinal.pdf" {
                 assert!(got <= 2.0, "linn-cardinal.pdf: CER {got:.2}% > 2%");
                 let rotations: Vec<u32> = result.pages.iter().map(|p| p.rotation).collect();
@@ -120,4 +127,59 @@ async fn scanned_24_page_pdf_completes_with_every_page() {
     assert_eq!(numbers, (1..=24).collect::<Vec<_>>());
     assert_eq!(result.text.matches('\u{c}').count(), 23);
     assert!(result.summary.is_some_and(|s| !s.text.is_empty()));
+}
+
+/// Tokens of `text` found in the system's English word list (wamerican), ignoring
+/// surrounding punctuation, case, and one-letter tokens.
+fn dictionary_words(text: &str) -> usize {
+    let list = std::fs::read_to_string("/usr/share/dict/words")
+        .expect("/usr/share/dict/words (Debian wamerican, installed by scripts/setup.sh)");
+    let words: std::collections::HashSet<String> = list.lines().map(|w| w.to_lowercase()).collect();
+    text.split_whitespace()
+        .map(|t| {
+            t.trim_matches(|c: char| !c.is_alphanumeric())
+                .to_lowercase()
+        })
+        .filter(|t| t.chars().count() > 1 && words.contains(t))
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn preprocessing_finds_more_words_on_faded_and_low_resolution_scans() {
+    let Some(corpus) = corpus("preprocessing_finds_more_words") else {
+        return;
+    };
+    let names = ["lept-lighttext.jpg", "lept-w91frag.jpg"];
+    let files: Vec<PathBuf> = names.iter().map(|n| corpus.join(n)).collect();
+    let shipped = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines/faded-scans.yaml"),
+    )
+    .unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let yaml = shipped.replace(
+        "directory: results/faded-scans",
+        &format!("directory: {}", out.path().display()),
+    );
+    let faded = pagemill::config::parse_pipeline(std::path::Path::new("faded-scans.yaml"), &yaml)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(faded.preprocess.normalize_contrast);
+    let with = run_files(faded, &files, None).await;
+    let out_without = tempfile::tempdir().unwrap();
+    let without = run_files(
+        pipeline(out_without.path(), &[("deskew: true", "deskew: false")]),
+        &files,
+        None,
+    )
+    .await;
+    for ((name, with), without) in names.iter().zip(with).zip(without) {
+        let count = |e: &pagemill::stages::save::JobFinished| {
+            dictionary_words(&read_result(e.result_path.as_ref().unwrap()).text)
+        };
+        let (with, without) = (count(&with), count(&without));
+        eprintln!("{name}: {with} dictionary words preprocessed, {without} without");
+        assert!(
+            with > without,
+            "{name}: {with} <= {without} dictionary words"
+        );
+    }
 }

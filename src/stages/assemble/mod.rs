@@ -80,6 +80,7 @@ fn page_record(page: FinishedPage, assembly: &mut Assembly) -> PageRecord {
                 words: ocr.words,
                 millis: ocr.millis + page.render_ms,
                 error: None,
+                layout: ocr.layout,
             }
         }
         PageOutcome::TextLayer { text, invisible } => {
@@ -98,6 +99,7 @@ fn page_record(page: FinishedPage, assembly: &mut Assembly) -> PageRecord {
                 words: Vec::new(),
                 millis: page.render_ms,
                 error: None,
+                layout: Default::default(),
             }
         }
         PageOutcome::Failed(e) => {
@@ -111,6 +113,7 @@ fn page_record(page: FinishedPage, assembly: &mut Assembly) -> PageRecord {
                 words: Vec::new(),
                 millis: page.render_ms,
                 error: Some(e.to_record()),
+                layout: Default::default(),
             };
             if assembly
                 .first_error

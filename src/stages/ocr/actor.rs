@@ -113,7 +113,7 @@ fn spawn_recognition(
             Err(JobError::Cancelled)
         } else {
             ctx.pool
-                .run(move || span.in_scope(|| ocr_page_on_this_thread(image, &cfg)))
+                .run(move || span.in_scope(|| ocr_page_on_this_thread(image, number, &cfg)))
                 .await
                 .and_then(|r| r)
         };

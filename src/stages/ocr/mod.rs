@@ -121,6 +121,17 @@ pub struct PageOcr {
     /// Clockwise degrees preprocessing turned the page to level its lines.
     pub deskew_degrees: f32,
     pub millis: u64,
+    /// The page as Tesseract lays it out, when the pipeline writes those formats.
+    pub layout: PageLayout,
+}
+
+/// A page's layout as Tesseract writes it: fragments of the hOCR and ALTO documents.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PageLayout {
+    /// The `ocr_page` element.
+    pub hocr: Option<String>,
+    /// The `Page` element.
+    pub alto: Option<String>,
 }
 
 /// Engines owned by one pool thread, keyed by language set.
@@ -171,15 +182,22 @@ pub fn release_engines_on_this_thread() {
     ENGINES.with(|engines| *engines.borrow_mut() = Engines::default());
 }
 
-/// OCRs a page with the current thread's engines (creating them on first use).
-pub fn ocr_page_on_this_thread(page: PageImage, cfg: &OcrConfig) -> Result<PageOcr, JobError> {
-    ENGINES.with(|engines| ocr_page(&mut engines.borrow_mut(), page, cfg))
+/// OCRs page `number` (1-based) with the current thread's engines (creating them on first
+/// use).
+pub fn ocr_page_on_this_thread(
+    page: PageImage,
+    number: u32,
+    cfg: &OcrConfig,
+) -> Result<PageOcr, JobError> {
+    ENGINES.with(|engines| ocr_page(&mut engines.borrow_mut(), page, number, cfg))
 }
 
-/// OCRs one page: detects its orientation and turns it upright if asked, then recognizes it.
+/// OCRs page `number` (1-based): detects its orientation and turns it upright if asked, then
+/// recognizes it.
 pub fn ocr_page(
     engines: &mut Engines,
     page: PageImage,
+    number: u32,
     cfg: &OcrConfig,
 ) -> Result<PageOcr, JobError> {
     let started = Instant::now();
@@ -211,6 +229,11 @@ pub fn ocr_page(
     let text = engine.utf8_text();
     let words = parse_tsv_words(&engine.tsv_text());
     let confidence = engine.mean_confidence().max(0) as f32;
+    let index = number.saturating_sub(1);
+    let layout = PageLayout {
+        hocr: cfg.keep_hocr.then(|| engine.hocr_text(index)),
+        alto: cfg.keep_alto.then(|| engine.alto_text(index)),
+    };
     engine.clear();
     Ok(PageOcr {
         text,
@@ -219,6 +242,7 @@ pub fn ocr_page(
         rotation,
         deskew_degrees,
         millis: started.elapsed().as_millis() as u64,
+        layout,
     })
 }
 

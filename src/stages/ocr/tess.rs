@@ -143,6 +143,28 @@ impl Tesseract {
         unsafe { take_text(capi::TessBaseAPIGetTsvText(self.handle, 0)) }
     }
 
+    /// The recognized page as an hOCR `ocr_page` element; ids carry `page_number` (0-based).
+    pub fn hocr_text(&mut self, page_number: u32) -> String {
+        // SAFETY: as for utf8_text.
+        unsafe {
+            take_text(capi::TessBaseAPIGetHOCRText(
+                self.handle,
+                page_number as i32,
+            ))
+        }
+    }
+
+    /// The recognized page as an ALTO `Page` element.
+    pub fn alto_text(&mut self, page_number: u32) -> String {
+        // SAFETY: as for utf8_text.
+        unsafe {
+            take_text(capi::TessBaseAPIGetAltoText(
+                self.handle,
+                page_number as i32,
+            ))
+        }
+    }
+
     pub fn mean_confidence(&mut self) -> i32 {
         // SAFETY: valid handle after recognition.
         unsafe { capi::TessBaseAPIMeanTextConf(self.handle) }

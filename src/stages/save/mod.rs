@@ -1,8 +1,11 @@
 //! Save stage: writes each job's result record and reports the job finished.
 //!
 //! [`write_result_atomically`] writes `<id>.json` through a temporary file in the same
-//! directory, flushed and renamed, so a reader never sees a partial result. Writing goes
+//! directory, flushed and renamed, so a reader never sees a partial result; the files of
+//! `save.formats` ([`formats`]) are written the same way, before the JSON. Writing goes
 //! through the [`ResultWriter`] interface so other sinks can be added beside files.
+
+pub mod formats;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -12,6 +15,7 @@ use std::time::Instant;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::sync::mpsc::UnboundedSender;
 
+use crate::config::OutputFormat;
 use crate::edge::Credit;
 use crate::metrics as m;
 use crate::progress::Progress;
@@ -26,28 +30,48 @@ pub trait ResultWriter: Send + Sync {
     fn write(&self, result: &JobResult) -> std::io::Result<PathBuf>;
 }
 
-/// Writes `<directory>/<id>.json`.
+/// Writes `<directory>/<id>.json`, and `<id>.<format>` for each of `formats`.
 pub struct FileWriter {
     pub directory: PathBuf,
+    pub formats: Vec<OutputFormat>,
 }
 
 impl ResultWriter for FileWriter {
     fn write(&self, result: &JobResult) -> std::io::Result<PathBuf> {
+        // Formats first: once the JSON is there, everything for the job is.
+        for &format in &self.formats {
+            let name = format!("{}.{}", result.id, formats::extension(format));
+            let document = formats::render(format, result);
+            write_atomically(&self.directory, &name, |file| {
+                file.write_all(document.as_bytes())
+            })?;
+        }
         write_result_atomically(&self.directory, result)
     }
 }
 
-/// Writes the result as pretty JSON into `<dir>/<id>.json` atomically (temp file, fsync,
-/// rename), creating the directory if needed.
+/// Writes the result as pretty JSON into `<dir>/<id>.json` atomically.
 pub fn write_result_atomically(dir: &Path, result: &JobResult) -> std::io::Result<PathBuf> {
+    write_atomically(dir, &format!("{}.json", result.id), |file| {
+        serde_json::to_writer_pretty(&mut *file, result)?;
+        file.write_all(b"\n")
+    })
+}
+
+/// Writes `<dir>/<name>` through a temporary file in the same directory (written, fsynced,
+/// renamed), creating the directory if needed: readers see the whole file or none of it.
+fn write_atomically(
+    dir: &Path,
+    name: &str,
+    fill: impl FnOnce(&mut std::fs::File) -> std::io::Result<()>,
+) -> std::io::Result<PathBuf> {
     std::fs::create_dir_all(dir)?;
-    let target = dir.join(format!("{}.json", result.id));
+    let target = dir.join(name);
     let mut tmp = tempfile::Builder::new()
         .prefix(".pagemill-")
         .suffix(".tmp")
         .tempfile_in(dir)?;
-    serde_json::to_writer_pretty(&mut tmp, result)?;
-    tmp.write_all(b"\n")?;
+    fill(tmp.as_file_mut())?;
     tmp.as_file().sync_all()?;
     tmp.persist(&target).map_err(|e| e.error)?;
     Ok(target)
