@@ -237,7 +237,7 @@ pub struct RawSave {
     /// Directory result JSON files are written to (relative to the working directory).
     #[serde(default)]
     pub directory: Option<Spanned<PathBuf>>,
-    /// Files written beside each result JSON: `txt`, `hocr`, `alto`, `tsv`.
+    /// Files written beside each result JSON: `txt`, `hocr`, `alto`, `tsv`, `pdf`.
     #[serde(default)]
     pub formats: Option<Vec<OutputFormat>>,
 }
@@ -254,6 +254,8 @@ pub enum OutputFormat {
     Alto,
     /// One row per word: page, box, confidence, text (`<id>.tsv`).
     Tsv,
+    /// Searchable PDF: each OCRed page's image with its words as invisible text (`<id>.pdf`).
+    Pdf,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -400,6 +402,8 @@ pub struct OcrConfig {
     pub keep_hocr: bool,
     /// Keep each page's ALTO fragment (for `save.formats: [alto]`).
     pub keep_alto: bool,
+    /// Keep each page's image, compressed (for `save.formats: [pdf]`).
+    pub keep_page_image: bool,
     pub orientation: OrientationMode,
     pub min_orientation_confidence: f32,
     pub page_segmentation_mode: u32,
@@ -645,6 +649,7 @@ impl RawPipeline {
             languages,
             keep_hocr: formats.contains(&OutputFormat::Hocr),
             keep_alto: formats.contains(&OutputFormat::Alto),
+            keep_page_image: formats.contains(&OutputFormat::Pdf),
             orientation: self.ocr.orientation.unwrap_or(OrientationMode::Auto),
             min_orientation_confidence: c.in_range(
                 &self.ocr.min_orientation_confidence,

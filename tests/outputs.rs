@@ -1,5 +1,6 @@
 //! The files beside a result (`save.formats`): plain text, hOCR read by hocr-tools (a real
-//! hOCR consumer), ALTO parsed by lxml, and the per-word TSV, all against the result JSON.
+//! hOCR consumer), ALTO parsed by lxml, the per-word TSV, and the searchable PDF read by
+//! poppler's `pdftotext` and `pdfinfo`, all against the result JSON.
 //! The Python tools live in `target/test-venv`, which `scripts/setup.sh` installs.
 
 mod common;
@@ -123,6 +124,19 @@ fn check_formats(json: &Path, result: &JobResult) {
         })
         .collect();
     assert_eq!(alto_words, ocr_words, "{name}: ALTO words");
+
+    // Searchable PDF: one page per result page, and pdftotext reads the result's words.
+    let pdf = beside(json, "pdf");
+    let info = run(Path::new("pdfinfo"), &[&pdf]);
+    assert!(
+        info.lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>()
+                == ["Pages:", &result.pages.len().to_string()]),
+        "{name}: {info}"
+    );
+    let text = run(Path::new("pdftotext"), &[&pdf, Path::new("-")]);
+    let f1 = word_match(&text, &result.text).f1();
+    assert!(f1 >= 0.9, "{name}: pdftotext words F1 {f1:.3}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -130,7 +144,7 @@ async fn every_output_format_agrees_with_the_result() {
     let out = tempfile::tempdir().unwrap();
     let p = pipeline(
         out.path(),
-        &[("formats: []", "formats: [txt, hocr, alto, tsv]")],
+        &[("formats: []", "formats: [txt, hocr, alto, tsv, pdf]")],
     );
     let mut files = vec![fixture("phototest.tif"), fixture("tagged.pdf")];
     match corpus("every_output_format_agrees_with_the_result (4-page rotated scan)") {

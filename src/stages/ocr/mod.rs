@@ -125,13 +125,49 @@ pub struct PageOcr {
     pub layout: PageLayout,
 }
 
-/// A page's layout as Tesseract writes it: fragments of the hOCR and ALTO documents.
+/// What the output files need of an OCRed page beyond its words: fragments of the hOCR and
+/// ALTO documents as Tesseract writes them, and the image Tesseract read (for the searchable
+/// PDF). Each is kept only when the pipeline writes that format.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct PageLayout {
     /// The `ocr_page` element.
     pub hocr: Option<String>,
     /// The `Page` element.
     pub alto: Option<String>,
+    pub raster: Option<PageRaster>,
+}
+
+/// A page image, zlib-compressed 8-bit samples (gray or RGB): the form a PDF image stream
+/// takes, so that the searchable PDF embeds it as is. A scanned text page shrinks ~10x.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PageRaster {
+    pub width: u32,
+    pub height: u32,
+    pub dpi: u32,
+    pub rgb: bool,
+    pub zlib: Vec<u8>,
+}
+
+impl PageRaster {
+    pub fn compress(pixels: &PagePixels, dpi: u32) -> PageRaster {
+        use std::io::Write;
+        let (width, height) = pixels.dimensions();
+        let (samples, rgb) = match pixels {
+            PagePixels::Gray(g) => (g.as_raw(), false),
+            PagePixels::Rgb(c) => (c.as_raw(), true),
+        };
+        let mut encoder = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
+        encoder
+            .write_all(samples)
+            .expect("writing to memory cannot fail");
+        PageRaster {
+            width,
+            height,
+            dpi,
+            rgb,
+            zlib: encoder.finish().expect("writing to memory cannot fail"),
+        }
+    }
 }
 
 /// Engines owned by one pool thread, keyed by language set.
@@ -222,6 +258,9 @@ pub fn ocr_page(
     engine
         .set_image(&pixels, page.dpi)
         .map_err(|e| JobError::OcrFailed(e.to_string()))?;
+    let raster = cfg
+        .keep_page_image
+        .then(|| PageRaster::compress(&pixels, page.dpi));
     drop(pixels);
     engine
         .recognize()
@@ -233,6 +272,7 @@ pub fn ocr_page(
     let layout = PageLayout {
         hocr: cfg.keep_hocr.then(|| engine.hocr_text(index)),
         alto: cfg.keep_alto.then(|| engine.alto_text(index)),
+        raster,
     };
     engine.clear();
     Ok(PageOcr {

@@ -1,5 +1,5 @@
-//! The files written beside a result JSON, as `save.formats` asks: plain text, hOCR, ALTO XML
-//! and a per-word TSV. hOCR and ALTO wrap the per-page fragments Tesseract wrote during OCR
+//! The files written beside a result JSON, as `save.formats` asks: plain text, hOCR, ALTO XML,
+//! a per-word TSV and a searchable PDF ([`super::searchable_pdf`]). hOCR and ALTO wrap the per-page fragments Tesseract wrote during OCR
 //! in one document per job; pages that had no OCR (text layers, failures) appear as empty
 //! pages so that page numbers still line up.
 
@@ -15,16 +15,18 @@ pub fn extension(format: OutputFormat) -> &'static str {
         OutputFormat::Hocr => "hocr",
         OutputFormat::Alto => "alto.xml",
         OutputFormat::Tsv => "tsv",
+        OutputFormat::Pdf => "pdf",
     }
 }
 
 /// The document of one format for a job's result.
-pub fn render(format: OutputFormat, result: &JobResult) -> String {
+pub fn render(format: OutputFormat, result: &JobResult) -> Vec<u8> {
     match format {
-        OutputFormat::Txt => result.text.clone(),
-        OutputFormat::Hocr => hocr(result),
-        OutputFormat::Alto => alto(result),
-        OutputFormat::Tsv => tsv(result),
+        OutputFormat::Txt => result.text.clone().into_bytes(),
+        OutputFormat::Hocr => hocr(result).into_bytes(),
+        OutputFormat::Alto => alto(result).into_bytes(),
+        OutputFormat::Tsv => tsv(result).into_bytes(),
+        OutputFormat::Pdf => super::searchable_pdf::render(result),
     }
 }
 

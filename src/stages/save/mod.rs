@@ -6,6 +6,7 @@
 //! through the [`ResultWriter`] interface so other sinks can be added beside files.
 
 pub mod formats;
+pub mod searchable_pdf;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -42,9 +43,7 @@ impl ResultWriter for FileWriter {
         for &format in &self.formats {
             let name = format!("{}.{}", result.id, formats::extension(format));
             let document = formats::render(format, result);
-            write_atomically(&self.directory, &name, |file| {
-                file.write_all(document.as_bytes())
-            })?;
+            write_atomically(&self.directory, &name, |file| file.write_all(&document))?;
         }
         write_result_atomically(&self.directory, result)
     }
@@ -72,6 +71,10 @@ fn write_atomically(
         .suffix(".tmp")
         .tempfile_in(dir)?;
     fill(tmp.as_file_mut())?;
+    let mut perms = tmp.as_file().metadata()?.permissions();
+    // Temporary files are private (0600); results are for other users and tools too.
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o644);
+    tmp.as_file().set_permissions(perms)?;
     tmp.as_file().sync_all()?;
     tmp.persist(&target).map_err(|e| e.error)?;
     Ok(target)
