@@ -13,6 +13,7 @@ pub mod error;
 pub mod eval;
 pub mod http;
 pub mod jobs;
+pub mod journal;
 pub mod limits;
 pub mod metrics;
 pub mod pool;

@@ -392,7 +392,7 @@ async fn the_openapi_document_describes_the_served_routes() {
             );
         }
     }
-    assert_eq!(paths.len(), 9, "every served route is documented");
+    assert_eq!(paths.len(), 10, "every served route is documented");
 }
 
 #[tokio::test(flavor = "multi_thread")]

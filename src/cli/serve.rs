@@ -11,13 +11,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use clap::Args;
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::config::{Pipeline, load_pipeline};
 use crate::http::{AppState, serve as serve_http};
 use crate::jobs::JobRegistry;
+use crate::journal::Journal;
 use crate::pool::CpuPool;
+use crate::stages::ingest::JobRequest;
 use crate::supervisor::{PipelineHandle, StartOptions};
 
 #[derive(Debug, Args)]
@@ -31,6 +34,9 @@ pub struct ServeArgs {
     /// Where uploaded documents wait until their job is finished.
     #[arg(long, default_value = "data/spool")]
     pub spool: PathBuf,
+    /// The job journal (SQLite): accepted jobs survive crashes and restarts.
+    #[arg(long, default_value = "data/journal.sqlite")]
+    pub journal: PathBuf,
     /// CPU pool threads (default: the largest `pool.threads` of the pipelines).
     #[arg(long)]
     pub threads: Option<usize>,
@@ -104,6 +110,10 @@ async fn run(args: ServeArgs, pipelines: Vec<Pipeline>) -> anyhow::Result<()> {
     let pool = CpuPool::below_edge_priority(threads)?;
     crate::telemetry::spawn_upkeep(metrics.clone(), pool.clone());
     let jobs = Arc::new(JobRegistry::default());
+    let journal = Arc::new(
+        Journal::open(&args.journal)
+            .with_context(|| format!("cannot open the journal {}", args.journal.display()))?,
+    );
     let mut handles = BTreeMap::new();
     for mut pipeline in pipelines {
         pipeline.pool.threads = threads;
@@ -114,16 +124,43 @@ async fn run(args: ServeArgs, pipelines: Vec<Pipeline>) -> anyhow::Result<()> {
         };
         let (handle, mut finished) = PipelineHandle::start(pipeline, pool.clone(), options).await?;
         let spool = args.spool.clone();
-        // A finished job's upload is no longer needed.
+        let journal = journal.clone();
+        // A finished job is marked so in the journal; then its upload is no longer needed.
         tokio::spawn(async move {
             while let Some(done) = finished.recv().await {
-                let _ = tokio::fs::remove_file(spool.join(&done.id)).await;
+                let journal = journal.clone();
+                let id = done.id.clone();
+                let marked = tokio::task::spawn_blocking(move || {
+                    let code = done.error.as_ref().map(|e| e.code.as_str());
+                    let state = match code {
+                        None => "done",
+                        Some("cancelled") => "cancelled",
+                        Some(_) => "failed",
+                    };
+                    let path = done.result_path.as_ref().map(|p| p.to_string_lossy());
+                    journal.finish(&done.id, state, code, path.as_deref())
+                })
+                .await;
+                match marked {
+                    Ok(Ok(())) => {
+                        let _ = tokio::fs::remove_file(spool.join(&id)).await;
+                    }
+                    // Left unfinished in the journal: the next start runs it again, and its
+                    // result, written under the same id, replaces this one.
+                    Ok(Err(e)) => {
+                        tracing::error!(job_id = %id, error = %e, "cannot journal a finished job")
+                    }
+                    Err(e) => {
+                        tracing::error!(job_id = %id, error = %e, "cannot journal a finished job")
+                    }
+                }
             }
         });
         tracing::info!(pipeline = %name, "pipeline started");
         handles.insert(name, Arc::new(handle));
     }
     let state = Arc::new(AppState {
+        journal: journal.clone(),
         pipelines: handles,
         jobs,
         spool: args.spool.clone(),
@@ -131,7 +168,7 @@ async fn run(args: ServeArgs, pipelines: Vec<Pipeline>) -> anyhow::Result<()> {
         shutting_down: AtomicBool::new(false),
         uploading: Default::default(),
     });
-    remove_stale_uploads(&args.spool);
+    resume_unfinished(&state, &args.spool)?;
 
     let shutdown = {
         let state = state.clone();
@@ -179,11 +216,50 @@ fn all_idle(state: &AppState) -> bool {
         .all(|name| state.jobs.usage(name).jobs == 0)
 }
 
-/// Uploads left by an earlier run belong to jobs this process does not know.
-fn remove_stale_uploads(spool: &Path) {
-    if let Ok(entries) = std::fs::read_dir(spool) {
-        for entry in entries.flatten() {
-            let _ = std::fs::remove_file(entry.path());
+/// Resumes the jobs an earlier run accepted and did not finish (their uploads wait in the
+/// spool), and removes spool files no unfinished job owns (uploads cut off mid-way).
+fn resume_unfinished(state: &AppState, spool: &Path) -> anyhow::Result<()> {
+    let unfinished = state.journal.unfinished()?;
+    let mut owned = std::collections::HashSet::new();
+    for job in &unfinished {
+        let path = PathBuf::from(&job.spool_path);
+        let lost = match state.pipelines.get(&job.pipeline) {
+            _ if !path.is_file() => Some("upload_missing"),
+            None => Some("unknown_pipeline"),
+            Some(handle) => {
+                handle.enqueue(
+                    JobRequest {
+                        id: job.id.clone(),
+                        name: job.name.clone(),
+                        path: path.clone(),
+                    },
+                    job.bytes,
+                );
+                None
+            }
+        };
+        match lost {
+            None => {
+                owned.insert(path);
+            }
+            Some(code) => {
+                tracing::error!(job_id = %job.id, pipeline = %job.pipeline, code, "cannot resume a journaled job");
+                state.journal.finish(&job.id, "failed", Some(code), None)?;
+            }
         }
     }
+    if !unfinished.is_empty() {
+        tracing::info!(
+            jobs = unfinished.len(),
+            "resumed unfinished jobs from the journal"
+        );
+    }
+    if let Ok(entries) = std::fs::read_dir(spool) {
+        for entry in entries.flatten() {
+            if !owned.contains(&entry.path()) {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
+    Ok(())
 }

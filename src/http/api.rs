@@ -5,15 +5,17 @@ use std::sync::Arc;
 
 use bytes::{Buf, Bytes};
 use futures_util::{Stream, StreamExt, TryStreamExt};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 use warp::Reply;
 use warp::http::{HeaderMap, StatusCode};
 use warp::reply::Response;
 
 use super::{ApiError, AppState, json};
-use crate::error::JobError;
-use crate::jobs::JobStatus;
+use crate::error::{ErrorRecord, JobError};
+use crate::jobs::{JobState, JobStatus};
+use crate::journal::{Accepted, JournalJob, ListFilter};
 use crate::metrics as m;
 use crate::progress::Progress;
 use crate::stages::ingest::JobRequest;
@@ -144,6 +146,84 @@ where
         );
     }
 
+    let idempotency_key = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    if idempotency_key
+        .as_ref()
+        .is_some_and(|k| k.is_empty() || k.len() > 255)
+    {
+        let _ = tokio::fs::remove_file(&upload.path).await;
+        return reject(
+            &pipeline,
+            "bad_idempotency_key",
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_idempotency_key",
+                "Idempotency-Key must be 1 to 255 characters",
+            ),
+        );
+    }
+    // The job is on disk (its upload fsynced) and in the journal before the 202.
+    let record = JournalJob {
+        id: id.clone(),
+        pipeline: pipeline.clone(),
+        name: upload.name.clone(),
+        spool_path: upload.path.to_string_lossy().into_owned(),
+        bytes: upload.bytes,
+        sha256: upload.sha256.clone(),
+        idempotency_key,
+        state: "accepted".into(),
+        submitted_at_ms: crate::journal::now_ms(),
+        finished_at_ms: None,
+        error_code: None,
+        result_path: None,
+    };
+    let journal = state.journal.clone();
+    let accepted = tokio::task::spawn_blocking(move || journal.accept(&record))
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r.map_err(|e| e.to_string()));
+    match accepted {
+        Ok(Accepted::New) => {}
+        Ok(Accepted::Existing {
+            id: existing,
+            same_body,
+        }) => {
+            let _ = tokio::fs::remove_file(&upload.path).await;
+            if !same_body {
+                return reject(
+                    &pipeline,
+                    "idempotency_key_reused",
+                    ApiError::new(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "idempotency_key_reused",
+                        format!(
+                            "this Idempotency-Key was used for job {existing} with a different document"
+                        ),
+                    ),
+                );
+            }
+            return match job_status(&state, &existing).await {
+                Some(status) => json(StatusCode::OK, &status_body(status)),
+                None => unknown_job(&existing),
+            };
+        }
+        Err(e) => {
+            let _ = tokio::fs::remove_file(&upload.path).await;
+            return reject(
+                &pipeline,
+                "journal_unwritable",
+                ApiError::new(
+                    StatusCode::INSUFFICIENT_STORAGE,
+                    "journal_unwritable",
+                    format!("cannot record the job: {e}"),
+                ),
+            );
+        }
+    }
+
     handle.enqueue(
         JobRequest {
             id: id.clone(),
@@ -251,6 +331,8 @@ struct Upload {
     bytes: u64,
     /// The first bytes, for type detection.
     head: Vec<u8>,
+    /// Hex SHA-256 of the whole document, for `Idempotency-Key`.
+    sha256: String,
 }
 
 type UploadError = (&'static str, ApiError);
@@ -284,6 +366,7 @@ where
     let mut file = tokio::fs::File::create(&partial).await.map_err(io_error)?;
     let mut written = 0u64;
     let mut head = Vec::new();
+    let mut hasher = Sha256::new();
     let outcome: Result<(), UploadError> = async {
         while let Some(chunk) = chunks.next().await {
             let chunk = chunk.map_err(|e| {
@@ -303,6 +386,7 @@ where
             if head.len() < 1024 {
                 head.extend_from_slice(&chunk[..chunk.len().min(1024 - head.len())]);
             }
+            hasher.update(&chunk);
             file.write_all(&chunk).await.map_err(io_error)?;
         }
         file.sync_all().await.map_err(io_error)?;
@@ -320,6 +404,7 @@ where
         name: String::new(),
         bytes: written,
         head,
+        sha256: format!("{:x}", hasher.finalize()),
     })
 }
 
@@ -362,17 +447,131 @@ fn unknown_job(id: &str) -> Response {
     .into_response()
 }
 
+/// A journaled job as a status: what is known of jobs this process did not run itself.
+fn journal_status(job: &JournalJob) -> JobStatus {
+    let state = match job.state.as_str() {
+        "done" => JobState::Done,
+        "failed" => JobState::Failed,
+        "cancelled" => JobState::Cancelled,
+        _ => JobState::Queued,
+    };
+    JobStatus {
+        id: job.id.clone(),
+        pipeline: job.pipeline.clone(),
+        name: job.name.clone(),
+        state,
+        submitted_at: humantime::format_rfc3339_millis(
+            std::time::UNIX_EPOCH + std::time::Duration::from_millis(job.submitted_at_ms as u64),
+        )
+        .to_string(),
+        bytes: job.bytes,
+        pages: Default::default(),
+        timings: Default::default(),
+        error: job.error_code.as_ref().map(|code| ErrorRecord {
+            code: code.clone(),
+            message: format!("the job failed ({code})"),
+        }),
+    }
+}
+
+fn journal_job(state: &AppState, id: &str) -> Option<JournalJob> {
+    state.journal.get(id).ok().flatten()
+}
+
+/// A job's status from the registry, else from the journal (jobs of an earlier run).
+async fn job_status(state: &Arc<AppState>, id: &str) -> Option<JobStatus> {
+    if let Some(status) = state.jobs.get(id) {
+        return Some(status);
+    }
+    let (state, id) = (state.clone(), id.to_string());
+    tokio::task::spawn_blocking(move || journal_job(&state, &id).map(|j| journal_status(&j)))
+        .await
+        .ok()
+        .flatten()
+}
+
 /// `GET /v1/jobs/{id}`.
 pub async fn status(id: String, state: Arc<AppState>) -> Response {
-    match state.jobs.get(&id) {
+    match job_status(&state, &id).await {
         Some(status) => json(StatusCode::OK, &status_body(status)),
         None => unknown_job(&id),
     }
 }
 
+/// Query of `GET /v1/jobs`.
+#[derive(Debug, Deserialize)]
+pub struct ListQuery {
+    state: Option<String>,
+    pipeline: Option<String>,
+    /// RFC 3339, e.g. `2026-11-26T03:00:00Z`.
+    since: Option<String>,
+    /// The `next` cursor of the previous page.
+    after: Option<String>,
+    limit: Option<u32>,
+}
+
+/// `GET /v1/jobs`: jobs from the journal, oldest first, filtered by state, pipeline and
+/// submission time, `limit` at a time (default 100, at most 1000); `next` is the cursor for
+/// the following page, null on the last.
+pub async fn list(query: ListQuery, state: Arc<AppState>) -> Response {
+    let since_ms = match &query.since {
+        None => None,
+        Some(text) => match humantime::parse_rfc3339_weak(text) {
+            Ok(t) => Some(
+                t.duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as i64),
+            ),
+            Err(e) => {
+                return ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "bad_query",
+                    format!("since: {e} (expected RFC 3339, e.g. 2026-11-26T03:00:00Z)"),
+                )
+                .into_response();
+            }
+        },
+    };
+    let limit = query.limit.unwrap_or(100).clamp(1, 1000);
+    let filter = ListFilter {
+        state: query
+            .state
+            .map(|s| if s == "queued" { "accepted".into() } else { s }),
+        pipeline: query.pipeline,
+        since_ms,
+        after: query.after,
+        limit,
+    };
+    let journal = state.journal.clone();
+    let found = tokio::task::spawn_blocking(move || journal.list(&filter)).await;
+    let jobs = match found {
+        Ok(Ok(jobs)) => jobs,
+        Ok(Err(e)) => {
+            return ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "journal_unreadable",
+                e.to_string(),
+            )
+            .into_response();
+        }
+        Err(e) => {
+            return ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+                .into_response();
+        }
+    };
+    let next = (jobs.len() == limit as usize).then(|| jobs.last().map(|j| j.id.clone()));
+    let statuses: Vec<StatusBody> = jobs
+        .iter()
+        .map(|j| status_body(state.jobs.get(&j.id).unwrap_or_else(|| journal_status(j))))
+        .collect();
+    json(
+        StatusCode::OK,
+        &serde_json::json!({"jobs": statuses, "next": next.flatten()}),
+    )
+}
+
 /// `GET /v1/jobs/{id}/result`: the saved result record; 409 while the job is not finished.
 pub async fn result(id: String, state: Arc<AppState>) -> Response {
-    let Some(status) = state.jobs.get(&id) else {
+    let Some(status) = job_status(&state, &id).await else {
         return unknown_job(&id);
     };
     if !status.state.is_final() {
@@ -383,7 +582,12 @@ pub async fn result(id: String, state: Arc<AppState>) -> Response {
         )
         .into_response();
     }
-    let read = match state.jobs.result_path(&id) {
+    let path = state.jobs.result_path(&id).or_else(|| {
+        journal_job(&state, &id)
+            .and_then(|j| j.result_path)
+            .map(PathBuf::from)
+    });
+    let read = match path {
         Some(path) => tokio::fs::read(&path).await.ok(),
         None => None,
     };

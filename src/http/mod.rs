@@ -30,6 +30,8 @@ pub const OPENAPI: &str = include_str!("openapi.json");
 /// What every handler shares.
 pub struct AppState {
     pub pipelines: BTreeMap<String, Arc<PipelineHandle>>,
+    /// Every accepted job, durably; see [`crate::journal`].
+    pub journal: Arc<crate::journal::Journal>,
     pub jobs: Arc<JobRegistry>,
     /// Uploaded documents wait here until their job is finished.
     pub spool: PathBuf,
@@ -100,6 +102,7 @@ pub fn route_label(path: &str) -> &'static str {
     match parts.as_slice() {
         ["v1", "pipelines"] => "/v1/pipelines",
         ["v1", "pipelines", _, "jobs"] => "/v1/pipelines/{pipeline}/jobs",
+        ["v1", "jobs"] => "/v1/jobs",
         ["v1", "jobs", _] => "/v1/jobs/{id}",
         ["v1", "jobs", _, "result"] => "/v1/jobs/{id}/result",
         ["v1", "jobs", _, "events"] => "/v1/jobs/{id}/events",
@@ -126,6 +129,11 @@ pub fn routes(
         .and(warp::header::headers_cloned())
         .and(warp::body::stream())
         .then(api::submit);
+    let list = warp::path!("v1" / "jobs")
+        .and(warp::get())
+        .and(warp::query::<api::ListQuery>())
+        .and(with_state.clone())
+        .then(api::list);
     let status = warp::path!("v1" / "jobs" / String)
         .and(warp::get())
         .and(with_state.clone())
@@ -174,6 +182,8 @@ pub fn routes(
         });
 
     let api = submit
+        .or(list)
+        .unify()
         .or(status)
         .unify()
         .or(result)

@@ -71,9 +71,11 @@ impl JobInfo {
     }
 }
 
-/// The span of one job: its id and pipeline, for the life of the job.
+/// The span of one job: its id and pipeline, for the life of the job. Job and stage spans
+/// have the `error` level so that they are on whenever any log line is: a warning logged
+/// under `--log-level warn` still says which job it is about.
 pub fn job_span(id: &str, pipeline: &str) -> tracing::Span {
-    tracing::info_span!("job", job_id = %id, pipeline = %pipeline)
+    tracing::error_span!("job", job_id = %id, pipeline = %pipeline)
 }
 
 /// The span of a job in one stage, a child of its job span. It repeats the job's fields so
@@ -84,7 +86,7 @@ pub fn stage_span(
     id: &str,
     pipeline: &str,
 ) -> tracing::Span {
-    tracing::info_span!(parent: job_span, "stage", stage = %stage, job_id = %id, pipeline = %pipeline)
+    tracing::error_span!(parent: job_span, "stage", stage = %stage, job_id = %id, pipeline = %pipeline)
 }
 
 /// A job's document as ingest found it.

@@ -39,6 +39,44 @@ pub fn pipeline_yaml(name: &str, replacements: &[(&str, &str)]) -> String {
     yaml
 }
 
+/// Starts `pagemill serve` in `dir` on the pipelines in `dir/pipelines`; returns the process
+/// and its base URL.
+fn spawn_in(dir: &Path, args: &[&str], stderr: Stdio) -> (Child, String) {
+    // Quiet unless a test looks at the logs.
+    let quiet: &[&str] = if args.iter().any(|a| a.starts_with("--log")) {
+        &[]
+    } else {
+        &["--log-level", "warn"]
+    };
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pagemill"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--shutdown-timeout",
+            "60s",
+        ])
+        .arg("--pipelines")
+        .arg(dir.join("pipelines"))
+        .args(quiet)
+        .args(args)
+        .current_dir(dir)
+        .stdout(Stdio::piped())
+        .stderr(stderr)
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let base = line
+        .trim()
+        .strip_prefix("pagemill listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_string();
+    (child, base)
+}
+
 impl Daemon {
     pub fn start(pipelines: &[(&str, String)]) -> Daemon {
         Daemon::start_with(pipelines, &[], Stdio::inherit())
@@ -53,37 +91,23 @@ impl Daemon {
         for (name, yaml) in pipelines {
             std::fs::write(pipeline_dir.join(format!("{name}.yaml")), yaml).unwrap();
         }
-        let mut child = Command::new(env!("CARGO_BIN_EXE_pagemill"))
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--shutdown-timeout",
-                "60s",
-            ])
-            .arg("--pipelines")
-            .arg(&pipeline_dir)
-            .args(args)
-            .current_dir(dir.path())
-            .stdout(Stdio::piped())
-            .stderr(stderr)
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let base = line
-            .trim()
-            .strip_prefix("pagemill listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_string();
+        let (child, base) = spawn_in(dir.path(), args, stderr);
         Daemon {
             child,
             base,
             dir,
             http: reqwest::Client::new(),
         }
+    }
+
+    /// Kills the daemon with SIGKILL (no chance to clean up) and starts a new one in the same
+    /// directory, on the same pipelines, spool and journal.
+    pub fn kill_and_restart(&mut self) {
+        let _ = self.child.kill();
+        self.child.wait().unwrap();
+        let (child, base) = spawn_in(self.dir.path(), &[], Stdio::inherit());
+        self.child = child;
+        self.base = base;
     }
 
     pub fn url(&self, path: &str) -> String {

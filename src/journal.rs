@@ -1,0 +1,332 @@
+//! The job journal: one SQLite database (WAL, synchronous writes) in which every accepted job
+//! is recorded, durably, before its 202 is sent, and marked finished when its result is
+//! saved. On start the daemon resumes every job the journal holds as unfinished, so a crash
+//! or `kill -9` loses no accepted job. It also answers `Idempotency-Key` lookups and the
+//! `GET /v1/jobs` listing.
+//!
+//! SQLite is compiled into pagemill (rusqlite's `bundled` feature): nothing to install.
+
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
+
+/// A job as the journal records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct JournalJob {
+    pub id: String,
+    pub pipeline: String,
+    pub name: String,
+    /// Where its upload waits in the spool.
+    pub spool_path: String,
+    pub bytes: u64,
+    pub sha256: String,
+    pub idempotency_key: Option<String>,
+    /// `accepted` until finished, then `done`, `failed` or `cancelled`.
+    pub state: String,
+    /// Milliseconds since the Unix epoch.
+    pub submitted_at_ms: i64,
+    pub finished_at_ms: Option<i64>,
+    pub error_code: Option<String>,
+    /// Where the result JSON was written.
+    pub result_path: Option<String>,
+}
+
+/// What [`Journal::accept`] did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Accepted {
+    /// The job is recorded.
+    New,
+    /// A job with the same idempotency key exists; `same_body` if its document hashed alike.
+    Existing { id: String, same_body: bool },
+}
+
+/// Filters of `GET /v1/jobs`.
+#[derive(Debug, Default, Clone)]
+pub struct ListFilter {
+    pub state: Option<String>,
+    pub pipeline: Option<String>,
+    /// Only jobs submitted at or after this time (ms since the epoch).
+    pub since_ms: Option<i64>,
+    /// Only jobs with a larger id (ids grow with time): the paging cursor.
+    pub after: Option<String>,
+    pub limit: u32,
+}
+
+pub struct Journal {
+    conn: Mutex<Connection>,
+}
+
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+const COLUMNS: &str = "id, pipeline, name, spool_path, bytes, sha256, idempotency_key, state, \
+                       submitted_at_ms, finished_at_ms, error_code, result_path";
+
+fn row_to_job(row: &rusqlite::Row<'_>) -> rusqlite::Result<JournalJob> {
+    Ok(JournalJob {
+        id: row.get(0)?,
+        pipeline: row.get(1)?,
+        name: row.get(2)?,
+        spool_path: row.get(3)?,
+        bytes: row.get::<_, i64>(4)? as u64,
+        sha256: row.get(5)?,
+        idempotency_key: row.get(6)?,
+        state: row.get(7)?,
+        submitted_at_ms: row.get(8)?,
+        finished_at_ms: row.get(9)?,
+        error_code: row.get(10)?,
+        result_path: row.get(11)?,
+    })
+}
+
+impl Journal {
+    /// Opens (or creates) the journal at `path`.
+    pub fn open(path: &Path) -> rusqlite::Result<Journal> {
+        if let Some(dir) = path.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let conn = Connection::open(path)?;
+        // WAL: readers never block the writer. FULL: a commit is on disk when it returns.
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS jobs (
+                 id TEXT PRIMARY KEY,
+                 pipeline TEXT NOT NULL,
+                 name TEXT NOT NULL,
+                 spool_path TEXT NOT NULL,
+                 bytes INTEGER NOT NULL,
+                 sha256 TEXT NOT NULL,
+                 idempotency_key TEXT UNIQUE,
+                 state TEXT NOT NULL,
+                 submitted_at_ms INTEGER NOT NULL,
+                 finished_at_ms INTEGER,
+                 error_code TEXT,
+                 result_path TEXT
+             );
+             CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs (state);",
+        )?;
+        Ok(Journal {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.conn.lock().expect("journal lock poisoned")
+    }
+
+    /// Records an accepted job, unless its idempotency key is already taken. Durable when it
+    /// returns `New`.
+    pub fn accept(&self, job: &JournalJob) -> rusqlite::Result<Accepted> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        if let Some(key) = &job.idempotency_key {
+            let existing: Option<(String, String)> = tx
+                .query_row(
+                    "SELECT id, sha256 FROM jobs WHERE idempotency_key = ?1",
+                    params![key],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?;
+            if let Some((id, sha256)) = existing {
+                return Ok(Accepted::Existing {
+                    id,
+                    same_body: sha256 == job.sha256,
+                });
+            }
+        }
+        tx.execute(
+            &format!("INSERT INTO jobs ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"),
+            params![
+                job.id,
+                job.pipeline,
+                job.name,
+                job.spool_path,
+                job.bytes as i64,
+                job.sha256,
+                job.idempotency_key,
+                job.state,
+                job.submitted_at_ms,
+                job.finished_at_ms,
+                job.error_code,
+                job.result_path
+            ],
+        )?;
+        tx.commit()?;
+        Ok(Accepted::New)
+    }
+
+    /// Marks a job finished: `done`, `failed` or `cancelled`.
+    pub fn finish(
+        &self,
+        id: &str,
+        state: &str,
+        error_code: Option<&str>,
+        result_path: Option<&str>,
+    ) -> rusqlite::Result<()> {
+        self.conn().execute(
+            "UPDATE jobs SET state = ?2, error_code = ?3, finished_at_ms = ?4, result_path = ?5
+             WHERE id = ?1",
+            params![id, state, error_code, now_ms(), result_path],
+        )?;
+        Ok(())
+    }
+
+    pub fn get(&self, id: &str) -> rusqlite::Result<Option<JournalJob>> {
+        self.conn()
+            .query_row(
+                &format!("SELECT {COLUMNS} FROM jobs WHERE id = ?1"),
+                params![id],
+                row_to_job,
+            )
+            .optional()
+    }
+
+    /// Jobs accepted and not finished, oldest first: what a restart resumes.
+    pub fn unfinished(&self) -> rusqlite::Result<Vec<JournalJob>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {COLUMNS} FROM jobs WHERE state = 'accepted' ORDER BY id"
+        ))?;
+        stmt.query_map([], row_to_job)?.collect()
+    }
+
+    /// Jobs matching `filter`, in id (= submission) order.
+    pub fn list(&self, filter: &ListFilter) -> rusqlite::Result<Vec<JournalJob>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {COLUMNS} FROM jobs
+             WHERE (?1 IS NULL OR state = ?1)
+               AND (?2 IS NULL OR pipeline = ?2)
+               AND (?3 IS NULL OR submitted_at_ms >= ?3)
+               AND (?4 IS NULL OR id > ?4)
+             ORDER BY id LIMIT ?5"
+        ))?;
+        stmt.query_map(
+            params![
+                filter.state,
+                filter.pipeline,
+                filter.since_ms,
+                filter.after,
+                filter.limit
+            ],
+            row_to_job,
+        )?
+        .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(id: &str, key: Option<&str>, sha: &str) -> JournalJob {
+        JournalJob {
+            id: id.into(),
+            pipeline: "default".into(),
+            name: "a.pdf".into(),
+            spool_path: format!("spool/{id}"),
+            bytes: 3,
+            sha256: sha.into(),
+            idempotency_key: key.map(Into::into),
+            state: "accepted".into(),
+            submitted_at_ms: now_ms(),
+            finished_at_ms: None,
+            error_code: None,
+            result_path: None,
+        }
+    }
+
+    #[test]
+    fn jobs_survive_reopening_and_finish() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.sqlite");
+        {
+            let j = Journal::open(&path).unwrap();
+            assert_eq!(j.accept(&job("a1", None, "x")).unwrap(), Accepted::New);
+            assert_eq!(j.accept(&job("a2", None, "y")).unwrap(), Accepted::New);
+            j.finish("a1", "done", None, Some("r/a1.json")).unwrap();
+        }
+        let j = Journal::open(&path).unwrap();
+        let open: Vec<String> = j.unfinished().unwrap().into_iter().map(|j| j.id).collect();
+        assert_eq!(open, ["a2"]);
+        assert_eq!(j.get("a1").unwrap().unwrap().state, "done");
+    }
+
+    #[test]
+    fn an_idempotency_key_maps_to_its_first_job() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(&dir.path().join("j.sqlite")).unwrap();
+        assert_eq!(j.accept(&job("a1", Some("k"), "x")).unwrap(), Accepted::New);
+        assert_eq!(
+            j.accept(&job("a2", Some("k"), "x")).unwrap(),
+            Accepted::Existing {
+                id: "a1".into(),
+                same_body: true
+            }
+        );
+        assert_eq!(
+            j.accept(&job("a3", Some("k"), "z")).unwrap(),
+            Accepted::Existing {
+                id: "a1".into(),
+                same_body: false
+            }
+        );
+        assert!(j.get("a2").unwrap().is_none());
+    }
+
+    #[test]
+    fn listing_filters_and_pages() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(&dir.path().join("j.sqlite")).unwrap();
+        for id in ["a1", "a2", "a3", "a4"] {
+            j.accept(&job(id, None, "x")).unwrap();
+        }
+        j.finish("a2", "done", None, None).unwrap();
+        j.finish("a3", "failed", Some("invalid_pdf"), None).unwrap();
+        let ids = |f: ListFilter| -> Vec<String> {
+            j.list(&f).unwrap().into_iter().map(|j| j.id).collect()
+        };
+        let all = ListFilter {
+            limit: 100,
+            ..Default::default()
+        };
+        assert_eq!(ids(all.clone()), ["a1", "a2", "a3", "a4"]);
+        assert_eq!(
+            ids(ListFilter {
+                state: Some("done".into()),
+                ..all.clone()
+            }),
+            ["a2"]
+        );
+        assert_eq!(
+            ids(ListFilter {
+                after: Some("a2".into()),
+                limit: 1,
+                ..all.clone()
+            }),
+            ["a3"]
+        );
+        assert!(
+            ids(ListFilter {
+                pipeline: Some("other".into()),
+                ..all.clone()
+            })
+            .is_empty()
+        );
+        assert!(
+            ids(ListFilter {
+                since_ms: Some(now_ms() + 60_000),
+                ..all
+            })
+            .is_empty()
+        );
+    }
+}

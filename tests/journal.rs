@@ -1,0 +1,202 @@
+//! The journal keeps the 202 promise: jobs accepted before a `kill -9` finish after the
+//! restart with exactly one result each; `Idempotency-Key` maps a resubmission to its job,
+//! across restarts too; `GET /v1/jobs` lists jobs from the journal.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use common::daemon::*;
+use common::*;
+use reqwest::StatusCode;
+use serde_json::Value;
+
+/// A delay in `0..max_ms` that differs from run to run, from the clock's nanoseconds.
+fn random_delay(max_ms: u64) -> Duration {
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos() as u64;
+    Duration::from_millis(nanos % max_ms)
+}
+
+async fn post(d: &Daemon, file: &PathBuf, key: Option<&str>) -> reqwest::Result<reqwest::Response> {
+    let mut request = d
+        .http
+        .post(d.url("/v1/pipelines/default/jobs"))
+        .header("x-filename", file.file_name().unwrap().to_str().unwrap())
+        .body(std::fs::read(file).unwrap());
+    if let Some(key) = key {
+        request = request.header("idempotency-key", key);
+    }
+    request.send().await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn jobs_accepted_before_kill_9_all_finish_after_restart_with_one_result_each() {
+    let mut d = Daemon::start(&[("default", pipeline_yaml("default", &[]))]);
+    let files = [fixture("phototest.tif"), fixture("tagged.pdf")];
+    let mut accepted = BTreeSet::new();
+    let mut interrupted = 0;
+    let results = d.dir.path().join("results/default");
+    let saved = |dir: &std::path::Path| -> BTreeSet<String> {
+        std::fs::read_dir(dir)
+            .map(|entries| {
+                entries
+                    .map(|e| {
+                        e.unwrap()
+                            .file_name()
+                            .to_string_lossy()
+                            .replace(".json", "")
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    for round in 0..5 {
+        // Ten submissions at once; the daemon is killed while they are in flight or being
+        // worked on. Only those answered 202 were promised.
+        let mut submissions = Vec::new();
+        for i in 0..10 {
+            let (http, url, file) = (
+                d.http.clone(),
+                d.url("/v1/pipelines/default/jobs"),
+                files[i % files.len()].clone(),
+            );
+            submissions.push(tokio::spawn(async move {
+                http.post(url)
+                    .header("x-filename", file.file_name().unwrap().to_str().unwrap())
+                    .body(std::fs::read(&file).unwrap())
+                    .send()
+                    .await
+            }));
+        }
+        tokio::time::sleep(random_delay(1500)).await;
+        d.child.kill().unwrap();
+        let saved_before_kill = saved(&results);
+        d.kill_and_restart();
+        let mut promised = 0;
+        for submission in submissions {
+            if let Ok(Ok(response)) = submission.await
+                && response.status() == StatusCode::ACCEPTED
+            {
+                let body: Value = response.json().await.unwrap();
+                let id = body["id"].as_str().unwrap().to_string();
+                if !saved_before_kill.contains(&id) {
+                    interrupted += 1;
+                }
+                accepted.insert(id);
+                promised += 1;
+            }
+        }
+        eprintln!("round {round}: {promised} of 10 accepted before the kill");
+    }
+    assert!(!accepted.is_empty(), "no submission was ever accepted");
+    eprintln!("{interrupted} accepted jobs had no result when the daemon was killed");
+    assert!(
+        interrupted > 0,
+        "every job finished before its kill: nothing was tested"
+    );
+
+    for id in &accepted {
+        let status = d.wait_final(id).await;
+        assert_eq!(status["state"], "done", "{id}: {status}");
+        let result = d.get(&format!("/v1/jobs/{id}/result")).await;
+        assert_eq!(result.status(), StatusCode::OK, "{id}");
+    }
+    // Exactly one complete result per accepted job, and nothing half-written.
+    let mut names: Vec<String> = std::fs::read_dir(&results)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    let leftovers: Vec<&String> = names.iter().filter(|n| !n.ends_with(".json")).collect();
+    assert!(leftovers.is_empty(), "partial files: {leftovers:?}");
+    for id in &accepted {
+        let path = results.join(format!("{id}.json"));
+        let result = read_result(&path);
+        assert_eq!(&result.id, id);
+        assert!(result.error.is_none());
+    }
+    // Jobs whose 202 never arrived may have run too (the journal had them); none is lost
+    // and none ran twice into two files.
+    assert!(names.len() >= accepted.len());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_idempotency_key_returns_the_same_job_even_after_a_restart() {
+    let mut d = Daemon::start(&[("default", pipeline_yaml("default", &[]))]);
+    let (a, b) = (fixture("phototest.tif"), fixture("tagged.pdf"));
+
+    let first = post(&d, &a, Some("order-17")).await.unwrap();
+    assert_eq!(first.status(), StatusCode::ACCEPTED);
+    let first: Value = first.json().await.unwrap();
+    let id = first["id"].as_str().unwrap().to_string();
+
+    let again = post(&d, &a, Some("order-17")).await.unwrap();
+    assert_eq!(again.status(), StatusCode::OK);
+    assert_eq!(again.json::<Value>().await.unwrap()["id"], id.as_str());
+
+    let other = post(&d, &b, Some("order-17")).await.unwrap();
+    assert_eq!(other.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let other: Value = other.json().await.unwrap();
+    assert_eq!(other["error"]["code"], "idempotency_key_reused");
+
+    d.wait_final(&id).await;
+    d.kill_and_restart();
+    let after = post(&d, &a, Some("order-17")).await.unwrap();
+    assert_eq!(after.status(), StatusCode::OK);
+    let after: Value = after.json().await.unwrap();
+    assert_eq!(after["id"], id.as_str());
+    assert_eq!(after["state"], "done");
+
+    let listed = d.get_json("/v1/jobs").await;
+    assert_eq!(listed["jobs"].as_array().unwrap().len(), 1, "{listed}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn jobs_are_listed_from_the_journal_with_filters_and_paging() {
+    let d = Daemon::start(&[("default", pipeline_yaml("default", &[]))]);
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(d.submit("default", &fixture("tagged.pdf")).await);
+    }
+    let broken = d.dir.path().join("broken.pdf");
+    std::fs::write(&broken, b"%PDF-1.7\nnot really\n").unwrap();
+    let failed = d.submit("default", &broken).await;
+    for id in ids.iter().chain([&failed]) {
+        d.wait_final(id).await;
+    }
+
+    let page1 = d.get_json("/v1/jobs?state=done&limit=2").await;
+    let page1_ids: Vec<&str> = page1["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(page1_ids, [ids[0].as_str(), ids[1].as_str()]);
+    let next = page1["next"].as_str().expect("a next cursor");
+    let page2 = d
+        .get_json(&format!("/v1/jobs?state=done&limit=2&after={next}"))
+        .await;
+    assert_eq!(page2["jobs"].as_array().unwrap().len(), 1);
+    assert_eq!(page2["jobs"][0]["id"], ids[2].as_str());
+    assert!(page2["next"].is_null());
+
+    let failures = d.get_json("/v1/jobs?state=failed").await;
+    assert_eq!(failures["jobs"].as_array().unwrap().len(), 1);
+    assert_eq!(failures["jobs"][0]["id"], failed.as_str());
+    assert!(failures["jobs"][0]["error"]["code"].is_string());
+
+    let none = d.get_json("/v1/jobs?pipeline=other").await;
+    assert!(none["jobs"].as_array().unwrap().is_empty());
+    let future = d.get_json("/v1/jobs?since=2999-01-01T00:00:00Z").await;
+    assert!(future["jobs"].as_array().unwrap().is_empty());
+    let past = d.get_json("/v1/jobs?since=2000-01-01T00:00:00Z").await;
+    assert_eq!(past["jobs"].as_array().unwrap().len(), 4);
+    let bad = d.get("/v1/jobs?since=yesterday").await;
+    assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+}
