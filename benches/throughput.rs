@@ -68,7 +68,13 @@ fn main() {
         .unwrap();
     let warm = pages[0].clone();
     pool.broadcast(|_| {
-        ocr_page_on_this_thread(warm.clone(), 1, &pipeline.ocr).unwrap();
+        ocr_page_on_this_thread(
+            warm.clone(),
+            1,
+            &pipeline.ocr,
+            pipeline.limits.max_ocr_time_per_page,
+        )
+        .unwrap();
     });
     let mut in_order_runs = Vec::new();
     let mut split_runs = Vec::new();
@@ -181,7 +187,13 @@ fn ocr_bound(
     let cpu_before = cpu_seconds(libc::RUSAGE_SELF);
     let started = Instant::now();
     let ocr = |page: &PageImage| {
-        ocr_page_on_this_thread(page.clone(), 1, &pipeline.ocr).unwrap();
+        ocr_page_on_this_thread(
+            page.clone(),
+            1,
+            &pipeline.ocr,
+            pipeline.limits.max_ocr_time_per_page,
+        )
+        .unwrap();
     };
     if in_order {
         pool.scope_fifo(|scope| {

@@ -161,6 +161,12 @@ pub struct RawLimits {
     /// Most pixels per rendered or decoded page (width x height), checked before decoding.
     #[serde(default)]
     pub max_page_pixels: Option<Spanned<u64>>,
+    /// Longest Tesseract may recognize one page, e.g. "120s"; then the page fails.
+    #[serde(default, with = "humantime_serde::option")]
+    pub max_ocr_time_per_page: Option<Duration>,
+    /// Longest a job may take from submission, e.g. "30m"; then its remaining pages fail.
+    #[serde(default, with = "humantime_serde::option")]
+    pub max_job_time: Option<Duration>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -339,6 +345,10 @@ pub struct LimitsConfig {
     pub max_document_bytes: u64,
     pub max_pages: u32,
     pub max_page_pixels: u64,
+    #[serde(with = "humantime_serde")]
+    pub max_ocr_time_per_page: Duration,
+    #[serde(with = "humantime_serde")]
+    pub max_job_time: Duration,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -602,6 +612,14 @@ impl RawPipeline {
                 1,
                 limits::HARD_MAX_PAGE_PIXELS,
             ),
+            max_ocr_time_per_page: self
+                .limits
+                .max_ocr_time_per_page
+                .unwrap_or(limits::DEFAULT_MAX_OCR_TIME_PER_PAGE),
+            max_job_time: self
+                .limits
+                .max_job_time
+                .unwrap_or(limits::DEFAULT_MAX_JOB_TIME),
         };
 
         let render = RenderConfig {

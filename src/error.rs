@@ -39,6 +39,10 @@ pub enum JobError {
     PreprocessFailed(String),
     #[error("OCR failed: {0}")]
     OcrFailed(String),
+    #[error("page {page}: recognition took longer than this pipeline allows ({limit_ms} ms)")]
+    OcrTimeout { page: u32, limit_ms: u64 },
+    #[error("the job took longer than this pipeline allows ({limit_ms} ms)")]
+    JobTimeout { limit_ms: u64 },
     #[error("cannot read or write a file: {0}")]
     Io(String),
     #[error("internal error while processing the document: {0}")]
@@ -63,6 +67,8 @@ impl JobError {
             JobError::TooManyPixels { .. } => "too_many_pixels",
             JobError::PreprocessFailed(_) => "preprocess_failed",
             JobError::OcrFailed(_) => "ocr_failed",
+            JobError::OcrTimeout { .. } => "ocr_timeout",
+            JobError::JobTimeout { .. } => "job_timeout",
             JobError::Io(_) => "io",
             JobError::Internal(_) => "internal",
             JobError::Cancelled => "cancelled",

@@ -45,3 +45,8 @@ pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 /// Restart backoff of a crashed stage.
 pub const DEFAULT_RESTART_BACKOFF_INITIAL: Duration = Duration::from_millis(100);
 pub const DEFAULT_RESTART_BACKOFF_MAX: Duration = Duration::from_secs(10);
+
+/// Default longest recognition of one page; a normal 300 DPI page takes a few seconds.
+pub const DEFAULT_MAX_OCR_TIME_PER_PAGE: Duration = Duration::from_secs(120);
+/// Default longest job, from submission to its last page.
+pub const DEFAULT_MAX_JOB_TIME: Duration = Duration::from_secs(3600);

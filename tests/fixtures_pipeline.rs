@@ -90,3 +90,32 @@ async fn every_page_of_a_multi_page_tiff_is_read() {
         assert!(cer(&p.text, &gt) <= 0.02, "page {}: {}", p.number, p.text);
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_page_over_its_ocr_time_limit_fails_and_the_worker_goes_on() {
+    let out = tempfile::tempdir().unwrap();
+    let p = pipeline(
+        out.path(),
+        &[("max_ocr_time_per_page: 120s", "max_ocr_time_per_page: 5ms")],
+    );
+    let files = [fixture("phototest.tif"), fixture("tagged.pdf")];
+    let events = run_files(p, &files, None).await;
+    let error = events[0].error.as_ref().expect("the OCRed page timed out");
+    assert_eq!(error.code, "ocr_timeout", "{error:?}");
+    let result = read_result(events[0].result_path.as_ref().unwrap());
+    assert_eq!(
+        result.pages[0].error.as_ref().map(|e| e.code.as_str()),
+        Some("ocr_timeout")
+    );
+    // The pool thread came back: the text-layer document after it is done.
+    assert!(events[1].error.is_none(), "{:?}", events[1].error);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_job_over_its_time_limit_fails_with_job_timeout() {
+    let out = tempfile::tempdir().unwrap();
+    let p = pipeline(out.path(), &[("max_job_time: 1h", "max_job_time: 1ms")]);
+    let events = run_files(p, &[fixture("phototest.tif")], None).await;
+    let error = events[0].error.as_ref().expect("the job ran out of time");
+    assert_eq!(error.code, "job_timeout", "{error:?}");
+}

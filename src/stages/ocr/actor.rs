@@ -109,11 +109,18 @@ fn spawn_recognition(
             render_ms,
         } = work;
         let span = info.span("ocr").clone();
+        let limits = ctx.pipeline.limits;
+        let job_time_left = limits.max_job_time.saturating_sub(info.submitted.elapsed());
         let result = if info.is_cancelled() {
             Err(JobError::Cancelled)
+        } else if job_time_left.is_zero() {
+            Err(JobError::JobTimeout {
+                limit_ms: limits.max_job_time.as_millis() as u64,
+            })
         } else {
+            let limit = limits.max_ocr_time_per_page.min(job_time_left);
             ctx.pool
-                .run(move || span.in_scope(|| ocr_page_on_this_thread(image, number, &cfg)))
+                .run(move || span.in_scope(|| ocr_page_on_this_thread(image, number, &cfg, limit)))
                 .await
                 .and_then(|r| r)
         };

@@ -11,7 +11,7 @@ pub mod tess;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use image::{GrayImage, RgbImage};
 
@@ -224,17 +224,19 @@ pub fn ocr_page_on_this_thread(
     page: PageImage,
     number: u32,
     cfg: &OcrConfig,
+    time_limit: Duration,
 ) -> Result<PageOcr, JobError> {
-    ENGINES.with(|engines| ocr_page(&mut engines.borrow_mut(), page, number, cfg))
+    ENGINES.with(|engines| ocr_page(&mut engines.borrow_mut(), page, number, cfg, time_limit))
 }
 
 /// OCRs page `number` (1-based): detects its orientation and turns it upright if asked, then
-/// recognizes it.
+/// recognizes it, within `time_limit` (else the page fails with `ocr_timeout`).
 pub fn ocr_page(
     engines: &mut Engines,
     page: PageImage,
     number: u32,
     cfg: &OcrConfig,
+    time_limit: Duration,
 ) -> Result<PageOcr, JobError> {
     let started = Instant::now();
     let deskew_degrees = page.deskew_degrees;
@@ -262,9 +264,17 @@ pub fn ocr_page(
         .keep_page_image
         .then(|| PageRaster::compress(&pixels, page.dpi));
     drop(pixels);
-    engine
-        .recognize()
-        .map_err(|e| JobError::OcrFailed(e.to_string()))?;
+    let recognized = engine.recognize_within(time_limit);
+    if let Err(e) = recognized {
+        engine.clear();
+        return Err(match e {
+            tess::TessError::Timeout => JobError::OcrTimeout {
+                page: number,
+                limit_ms: time_limit.as_millis() as u64,
+            },
+            other => JobError::OcrFailed(other.to_string()),
+        });
+    }
     let text = engine.utf8_text();
     let words = parse_tsv_words(&engine.tsv_text());
     let confidence = engine.mean_confidence().max(0) as f32;

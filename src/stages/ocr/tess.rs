@@ -35,6 +35,8 @@ pub enum TessError {
     Recognize,
     #[error("the page image is empty or too large for Tesseract")]
     BadImage,
+    #[error("recognition ran out of time")]
+    Timeout,
 }
 
 impl Tesseract {
@@ -122,10 +124,26 @@ impl Tesseract {
         Ok(())
     }
 
-    pub fn recognize(&mut self) -> Result<(), TessError> {
-        // SAFETY: valid handle with an image set; a null monitor means no deadline.
-        let rc = unsafe { capi::TessBaseAPIRecognize(self.handle, ptr::null_mut()) };
-        if rc == 0 {
+    /// Recognizes the current image, giving up after `limit` through Tesseract's own
+    /// progress monitor (checked between words): the thread comes back, the page fails.
+    pub fn recognize_within(&mut self, limit: std::time::Duration) -> Result<(), TessError> {
+        let started = std::time::Instant::now();
+        let limit_ms = limit.as_millis().clamp(1, i32::MAX as u128) as i32;
+        // SAFETY: the monitor is created, used for this one call and deleted; the handle is
+        // valid with an image set.
+        let rc = unsafe {
+            let monitor = capi::TessMonitorCreate();
+            if monitor.is_null() {
+                return Err(TessError::Recognize);
+            }
+            capi::TessMonitorSetDeadlineMSecs(monitor, limit_ms);
+            let rc = capi::TessBaseAPIRecognize(self.handle, monitor);
+            capi::TessMonitorDelete(monitor);
+            rc
+        };
+        if started.elapsed() >= limit {
+            Err(TessError::Timeout)
+        } else if rc == 0 {
             Ok(())
         } else {
             Err(TessError::Recognize)

@@ -205,16 +205,22 @@ impl Actor for RenderStage {
                 ctx.pipeline.clone(),
                 info.span("render").clone(),
             );
-            let (prepared, seconds) = ctx
-                .pool
-                .run(move || {
-                    let _in_span = span.enter();
-                    let started = Instant::now();
-                    let prepared = prepare_page(&doc, index, &pipeline);
-                    (prepared, started.elapsed().as_secs_f64())
-                })
-                .await
-                .unwrap_or_else(|e| (Err(e), 0.0));
+            let max_job_time = ctx.pipeline.limits.max_job_time;
+            let (prepared, seconds) = if info.submitted.elapsed() >= max_job_time {
+                // Out of time: the remaining pages fail without being rendered.
+                let limit_ms = max_job_time.as_millis() as u64;
+                (Err(JobError::JobTimeout { limit_ms }), 0.0)
+            } else {
+                ctx.pool
+                    .run(move || {
+                        let _in_span = span.enter();
+                        let started = Instant::now();
+                        let prepared = prepare_page(&doc, index, &pipeline);
+                        (prepared, started.elapsed().as_secs_f64())
+                    })
+                    .await
+                    .unwrap_or_else(|e| (Err(e), 0.0))
+            };
             let render_ms = (seconds * 1000.0) as u64;
             metrics::histogram!(m::STAGE_PROCESSING_SECONDS, &labels).record(seconds);
             let number = index + 1;
