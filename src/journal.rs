@@ -1,11 +1,13 @@
 //! The job journal: one SQLite database (WAL, synchronous writes) in which every accepted job
 //! is recorded, durably, before its 202 is sent, and marked finished when its result is
 //! saved. On start the daemon resumes every job the journal holds as unfinished, so a crash
-//! or `kill -9` loses no accepted job. It also answers `Idempotency-Key` lookups and the
-//! `GET /v1/jobs` listing.
+//! or `kill -9` loses no accepted job. Each finished page of an unfinished job is checkpointed
+//! (its result record), so a resumed job skips the pages it had done. The journal also answers
+//! `Idempotency-Key` lookups and the `GET /v1/jobs` listing.
 //!
 //! SQLite is compiled into pagemill (rusqlite's `bundled` feature): nothing to install.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -111,7 +113,13 @@ impl Journal {
                  error_code TEXT,
                  result_path TEXT
              );
-             CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs (state);",
+             CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs (state);
+             CREATE TABLE IF NOT EXISTS pages (
+                 job_id TEXT NOT NULL,
+                 number INTEGER NOT NULL,
+                 record TEXT NOT NULL,
+                 PRIMARY KEY (job_id, number)
+             );",
         )?;
         Ok(Journal {
             conn: Mutex::new(conn),
@@ -163,7 +171,7 @@ impl Journal {
         Ok(Accepted::New)
     }
 
-    /// Marks a job finished: `done`, `failed` or `cancelled`.
+    /// Marks a job finished: `done`, `failed` or `cancelled`; its page checkpoints go.
     pub fn finish(
         &self,
         id: &str,
@@ -171,12 +179,33 @@ impl Journal {
         error_code: Option<&str>,
         result_path: Option<&str>,
     ) -> rusqlite::Result<()> {
-        self.conn().execute(
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        tx.execute(
             "UPDATE jobs SET state = ?2, error_code = ?3, finished_at_ms = ?4, result_path = ?5
              WHERE id = ?1",
             params![id, state, error_code, now_ms(), result_path],
         )?;
+        tx.execute("DELETE FROM pages WHERE job_id = ?1", params![id])?;
+        tx.commit()
+    }
+
+    /// Records a finished page of an unfinished job (its result record as JSON), so that a
+    /// resumed job does not do that page again.
+    pub fn checkpoint_page(&self, job_id: &str, number: u32, record: &str) -> rusqlite::Result<()> {
+        self.conn().execute(
+            "INSERT OR REPLACE INTO pages (job_id, number, record) VALUES (?1, ?2, ?3)",
+            params![job_id, number, record],
+        )?;
         Ok(())
+    }
+
+    /// The checkpointed pages of a job: page number to record JSON.
+    pub fn checkpoints(&self, job_id: &str) -> rusqlite::Result<HashMap<u32, String>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare("SELECT number, record FROM pages WHERE job_id = ?1")?;
+        stmt.query_map(params![job_id], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect()
     }
 
     pub fn get(&self, id: &str) -> rusqlite::Result<Option<JournalJob>> {
@@ -258,6 +287,20 @@ mod tests {
         let open: Vec<String> = j.unfinished().unwrap().into_iter().map(|j| j.id).collect();
         assert_eq!(open, ["a2"]);
         assert_eq!(j.get("a1").unwrap().unwrap().state, "done");
+    }
+
+    #[test]
+    fn page_checkpoints_last_until_the_job_finishes() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(&dir.path().join("j.sqlite")).unwrap();
+        j.accept(&job("a1", None, "x")).unwrap();
+        j.checkpoint_page("a1", 2, "{\"n\":2}").unwrap();
+        j.checkpoint_page("a1", 1, "{\"n\":1}").unwrap();
+        let pages = j.checkpoints("a1").unwrap();
+        assert_eq!(pages.len(), 2);
+        assert_eq!(pages[&2], "{\"n\":2}");
+        j.finish("a1", "done", None, None).unwrap();
+        assert!(j.checkpoints("a1").unwrap().is_empty());
     }
 
     #[test]

@@ -16,6 +16,7 @@ use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 use crate::config::Pipeline;
 use crate::edge::{Credit, Edge};
 use crate::jobs::JobRegistry;
+use crate::journal::Journal;
 use crate::metrics as m;
 use crate::pool::CpuPool;
 use crate::progress::Progress;
@@ -37,6 +38,8 @@ pub struct StageContext {
     pub pool: CpuPool,
     pub progress: Arc<Progress>,
     pub jobs: Arc<JobRegistry>,
+    /// Where finished pages are checkpointed (the daemon's journal; none for `pagemill run`).
+    pub journal: Option<Arc<Journal>>,
 }
 
 impl StageContext {
@@ -284,6 +287,8 @@ pub struct StartOptions {
     pub writer: Option<Arc<dyn ResultWriter>>,
     /// The job registry to report into; pipelines of one daemon share one.
     pub jobs: Option<Arc<JobRegistry>>,
+    /// The journal to checkpoint finished pages in, and to resume jobs from.
+    pub journal: Option<Arc<Journal>>,
 }
 
 impl PipelineHandle {
@@ -304,6 +309,7 @@ impl PipelineHandle {
             pool,
             progress: progress.clone(),
             jobs: jobs.clone(),
+            journal: options.journal.clone(),
         };
         let (finished_tx, finished_rx) = unbounded_channel();
         let writer = options.writer.unwrap_or_else(|| {

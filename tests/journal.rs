@@ -200,3 +200,67 @@ async fn jobs_are_listed_from_the_journal_with_filters_and_paging() {
     let bad = d.get("/v1/jobs?since=yesterday").await;
     assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
 }
+
+/// A TIFF of `pages` copies of phototest.tif, in `dir`.
+fn many_page_tiff(dir: &std::path::Path, pages: usize) -> PathBuf {
+    use tiff::encoder::{Rational, TiffEncoder, colortype::Gray8};
+    use tiff::tags::ResolutionUnit;
+    let page = image::open(fixture("phototest.tif")).unwrap().into_luma8();
+    let path = dir.join(format!("{pages}-pages.tif"));
+    let mut file = std::fs::File::create(&path).unwrap();
+    let mut encoder = TiffEncoder::new(&mut file).unwrap();
+    for _ in 0..pages {
+        let mut tiff = encoder
+            .new_image::<Gray8>(page.width(), page.height())
+            .unwrap();
+        tiff.resolution(ResolutionUnit::Inch, Rational { n: 200, d: 1 });
+        tiff.write_data(page.as_raw()).unwrap();
+    }
+    path
+}
+
+/// The sum of a counter's samples whose labels contain `labels`.
+fn counter(metrics: &str, name: &str, labels: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")) && l.contains(labels))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_resumed_job_does_not_ocr_its_checkpointed_pages_again() {
+    const PAGES: usize = 24;
+    let mut d = Daemon::start(&[("default", pipeline_yaml("default", &[]))]);
+    let tiff = many_page_tiff(d.dir.path(), PAGES);
+    let id = d.submit("default", &tiff).await;
+    // Kill once a few pages are done, long before all are.
+    for _ in 0..600 {
+        let status = d.get_json(&format!("/v1/jobs/{id}")).await;
+        if status["pages"]["ocred"].as_u64().unwrap() >= 4 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    d.kill_and_restart();
+
+    let status = d.wait_final(&id).await;
+    assert_eq!(status["state"], "done", "{status}");
+    let metrics = d.get("/metrics").await.text().await.unwrap();
+    let restored = counter(&metrics, "pagemill_pages_total", "outcome=\"restored\"");
+    let ocred = counter(&metrics, "pagemill_pages_total", "outcome=\"ocr\"");
+    eprintln!("after the restart: {restored} pages restored, {ocred} OCRed");
+    assert!(
+        restored >= 3.0,
+        "checkpointed pages were restored: {restored}"
+    );
+    // Every page was either restored or OCRed by the new process, never both.
+    assert_eq!(restored + ocred, PAGES as f64);
+
+    let result = read_result(&d.dir.path().join(format!("results/default/{id}.json")));
+    assert_eq!(result.pages.len(), PAGES);
+    let gt = std::fs::read_to_string(fixture("phototest.tif.gt.txt")).unwrap();
+    for page in &result.pages {
+        assert!(cer(&page.text, &gt) <= 0.02, "page {}", page.number);
+    }
+}

@@ -121,6 +121,7 @@ async fn run(args: ServeArgs, pipelines: Vec<Pipeline>) -> anyhow::Result<()> {
         let options = StartOptions {
             writer: None,
             jobs: Some(jobs.clone()),
+            journal: Some(journal.clone()),
         };
         let (handle, mut finished) = PipelineHandle::start(pipeline, pool.clone(), options).await?;
         let spool = args.spool.clone();

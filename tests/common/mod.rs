@@ -71,10 +71,17 @@ pub async fn run_files(
     writer: Option<Arc<dyn ResultWriter>>,
 ) -> Vec<JobFinished> {
     let pool = CpuPool::new(pipeline.pool.threads).unwrap();
-    let (handle, mut finished) =
-        PipelineHandle::start(pipeline, pool, StartOptions { writer, jobs: None })
-            .await
-            .unwrap();
+    let (handle, mut finished) = PipelineHandle::start(
+        pipeline,
+        pool,
+        StartOptions {
+            writer,
+            jobs: None,
+            journal: None,
+        },
+    )
+    .await
+    .unwrap();
     let handle = Arc::new(handle);
     let ids: Vec<String> = (0..files.len()).map(|i| format!("job-{i:04}")).collect();
     let feeder = {

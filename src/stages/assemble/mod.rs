@@ -12,6 +12,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 
 use crate::edge::Credit;
 use crate::error::JobError;
+use crate::journal::Journal;
 use crate::metrics as m;
 use crate::progress::Progress;
 use crate::result::{JobResult, PageRecord, PageSource, Timings};
@@ -33,8 +34,13 @@ pub struct Expectation {
 #[derive(Debug)]
 pub enum PageOutcome {
     Ocr(PageOcr),
-    TextLayer { text: String, invisible: bool },
+    TextLayer {
+        text: String,
+        invisible: bool,
+    },
     Failed(JobError),
+    /// Finished by an earlier run of the job and checkpointed in the journal.
+    Restored(Box<PageRecord>),
 }
 
 pub struct FinishedPage {
@@ -68,6 +74,7 @@ fn page_record(page: FinishedPage, assembly: &mut Assembly) -> PageRecord {
     let number = page.number;
     assembly.render_ms += page.render_ms;
     match page.outcome {
+        PageOutcome::Restored(record) => *record,
         PageOutcome::Ocr(ocr) => {
             assembly.ocr_ms += ocr.millis;
             PageRecord {
@@ -124,6 +131,20 @@ fn page_record(page: FinishedPage, assembly: &mut Assembly) -> PageRecord {
             }
             record
         }
+    }
+}
+
+/// Journals a finished page so that a resumed job skips it. A failure only costs the page
+/// being done again after a restart, so it is logged, not fatal.
+async fn checkpoint_page(journal: Arc<Journal>, id: &str, record: &PageRecord) {
+    let (id, number) = (id.to_string(), record.number);
+    let Ok(json) = serde_json::to_string(record) else {
+        return;
+    };
+    let written =
+        tokio::task::spawn_blocking(move || journal.checkpoint_page(&id, number, &json)).await;
+    if let Ok(Err(e)) = written {
+        tracing::warn!(page = number, error = %e, "cannot checkpoint a page");
     }
 }
 
@@ -234,7 +255,12 @@ impl Actor for AssembleStage {
                     PageOutcome::Ocr(_) => "ocr",
                     PageOutcome::TextLayer { .. } => "text_layer",
                     PageOutcome::Failed(_) => "failed",
+                    PageOutcome::Restored(_) => "restored",
                 };
+                let checkpoint = matches!(
+                    page.outcome,
+                    PageOutcome::Ocr(_) | PageOutcome::TextLayer { .. }
+                );
                 metrics::counter!(m::PAGES, "pipeline" => state.ctx.pipeline.name.clone(), "outcome" => outcome_label).increment(1);
                 Progress::add(&state.ctx.progress.pages_finished, 1);
                 let id = page.info.id.clone();
@@ -247,6 +273,9 @@ impl Actor for AssembleStage {
                 state.ctx.count_sent("assemble", 1);
                 let index = (page.number - 1) as usize;
                 let record = page_record(page, assembly);
+                if checkpoint && let Some(journal) = &state.ctx.journal {
+                    checkpoint_page(journal.clone(), &id, &record).await;
+                }
                 if let Some(slot) = assembly.pages.get_mut(index)
                     && slot.is_none()
                 {

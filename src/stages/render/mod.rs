@@ -106,6 +106,25 @@ fn page_pixels(
     }
 }
 
+/// The pages a resumed job finished before, from the journal.
+async fn restored_pages(
+    ctx: &StageContext,
+    job_id: &str,
+) -> std::collections::HashMap<u32, crate::result::PageRecord> {
+    let Some(journal) = ctx.journal.clone() else {
+        return Default::default();
+    };
+    let id = job_id.to_string();
+    let stored = tokio::task::spawn_blocking(move || journal.checkpoints(&id)).await;
+    match stored {
+        Ok(Ok(pages)) => pages
+            .into_iter()
+            .filter_map(|(n, json)| serde_json::from_str(&json).ok().map(|r| (n, r)))
+            .collect(),
+        _ => Default::default(),
+    }
+}
+
 /// Refuses a page larger than `max_pixels` or wider or taller than the renderer can draw,
 /// before a single pixel of it is allocated.
 fn check_page_pixels(index: u32, width: u64, height: u64, max_pixels: u64) -> Result<(), JobError> {
@@ -186,7 +205,30 @@ impl Actor for RenderStage {
         let Some(document) = document else {
             return Ok(());
         };
+        let mut restored = restored_pages(ctx, &info.id).await;
+        if !restored.is_empty() {
+            info.span("render").in_scope(|| {
+                tracing::info!(
+                    pages = restored.len(),
+                    "resuming: checkpointed pages are not done again"
+                )
+            });
+        }
         for index in 0..page_count {
+            if let Some(record) = restored.remove(&(index + 1)) {
+                ctx.count_sent("render", 1);
+                let page = FinishedPage {
+                    info: info.clone(),
+                    number: index + 1,
+                    outcome: PageOutcome::Restored(Box::new(record)),
+                    render_ms: 0,
+                };
+                state
+                    .assemble
+                    .send_with(|c| AssembleMsg::Page(page, c))
+                    .await;
+                continue;
+            }
             // Lazy rendering: wait for room in OCR before producing this page's pixels.
             let credit = state.ocr.edge.acquire().await;
             if info.is_cancelled() {
