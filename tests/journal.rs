@@ -264,3 +264,104 @@ async fn a_resumed_job_does_not_ocr_its_checkpointed_pages_again() {
         assert!(cer(&page.text, &gt) <= 0.02, "page {}", page.number);
     }
 }
+
+/// A small tmpfs, mounted for one test and unmounted (lazily) when dropped.
+struct SmallDisk {
+    path: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    /// `None` (and a loud note) where mounting is not permitted.
+    fn mount(size: &str) -> Option<SmallDisk> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("disk");
+        std::fs::create_dir(&path).unwrap();
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&path)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !mounted {
+            eprintln!("*** SKIPPED: cannot mount a tmpfs here (needs root) ***");
+            return None;
+        }
+        Some(SmallDisk { path, _dir: dir })
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.path)
+            .status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_disk_answers_507_leaves_no_partial_files_and_recovers() {
+    let Some(disk) = SmallDisk::mount("2m") else {
+        return;
+    };
+    let spool = disk.path.join("spool");
+    let journal = disk.path.join("journal.sqlite");
+    let d = Daemon::start_with(
+        &[("default", pipeline_yaml("default", &[]))],
+        &[
+            "--spool",
+            spool.to_str().unwrap(),
+            "--journal",
+            journal.to_str().unwrap(),
+        ],
+        std::process::Stdio::inherit(),
+    );
+    // A document of ~600 KB, and a filler that leaves less room than that.
+    let big = many_page_tiff(d.dir.path(), 2);
+    let accepted = d.submit("default", &fixture("tagged.pdf")).await;
+    d.wait_final(&accepted).await;
+    let filler = disk.path.join("filler");
+    let free = {
+        let out = std::process::Command::new("df")
+            .args(["--output=avail", "-B1"])
+            .arg(&disk.path)
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .nth(1)
+            .unwrap()
+            .trim()
+            .parse::<u64>()
+            .unwrap()
+    };
+    std::fs::write(&filler, vec![0u8; (free - 200_000) as usize]).unwrap();
+
+    let refused = post(&d, &big, None).await.unwrap();
+    assert_eq!(refused.status(), StatusCode::INSUFFICIENT_STORAGE);
+    let body: Value = refused.json().await.unwrap();
+    let code = body["error"]["code"].as_str().unwrap();
+    assert!(
+        ["spool_unwritable", "journal_unwritable"].contains(&code),
+        "{body}"
+    );
+    let spooled: Vec<String> = std::fs::read_dir(&spool)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        spooled.iter().all(|n| !n.ends_with(".part")),
+        "partial upload left: {spooled:?}"
+    );
+    assert_eq!(
+        d.get("/healthz").await.status(),
+        StatusCode::OK,
+        "still serving"
+    );
+
+    // Space comes back: the same daemon accepts and finishes the document.
+    std::fs::remove_file(&filler).unwrap();
+    let id = d.submit("default", &big).await;
+    assert_eq!(d.wait_final(&id).await["state"], "done");
+}
