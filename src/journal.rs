@@ -36,6 +36,13 @@ pub struct JournalJob {
     pub result_path: Option<String>,
 }
 
+/// The unfinished jobs of the journal, and the entries set aside as unreadable.
+#[derive(Debug, Default)]
+pub struct Unfinished {
+    pub jobs: Vec<JournalJob>,
+    pub quarantined: Vec<String>,
+}
+
 /// What [`Journal::accept`] did.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Accepted {
@@ -218,16 +225,39 @@ impl Journal {
             .optional()
     }
 
-    /// Jobs accepted and not finished, oldest first: what a restart resumes.
-    pub fn unfinished(&self) -> rusqlite::Result<Vec<JournalJob>> {
+    /// Jobs accepted and not finished, oldest first: what a restart resumes. An entry that
+    /// cannot be read (a damaged row) is set aside as `quarantined` and reported in
+    /// [`Unfinished::quarantined`], so one bad entry does not stop the others.
+    pub fn unfinished(&self) -> rusqlite::Result<Unfinished> {
         let conn = self.conn();
-        let mut stmt = conn.prepare(&format!(
-            "SELECT {COLUMNS} FROM jobs WHERE state = 'accepted' ORDER BY id"
-        ))?;
-        stmt.query_map([], row_to_job)?.collect()
+        let rowids: Vec<i64> = conn
+            .prepare("SELECT rowid FROM jobs WHERE state = 'accepted' ORDER BY rowid")?
+            .query_map([], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        let mut found = Unfinished::default();
+        for rowid in rowids {
+            let job = conn.query_row(
+                &format!("SELECT {COLUMNS} FROM jobs WHERE rowid = ?1"),
+                params![rowid],
+                row_to_job,
+            );
+            match job {
+                Ok(job) => found.jobs.push(job),
+                Err(e) => {
+                    conn.execute(
+                        "UPDATE jobs SET state = 'quarantined', error_code = 'corrupt_entry'
+                         WHERE rowid = ?1",
+                        params![rowid],
+                    )?;
+                    found.quarantined.push(format!("entry {rowid}: {e}"));
+                }
+            }
+        }
+        Ok(found)
     }
 
-    /// Jobs matching `filter`, in id (= submission) order.
+    /// Jobs matching `filter`, in id (= submission) order. Unreadable (quarantined) entries
+    /// are left out.
     pub fn list(&self, filter: &ListFilter) -> rusqlite::Result<Vec<JournalJob>> {
         let conn = self.conn();
         let mut stmt = conn.prepare(&format!(
@@ -238,7 +268,7 @@ impl Journal {
                AND (?4 IS NULL OR id > ?4)
              ORDER BY id LIMIT ?5"
         ))?;
-        stmt.query_map(
+        let rows = stmt.query_map(
             params![
                 filter.state,
                 filter.pipeline,
@@ -247,8 +277,8 @@ impl Journal {
                 filter.limit
             ],
             row_to_job,
-        )?
-        .collect()
+        )?;
+        Ok(rows.filter_map(Result::ok).collect())
     }
 }
 
@@ -284,9 +314,42 @@ mod tests {
             j.finish("a1", "done", None, Some("r/a1.json")).unwrap();
         }
         let j = Journal::open(&path).unwrap();
-        let open: Vec<String> = j.unfinished().unwrap().into_iter().map(|j| j.id).collect();
+        let open: Vec<String> = j
+            .unfinished()
+            .unwrap()
+            .jobs
+            .into_iter()
+            .map(|j| j.id)
+            .collect();
         assert_eq!(open, ["a2"]);
         assert_eq!(j.get("a1").unwrap().unwrap().state, "done");
+    }
+
+    #[test]
+    fn an_unreadable_entry_is_quarantined_and_the_others_resume() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(&dir.path().join("j.sqlite")).unwrap();
+        j.accept(&job("a1", None, "x")).unwrap();
+        j.conn()
+            .execute(
+                "INSERT INTO jobs (id, pipeline, name, spool_path, bytes, sha256, state,
+                                   submitted_at_ms)
+                 VALUES ('a0', 'default', 'x', 's', 'not a number', 'x', 'accepted', 0)",
+                [],
+            )
+            .unwrap();
+        j.accept(&job("a2", None, "y")).unwrap();
+        let found = j.unfinished().unwrap();
+        let ids: Vec<&str> = found.jobs.iter().map(|j| j.id.as_str()).collect();
+        assert_eq!(ids, ["a1", "a2"]);
+        assert_eq!(found.quarantined.len(), 1, "{:?}", found.quarantined);
+        // Set aside for good: the next start does not meet it again.
+        assert!(j.unfinished().unwrap().quarantined.is_empty());
+        let state: String = j
+            .conn()
+            .query_row("SELECT state FROM jobs WHERE id = 'a0'", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(state, "quarantined");
     }
 
     #[test]

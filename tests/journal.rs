@@ -365,3 +365,69 @@ async fn a_full_disk_answers_507_leaves_no_partial_files_and_recovers() {
     let id = d.submit("default", &big).await;
     assert_eq!(d.wait_final(&id).await["state"], "done");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_corrupt_journal_entry_is_quarantined_and_startup_continues() {
+    use pagemill::journal::{Journal, JournalJob, now_ms};
+    // A journal left by an earlier run: one good unfinished job, one damaged entry.
+    let state = tempfile::tempdir().unwrap();
+    let (spool, journal_path) = (state.path().join("spool"), state.path().join("j.sqlite"));
+    std::fs::create_dir(&spool).unwrap();
+    let upload = spool.join("01good");
+    std::fs::copy(fixture("tagged.pdf"), &upload).unwrap();
+    {
+        let journal = Journal::open(&journal_path).unwrap();
+        journal
+            .accept(&JournalJob {
+                id: "01good".into(),
+                pipeline: "default".into(),
+                name: "tagged.pdf".into(),
+                spool_path: upload.to_string_lossy().into_owned(),
+                bytes: std::fs::metadata(&upload).unwrap().len(),
+                sha256: "x".into(),
+                idempotency_key: None,
+                state: "accepted".into(),
+                submitted_at_ms: now_ms(),
+                finished_at_ms: None,
+                error_code: None,
+                result_path: None,
+            })
+            .unwrap();
+    }
+    rusqlite::Connection::open(&journal_path)
+        .unwrap()
+        .execute(
+            "INSERT INTO jobs (id, pipeline, name, spool_path, bytes, sha256, state, submitted_at_ms)
+             VALUES ('00bad', 'default', 'x', 's', x'00ff', 'x', 'accepted', 'garbage')",
+            [],
+        )
+        .unwrap();
+
+    let log_path = state.path().join("log.json");
+    let d = Daemon::start_with(
+        &[("default", pipeline_yaml("default", &[]))],
+        &[
+            "--spool",
+            spool.to_str().unwrap(),
+            "--journal",
+            journal_path.to_str().unwrap(),
+            "--log-format",
+            "json",
+        ],
+        std::process::Stdio::from(std::fs::File::create(&log_path).unwrap()),
+    );
+    assert_eq!(d.wait_final("01good").await["state"], "done");
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("quarantined an unreadable journal entry")),
+        "{log}"
+    );
+    let state_of_bad: String = rusqlite::Connection::open(&journal_path)
+        .unwrap()
+        .query_row("SELECT state FROM jobs WHERE id = '00bad'", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(state_of_bad, "quarantined");
+}

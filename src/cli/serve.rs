@@ -220,7 +220,11 @@ fn all_idle(state: &AppState) -> bool {
 /// Resumes the jobs an earlier run accepted and did not finish (their uploads wait in the
 /// spool), and removes spool files no unfinished job owns (uploads cut off mid-way).
 fn resume_unfinished(state: &AppState, spool: &Path) -> anyhow::Result<()> {
-    let unfinished = state.journal.unfinished()?;
+    let found = state.journal.unfinished()?;
+    for entry in &found.quarantined {
+        tracing::error!(entry = %entry, "quarantined an unreadable journal entry");
+    }
+    let unfinished = found.jobs;
     let mut owned = std::collections::HashSet::new();
     for job in &unfinished {
         let path = PathBuf::from(&job.spool_path);
