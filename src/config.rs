@@ -95,6 +95,18 @@ pub enum OrientationMode {
 pub enum SummarizeEngineKind {
     /// Local extractive summary: the highest-scoring sentences, no network.
     Extractive,
+    /// An LLM server speaking the OpenAI-compatible chat completions API.
+    Llm,
+}
+
+/// What the summarize stage does when the LLM cannot be reached or keeps failing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LlmFallback {
+    /// Summarize locally instead; the result records `extractive` as the engine.
+    Extractive,
+    /// The document gets no summary and a warning.
+    None,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -229,12 +241,52 @@ pub struct RawOcr {
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct RawSummarize {
-    /// Summarizer engine: `extractive`.
+    /// Summarizer engine: `extractive` or `llm`.
     #[serde(default)]
     pub engine: Option<SummarizeEngineKind>,
     /// Most sentences in an extractive summary.
     #[serde(default)]
     pub max_sentences: Option<Spanned<usize>>,
+    /// The LLM server, for `engine: llm`.
+    #[serde(default)]
+    pub llm: RawLlm,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawLlm {
+    /// Base URL of the OpenAI-compatible API, e.g. "http://127.0.0.1:8000/v1".
+    #[serde(default)]
+    pub base_url: Option<Spanned<String>>,
+    /// Model name sent with each request.
+    #[serde(default)]
+    pub model: Option<String>,
+    /// Name of the environment variable holding the API key (the key never goes in YAML).
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+    #[serde(default)]
+    pub max_tokens: Option<Spanned<u32>>,
+    #[serde(default)]
+    pub temperature: Option<Spanned<f32>>,
+    /// Time to connect to the server.
+    #[serde(default, with = "humantime_serde::option")]
+    pub connect_timeout: Option<Duration>,
+    /// Time for one whole request.
+    #[serde(default, with = "humantime_serde::option")]
+    pub timeout: Option<Duration>,
+    /// Retries of a request answered 429 or 5xx, or timed out.
+    #[serde(default)]
+    pub max_retries: Option<Spanned<u32>>,
+    /// Most characters of document text per request; longer documents are summarized in
+    /// parts, then the parts' summaries are summarized.
+    #[serde(default)]
+    pub max_input_chars: Option<Spanned<usize>>,
+    /// The prompt, with {text}, {name} and {language} placeholders.
+    #[serde(default)]
+    pub prompt: Option<Spanned<String>>,
+    /// `extractive` or `none`: what to do when the LLM keeps failing.
+    #[serde(default)]
+    pub fallback: Option<LlmFallback>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -423,6 +475,24 @@ pub struct OcrConfig {
 pub struct SummarizeConfig {
     pub engine: SummarizeEngineKind,
     pub max_sentences: usize,
+    pub llm: LlmConfig,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LlmConfig {
+    pub base_url: String,
+    pub model: String,
+    pub api_key_env: Option<String>,
+    pub max_tokens: u32,
+    pub temperature: f32,
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    pub max_retries: u32,
+    pub max_input_chars: usize,
+    pub prompt: String,
+    pub fallback: LlmFallback,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -473,6 +543,26 @@ pub fn load_pipeline(path: &Path) -> Result<Pipeline, ConfigError> {
 
 /// Parses and validates pipeline YAML; `file` names it in errors and gives the default name.
 pub fn parse_pipeline(file: &Path, text: &str) -> Result<Pipeline, ConfigError> {
+    let interpolated = crate::config_env::interpolate(text, |name| std::env::var(name).ok());
+    let text = match &interpolated {
+        Ok(text) => text.as_str(),
+        Err(unset) => {
+            return Err(ConfigError {
+                issues: unset
+                    .iter()
+                    .map(|u| ConfigIssue {
+                        file: file.to_path_buf(),
+                        line: u.line as u64,
+                        column: u.column as u64,
+                        message: format!(
+                            "environment variable {} is not set and has no default (write ${{{}:-default}})",
+                            u.name, u.name
+                        ),
+                    })
+                    .collect(),
+            });
+        }
+    };
     let mut issues = crate::config_keys::unknown_keys(file, text);
     match serde_saphyr::from_str::<RawPipeline>(text) {
         Ok(raw) => {
@@ -709,7 +799,50 @@ impl RawPipeline {
             ),
         };
 
+        let l = &self.summarize.llm;
+        let prompt = match &l.prompt {
+            Some(p) if !p.value.contains("{text}") => {
+                c.push(p, "summarize.llm.prompt must contain {text}".into());
+                String::new()
+            }
+            Some(p) => p.value.clone(),
+            None => limits::DEFAULT_LLM_PROMPT.to_string(),
+        };
+        let base_url = match &l.base_url {
+            Some(u) if !(u.value.starts_with("http://") || u.value.starts_with("https://")) => {
+                c.push(
+                    u,
+                    format!("summarize.llm.base_url {:?} is not an http(s) URL", u.value),
+                );
+                String::new()
+            }
+            Some(u) => u.value.trim_end_matches('/').to_string(),
+            None => limits::DEFAULT_LLM_BASE_URL.to_string(),
+        };
+        let llm = LlmConfig {
+            base_url,
+            model: l
+                .model
+                .clone()
+                .unwrap_or_else(|| limits::DEFAULT_LLM_MODEL.into()),
+            api_key_env: l.api_key_env.clone().filter(|v| !v.is_empty()),
+            max_tokens: c.in_range(&l.max_tokens, "summarize.llm.max_tokens", 400, 1, 100_000),
+            temperature: c.in_range(&l.temperature, "summarize.llm.temperature", 0.2, 0.0, 2.0),
+            connect_timeout: l.connect_timeout.unwrap_or(Duration::from_secs(5)),
+            timeout: l.timeout.unwrap_or(Duration::from_secs(120)),
+            max_retries: c.in_range(&l.max_retries, "summarize.llm.max_retries", 4, 0, 20),
+            max_input_chars: c.in_range(
+                &l.max_input_chars,
+                "summarize.llm.max_input_chars",
+                12_000,
+                200,
+                10_000_000,
+            ),
+            prompt,
+            fallback: l.fallback.unwrap_or(LlmFallback::Extractive),
+        };
         let summarize = SummarizeConfig {
+            llm,
             engine: self
                 .summarize
                 .engine

@@ -39,6 +39,8 @@ pub enum JobError {
     PreprocessFailed(String),
     #[error("OCR failed: {0}")]
     OcrFailed(String),
+    #[error("no summary: {0}")]
+    SummaryFailed(String),
     #[error("page {page}: recognition took longer than this pipeline allows ({limit_ms} ms)")]
     OcrTimeout { page: u32, limit_ms: u64 },
     #[error("the job took longer than this pipeline allows ({limit_ms} ms)")]
@@ -67,6 +69,7 @@ impl JobError {
             JobError::TooManyPixels { .. } => "too_many_pixels",
             JobError::PreprocessFailed(_) => "preprocess_failed",
             JobError::OcrFailed(_) => "ocr_failed",
+            JobError::SummaryFailed(_) => "summary_failed",
             JobError::OcrTimeout { .. } => "ocr_timeout",
             JobError::JobTimeout { .. } => "job_timeout",
             JobError::Io(_) => "io",

@@ -6,6 +6,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod config_env;
 mod config_keys;
 pub mod document;
 pub mod edge;

@@ -50,3 +50,10 @@ pub const DEFAULT_RESTART_BACKOFF_MAX: Duration = Duration::from_secs(10);
 pub const DEFAULT_MAX_OCR_TIME_PER_PAGE: Duration = Duration::from_secs(120);
 /// Default longest job, from submission to its last page.
 pub const DEFAULT_MAX_JOB_TIME: Duration = Duration::from_secs(3600);
+
+/// Where `engine: llm` sends requests unless the pipeline says otherwise.
+pub const DEFAULT_LLM_BASE_URL: &str = "http://127.0.0.1:8000/v1";
+/// The model asked for unless the pipeline says otherwise.
+pub const DEFAULT_LLM_MODEL: &str = "default";
+/// The prompt unless the pipeline gives one.
+pub const DEFAULT_LLM_PROMPT: &str = "Summarize the following document in a few sentences, in {language}. Document name: {name}.\n\n{text}";

@@ -54,6 +54,18 @@ pub const JOBS_REJECTED: &str = "pagemill_jobs_rejected_total";
 pub const HTTP_REQUESTS: &str = "pagemill_http_requests_total";
 /// HTTP request duration (histogram; labels route, method).
 pub const HTTP_REQUEST_SECONDS: &str = "pagemill_http_request_duration_seconds";
+/// Requests to the LLM server (counter; labels pipeline, code: the HTTP status or
+/// `unreachable`).
+pub const LLM_REQUESTS: &str = "pagemill_llm_requests_total";
+/// Duration of one LLM request (histogram; label pipeline).
+pub const LLM_REQUEST_SECONDS: &str = "pagemill_llm_request_duration_seconds";
+/// Tokens the LLM server reported (counter; labels pipeline, direction: in | out).
+pub const LLM_TOKENS: &str = "pagemill_llm_tokens_total";
+/// Summaries served from the cache instead of the LLM (counter; label pipeline).
+pub const LLM_CACHE_HITS: &str = "pagemill_llm_cache_hits_total";
+/// Documents summarized by the fallback engine because the LLM failed (counter; label
+/// pipeline).
+pub const LLM_FALLBACKS: &str = "pagemill_llm_fallbacks_total";
 /// Threads in the CPU pool (gauge).
 pub const POOL_THREADS: &str = "pagemill_cpu_pool_threads";
 /// Tasks submitted to the CPU pool and not finished (gauge).
@@ -135,6 +147,18 @@ pub fn describe() {
         "HTTP requests, by route, method and status code"
     );
     describe_histogram!(HTTP_REQUEST_SECONDS, Unit::Seconds, "HTTP request duration");
+    describe_counter!(LLM_REQUESTS, "Requests to the LLM server, by HTTP status");
+    describe_histogram!(
+        LLM_REQUEST_SECONDS,
+        Unit::Seconds,
+        "Duration of one LLM request"
+    );
+    describe_counter!(LLM_TOKENS, "Tokens the LLM server reported, in and out");
+    describe_counter!(LLM_CACHE_HITS, "Summaries served from the cache");
+    describe_counter!(
+        LLM_FALLBACKS,
+        "Documents summarized by the fallback engine after the LLM failed"
+    );
     describe_gauge!(POOL_THREADS, "Threads in the CPU pool");
     describe_gauge!(
         POOL_QUEUED,

@@ -1,16 +1,19 @@
 //! Summarize stage: one summary per document, from a pluggable engine.
 //!
-//! [`Summarizer`] is the engine interface; [`extractive::summarize`] is the local default (no
-//! network). The summary runs on the CPU pool; failed documents pass through unsummarized.
+//! [`Summarizer`] is the interface of local engines; [`extractive::summarize`] is the default
+//! (no network) and runs on the CPU pool. [`llm::LlmSummarizer`] calls an LLM server from the
+//! stage itself (network I/O never holds a pool thread) and falls back to the extractive
+//! engine when the pipeline says so. Failed documents pass through unsummarized.
 
 pub mod extractive;
+pub mod llm;
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 
-use crate::config::{SummarizeConfig, SummarizeEngineKind};
+use crate::config::{LlmFallback, SummarizeEngineKind};
 use crate::edge::Credit;
 use crate::error::JobError;
 use crate::metrics as m;
@@ -43,13 +46,44 @@ impl Summarizer for ExtractiveSummarizer {
     }
 }
 
+/// The engine of a pipeline's summarize stage.
+pub enum Engine {
+    Local(Arc<dyn Summarizer>),
+    /// An LLM, with the local engine to fall back to, if any.
+    Llm(Arc<llm::LlmSummarizer>, Option<Arc<dyn Summarizer>>),
+}
+
 /// Builds the engine a pipeline asks for.
-pub fn build_summarizer(cfg: &SummarizeConfig) -> Arc<dyn Summarizer> {
+pub fn build_engine(pipeline: &crate::config::Pipeline) -> Engine {
+    let cfg = &pipeline.summarize;
+    let extractive: Arc<dyn Summarizer> = Arc::new(ExtractiveSummarizer {
+        max_sentences: cfg.max_sentences,
+    });
     match cfg.engine {
-        SummarizeEngineKind::Extractive => Arc::new(ExtractiveSummarizer {
-            max_sentences: cfg.max_sentences,
-        }),
+        SummarizeEngineKind::Extractive => Engine::Local(extractive),
+        SummarizeEngineKind::Llm => Engine::Llm(
+            Arc::new(llm::LlmSummarizer::new(
+                &cfg.llm,
+                &pipeline.ocr.languages,
+                &pipeline.name,
+            )),
+            (cfg.llm.fallback == LlmFallback::Extractive).then_some(extractive),
+        ),
     }
+}
+
+/// Runs a local engine on the CPU pool.
+async fn summarize_locally(
+    ctx: &StageContext,
+    engine: Arc<dyn Summarizer>,
+    text: Arc<str>,
+) -> Result<(String, &'static str), JobError> {
+    let name = engine.engine();
+    ctx.pool
+        .run(move || engine.summarize(&text))
+        .await
+        .and_then(|r| r)
+        .map(|s| (s, name))
 }
 
 pub enum SummarizeMsg {
@@ -61,7 +95,7 @@ pub struct SummarizeStage;
 
 pub struct SummarizeState {
     ctx: StageContext,
-    engine: Arc<dyn Summarizer>,
+    engine: Engine,
     save: Downstream<SaveMsg>,
 }
 
@@ -75,7 +109,7 @@ impl Actor for SummarizeStage {
         _myself: ActorRef<Self::Msg>,
         (ctx, save): Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
-        let engine = build_summarizer(&ctx.pipeline.summarize);
+        let engine = build_engine(&ctx.pipeline);
         Ok(SummarizeState { ctx, engine, save })
     }
 
@@ -90,32 +124,48 @@ impl Actor for SummarizeStage {
         state.ctx.count_received("summarize", 1);
         let mut failed = false;
         if error.is_none() {
-            let engine = state.engine.clone();
-            let text = std::mem::take(&mut result.text);
-            let (text, summary, seconds) = state
-                .ctx
-                .pool
-                .run(move || {
-                    let started = Instant::now();
-                    let summary = engine.summarize(&text);
-                    (text, summary, started.elapsed().as_secs_f64())
-                })
-                .await
-                .unwrap_or_else(|e| (String::new(), Err(e), 0.0));
-            result.text = text;
+            let started = Instant::now();
+            let text: Arc<str> = std::mem::take(&mut result.text).into();
+            let summary = match &state.engine {
+                Engine::Local(engine) => {
+                    summarize_locally(&state.ctx, engine.clone(), text.clone()).await
+                }
+                Engine::Llm(llm, fallback) => match llm.summarize(&result.source.name, &text).await
+                {
+                    Ok(summary) => Ok((summary, "llm")),
+                    Err(e) => {
+                        info.span("summarize").in_scope(
+                            || tracing::warn!(error = %e, fallback = fallback.is_some(), "the LLM failed"),
+                        );
+                        match fallback {
+                            Some(local) => {
+                                metrics::counter!(m::LLM_FALLBACKS, "pipeline" => state.ctx.pipeline.name.clone())
+                                    .increment(1);
+                                result.warnings.push(format!(
+                                    "the LLM failed ({e}); the summary is extractive"
+                                ));
+                                summarize_locally(&state.ctx, local.clone(), text.clone()).await
+                            }
+                            None => Err(JobError::SummaryFailed(e.to_string())),
+                        }
+                    }
+                },
+            };
+            let seconds = started.elapsed().as_secs_f64();
+            result.text = text.to_string();
             let span = info.span("summarize");
             match summary {
-                Ok(summary) => {
+                Ok((summary, engine)) => {
                     span.in_scope(|| {
                         tracing::info!(
-                            engine = state.engine.engine(),
+                            engine,
                             chars = summary.len(),
                             millis = (seconds * 1000.0) as u64,
                             "summary written"
                         )
                     });
                     result.summary = Some(SummaryRecord {
-                        engine: state.engine.engine().to_string(),
+                        engine: engine.to_string(),
                         text: summary,
                     })
                 }

@@ -1,0 +1,338 @@
+//! The LLM summarizer: an OpenAI-compatible chat completions client (`POST
+//! {base_url}/chat/completions`), as served by vLLM, llama.cpp's server, Ollama, LM Studio and
+//! OpenAI.
+//!
+//! - Long documents are split on page, then paragraph boundaries into parts of at most
+//!   `max_input_chars`; each part is summarized, then the parts' summaries are summarized
+//!   (map-reduce). A server that answers that the context is too long gets parts half as long.
+//! - A request answered 429 or 5xx, or that times out or cannot connect, is retried up to
+//!   `max_retries` times with jittered exponential backoff; `Retry-After` is honoured.
+//! - Summaries are cached by document text, model, prompt and parameters, so reprocessing a
+//!   document does not call the server again.
+//!
+//! Adaptive concurrency, request-rate ceilings and a circuit breaker are not here yet: the
+//! stage sends one request at a time.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::config::LlmConfig;
+use crate::metrics as m;
+
+/// Most summaries kept in the cache.
+const CACHE_ENTRIES: usize = 1024;
+/// First retry delay; doubles with each retry.
+const BACKOFF_BASE: Duration = Duration::from_millis(500);
+/// Longest delay between retries.
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// Times parts are halved after context-overflow answers before giving up.
+const MAX_SPLITS: u32 = 4;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LlmError {
+    #[error("the LLM server could not be reached: {0}")]
+    Unreachable(String),
+    #[error("the LLM server answered {status}: {body}")]
+    Status { status: u16, body: String },
+    #[error("the LLM server's answer has no message: {0}")]
+    BadAnswer(String),
+    #[error("the document does not fit the model's context even in small parts")]
+    ContextOverflow,
+}
+
+/// The LLM client of one pipeline.
+pub struct LlmSummarizer {
+    cfg: LlmConfig,
+    language: String,
+    client: reqwest::Client,
+    pipeline: String,
+    cache: Mutex<(HashMap<String, String>, VecDeque<String>)>,
+}
+
+impl LlmSummarizer {
+    pub fn new(cfg: &LlmConfig, languages: &str, pipeline: &str) -> LlmSummarizer {
+        let client = reqwest::Client::builder()
+            .connect_timeout(cfg.connect_timeout)
+            .timeout(cfg.timeout)
+            .build()
+            .expect("a client with timeouts builds");
+        LlmSummarizer {
+            cfg: cfg.clone(),
+            language: language_name(languages),
+            client,
+            pipeline: pipeline.to_string(),
+            cache: Mutex::default(),
+        }
+    }
+
+    fn cache_key(&self, name: &str, text: &str) -> String {
+        let mut h = Sha256::new();
+        for part in [
+            text,
+            name,
+            &self.cfg.model,
+            &self.cfg.prompt,
+            &self.language,
+            &self.cfg.max_tokens.to_string(),
+            &self.cfg.temperature.to_string(),
+        ] {
+            h.update(part.as_bytes());
+            h.update([0]);
+        }
+        format!("{:x}", h.finalize())
+    }
+
+    /// Summarizes a document's text; `name` is its file name.
+    pub async fn summarize(&self, name: &str, text: &str) -> Result<String, LlmError> {
+        let key = self.cache_key(name, text);
+        if let Some(hit) = self.cache.lock().expect("cache lock").0.get(&key).cloned() {
+            metrics::counter!(m::LLM_CACHE_HITS, "pipeline" => self.pipeline.clone()).increment(1);
+            return Ok(hit);
+        }
+        let mut max_chars = self.cfg.max_input_chars;
+        let mut splits = 0;
+        let summary = loop {
+            match self.map_reduce(name, text, max_chars).await {
+                Err(LlmError::ContextOverflow) if splits < MAX_SPLITS => {
+                    splits += 1;
+                    max_chars = (max_chars / 2).max(100);
+                }
+                other => break other?,
+            }
+        };
+        let mut cache = self.cache.lock().expect("cache lock");
+        if cache.1.len() >= CACHE_ENTRIES
+            && let Some(old) = cache.1.pop_front()
+        {
+            cache.0.remove(&old);
+        }
+        cache.0.insert(key.clone(), summary.clone());
+        cache.1.push_back(key);
+        Ok(summary)
+    }
+
+    async fn map_reduce(
+        &self,
+        name: &str,
+        text: &str,
+        max_chars: usize,
+    ) -> Result<String, LlmError> {
+        let parts = split_parts(text, max_chars);
+        if parts.len() <= 1 {
+            return self.complete(name, text).await;
+        }
+        let mut summaries = Vec::with_capacity(parts.len());
+        for part in &parts {
+            summaries.push(self.complete(name, part).await?);
+        }
+        let joined = summaries.join("\n\n");
+        if joined.chars().count() > max_chars {
+            // The summaries themselves are long: one more round.
+            return Box::pin(self.map_reduce(name, &joined, max_chars)).await;
+        }
+        self.complete(name, &joined).await
+    }
+
+    /// One chat completion, retried as configured.
+    async fn complete(&self, name: &str, text: &str) -> Result<String, LlmError> {
+        let prompt = self
+            .cfg
+            .prompt
+            .replace("{name}", name)
+            .replace("{language}", &self.language)
+            .replace("{text}", text);
+        let body = json!({
+            "model": self.cfg.model,
+            "messages": [{"role": "user", "content": prompt}],
+            "max_tokens": self.cfg.max_tokens,
+            "temperature": self.cfg.temperature,
+        });
+        let url = format!("{}/chat/completions", self.cfg.base_url);
+        let key = self
+            .cfg
+            .api_key_env
+            .as_ref()
+            .and_then(|var| std::env::var(var).ok());
+        let mut attempt = 0;
+        loop {
+            let started = Instant::now();
+            let mut request = self.client.post(&url).json(&body);
+            if let Some(key) = &key {
+                request = request.bearer_auth(key);
+            }
+            let outcome = request.send().await;
+            let seconds = started.elapsed().as_secs_f64();
+            metrics::histogram!(m::LLM_REQUEST_SECONDS, "pipeline" => self.pipeline.clone())
+                .record(seconds);
+            let (error, retry_after) = match outcome {
+                Ok(response) => {
+                    let status = response.status();
+                    metrics::counter!(m::LLM_REQUESTS, "pipeline" => self.pipeline.clone(), "code" => status.as_u16().to_string())
+                        .increment(1);
+                    let retry_after = response
+                        .headers()
+                        .get(reqwest::header::RETRY_AFTER)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.trim().parse::<u64>().ok())
+                        .map(Duration::from_secs);
+                    if status.is_success() {
+                        let answer: Value = response
+                            .json()
+                            .await
+                            .map_err(|e| LlmError::BadAnswer(e.to_string()))?;
+                        return self.read_answer(&answer);
+                    }
+                    let text = response.text().await.unwrap_or_default();
+                    if status.as_u16() == 400 && mentions_context(&text) {
+                        return Err(LlmError::ContextOverflow);
+                    }
+                    let error = LlmError::Status {
+                        status: status.as_u16(),
+                        body: text.chars().take(300).collect(),
+                    };
+                    if !(status.as_u16() == 429 || status.is_server_error()) {
+                        return Err(error);
+                    }
+                    (error, retry_after)
+                }
+                Err(e) => {
+                    metrics::counter!(m::LLM_REQUESTS, "pipeline" => self.pipeline.clone(), "code" => "unreachable")
+                        .increment(1);
+                    (LlmError::Unreachable(e.to_string()), None)
+                }
+            };
+            if attempt >= self.cfg.max_retries {
+                return Err(error);
+            }
+            tokio::time::sleep(retry_after.unwrap_or_else(|| backoff(attempt))).await;
+            attempt += 1;
+        }
+    }
+
+    fn read_answer(&self, answer: &Value) -> Result<String, LlmError> {
+        let usage = &answer["usage"];
+        for (field, direction) in [("prompt_tokens", "in"), ("completion_tokens", "out")] {
+            if let Some(n) = usage[field].as_u64() {
+                metrics::counter!(m::LLM_TOKENS, "pipeline" => self.pipeline.clone(), "direction" => direction)
+                    .increment(n);
+            }
+        }
+        answer["choices"][0]["message"]["content"]
+            .as_str()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| LlmError::BadAnswer(answer.to_string().chars().take(300).collect()))
+    }
+}
+
+/// Whether an error body says the input is longer than the model's context.
+fn mentions_context(body: &str) -> bool {
+    let body = body.to_lowercase();
+    body.contains("context")
+        && (body.contains("length") || body.contains("long") || body.contains("exceed"))
+}
+
+/// The delay before retry `attempt` (0-based): doubling from 0.5 s up to 30 s, each a random
+/// 50-100% of that so that clients do not retry in step.
+fn backoff(attempt: u32) -> Duration {
+    let full = BACKOFF_BASE
+        .saturating_mul(1 << attempt.min(16))
+        .min(BACKOFF_MAX);
+    let jitter = uuid::Uuid::now_v7().as_u128() % 1000;
+    full.mul_f64(0.5 + jitter as f64 / 2000.0)
+}
+
+/// The language of the pipeline's first OCR language, in words for the prompt.
+fn language_name(languages: &str) -> String {
+    match languages.split('+').next().unwrap_or("eng") {
+        "deu" => "German",
+        "fra" => "French",
+        "spa" => "Spanish",
+        "ita" => "Italian",
+        _ => "English",
+    }
+    .to_string()
+}
+
+/// Splits `text` into parts of at most `max_chars` characters, at page breaks (form feeds)
+/// where it can, else at blank lines, else at line ends, else anywhere.
+pub fn split_parts(text: &str, max_chars: usize) -> Vec<String> {
+    if text.chars().count() <= max_chars {
+        return vec![text.to_string()];
+    }
+    let mut parts = Vec::new();
+    let mut current = String::new();
+    for piece in pieces(text, max_chars) {
+        if !current.is_empty() && current.chars().count() + piece.chars().count() > max_chars {
+            parts.push(std::mem::take(&mut current));
+        }
+        current.push_str(&piece);
+    }
+    if !current.trim().is_empty() {
+        parts.push(current);
+    }
+    parts
+}
+
+/// The text cut at the coarsest boundary that gives pieces of at most `max_chars`.
+fn pieces(text: &str, max_chars: usize) -> Vec<String> {
+    for separator in ['\u{c}', '\n'] {
+        let cut: Vec<String> = text
+            .split_inclusive(separator)
+            .map(str::to_string)
+            .collect();
+        if cut.iter().all(|p| p.chars().count() <= max_chars) {
+            return cut;
+        }
+    }
+    let chars: Vec<char> = text.chars().collect();
+    chars
+        .chunks(max_chars.max(1))
+        .map(|c| c.iter().collect())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_text_is_one_part() {
+        assert_eq!(split_parts("abc", 10), ["abc"]);
+    }
+
+    #[test]
+    fn long_text_splits_at_pages_first() {
+        let text = "page one\u{c}page two\u{c}page three";
+        let parts = split_parts(text, 12);
+        assert_eq!(parts, ["page one\u{c}", "page two\u{c}", "page three"]);
+        assert_eq!(parts.concat(), text);
+    }
+
+    #[test]
+    fn a_long_page_splits_at_lines_then_anywhere() {
+        let text = "aaaa\nbbbb\ncccccccccc";
+        let parts = split_parts(text, 6);
+        assert!(parts.iter().all(|p| p.chars().count() <= 6), "{parts:?}");
+        assert_eq!(parts.concat(), text);
+    }
+
+    #[test]
+    fn backoff_grows_and_stays_bounded() {
+        assert!(backoff(0) <= BACKOFF_BASE && backoff(0) >= BACKOFF_BASE / 2);
+        assert!(backoff(10) <= BACKOFF_MAX);
+        assert!(backoff(3) >= Duration::from_secs(2));
+    }
+
+    #[test]
+    fn context_overflow_answers_are_recognized() {
+        assert!(mentions_context(
+            "This model's maximum context length is 4096 tokens"
+        ));
+        assert!(!mentions_context("invalid api key"));
+    }
+}

@@ -1,0 +1,236 @@
+//! The LLM summarizer against an OpenAI-compatible endpoint that misbehaves on purpose: 429s
+//! with `Retry-After`, 5xx until retries run out (fallback to the extractive engine), answers
+//! that the context is too long (map-reduce over smaller parts), and a cache that spares
+//! repeat calls. The endpoint is a small local server: no real LLM can be made to fail on cue.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::{Value, json};
+use warp::Filter;
+use warp::http::StatusCode;
+
+/// How the fake endpoint behaves.
+#[derive(Clone, Copy)]
+enum Behaviour {
+    /// Answers every request.
+    Healthy,
+    /// Answers 429 with `Retry-After: 1` to the first `n` requests.
+    RateLimitedFirst(usize),
+    /// Answers 500 to everything.
+    Broken,
+    /// Answers 400 "maximum context length" to prompts longer than this many characters.
+    SmallContext(usize),
+}
+
+struct Fake {
+    base_url: String,
+    requests: AtomicUsize,
+    prompts: std::sync::Mutex<Vec<String>>,
+}
+
+async fn start_fake(behaviour: Behaviour) -> Arc<Fake> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let fake = Arc::new(Fake {
+        base_url: format!("http://{}/v1", listener.local_addr().unwrap()),
+        requests: AtomicUsize::new(0),
+        prompts: Default::default(),
+    });
+    let state = fake.clone();
+    let route = warp::path!("v1" / "chat" / "completions")
+        .and(warp::post())
+        .and(warp::body::json())
+        .map(move |body: Value| {
+            let n = state.requests.fetch_add(1, Ordering::SeqCst);
+            let prompt = body["messages"][0]["content"].as_str().unwrap().to_string();
+            state.prompts.lock().unwrap().push(prompt.clone());
+            let ok = warp::reply::json(&json!({
+                "choices": [{"message": {"role": "assistant",
+                    "content": format!("LLM summary of {} characters", prompt.chars().count())}}],
+                "usage": {"prompt_tokens": prompt.len() / 4, "completion_tokens": 6}
+            }));
+            match behaviour {
+                Behaviour::RateLimitedFirst(k) if n < k => warp::reply::with_header(
+                    warp::reply::with_status(
+                        warp::reply::json(&json!({"error": "slow down"})),
+                        StatusCode::TOO_MANY_REQUESTS,
+                    ),
+                    "retry-after",
+                    "1",
+                )
+                .into_response(),
+                Behaviour::Broken => warp::reply::with_status(
+                    warp::reply::json(&json!({"error": "overloaded"})),
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                )
+                .into_response(),
+                Behaviour::SmallContext(max) if prompt.chars().count() > max => {
+                    warp::reply::with_status(
+                        warp::reply::json(&json!({"error": {"message":
+                            "This model's maximum context length is 64 tokens"}})),
+                        StatusCode::BAD_REQUEST,
+                    )
+                    .into_response()
+                }
+                _ => ok.into_response(),
+            }
+        });
+    tokio::spawn(warp::serve(route).incoming(listener).run());
+    fake
+}
+
+use warp::Reply;
+
+fn llm_pipeline(
+    out: &std::path::Path,
+    fake: &Fake,
+    extra: &[(&str, &str)],
+) -> pagemill::config::Pipeline {
+    let base = format!("base_url: {}", fake.base_url);
+    let mut replacements = vec![
+        ("engine: extractive", "engine: llm"),
+        ("base_url: http://127.0.0.1:8000/v1", base.as_str()),
+        ("max_retries: 4", "max_retries: 2"),
+    ];
+    replacements.extend_from_slice(extra);
+    pipeline(out, &replacements)
+}
+
+fn summary_of(event: &pagemill::stages::save::JobFinished) -> (String, String, Vec<String>) {
+    let result = read_result(event.result_path.as_ref().unwrap());
+    let summary = result.summary.expect("a summary");
+    (summary.engine, summary.text, result.warnings)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn summaries_come_from_the_llm_and_repeats_from_the_cache() {
+    let fake = start_fake(Behaviour::Healthy).await;
+    let out = tempfile::tempdir().unwrap();
+    let files = [fixture("phototest.tif"), fixture("phototest.tif")];
+    let events = run_files(llm_pipeline(out.path(), &fake, &[]), &files, None).await;
+    for event in &events {
+        let (engine, text, warnings) = summary_of(event);
+        assert_eq!(engine, "llm");
+        assert!(text.starts_with("LLM summary of"), "{text}");
+        assert!(warnings.is_empty(), "{warnings:?}");
+    }
+    assert_eq!(
+        fake.requests.load(Ordering::SeqCst),
+        1,
+        "the repeat came from the cache"
+    );
+    let prompt = fake.prompts.lock().unwrap()[0].clone();
+    assert!(
+        prompt.contains("quick brown dog"),
+        "the document text is in the prompt"
+    );
+    assert!(
+        prompt.contains("phototest.tif") && prompt.contains("English"),
+        "{prompt}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rate_limits_are_waited_out_as_retry_after_says() {
+    let fake = start_fake(Behaviour::RateLimitedFirst(2)).await;
+    let out = tempfile::tempdir().unwrap();
+    let started = Instant::now();
+    let events = run_files(
+        llm_pipeline(out.path(), &fake, &[]),
+        &[fixture("phototest.tif")],
+        None,
+    )
+    .await;
+    let (engine, _, warnings) = summary_of(&events[0]);
+    assert_eq!(engine, "llm", "{warnings:?}");
+    assert_eq!(fake.requests.load(Ordering::SeqCst), 3);
+    // Two answers said "Retry-After: 1".
+    assert!(started.elapsed() >= Duration::from_secs(2));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_llm_falls_back_to_the_extractive_engine() {
+    let fake = start_fake(Behaviour::Broken).await;
+    let out = tempfile::tempdir().unwrap();
+    let events = run_files(
+        llm_pipeline(out.path(), &fake, &[]),
+        &[fixture("phototest.tif")],
+        None,
+    )
+    .await;
+    assert!(events[0].error.is_none(), "the job itself succeeds");
+    let (engine, text, warnings) = summary_of(&events[0]);
+    assert_eq!(engine, "extractive");
+    assert!(text.contains("quick brown dog"), "{text}");
+    assert!(
+        warnings.iter().any(|w| w.contains("the LLM failed")),
+        "{warnings:?}"
+    );
+    assert_eq!(
+        fake.requests.load(Ordering::SeqCst),
+        3,
+        "one try and two retries"
+    );
+
+    // With no fallback the document keeps no summary, and says why.
+    let fake = start_fake(Behaviour::Broken).await;
+    let out = tempfile::tempdir().unwrap();
+    let events = run_files(
+        llm_pipeline(
+            out.path(),
+            &fake,
+            &[
+                ("fallback: extractive", "fallback: none"),
+                ("max_retries: 2", "max_retries: 0"),
+            ],
+        ),
+        &[fixture("phototest.tif")],
+        None,
+    )
+    .await;
+    let result = read_result(events[0].result_path.as_ref().unwrap());
+    assert!(result.summary.is_none());
+    assert!(
+        result.warnings.iter().any(|w| w.contains("no summary")),
+        "{:?}",
+        result.warnings
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_document_too_long_for_the_context_is_summarized_in_parts() {
+    let fake = start_fake(Behaviour::SmallContext(200)).await;
+    let out = tempfile::tempdir().unwrap();
+    let p = llm_pipeline(
+        out.path(),
+        &fake,
+        &[
+            ("max_input_chars: 12000", "max_input_chars: 1000"),
+            (
+                r#"prompt: "Summarize the following document in a few sentences, in {language}. Document name: {name}.\n\n{text}""#,
+                r#"prompt: "{text}""#,
+            ),
+        ],
+    );
+    let events = run_files(p, &[fixture("tagged.pdf")], None).await;
+    let (engine, _, warnings) = summary_of(&events[0]);
+    assert_eq!(engine, "llm", "{warnings:?}");
+    let prompts = fake.prompts.lock().unwrap().clone();
+    let answered: Vec<&String> = prompts
+        .iter()
+        .filter(|p| p.chars().count() <= 200)
+        .collect();
+    assert!(
+        answered.len() >= 3,
+        "parts, then their summaries: {} prompts of sizes {:?}",
+        prompts.len(),
+        prompts
+            .iter()
+            .map(|p| p.chars().count())
+            .collect::<Vec<_>>()
+    );
+}
