@@ -287,6 +287,12 @@ pub struct RawLlm {
     /// `extractive` or `none`: what to do when the LLM keeps failing.
     #[serde(default)]
     pub fallback: Option<LlmFallback>,
+    /// Documents in a row the LLM must fail before requests stop for `circuit_cooldown`.
+    #[serde(default)]
+    pub circuit_failures: Option<Spanned<u32>>,
+    /// How long requests stay stopped once the circuit opens; then one is tried again.
+    #[serde(default, with = "humantime_serde::option")]
+    pub circuit_cooldown: Option<Duration>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -493,6 +499,9 @@ pub struct LlmConfig {
     pub max_input_chars: usize,
     pub prompt: String,
     pub fallback: LlmFallback,
+    pub circuit_failures: u32,
+    #[serde(with = "humantime_serde")]
+    pub circuit_cooldown: Duration,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -840,6 +849,14 @@ impl RawPipeline {
             ),
             prompt,
             fallback: l.fallback.unwrap_or(LlmFallback::Extractive),
+            circuit_failures: c.in_range(
+                &l.circuit_failures,
+                "summarize.llm.circuit_failures",
+                5,
+                1,
+                1000,
+            ),
+            circuit_cooldown: l.circuit_cooldown.unwrap_or(Duration::from_secs(30)),
         };
         let summarize = SummarizeConfig {
             llm,

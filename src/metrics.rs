@@ -66,6 +66,8 @@ pub const LLM_CACHE_HITS: &str = "pagemill_llm_cache_hits_total";
 /// Documents summarized by the fallback engine because the LLM failed (counter; label
 /// pipeline).
 pub const LLM_FALLBACKS: &str = "pagemill_llm_fallbacks_total";
+/// 1 while the LLM circuit breaker holds requests back, else 0 (gauge; label pipeline).
+pub const LLM_CIRCUIT_OPEN: &str = "pagemill_llm_circuit_open";
 /// Threads in the CPU pool (gauge).
 pub const POOL_THREADS: &str = "pagemill_cpu_pool_threads";
 /// Tasks submitted to the CPU pool and not finished (gauge).
@@ -158,6 +160,10 @@ pub fn describe() {
     describe_counter!(
         LLM_FALLBACKS,
         "Documents summarized by the fallback engine after the LLM failed"
+    );
+    describe_gauge!(
+        LLM_CIRCUIT_OPEN,
+        "1 while the LLM circuit breaker holds requests back"
     );
     describe_gauge!(POOL_THREADS, "Threads in the CPU pool");
     describe_gauge!(

@@ -234,3 +234,36 @@ async fn a_document_too_long_for_the_context_is_summarized_in_parts() {
             .collect::<Vec<_>>()
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_open_circuit_stops_requests_and_the_fallback_answers() {
+    let fake = start_fake(Behaviour::Broken).await;
+    let out = tempfile::tempdir().unwrap();
+    let p = llm_pipeline(
+        out.path(),
+        &fake,
+        &[
+            ("max_retries: 2", "max_retries: 0"),
+            ("circuit_failures: 5", "circuit_failures: 2"),
+            ("circuit_cooldown: 30s", "circuit_cooldown: 10m"),
+        ],
+    );
+    let files = [
+        fixture("phototest.tif"),
+        fixture("tagged.pdf"),
+        fixture("phototest.tif"),
+        fixture("tagged.pdf"),
+    ];
+    let events = run_files(p, &files, None).await;
+    for event in &events {
+        let (engine, _, warnings) = summary_of(event);
+        assert_eq!(engine, "extractive", "{warnings:?}");
+    }
+    // Two documents failed, then the circuit held the other two back.
+    assert_eq!(fake.requests.load(Ordering::SeqCst), 2);
+    let (_, _, warnings) = summary_of(&events[3]);
+    assert!(
+        warnings.iter().any(|w| w.contains("requests are paused")),
+        "{warnings:?}"
+    );
+}

@@ -10,8 +10,11 @@
 //! - Summaries are cached by document text, model, prompt and parameters, so reprocessing a
 //!   document does not call the server again.
 //!
-//! Adaptive concurrency, request-rate ceilings and a circuit breaker are not here yet: the
-//! stage sends one request at a time.
+//! - A circuit breaker: after `circuit_failures` documents in a row the LLM failed, no request
+//!   is sent for `circuit_cooldown` (the fallback answers at once); then one request probes.
+//!
+//! Adaptive concurrency and request-rate ceilings are not here yet: the stage sends one
+//! request at a time.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
@@ -42,6 +45,15 @@ pub enum LlmError {
     BadAnswer(String),
     #[error("the document does not fit the model's context even in small parts")]
     ContextOverflow,
+    #[error("the LLM failed {0} documents in a row; requests are paused")]
+    CircuitOpen(u32),
+}
+
+/// Consecutive failures, and until when requests are paused.
+#[derive(Default)]
+struct Breaker {
+    failures: u32,
+    open_until: Option<Instant>,
 }
 
 /// The LLM client of one pipeline.
@@ -51,6 +63,7 @@ pub struct LlmSummarizer {
     client: reqwest::Client,
     pipeline: String,
     cache: Mutex<(HashMap<String, String>, VecDeque<String>)>,
+    breaker: Mutex<Breaker>,
 }
 
 impl LlmSummarizer {
@@ -66,6 +79,7 @@ impl LlmSummarizer {
             client,
             pipeline: pipeline.to_string(),
             cache: Mutex::default(),
+            breaker: Mutex::default(),
         }
     }
 
@@ -93,17 +107,24 @@ impl LlmSummarizer {
             metrics::counter!(m::LLM_CACHE_HITS, "pipeline" => self.pipeline.clone()).increment(1);
             return Ok(hit);
         }
+        {
+            let breaker = self.breaker.lock().expect("breaker lock");
+            if breaker.open_until.is_some_and(|t| Instant::now() < t) {
+                return Err(LlmError::CircuitOpen(breaker.failures));
+            }
+        }
         let mut max_chars = self.cfg.max_input_chars;
         let mut splits = 0;
-        let summary = loop {
+        let outcome = loop {
             match self.map_reduce(name, text, max_chars).await {
                 Err(LlmError::ContextOverflow) if splits < MAX_SPLITS => {
                     splits += 1;
                     max_chars = (max_chars / 2).max(100);
                 }
-                other => break other?,
+                other => break other,
             }
         };
+        let summary = self.record_outcome(outcome)?;
         let mut cache = self.cache.lock().expect("cache lock");
         if cache.1.len() >= CACHE_ENTRIES
             && let Some(old) = cache.1.pop_front()
@@ -113,6 +134,27 @@ impl LlmSummarizer {
         cache.0.insert(key.clone(), summary.clone());
         cache.1.push_back(key);
         Ok(summary)
+    }
+
+    /// Counts a document's outcome on the breaker, opening it after too many failures.
+    fn record_outcome(&self, outcome: Result<String, LlmError>) -> Result<String, LlmError> {
+        let mut breaker = self.breaker.lock().expect("breaker lock");
+        match &outcome {
+            Ok(_) => *breaker = Breaker::default(),
+            Err(_) => {
+                breaker.failures += 1;
+                if breaker.failures >= self.cfg.circuit_failures {
+                    breaker.open_until = Some(Instant::now() + self.cfg.circuit_cooldown);
+                }
+            }
+        }
+        let open = breaker.open_until.is_some();
+        metrics::gauge!(m::LLM_CIRCUIT_OPEN, "pipeline" => self.pipeline.clone()).set(if open {
+            1.0
+        } else {
+            0.0
+        });
+        outcome
     }
 
     async fn map_reduce(
