@@ -13,6 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::daemon::{Daemon, pipeline_yaml};
+use common::fake_llm::{Behaviour, start_fake};
 use common::fixture;
 use reqwest::{StatusCode, Url};
 use serde_json::{Value, json};
@@ -791,6 +792,13 @@ async fn apply_load(daemon: &Daemon) {
     }
     let status = daemon.wait_final(&broken_id).await;
     assert_eq!(status["state"], "failed", "{status}");
+
+    // The LLM pipeline: one summary from the endpoint, one from the cache.
+    for _ in 0..2 {
+        let id = daemon.submit("llm", &fixture("phototest.tif")).await;
+        let status = daemon.wait_final(&id).await;
+        assert_eq!(status["state"], "done", "{status}");
+    }
 }
 
 /// Every series name `pagemill_...` an expression mentions.
@@ -814,15 +822,29 @@ fn metric_names(expr: &str) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread")]
 async fn every_dashboard_query_returns_data_from_a_real_prometheus() {
     let started = Instant::now();
-    let daemon = Daemon::start(&[("default", pipeline_yaml("default", &[]))]);
+    let llm = start_fake(Behaviour::Healthy).await;
+    let llm_url = format!("base_url: {}", llm.base_url);
+    let daemon = Daemon::start(&[
+        ("default", pipeline_yaml("default", &[])),
+        (
+            "llm",
+            pipeline_yaml(
+                "llm",
+                &[
+                    ("engine: extractive", "engine: llm"),
+                    ("base_url: http://127.0.0.1:8000/v1", &llm_url),
+                ],
+            ),
+        ),
+    ]);
     let rules = grafana_dir().join("alerts/pagemill.rules.yml");
     let prometheus = Prometheus::start(daemon.base.trim_start_matches("http://"), &rules);
     prometheus.wait_ready().await;
 
     apply_load(&daemon).await;
-    // Five jobs finished (four done, one failed): wait until Prometheus saw them all, then a
+    // Seven jobs finished (six done, one failed): wait until Prometheus saw them all, then a
     // few more scrapes so that every rate has several samples after the last change.
-    wait_for_value(&prometheus, "sum(pagemill_jobs_completed_total)", 5.0).await;
+    wait_for_value(&prometheus, "sum(pagemill_jobs_completed_total)", 7.0).await;
     tokio::time::sleep(Duration::from_secs(4)).await;
 
     let mut failures = Vec::new();

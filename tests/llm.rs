@@ -5,85 +5,11 @@
 
 mod common;
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use common::fake_llm::{Behaviour, Fake, start_fake};
 use common::*;
-use serde_json::{Value, json};
-use warp::Filter;
-use warp::http::StatusCode;
-
-/// How the fake endpoint behaves.
-#[derive(Clone, Copy)]
-enum Behaviour {
-    /// Answers every request.
-    Healthy,
-    /// Answers 429 with `Retry-After: 1` to the first `n` requests.
-    RateLimitedFirst(usize),
-    /// Answers 500 to everything.
-    Broken,
-    /// Answers 400 "maximum context length" to prompts longer than this many characters.
-    SmallContext(usize),
-}
-
-struct Fake {
-    base_url: String,
-    requests: AtomicUsize,
-    prompts: std::sync::Mutex<Vec<String>>,
-}
-
-async fn start_fake(behaviour: Behaviour) -> Arc<Fake> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let fake = Arc::new(Fake {
-        base_url: format!("http://{}/v1", listener.local_addr().unwrap()),
-        requests: AtomicUsize::new(0),
-        prompts: Default::default(),
-    });
-    let state = fake.clone();
-    let route = warp::path!("v1" / "chat" / "completions")
-        .and(warp::post())
-        .and(warp::body::json())
-        .map(move |body: Value| {
-            let n = state.requests.fetch_add(1, Ordering::SeqCst);
-            let prompt = body["messages"][0]["content"].as_str().unwrap().to_string();
-            state.prompts.lock().unwrap().push(prompt.clone());
-            let ok = warp::reply::json(&json!({
-                "choices": [{"message": {"role": "assistant",
-                    "content": format!("LLM summary of {} characters", prompt.chars().count())}}],
-                "usage": {"prompt_tokens": prompt.len() / 4, "completion_tokens": 6}
-            }));
-            match behaviour {
-                Behaviour::RateLimitedFirst(k) if n < k => warp::reply::with_header(
-                    warp::reply::with_status(
-                        warp::reply::json(&json!({"error": "slow down"})),
-                        StatusCode::TOO_MANY_REQUESTS,
-                    ),
-                    "retry-after",
-                    "1",
-                )
-                .into_response(),
-                Behaviour::Broken => warp::reply::with_status(
-                    warp::reply::json(&json!({"error": "overloaded"})),
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                )
-                .into_response(),
-                Behaviour::SmallContext(max) if prompt.chars().count() > max => {
-                    warp::reply::with_status(
-                        warp::reply::json(&json!({"error": {"message":
-                            "This model's maximum context length is 64 tokens"}})),
-                        StatusCode::BAD_REQUEST,
-                    )
-                    .into_response()
-                }
-                _ => ok.into_response(),
-            }
-        });
-    tokio::spawn(warp::serve(route).incoming(listener).run());
-    fake
-}
-
-use warp::Reply;
 
 fn llm_pipeline(
     out: &std::path::Path,

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod daemon;
+pub mod fake_llm;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

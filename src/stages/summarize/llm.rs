@@ -68,6 +68,10 @@ pub struct LlmSummarizer {
 
 impl LlmSummarizer {
     pub fn new(cfg: &LlmConfig, languages: &str, pipeline: &str) -> LlmSummarizer {
+        // Present from the start, so dashboards and alerts see zeros rather than nothing.
+        metrics::counter!(m::LLM_FALLBACKS, "pipeline" => pipeline.to_string()).increment(0);
+        metrics::counter!(m::LLM_CACHE_HITS, "pipeline" => pipeline.to_string()).increment(0);
+        metrics::gauge!(m::LLM_CIRCUIT_OPEN, "pipeline" => pipeline.to_string()).set(0.0);
         let client = reqwest::Client::builder()
             .connect_timeout(cfg.connect_timeout)
             .timeout(cfg.timeout)
