@@ -262,7 +262,8 @@ impl Journal {
         let conn = self.conn();
         let mut stmt = conn.prepare(&format!(
             "SELECT {COLUMNS} FROM jobs
-             WHERE (?1 IS NULL OR state = ?1)
+             WHERE state <> 'quarantined'
+               AND (?1 IS NULL OR state = ?1)
                AND (?2 IS NULL OR pipeline = ?2)
                AND (?3 IS NULL OR submitted_at_ms >= ?3)
                AND (?4 IS NULL OR id > ?4)

@@ -125,35 +125,13 @@ async fn run(args: ServeArgs, pipelines: Vec<Pipeline>) -> anyhow::Result<()> {
         };
         let (handle, mut finished) = PipelineHandle::start(pipeline, pool.clone(), options).await?;
         let spool = args.spool.clone();
-        let journal = journal.clone();
-        // A finished job is marked so in the journal; then its upload is no longer needed.
+        // The save stage has journaled the job finished; its upload is no longer needed. A
+        // job whose result could not be written stays unfinished in the journal and keeps its
+        // upload: the next start runs it again.
         tokio::spawn(async move {
             while let Some(done) = finished.recv().await {
-                let journal = journal.clone();
-                let id = done.id.clone();
-                let marked = tokio::task::spawn_blocking(move || {
-                    let code = done.error.as_ref().map(|e| e.code.as_str());
-                    let state = match code {
-                        None => "done",
-                        Some("cancelled") => "cancelled",
-                        Some(_) => "failed",
-                    };
-                    let path = done.result_path.as_ref().map(|p| p.to_string_lossy());
-                    journal.finish(&done.id, state, code, path.as_deref())
-                })
-                .await;
-                match marked {
-                    Ok(Ok(())) => {
-                        let _ = tokio::fs::remove_file(spool.join(&id)).await;
-                    }
-                    // Left unfinished in the journal: the next start runs it again, and its
-                    // result, written under the same id, replaces this one.
-                    Ok(Err(e)) => {
-                        tracing::error!(job_id = %id, error = %e, "cannot journal a finished job")
-                    }
-                    Err(e) => {
-                        tracing::error!(job_id = %id, error = %e, "cannot journal a finished job")
-                    }
+                if done.result_path.is_some() {
+                    let _ = tokio::fs::remove_file(spool.join(&done.id)).await;
                 }
             }
         });
@@ -169,6 +147,9 @@ async fn run(args: ServeArgs, pipelines: Vec<Pipeline>) -> anyhow::Result<()> {
         shutting_down: AtomicBool::new(false),
         uploading: Default::default(),
     });
+    for handle in state.pipelines.values() {
+        crate::stages::save::remove_leftover_temporaries(&handle.pipeline.save.directory);
+    }
     resume_unfinished(&state, &args.spool)?;
 
     let shutdown = {
@@ -218,50 +199,49 @@ fn all_idle(state: &AppState) -> bool {
 }
 
 /// Resumes the jobs an earlier run accepted and did not finish (their uploads wait in the
-/// spool), and removes spool files no unfinished job owns (uploads cut off mid-way).
+/// spool under their ids), and removes spool files no unfinished job owns (uploads cut off
+/// mid-way). A job whose pipeline is not loaded now stays in the journal with its upload, for
+/// a start that loads it.
 fn resume_unfinished(state: &AppState, spool: &Path) -> anyhow::Result<()> {
     let found = state.journal.unfinished()?;
     for entry in &found.quarantined {
         tracing::error!(entry = %entry, "quarantined an unreadable journal entry");
     }
-    let unfinished = found.jobs;
-    let mut owned = std::collections::HashSet::new();
-    for job in &unfinished {
-        let path = PathBuf::from(&job.spool_path);
-        let lost = match state.pipelines.get(&job.pipeline) {
-            _ if !path.is_file() => Some("upload_missing"),
-            None => Some("unknown_pipeline"),
+    let mut keep = std::collections::HashSet::new();
+    let mut resumed = 0;
+    for job in &found.jobs {
+        let path = spool.join(&job.id);
+        if !path.is_file() {
+            tracing::error!(job_id = %job.id, pipeline = %job.pipeline, "cannot resume a journaled job: its upload is gone");
+            state
+                .journal
+                .finish(&job.id, "failed", Some("upload_missing"), None)?;
+            continue;
+        }
+        keep.insert(std::ffi::OsString::from(&job.id));
+        match state.pipelines.get(&job.pipeline) {
+            None => {
+                tracing::warn!(job_id = %job.id, pipeline = %job.pipeline, "a journaled job waits for its pipeline, which is not loaded")
+            }
             Some(handle) => {
                 handle.enqueue(
                     JobRequest {
                         id: job.id.clone(),
                         name: job.name.clone(),
-                        path: path.clone(),
+                        path,
                     },
                     job.bytes,
                 );
-                None
-            }
-        };
-        match lost {
-            None => {
-                owned.insert(path);
-            }
-            Some(code) => {
-                tracing::error!(job_id = %job.id, pipeline = %job.pipeline, code, "cannot resume a journaled job");
-                state.journal.finish(&job.id, "failed", Some(code), None)?;
+                resumed += 1;
             }
         }
     }
-    if !unfinished.is_empty() {
-        tracing::info!(
-            jobs = unfinished.len(),
-            "resumed unfinished jobs from the journal"
-        );
+    if resumed > 0 {
+        tracing::info!(jobs = resumed, "resumed unfinished jobs from the journal");
     }
     if let Ok(entries) = std::fs::read_dir(spool) {
         for entry in entries.flatten() {
-            if !owned.contains(&entry.path()) {
+            if !keep.contains(&entry.file_name()) {
                 let _ = std::fs::remove_file(entry.path());
             }
         }

@@ -399,6 +399,14 @@ where
         return Err(e);
     }
     tokio::fs::rename(&partial, &path).await.map_err(io_error)?;
+    // The rename is durable only once the directory is: the journal row that follows must
+    // never outlive the file it points to.
+    tokio::fs::File::open(spool)
+        .await
+        .map_err(io_error)?
+        .sync_all()
+        .await
+        .map_err(io_error)?;
     Ok(Upload {
         path,
         name: String::new(),
@@ -582,11 +590,18 @@ pub async fn result(id: String, state: Arc<AppState>) -> Response {
         )
         .into_response();
     }
-    let path = state.jobs.result_path(&id).or_else(|| {
-        journal_job(&state, &id)
-            .and_then(|j| j.result_path)
-            .map(PathBuf::from)
-    });
+    let path = match state.jobs.result_path(&id) {
+        Some(path) => Some(path),
+        None => {
+            let (state, id) = (state.clone(), id.clone());
+            tokio::task::spawn_blocking(move || journal_job(&state, &id))
+                .await
+                .ok()
+                .flatten()
+                .and_then(|j| j.result_path)
+                .map(PathBuf::from)
+        }
+    };
     let read = match path {
         Some(path) => tokio::fs::read(&path).await.ok(),
         None => None,

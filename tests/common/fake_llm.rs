@@ -26,6 +26,8 @@ pub struct Fake {
     pub base_url: String,
     pub requests: AtomicUsize,
     pub prompts: std::sync::Mutex<Vec<String>>,
+    /// When each request arrived.
+    pub arrivals: std::sync::Mutex<Vec<std::time::Instant>>,
 }
 
 /// Starts the endpoint on a free port; it serves until the test ends.
@@ -35,6 +37,7 @@ pub async fn start_fake(behaviour: Behaviour) -> Arc<Fake> {
         base_url: format!("http://{}/v1", listener.local_addr().unwrap()),
         requests: AtomicUsize::new(0),
         prompts: Default::default(),
+        arrivals: Default::default(),
     });
     let state = fake.clone();
     let route = warp::path!("v1" / "chat" / "completions")
@@ -42,6 +45,11 @@ pub async fn start_fake(behaviour: Behaviour) -> Arc<Fake> {
         .and(warp::body::json())
         .map(move |body: Value| {
             let n = state.requests.fetch_add(1, Ordering::SeqCst);
+            state
+                .arrivals
+                .lock()
+                .unwrap()
+                .push(std::time::Instant::now());
             let prompt = body["messages"][0]["content"].as_str().unwrap().to_string();
             state.prompts.lock().unwrap().push(prompt.clone());
             let ok = warp::reply::json(&json!({

@@ -50,7 +50,12 @@ pub fn prepare_page(
         Pixels::TextLayer(input) => return Ok(input),
         Pixels::Image(pixels, dpi) => (pixels, dpi),
     };
-    let (pixels, done) = preprocess::preprocess(pixels, dpi, &pipeline.preprocess)?;
+    let (pixels, done) = preprocess::preprocess(
+        pixels,
+        dpi,
+        &pipeline.preprocess,
+        pipeline.limits.max_page_pixels,
+    )?;
     let mut image = PageImage::new(pixels, done.dpi);
     image.deskew_degrees = done.deskew_degrees;
     Ok(PageInput::Image(image))
@@ -114,6 +119,12 @@ async fn restored_pages(
     let Some(journal) = ctx.journal.clone() else {
         return Default::default();
     };
+    // Checkpoints hold the page record, not its hOCR, ALTO or image: a pipeline that writes
+    // those does its pages again rather than leave them empty in the files.
+    let ocr = &ctx.pipeline.ocr;
+    if ocr.keep_hocr || ocr.keep_alto || ocr.keep_page_image {
+        return Default::default();
+    }
     let id = job_id.to_string();
     let stored = tokio::task::spawn_blocking(move || journal.checkpoints(&id)).await;
     match stored {

@@ -32,11 +32,13 @@ pub struct Preprocessed {
 }
 
 /// Applies the pipeline's preprocessing steps to one page. A colour page stays in colour
-/// unless a step needs gray (contrast, denoise, binarize, border removal).
+/// unless a step needs gray (contrast, denoise, binarize, border removal). Upscaling never
+/// makes a page larger than `max_pixels`.
 pub fn preprocess(
     pixels: PagePixels,
     dpi: u32,
     cfg: &PreprocessConfig,
+    max_pixels: u64,
 ) -> Result<(PagePixels, Preprocessed), JobError> {
     let mut report = Preprocessed {
         deskew_degrees: 0.0,
@@ -60,7 +62,10 @@ pub fn preprocess(
     if cfg.upscale_below_dpi > 0 && dpi < cfg.upscale_below_dpi && dpi > 0 {
         let factor = cfg.working_dpi as f32 / dpi as f32;
         let (w, h) = (pix.width() as f32 * factor, pix.height() as f32 * factor);
-        if w <= MAX_RENDER_SIDE_PX as f32 && h <= MAX_RENDER_SIDE_PX as f32 {
+        if w <= MAX_RENDER_SIDE_PX as f32
+            && h <= MAX_RENDER_SIDE_PX as f32
+            && (w as f64) * (h as f64) <= max_pixels as f64
+        {
             pix = pix.scale(factor).map_err(failed)?;
             report.dpi = cfg.working_dpi;
         }
@@ -109,7 +114,7 @@ mod tests {
     }
 
     fn run(page: GrayImage, dpi: u32, cfg: &PreprocessConfig) -> (GrayImage, Preprocessed) {
-        let (out, report) = preprocess(PagePixels::Gray(page), dpi, cfg).unwrap();
+        let (out, report) = preprocess(PagePixels::Gray(page), dpi, cfg, u64::MAX).unwrap();
         (gray(out), report)
     }
 
@@ -170,6 +175,10 @@ mod tests {
         assert_eq!((out.width(), out.height()), (2700, 2100));
         let (out, report) = run(lined_page(0.0), 300, &cfg);
         assert_eq!((report.dpi, out.width()), (300, 900));
+        // Never past the pipeline's pixel limit.
+        let (out, report) =
+            preprocess(PagePixels::Gray(lined_page(0.0)), 100, &cfg, 1_000_000).unwrap();
+        assert_eq!((report.dpi, out.dimensions()), (100, (900, 700)));
     }
 
     #[test]

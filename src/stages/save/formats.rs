@@ -30,8 +30,16 @@ pub fn render(format: OutputFormat, result: &JobResult) -> Vec<u8> {
     }
 }
 
+/// Escapes text for XML, dropping characters XML 1.0 does not allow at all.
 fn xml_escape(text: &str) -> String {
-    text.replace('&', "&amp;")
+    let allowed: String = text
+        .chars()
+        .filter(|&c| {
+            matches!(c, '\t' | '\n' | '\r') || (c >= ' ' && c != '\u{fffe}' && c != '\u{ffff}')
+        })
+        .collect();
+    allowed
+        .replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
         .replace('"', "&quot;")
@@ -152,5 +160,6 @@ mod tests {
     #[test]
     fn xml_special_characters_are_escaped() {
         assert_eq!(xml_escape(r#"a<b>&"c'"#), "a&lt;b&gt;&amp;&quot;c&apos;");
+        assert_eq!(xml_escape("a\u{1}b\u{fffe}"), "ab");
     }
 }

@@ -58,7 +58,8 @@ pub fn write_result_atomically(dir: &Path, result: &JobResult) -> std::io::Resul
 }
 
 /// Writes `<dir>/<name>` through a temporary file in the same directory (written, fsynced,
-/// renamed), creating the directory if needed: readers see the whole file or none of it.
+/// renamed, directory fsynced), creating the directory if needed: readers see the whole file
+/// or none of it, and a power loss after this returns cannot take it back.
 fn write_atomically(
     dir: &Path,
     name: &str,
@@ -77,7 +78,22 @@ fn write_atomically(
     tmp.as_file().set_permissions(perms)?;
     tmp.as_file().sync_all()?;
     tmp.persist(&target).map_err(|e| e.error)?;
+    // The rename itself is durable only once the directory is.
+    std::fs::File::open(dir)?.sync_all()?;
     Ok(target)
+}
+
+/// Removes temporary files a killed process left in a results directory.
+pub fn remove_leftover_temporaries(dir: &Path) {
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with(".pagemill-") && name.ends_with(".tmp") {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
 }
 
 /// Sent when a job's result has been saved.
@@ -185,6 +201,29 @@ impl Actor for SaveStage {
         metrics::counter!(m::JOBS_COMPLETED, "pipeline" => state.ctx.pipeline.name.clone(), "outcome" => outcome).increment(1);
         metrics::histogram!(m::JOB_DURATION_SECONDS, "pipeline" => state.ctx.pipeline.name.clone(), "outcome" => outcome)
             .record(info.submitted.elapsed().as_secs_f64());
+        // The journal learns the job is over before anyone else does, so a shutdown or crash
+        // from here on cannot run it again. A result that could not be written leaves the job
+        // unfinished there: the next start runs it again.
+        if let (Some(journal), Some(written)) = (&state.ctx.journal, &path) {
+            let journal = journal.clone();
+            let (id, code) = (
+                result.id.clone(),
+                result.error.as_ref().map(|e| e.code.clone()),
+            );
+            let written = written.to_string_lossy().into_owned();
+            let marked = tokio::task::spawn_blocking(move || {
+                journal.finish(&id, outcome, code.as_deref(), Some(&written))
+            })
+            .await;
+            if !matches!(marked, Ok(Ok(()))) {
+                span.in_scope(|| {
+                    tracing::error!(
+                        ?marked,
+                        "cannot journal the finished job; it will run again"
+                    )
+                });
+            }
+        }
         state
             .ctx
             .jobs

@@ -2,7 +2,7 @@
 //! {base_url}/chat/completions`), as served by vLLM, llama.cpp's server, Ollama, LM Studio and
 //! OpenAI.
 //!
-//! - Long documents are split on page, then paragraph boundaries into parts of at most
+//! - Long documents are split on page, then line boundaries into parts of at most
 //!   `max_input_chars`; each part is summarized, then the parts' summaries are summarized
 //!   (map-reduce). A server that answers that the context is too long gets parts half as long.
 //! - A request answered 429 or 5xx, or that times out or cannot connect, is retried up to
@@ -34,6 +34,8 @@ const BACKOFF_BASE: Duration = Duration::from_millis(500);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
 /// Times parts are halved after context-overflow answers before giving up.
 const MAX_SPLITS: u32 = 4;
+/// Rounds of summarizing summaries before giving up (the summaries do not get shorter).
+const MAX_ROUNDS: u32 = 3;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LlmError {
@@ -45,6 +47,8 @@ pub enum LlmError {
     BadAnswer(String),
     #[error("the document does not fit the model's context even in small parts")]
     ContextOverflow,
+    #[error("the summaries of the parts do not get shorter than the parts")]
+    NotConverging,
     #[error("the LLM failed {0} documents in a row; requests are paused")]
     CircuitOpen(u32),
 }
@@ -120,7 +124,7 @@ impl LlmSummarizer {
         let mut max_chars = self.cfg.max_input_chars;
         let mut splits = 0;
         let outcome = loop {
-            match self.map_reduce(name, text, max_chars).await {
+            match self.map_reduce(name, text, max_chars, 0).await {
                 Err(LlmError::ContextOverflow) if splits < MAX_SPLITS => {
                     splits += 1;
                     max_chars = (max_chars / 2).max(100);
@@ -166,6 +170,7 @@ impl LlmSummarizer {
         name: &str,
         text: &str,
         max_chars: usize,
+        round: u32,
     ) -> Result<String, LlmError> {
         let parts = split_parts(text, max_chars);
         if parts.len() <= 1 {
@@ -177,8 +182,11 @@ impl LlmSummarizer {
         }
         let joined = summaries.join("\n\n");
         if joined.chars().count() > max_chars {
-            // The summaries themselves are long: one more round.
-            return Box::pin(self.map_reduce(name, &joined, max_chars)).await;
+            // The summaries themselves are long: one more round, while they shrink.
+            if round + 1 >= MAX_ROUNDS || joined.chars().count() >= text.chars().count() {
+                return Err(LlmError::NotConverging);
+            }
+            return Box::pin(self.map_reduce(name, &joined, max_chars, round + 1)).await;
         }
         self.complete(name, &joined).await
     }
@@ -254,7 +262,9 @@ impl LlmSummarizer {
             if attempt >= self.cfg.max_retries {
                 return Err(error);
             }
-            tokio::time::sleep(retry_after.unwrap_or_else(|| backoff(attempt))).await;
+            // A server may ask for a long pause; the stage waits at most BACKOFF_MAX.
+            let pause = retry_after.map_or_else(|| backoff(attempt), |d| d.min(BACKOFF_MAX));
+            tokio::time::sleep(pause).await;
             attempt += 1;
         }
     }
@@ -305,7 +315,7 @@ fn language_name(languages: &str) -> String {
 }
 
 /// Splits `text` into parts of at most `max_chars` characters, at page breaks (form feeds)
-/// where it can, else at blank lines, else at line ends, else anywhere.
+/// where it can, else at line ends, else anywhere.
 pub fn split_parts(text: &str, max_chars: usize) -> Vec<String> {
     if text.chars().count() <= max_chars {
         return vec![text.to_string()];
