@@ -199,6 +199,49 @@ async fn an_open_circuit_stops_requests_and_the_fallback_answers() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn hangs_and_malformed_answers_end_in_the_fallback_within_bounds() {
+    // A server slower than the timeout: each try times out, retries are bounded.
+    let fake = start_fake(Behaviour::Slow(Duration::from_secs(30))).await;
+    let out = tempfile::tempdir().unwrap();
+    let p = llm_pipeline(
+        out.path(),
+        &fake,
+        &[
+            ("max_retries: 2", "max_retries: 1"),
+            ("timeout: 120s", "timeout: 1s"),
+        ],
+    );
+    let events = run_files(p, &[fixture("phototest.tif")], None).await;
+    let (engine, _, warnings) = summary_of(&events[0]);
+    assert_eq!(engine, "extractive");
+    assert!(
+        warnings.iter().any(|w| w.contains("could not be reached")),
+        "{warnings:?}"
+    );
+    assert_eq!(
+        fake.requests.load(Ordering::SeqCst),
+        2,
+        "one try and one retry"
+    );
+
+    // A 200 whose body is not JSON: no retry, the fallback answers.
+    let fake = start_fake(Behaviour::Malformed).await;
+    let out = tempfile::tempdir().unwrap();
+    let events = run_files(
+        llm_pipeline(out.path(), &fake, &[]),
+        &[fixture("phototest.tif")],
+        None,
+    )
+    .await;
+    let (engine, _, warnings) = summary_of(&events[0]);
+    assert_eq!(engine, "extractive");
+    assert!(
+        warnings.iter().any(|w| w.contains("has no message")),
+        "{warnings:?}"
+    );
+}
+
 /// llama.cpp's server (xllamacpp) with SmolLM2-135M, as `scripts/setup.sh` installs them;
 /// killed when dropped.
 struct RealServer {

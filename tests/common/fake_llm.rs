@@ -20,6 +20,10 @@ pub enum Behaviour {
     Broken,
     /// Answers 400 "maximum context length" to prompts longer than this many characters.
     SmallContext(usize),
+    /// Answers 200 with a body that is not JSON.
+    Malformed,
+    /// Answers only after this long.
+    Slow(std::time::Duration),
 }
 
 pub struct Fake {
@@ -43,46 +47,55 @@ pub async fn start_fake(behaviour: Behaviour) -> Arc<Fake> {
     let route = warp::path!("v1" / "chat" / "completions")
         .and(warp::post())
         .and(warp::body::json())
-        .map(move |body: Value| {
-            let n = state.requests.fetch_add(1, Ordering::SeqCst);
-            state
-                .arrivals
-                .lock()
-                .unwrap()
-                .push(std::time::Instant::now());
-            let prompt = body["messages"][0]["content"].as_str().unwrap().to_string();
-            state.prompts.lock().unwrap().push(prompt.clone());
-            let ok = warp::reply::json(&json!({
-                "choices": [{"message": {"role": "assistant",
-                    "content": format!("LLM summary of {} characters", prompt.chars().count())}}],
-                "usage": {"prompt_tokens": prompt.len() / 4, "completion_tokens": 6}
-            }));
-            match behaviour {
-                Behaviour::RateLimitedFirst(k) if n < k => warp::reply::with_header(
-                    warp::reply::with_status(
-                        warp::reply::json(&json!({"error": "slow down"})),
-                        StatusCode::TOO_MANY_REQUESTS,
-                    ),
-                    "retry-after",
-                    "1",
-                )
-                .into_response(),
-                Behaviour::Broken => warp::reply::with_status(
-                    warp::reply::json(&json!({"error": "overloaded"})),
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                )
-                .into_response(),
-                Behaviour::SmallContext(max) if prompt.chars().count() > max => {
-                    warp::reply::with_status(
-                        warp::reply::json(&json!({"error": {"message":
-                            "This model's maximum context length is 64 tokens"}})),
-                        StatusCode::BAD_REQUEST,
-                    )
-                    .into_response()
-                }
-                _ => ok.into_response(),
-            }
-        });
+        .then(move |body: Value| answer(state.clone(), behaviour, body));
     tokio::spawn(warp::serve(route).incoming(listener).run());
     fake
+}
+
+/// One answer of the endpoint, as `behaviour` has it.
+async fn answer(state: Arc<Fake>, behaviour: Behaviour, body: Value) -> warp::reply::Response {
+    let n = state.requests.fetch_add(1, Ordering::SeqCst);
+    state
+        .arrivals
+        .lock()
+        .unwrap()
+        .push(std::time::Instant::now());
+    let prompt = body["messages"][0]["content"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    state.prompts.lock().unwrap().push(prompt.clone());
+    let error = |status: StatusCode, body: Value| {
+        warp::reply::with_status(warp::reply::json(&body), status).into_response()
+    };
+    match behaviour {
+        Behaviour::Slow(delay) => tokio::time::sleep(delay).await,
+        Behaviour::RateLimitedFirst(k) if n < k => {
+            let busy = error(StatusCode::TOO_MANY_REQUESTS, json!({"error": "slow down"}));
+            return warp::reply::with_header(busy, "retry-after", "1").into_response();
+        }
+        Behaviour::Broken => {
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                json!({"error": "overloaded"}),
+            );
+        }
+        Behaviour::SmallContext(max) if prompt.chars().count() > max => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                json!({"error": {"message": "This model's maximum context length is 64 tokens"}}),
+            );
+        }
+        Behaviour::Malformed => {
+            return warp::reply::with_header("{\"choices\": [", "content-type", "application/json")
+                .into_response();
+        }
+        _ => {}
+    }
+    warp::reply::json(&json!({
+        "choices": [{"message": {"role": "assistant",
+            "content": format!("LLM summary of {} characters", prompt.chars().count())}}],
+        "usage": {"prompt_tokens": prompt.len() / 4, "completion_tokens": 6}
+    }))
+    .into_response()
 }
