@@ -304,6 +304,26 @@ pub struct RawSave {
     /// Files written beside each result JSON: `txt`, `hocr`, `alto`, `tsv`, `pdf`.
     #[serde(default)]
     pub formats: Option<Vec<OutputFormat>>,
+    /// POST each result to a URL as well.
+    #[serde(default)]
+    pub webhook: RawWebhook,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawWebhook {
+    /// Where results are POSTed; empty: no webhook.
+    #[serde(default)]
+    pub url: Option<Spanned<String>>,
+    /// Environment variable with the HMAC-SHA256 signing secret; empty: unsigned.
+    #[serde(default)]
+    pub secret_env: Option<String>,
+    /// Retries of a failed delivery before it becomes a dead letter.
+    #[serde(default)]
+    pub max_retries: Option<Spanned<u32>>,
+    /// Time for one delivery attempt.
+    #[serde(default, with = "humantime_serde::option")]
+    pub timeout: Option<Duration>,
 }
 
 /// A file written beside the result JSON.
@@ -508,6 +528,16 @@ pub struct LlmConfig {
 pub struct SaveConfig {
     pub directory: PathBuf,
     pub formats: Vec<OutputFormat>,
+    pub webhook: Option<WebhookConfig>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct WebhookConfig {
+    pub url: String,
+    pub secret_env: Option<String>,
+    pub max_retries: u32,
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
 }
 
 #[derive(Debug, Clone, Copy, Serialize)]
@@ -882,6 +912,25 @@ impl RawPipeline {
             Some(s) => s.value.clone(),
         };
 
+        let w = &self.save.webhook;
+        let webhook = match &w.url {
+            Some(u) if u.value.is_empty() => None,
+            Some(u) if !(u.value.starts_with("http://") || u.value.starts_with("https://")) => {
+                c.push(
+                    u,
+                    format!("save.webhook.url {:?} is not an http(s) URL", u.value),
+                );
+                None
+            }
+            Some(u) => Some(WebhookConfig {
+                url: u.value.clone(),
+                secret_env: w.secret_env.clone().filter(|v| !v.is_empty()),
+                max_retries: c.in_range(&w.max_retries, "save.webhook.max_retries", 5, 0, 100),
+                timeout: w.timeout.unwrap_or(Duration::from_secs(10)),
+            }),
+            None => None,
+        };
+
         let e = &self.edges;
         let mut edge = |v: &Option<Spanned<usize>>, key: &str, default: usize| {
             c.in_range(v, key, default, 1, limits::MAX_EDGE_CAPACITY)
@@ -952,6 +1001,7 @@ impl RawPipeline {
             save: SaveConfig {
                 directory,
                 formats: self.save.formats.clone().unwrap_or_default(),
+                webhook,
             },
             edges,
             admission,

@@ -121,6 +121,12 @@ impl Journal {
                  result_path TEXT
              );
              CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs (state);
+             CREATE TABLE IF NOT EXISTS dead_letters (
+                 job_id TEXT NOT NULL,
+                 sink TEXT NOT NULL,
+                 error TEXT NOT NULL,
+                 at_ms INTEGER NOT NULL
+             );
              CREATE TABLE IF NOT EXISTS pages (
                  job_id TEXT NOT NULL,
                  number INTEGER NOT NULL,
@@ -195,6 +201,15 @@ impl Journal {
         )?;
         tx.execute("DELETE FROM pages WHERE job_id = ?1", params![id])?;
         tx.commit()
+    }
+
+    /// Records a result that a sink could not take after every retry.
+    pub fn dead_letter(&self, job_id: &str, sink: &str, error: &str) -> rusqlite::Result<()> {
+        self.conn().execute(
+            "INSERT INTO dead_letters (job_id, sink, error, at_ms) VALUES (?1, ?2, ?3, ?4)",
+            params![job_id, sink, error, now_ms()],
+        )?;
+        Ok(())
     }
 
     /// Records a finished page of an unfinished job (its result record as JSON), so that a

@@ -68,6 +68,9 @@ pub const LLM_CACHE_HITS: &str = "pagemill_llm_cache_hits_total";
 pub const LLM_FALLBACKS: &str = "pagemill_llm_fallbacks_total";
 /// 1 while the LLM circuit breaker holds requests back, else 0 (gauge; label pipeline).
 pub const LLM_CIRCUIT_OPEN: &str = "pagemill_llm_circuit_open";
+/// Result deliveries to a sink beyond the results directory (counter; labels pipeline, sink,
+/// outcome: delivered | retried | dead_letter).
+pub const SINK_DELIVERIES: &str = "pagemill_sink_deliveries_total";
 /// Threads in the CPU pool (gauge).
 pub const POOL_THREADS: &str = "pagemill_cpu_pool_threads";
 /// Tasks submitted to the CPU pool and not finished (gauge).
@@ -164,6 +167,10 @@ pub fn describe() {
     describe_gauge!(
         LLM_CIRCUIT_OPEN,
         "1 while the LLM circuit breaker holds requests back"
+    );
+    describe_counter!(
+        SINK_DELIVERIES,
+        "Result deliveries to sinks: delivered, retried, dead letters"
     );
     describe_gauge!(POOL_THREADS, "Threads in the CPU pool");
     describe_gauge!(

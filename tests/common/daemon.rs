@@ -41,7 +41,7 @@ pub fn pipeline_yaml(name: &str, replacements: &[(&str, &str)]) -> String {
 
 /// Starts `pagemill serve` in `dir` on the pipelines in `dir/pipelines`; returns the process
 /// and its base URL.
-fn spawn_in(dir: &Path, args: &[&str], stderr: Stdio) -> (Child, String) {
+fn spawn_in(dir: &Path, args: &[&str], env: &[(&str, &str)], stderr: Stdio) -> (Child, String) {
     // Quiet unless a test looks at the logs.
     let quiet: &[&str] = if args.iter().any(|a| a.starts_with("--log")) {
         &[]
@@ -60,6 +60,7 @@ fn spawn_in(dir: &Path, args: &[&str], stderr: Stdio) -> (Child, String) {
         .arg(dir.join("pipelines"))
         .args(quiet)
         .args(args)
+        .envs(env.iter().copied())
         .current_dir(dir)
         .stdout(Stdio::piped())
         .stderr(stderr)
@@ -85,13 +86,23 @@ impl Daemon {
     /// Starts with extra command-line arguments, sending the daemon's stderr (its logs) to
     /// `stderr`.
     pub fn start_with(pipelines: &[(&str, String)], args: &[&str], stderr: Stdio) -> Daemon {
+        Daemon::start_with_env(pipelines, args, &[], stderr)
+    }
+
+    /// Starts with extra arguments and environment variables.
+    pub fn start_with_env(
+        pipelines: &[(&str, String)],
+        args: &[&str],
+        env: &[(&str, &str)],
+        stderr: Stdio,
+    ) -> Daemon {
         let dir = tempfile::tempdir().unwrap();
         let pipeline_dir = dir.path().join("pipelines");
         std::fs::create_dir(&pipeline_dir).unwrap();
         for (name, yaml) in pipelines {
             std::fs::write(pipeline_dir.join(format!("{name}.yaml")), yaml).unwrap();
         }
-        let (child, base) = spawn_in(dir.path(), args, stderr);
+        let (child, base) = spawn_in(dir.path(), args, env, stderr);
         Daemon {
             child,
             base,
@@ -105,7 +116,7 @@ impl Daemon {
     pub fn kill_and_restart(&mut self) {
         let _ = self.child.kill();
         self.child.wait().unwrap();
-        let (child, base) = spawn_in(self.dir.path(), &[], Stdio::inherit());
+        let (child, base) = spawn_in(self.dir.path(), &[], &[], Stdio::inherit());
         self.child = child;
         self.base = base;
     }

@@ -7,6 +7,7 @@
 
 pub mod formats;
 pub mod searchable_pdf;
+pub mod webhook;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -81,6 +82,34 @@ fn write_atomically(
     // The rename itself is durable only once the directory is.
     std::fs::File::open(dir)?.sync_all()?;
     Ok(target)
+}
+
+/// Sends a saved result to the pipeline's webhook; a delivery that fails every retry becomes
+/// a dead letter in the journal (the result stays in the results directory).
+async fn deliver_to_webhook(
+    ctx: &StageContext,
+    hook: &crate::config::WebhookConfig,
+    id: &str,
+    written: &Path,
+) {
+    let body = match tokio::fs::read(written).await {
+        Ok(body) => body,
+        Err(e) => {
+            tracing::error!(job_id = %id, error = %e, "cannot read the result for the webhook");
+            return;
+        }
+    };
+    let client = reqwest::Client::new();
+    let pipeline = &ctx.pipeline.name;
+    if let Err(error) = webhook::deliver(&client, hook, pipeline, id, &body).await {
+        tracing::warn!(job_id = %id, %error, "webhook delivery failed; recorded as a dead letter");
+        if let Some(journal) = ctx.journal.clone() {
+            let (id, error) = (id.to_string(), error.clone());
+            let _ =
+                tokio::task::spawn_blocking(move || journal.dead_letter(&id, "webhook", &error))
+                    .await;
+        }
+    }
 }
 
 /// Removes temporary files a killed process left in a results directory.
@@ -201,6 +230,9 @@ impl Actor for SaveStage {
         metrics::counter!(m::JOBS_COMPLETED, "pipeline" => state.ctx.pipeline.name.clone(), "outcome" => outcome).increment(1);
         metrics::histogram!(m::JOB_DURATION_SECONDS, "pipeline" => state.ctx.pipeline.name.clone(), "outcome" => outcome)
             .record(info.submitted.elapsed().as_secs_f64());
+        if let (Some(hook), Some(written)) = (&state.ctx.pipeline.save.webhook, &path) {
+            deliver_to_webhook(&state.ctx, hook, &result.id, written).await;
+        }
         // The journal learns the job is over before anyone else does, so a shutdown or crash
         // from here on cannot run it again. A result that could not be written leaves the job
         // unfinished there: the next start runs it again.
