@@ -53,10 +53,20 @@ fn status_body(status: JobStatus) -> StatusBody {
     StatusBody { status, links }
 }
 
+/// A refused submission. Its body may be unread, so the connection cannot carry another
+/// request: `Connection: close` tells the client not to reuse it, rather than find it closed.
 fn reject(pipeline: &str, reason: &'static str, error: ApiError) -> Response {
     metrics::counter!(m::JOBS_REJECTED, "pipeline" => pipeline.to_string(), "reason" => reason)
         .increment(1);
-    error.into_response()
+    closing(error.into_response())
+}
+
+fn closing(mut response: Response) -> Response {
+    response.headers_mut().insert(
+        warp::http::header::CONNECTION,
+        warp::http::HeaderValue::from_static("close"),
+    );
+    response
 }
 
 /// `POST /v1/pipelines/{pipeline}/jobs`: a raw document body, or `multipart/form-data` with a
@@ -72,12 +82,14 @@ where
     B: Buf + Send,
 {
     let Some(handle) = state.pipelines.get(&pipeline) else {
-        return ApiError::new(
-            StatusCode::NOT_FOUND,
-            "unknown_pipeline",
-            format!("no pipeline named {pipeline:?}; GET /v1/pipelines lists them"),
-        )
-        .into_response();
+        return closing(
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "unknown_pipeline",
+                format!("no pipeline named {pipeline:?}; GET /v1/pipelines lists them"),
+            )
+            .into_response(),
+        );
     };
     if state.is_shutting_down() {
         return reject(
