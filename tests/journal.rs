@@ -120,9 +120,6 @@ async fn jobs_accepted_before_kill_9_all_finish_after_restart_with_one_result_ea
         assert_eq!(&result.id, id);
         assert!(result.error.is_none());
     }
-    // Jobs whose 202 never arrived may have run too (the journal had them), so there may be
-    // more results than promises; each job has one file, named by its id.
-    assert!(names.len() >= accepted.len());
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -7,18 +7,13 @@ use std::process::ExitCode;
 use clap::Args;
 use serde::Serialize;
 
-use crate::config::{Pipeline, load_pipeline};
 use crate::eval::{WordMatch, char_errors, word_match};
 use crate::result::JobResult;
 
 #[derive(Debug, Args)]
 pub struct EvalArgs {
-    /// Pipeline YAML file (default: the built-in default pipeline).
-    #[arg(long)]
-    pub pipeline: Option<PathBuf>,
-    /// CPU pool threads (default: the pipeline's `pool.threads`).
-    #[arg(long)]
-    pub threads: Option<usize>,
+    #[command(flatten)]
+    pub pipeline: super::run::PipelineArgs,
     /// Also write the figures as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -58,19 +53,10 @@ fn ground_truth_of(file: &Path) -> PathBuf {
 }
 
 pub fn eval(args: EvalArgs) -> anyhow::Result<ExitCode> {
-    let mut pipeline = match &args.pipeline {
-        Some(path) => match load_pipeline(path) {
-            Ok(p) => p,
-            Err(e) => {
-                eprintln!("{e}");
-                return Ok(ExitCode::from(super::EXIT_USAGE));
-            }
-        },
-        None => Pipeline::embedded_default(),
+    let mut pipeline = match args.pipeline.load() {
+        Ok(p) => p,
+        Err(code) => return Ok(code),
     };
-    if let Some(threads) = args.threads {
-        pipeline.pool.threads = threads.max(1);
-    }
     let files: Vec<PathBuf> = super::run::collect_inputs(&args.inputs)?
         .into_iter()
         .filter(|f| !f.to_string_lossy().ends_with(".gt.txt") && ground_truth_of(f).is_file())

@@ -17,17 +17,42 @@ use crate::stages::ingest::JobRequest;
 use crate::stages::save::JobFinished;
 use crate::supervisor::{PipelineHandle, StartOptions};
 
+/// The pipeline a batch command runs: `--pipeline` and `--threads`.
 #[derive(Debug, Args)]
-pub struct RunArgs {
+pub struct PipelineArgs {
     /// Pipeline YAML file (default: the built-in default pipeline).
     #[arg(long)]
     pub pipeline: Option<PathBuf>,
-    /// Directory for result JSON files (default: the pipeline's `save.directory`).
-    #[arg(long)]
-    pub out: Option<PathBuf>,
     /// CPU pool threads (default: the pipeline's `pool.threads`).
     #[arg(long)]
     pub threads: Option<usize>,
+}
+
+impl PipelineArgs {
+    /// Loads the pipeline with `--threads` applied; on a configuration error, prints every
+    /// problem and gives the usage exit code.
+    pub fn load(&self) -> Result<Pipeline, ExitCode> {
+        let mut pipeline = match &self.pipeline {
+            Some(path) => load_pipeline(path).map_err(|e| {
+                eprintln!("{e}");
+                ExitCode::from(super::EXIT_USAGE)
+            })?,
+            None => Pipeline::embedded_default(),
+        };
+        if let Some(threads) = self.threads {
+            pipeline.pool.threads = threads.max(1);
+        }
+        Ok(pipeline)
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub pipeline: PipelineArgs,
+    /// Directory for result JSON files (default: the pipeline's `save.directory`).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
     /// Documents, or folders to read documents from (recursively).
     #[arg(required = true)]
     pub inputs: Vec<PathBuf>,
@@ -67,21 +92,12 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
 }
 
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
-    let mut pipeline = match &args.pipeline {
-        Some(path) => match load_pipeline(path) {
-            Ok(p) => p,
-            Err(e) => {
-                eprintln!("{e}");
-                return Ok(ExitCode::from(super::EXIT_USAGE));
-            }
-        },
-        None => Pipeline::embedded_default(),
+    let mut pipeline = match args.pipeline.load() {
+        Ok(p) => p,
+        Err(code) => return Ok(code),
     };
     if let Some(out) = args.out {
         pipeline.save.directory = out;
-    }
-    if let Some(threads) = args.threads {
-        pipeline.pool.threads = threads.max(1);
     }
     let files = match collect_inputs(&args.inputs) {
         Ok(f) => f,
