@@ -8,11 +8,11 @@ cd "$(dirname "$0")/.."
 # Build: pkg-config, clang (bindgen), Tesseract and Leptonica headers. Run: the OCR models of
 # the shipped pipelines (eng, deu) and the orientation model (osd). Tests: prometheus and
 # promtool (metrics, dashboards, alert rules), python3-venv for the hOCR and ALTO checkers,
-# poppler-utils (pdftotext) to read searchable PDFs, and an English word list (wamerican) to
-# count dictionary words.
+# poppler-utils (pdftotext) to read searchable PDFs, an English word list (wamerican) to
+# count dictionary words, and PostgreSQL (the tests start their own server for the sink).
 packages=(build-essential pkg-config libclang-dev libtesseract-dev libleptonica-dev
           tesseract-ocr-eng tesseract-ocr-deu tesseract-ocr-osd prometheus
-          python3-venv poppler-utils wamerican)
+          python3-venv poppler-utils wamerican postgresql)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -307,6 +307,44 @@ pub struct RawSave {
     /// POST each result to a URL as well.
     #[serde(default)]
     pub webhook: RawWebhook,
+    /// Also keep each result as a row of a table in an SQLite database.
+    #[serde(default)]
+    pub sqlite: RawSqliteSink,
+    /// Also keep each result as a row of a table in PostgreSQL.
+    #[serde(default)]
+    pub postgres: RawPostgresSink,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawSqliteSink {
+    /// The database file (created if missing); empty: no SQLite sink.
+    #[serde(default)]
+    pub path: Option<Spanned<PathBuf>>,
+    /// The results table (created if missing).
+    #[serde(default)]
+    pub table: Option<Spanned<String>>,
+    /// Retries of a failed delivery before it becomes a dead letter.
+    #[serde(default)]
+    pub max_retries: Option<Spanned<u32>>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawPostgresSink {
+    /// Connection string (`host=... user=... dbname=...` or a `postgresql://` URL); empty: no
+    /// PostgreSQL sink.
+    #[serde(default)]
+    pub url: Option<Spanned<String>>,
+    /// The results table (created if missing).
+    #[serde(default)]
+    pub table: Option<Spanned<String>>,
+    /// Retries of a failed delivery before it becomes a dead letter.
+    #[serde(default)]
+    pub max_retries: Option<Spanned<u32>>,
+    /// Time for one delivery attempt (connecting included).
+    #[serde(default, with = "humantime_serde::option")]
+    pub timeout: Option<Duration>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -529,6 +567,26 @@ pub struct SaveConfig {
     pub directory: PathBuf,
     pub formats: Vec<OutputFormat>,
     pub webhook: Option<WebhookConfig>,
+    pub sqlite: Option<SqliteSinkConfig>,
+    pub postgres: Option<PostgresSinkConfig>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SqliteSinkConfig {
+    pub path: PathBuf,
+    pub table: String,
+    pub max_retries: u32,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PostgresSinkConfig {
+    /// Not serialized: it may hold a password.
+    #[serde(skip)]
+    pub url: String,
+    pub table: String,
+    pub max_retries: u32,
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -640,6 +698,30 @@ fn first_line(message: &str) -> String {
 }
 
 /// Collects value problems while building the domain config.
+/// A sink's table name: a plain SQL identifier (it is written into statements), `results` by
+/// default.
+fn table_name(c: &mut Checker<'_>, table: &Option<Spanned<String>>, key: &str) -> String {
+    let Some(t) = table else {
+        return "results".into();
+    };
+    let mut chars = t.value.chars();
+    let plain = chars
+        .next()
+        .is_some_and(|first| first.is_ascii_alphabetic() || first == '_')
+        && chars.all(|ch| ch.is_ascii_alphanumeric() || ch == '_')
+        && t.value.len() <= 63;
+    if !plain {
+        c.push(
+            t,
+            format!(
+                "{key} {:?} must be a plain name: letters, digits and _, not starting with a digit",
+                t.value
+            ),
+        );
+    }
+    t.value.clone()
+}
+
 struct Checker<'a> {
     file: &'a Path,
     issues: Vec<ConfigIssue>,
@@ -930,6 +1012,35 @@ impl RawPipeline {
             }),
             None => None,
         };
+        let sqlite = self.save.sqlite.path.as_ref().and_then(|p| {
+            if p.value.as_os_str().is_empty() {
+                return None;
+            }
+            let s = &self.save.sqlite;
+            Some(SqliteSinkConfig {
+                path: p.value.clone(),
+                table: table_name(&mut c, &s.table, "save.sqlite.table"),
+                max_retries: c.in_range(&s.max_retries, "save.sqlite.max_retries", 5, 0, 100),
+            })
+        });
+        let postgres = self.save.postgres.url.as_ref().and_then(|u| {
+            if u.value.is_empty() {
+                return None;
+            }
+            let s = &self.save.postgres;
+            if let Err(e) = u.value.parse::<tokio_postgres::Config>() {
+                c.push(
+                    u,
+                    format!("save.postgres.url is not a connection string: {e}"),
+                );
+            }
+            Some(PostgresSinkConfig {
+                url: u.value.clone(),
+                table: table_name(&mut c, &s.table, "save.postgres.table"),
+                max_retries: c.in_range(&s.max_retries, "save.postgres.max_retries", 5, 0, 100),
+                timeout: s.timeout.unwrap_or(Duration::from_secs(10)),
+            })
+        });
 
         let e = &self.edges;
         let mut edge = |v: &Option<Spanned<usize>>, key: &str, default: usize| {
@@ -1002,6 +1113,8 @@ impl RawPipeline {
                 directory,
                 formats: self.save.formats.clone().unwrap_or_default(),
                 webhook,
+                sqlite,
+                postgres,
             },
             edges,
             admission,

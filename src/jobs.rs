@@ -5,7 +5,7 @@
 //! Finished jobs are kept up to [`MAX_FINISHED_JOBS`], oldest dropped first, so the registry
 //! stays bounded however long the daemon runs.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -57,6 +57,26 @@ pub struct JobTimings {
     pub total_ms: Option<u64>,
 }
 
+/// Where a result stands with one sink.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryState {
+    /// An attempt failed; another follows after a backoff.
+    Retrying,
+    Delivered,
+    /// Every retry failed: recorded in the journal's dead letters.
+    DeadLetter,
+}
+
+/// A result's delivery to one sink.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SinkDelivery {
+    pub state: DeliveryState,
+    pub attempts: u32,
+    /// The last failed attempt's error.
+    pub error: Option<String>,
+}
+
 /// A job as the API shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JobStatus {
@@ -71,6 +91,9 @@ pub struct JobStatus {
     pub pages: PageProgress,
     pub timings: JobTimings,
     pub error: Option<ErrorRecord>,
+    /// Deliveries to the pipeline's sinks beyond the results directory, by sink name.
+    #[serde(default)]
+    pub sinks: BTreeMap<String, SinkDelivery>,
 }
 
 struct Entry {
@@ -114,6 +137,7 @@ impl JobRegistry {
             pages: PageProgress::default(),
             timings: JobTimings::default(),
             error: None,
+            sinks: BTreeMap::new(),
         };
         let (tx, _) = watch::channel(status);
         let mut reg = self.inner.lock().expect("job registry poisoned");

@@ -7,13 +7,15 @@
 //!
 //! SQLite is compiled into pagemill (rusqlite's `bundled` feature): nothing to install.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
+
+use crate::jobs::SinkDelivery;
 
 /// A job as the journal records it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -127,6 +129,15 @@ impl Journal {
                  error TEXT NOT NULL,
                  at_ms INTEGER NOT NULL
              );
+             CREATE TABLE IF NOT EXISTS deliveries (
+                 job_id TEXT NOT NULL,
+                 sink TEXT NOT NULL,
+                 state TEXT NOT NULL,
+                 attempts INTEGER NOT NULL,
+                 error TEXT,
+                 at_ms INTEGER NOT NULL,
+                 PRIMARY KEY (job_id, sink)
+             );
              CREATE TABLE IF NOT EXISTS pages (
                  job_id TEXT NOT NULL,
                  number INTEGER NOT NULL,
@@ -210,6 +221,59 @@ impl Journal {
             params![job_id, sink, error, now_ms()],
         )?;
         Ok(())
+    }
+
+    /// Records how a job's delivery to a sink ended (replacing an earlier record: a job run
+    /// again after a restart is delivered again).
+    pub fn record_delivery(
+        &self,
+        job_id: &str,
+        sink: &str,
+        delivery: &SinkDelivery,
+    ) -> rusqlite::Result<()> {
+        let state = serde_json::to_value(delivery.state)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        self.conn().execute(
+            "INSERT OR REPLACE INTO deliveries (job_id, sink, state, attempts, error, at_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                job_id,
+                sink,
+                state,
+                delivery.attempts,
+                delivery.error,
+                now_ms()
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// How a job's deliveries to its sinks ended, by sink.
+    pub fn deliveries(&self, job_id: &str) -> rusqlite::Result<BTreeMap<String, SinkDelivery>> {
+        let conn = self.conn();
+        let mut stmt =
+            conn.prepare("SELECT sink, state, attempts, error FROM deliveries WHERE job_id = ?1")?;
+        let rows = stmt.query_map(params![job_id], |r| {
+            let state: String = r.get(1)?;
+            Ok((r.get::<_, String>(0)?, state, r.get(2)?, r.get(3)?))
+        })?;
+        let mut found = BTreeMap::new();
+        for row in rows {
+            let (sink, state, attempts, error) = row?;
+            if let Ok(state) = serde_json::from_value(serde_json::Value::String(state)) {
+                found.insert(
+                    sink,
+                    SinkDelivery {
+                        state,
+                        attempts,
+                        error,
+                    },
+                );
+            }
+        }
+        Ok(found)
     }
 
     /// Records a finished page of an unfinished job (its result record as JSON), so that a

@@ -36,7 +36,12 @@ async fn post(d: &Daemon, file: &PathBuf, key: Option<&str>) -> reqwest::Result<
 
 #[tokio::test(flavor = "multi_thread")]
 async fn jobs_accepted_before_kill_9_all_finish_after_restart_with_one_result_each() {
-    let mut d = Daemon::start(&[("default", pipeline_yaml("default", &[]))]);
+    // Two sinks: the results directory, and an SQLite table (an upsert keyed by job id).
+    let sqlite = (
+        "sqlite:\n    path: \"\"",
+        "sqlite:\n    path: data/results.sqlite",
+    );
+    let mut d = Daemon::start(&[("default", pipeline_yaml("default", &[sqlite]))]);
     let files = [fixture("phototest.tif"), fixture("tagged.pdf")];
     let mut accepted = BTreeSet::new();
     let mut interrupted = 0;
@@ -120,6 +125,21 @@ async fn jobs_accepted_before_kill_9_all_finish_after_restart_with_one_result_ea
         assert_eq!(&result.id, id);
         assert!(result.error.is_none());
     }
+    // The SQLite sink holds one row per result file, each for a job that finished.
+    let rows: Vec<(String, String)> =
+        rusqlite::Connection::open(d.dir.path().join("data/results.sqlite"))
+            .unwrap()
+            .prepare("SELECT id, state FROM results ORDER BY id")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+    let row_ids: BTreeSet<String> = rows.iter().map(|r| r.0.clone()).collect();
+    assert_eq!(row_ids.len(), rows.len(), "one row per job");
+    assert_eq!(row_ids, saved(&results), "a row for each result file");
+    assert!(accepted.is_subset(&row_ids));
+    assert!(rows.iter().all(|(_, state)| state == "done"));
 }
 
 #[tokio::test(flavor = "multi_thread")]

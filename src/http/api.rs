@@ -491,6 +491,7 @@ fn journal_status(job: &JournalJob) -> JobStatus {
             code: code.clone(),
             message: format!("the job failed ({code})"),
         }),
+        sinks: Default::default(),
     }
 }
 
@@ -504,10 +505,14 @@ async fn job_status(state: &Arc<AppState>, id: &str) -> Option<JobStatus> {
         return Some(status);
     }
     let (state, id) = (state.clone(), id.to_string());
-    tokio::task::spawn_blocking(move || journal_job(&state, &id).map(|j| journal_status(&j)))
-        .await
-        .ok()
-        .flatten()
+    tokio::task::spawn_blocking(move || {
+        let mut status = journal_status(&journal_job(&state, &id)?);
+        status.sinks = state.journal.deliveries(&id).unwrap_or_default();
+        Some(status)
+    })
+    .await
+    .ok()
+    .flatten()
 }
 
 /// `GET /v1/jobs/{id}`.

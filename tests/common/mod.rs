@@ -3,6 +3,7 @@
 
 pub mod daemon;
 pub mod fake_llm;
+pub mod postgres;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -2,11 +2,16 @@
 //!
 //! [`write_result_atomically`] writes `<id>.json` through a temporary file in the same
 //! directory, flushed and renamed, so a reader never sees a partial result; the files of
-//! `save.formats` ([`formats`]) are written the same way, before the JSON. Writing goes
-//! through the [`ResultWriter`] interface so other sinks can be added beside files.
+//! `save.formats` ([`formats`]) are written the same way, before the JSON. Then the result
+//! goes to the pipeline's other [`sinks`] (webhook, SQLite, PostgreSQL), and only then is the
+//! job marked finished in the journal: a crash before that runs the job and its deliveries
+//! again, which the sinks, idempotent by job id, absorb.
 
 pub mod formats;
+pub mod postgres;
 pub mod searchable_pdf;
+pub mod sinks;
+pub mod sqlite;
 pub mod webhook;
 
 use std::io::Write;
@@ -19,6 +24,7 @@ use tokio::sync::mpsc::UnboundedSender;
 
 use crate::config::OutputFormat;
 use crate::edge::Credit;
+use crate::jobs::DeliveryState;
 use crate::metrics as m;
 use crate::progress::Progress;
 use crate::result::JobResult;
@@ -84,31 +90,52 @@ fn write_atomically(
     Ok(target)
 }
 
-/// Sends a saved result to the pipeline's webhook; a delivery that fails every retry becomes
-/// a dead letter in the journal (the result stays in the results directory).
-async fn deliver_to_webhook(
+/// Delivers a saved result to each of the pipeline's sinks (all at once), showing every
+/// attempt in the job's status; each delivery's end is journaled, and a delivery that failed
+/// every retry becomes a dead letter there (the result stays in the results directory).
+async fn deliver_to_sinks(
     ctx: &StageContext,
-    hook: &crate::config::WebhookConfig,
-    id: &str,
+    sinks: &[Arc<sinks::Sink>],
+    result: &Arc<JobResult>,
     written: &Path,
 ) {
     let body = match tokio::fs::read(written).await {
-        Ok(body) => body,
+        Ok(body) => Arc::new(body),
         Err(e) => {
-            tracing::error!(job_id = %id, error = %e, "cannot read the result for the webhook");
+            tracing::error!(job_id = %result.id, error = %e, "cannot read the result for its sinks");
             return;
         }
     };
-    let client = reqwest::Client::new();
-    let pipeline = &ctx.pipeline.name;
-    if let Err(error) = webhook::deliver(&client, hook, pipeline, id, &body).await {
-        tracing::warn!(job_id = %id, %error, "webhook delivery failed; recorded as a dead letter");
-        if let Some(journal) = ctx.journal.clone() {
-            let (id, error) = (id.to_string(), error.clone());
-            let _ =
-                tokio::task::spawn_blocking(move || journal.dead_letter(&id, "webhook", &error))
-                    .await;
+    let deliveries = sinks.iter().map(|sink| {
+        let body = body.clone();
+        async move {
+            let progress = |d: &crate::jobs::SinkDelivery| {
+                ctx.jobs.update(&result.id, |s| {
+                    s.sinks.insert(sink.name().to_string(), d.clone());
+                })
+            };
+            let delivery =
+                sinks::deliver(sink, &ctx.pipeline.name, result, &body, progress).await;
+            if let Some(error) = &delivery.error {
+                tracing::warn!(job_id = %result.id, sink = sink.name(), attempts = delivery.attempts,
+                    %error, "delivery failed");
+            }
+            (sink.name(), delivery)
         }
+    });
+    let ended = futures_util::future::join_all(deliveries).await;
+    if let Some(journal) = ctx.journal.clone() {
+        let id = result.id.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            for (sink, delivery) in ended {
+                let _ = journal.record_delivery(&id, sink, &delivery);
+                if let (DeliveryState::DeadLetter, Some(error)) = (delivery.state, &delivery.error)
+                {
+                    let _ = journal.dead_letter(&id, sink, error);
+                }
+            }
+        })
+        .await;
     }
 }
 
@@ -145,6 +172,7 @@ pub struct SaveStage;
 pub struct SaveState {
     ctx: StageContext,
     writer: Arc<dyn ResultWriter>,
+    sinks: Vec<Arc<sinks::Sink>>,
     finished: UnboundedSender<JobFinished>,
 }
 
@@ -163,6 +191,7 @@ impl Actor for SaveStage {
         (ctx, writer, finished): Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
         Ok(SaveState {
+            sinks: sinks::Sink::from_pipeline(&ctx.pipeline),
             ctx,
             writer,
             finished,
@@ -230,8 +259,9 @@ impl Actor for SaveStage {
         metrics::counter!(m::JOBS_COMPLETED, "pipeline" => state.ctx.pipeline.name.clone(), "outcome" => outcome).increment(1);
         metrics::histogram!(m::JOB_DURATION_SECONDS, "pipeline" => state.ctx.pipeline.name.clone(), "outcome" => outcome)
             .record(info.submitted.elapsed().as_secs_f64());
-        if let (Some(hook), Some(written)) = (&state.ctx.pipeline.save.webhook, &path) {
-            deliver_to_webhook(&state.ctx, hook, &result.id, written).await;
+        let result = Arc::new(result);
+        if let Some(written) = &path {
+            deliver_to_sinks(&state.ctx, &state.sinks, &result, written).await;
         }
         // The journal learns the job is over before anyone else does, so a shutdown or crash
         // from here on cannot run it again. A result that could not be written leaves the job

@@ -3,18 +3,13 @@
 //! The body is the result as saved; `Idempotency-Key` and `X-Pagemill-Job` carry the job id,
 //! so a receiver that sees a job twice (after a retry, or a restart that ran the job again)
 //! can tell. With `secret_env` set, `X-Pagemill-Signature: sha256=<hex>` is the HMAC-SHA256 of
-//! the body under that secret. Failed attempts (transport errors, non-2xx answers) are retried
-//! with jittered exponential backoff (backon); when retries run out the delivery is recorded as
-//! a dead letter in the journal, and the result stays in the results directory.
+//! the body under that secret. A transport error or a non-2xx answer fails the attempt; the
+//! retries and dead letters are those of every sink ([`super::sinks`]).
 
-use std::time::Duration;
-
-use backon::{ExponentialBuilder, Retryable};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 use crate::config::WebhookConfig;
-use crate::metrics as m;
 
 /// The HMAC-SHA256 signature header value of `body` under `secret`.
 pub fn signature(secret: &[u8], body: &[u8]) -> String {
@@ -29,63 +24,46 @@ pub fn signature(secret: &[u8], body: &[u8]) -> String {
     format!("sha256={hex}")
 }
 
-/// Delivers one result; returns the number of attempts, or the last error.
-pub async fn deliver(
-    client: &reqwest::Client,
-    cfg: &WebhookConfig,
-    pipeline: &str,
-    job_id: &str,
-    body: &[u8],
-) -> Result<usize, String> {
-    let secret = cfg
-        .secret_env
-        .as_ref()
-        .and_then(|var| std::env::var(var).ok());
-    let signed = secret.map(|s| signature(s.as_bytes(), body));
-    let mut attempts = 0;
-    let attempt = || {
-        attempts += 1;
-        let mut request = client
-            .post(&cfg.url)
-            .timeout(cfg.timeout)
+/// The webhook sink of a pipeline.
+pub struct WebhookSink {
+    pub cfg: WebhookConfig,
+    client: reqwest::Client,
+}
+
+impl WebhookSink {
+    pub fn new(cfg: WebhookConfig) -> WebhookSink {
+        WebhookSink {
+            cfg,
+            client: reqwest::Client::new(),
+        }
+    }
+
+    /// One delivery attempt: POSTs `body` (the result JSON of job `job_id`).
+    pub async fn post(&self, job_id: &str, body: &[u8]) -> Result<(), String> {
+        let mut request = self
+            .client
+            .post(&self.cfg.url)
+            .timeout(self.cfg.timeout)
             .header("content-type", "application/json")
             .header("idempotency-key", job_id)
             .header("x-pagemill-job", job_id)
             .body(body.to_vec());
-        if let Some(signed) = &signed {
-            request = request.header("x-pagemill-signature", signed);
+        let secret = self
+            .cfg
+            .secret_env
+            .as_ref()
+            .and_then(|var| std::env::var(var).ok());
+        if let Some(secret) = secret {
+            request = request.header("x-pagemill-signature", signature(secret.as_bytes(), body));
         }
-        async move {
-            let response = request.send().await.map_err(|e| e.to_string())?;
-            let status = response.status();
-            if status.is_success() {
-                Ok(())
-            } else {
-                Err(format!("the receiver answered {status}"))
-            }
+        let response = request.send().await.map_err(|e| e.to_string())?;
+        let status = response.status();
+        if status.is_success() {
+            Ok(())
+        } else {
+            Err(format!("the receiver answered {status}"))
         }
-    };
-    let delivered = attempt
-        .retry(
-            ExponentialBuilder::default()
-                .with_min_delay(Duration::from_millis(200))
-                .with_max_delay(Duration::from_secs(30))
-                .with_max_times(cfg.max_retries as usize)
-                .with_jitter(),
-        )
-        .notify(|_, _| {
-            metrics::counter!(m::SINK_DELIVERIES, "pipeline" => pipeline.to_string(), "sink" => "webhook", "outcome" => "retried")
-                .increment(1);
-        })
-        .await;
-    let outcome = if delivered.is_ok() {
-        "delivered"
-    } else {
-        "dead_letter"
-    };
-    metrics::counter!(m::SINK_DELIVERIES, "pipeline" => pipeline.to_string(), "sink" => "webhook", "outcome" => outcome)
-        .increment(1);
-    delivered.map(|()| attempts)
+    }
 }
 
 #[cfg(test)]
