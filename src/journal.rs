@@ -5,11 +5,14 @@
 //! (its result record), so a resumed job skips the pages it had done. The journal also answers
 //! `Idempotency-Key` lookups and the `GET /v1/jobs` listing.
 //!
+//! Accepts go through one writer thread that records every job waiting in one transaction
+//! (group commit): one fsync for many submissions, so durability does not cap intake.
+//!
 //! SQLite is compiled into pagemill (rusqlite's `bundled` feature): nothing to install.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Mutex, mpsc};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, OptionalExtension, params};
@@ -68,7 +71,14 @@ pub struct ListFilter {
 
 pub struct Journal {
     conn: Mutex<Connection>,
+    /// To the group-commit writer: jobs to record, each with where to send the outcome.
+    accepts: Mutex<mpsc::Sender<AcceptRequest>>,
 }
+
+type AcceptRequest = (JournalJob, mpsc::Sender<rusqlite::Result<Accepted>>);
+
+/// Jobs recorded by one commit at most.
+const MAX_GROUP: usize = 256;
 
 pub fn now_ms() -> i64 {
     SystemTime::now()
@@ -96,17 +106,105 @@ fn row_to_job(row: &rusqlite::Row<'_>) -> rusqlite::Result<JournalJob> {
     })
 }
 
+/// A connection to the journal database: WAL (readers never block the writer), FULL
+/// synchronous (a commit is on disk when it returns).
+fn connect(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open(path)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    Ok(conn)
+}
+
+/// The group-commit writer: takes every accept request waiting (up to [`MAX_GROUP`]), records
+/// them in one transaction, commits once, then answers each. A job that cannot be recorded
+/// (its own error) is rolled back alone through a savepoint; a failed commit fails them all.
+fn group_commits(mut conn: Connection, requests: mpsc::Receiver<AcceptRequest>) {
+    while let Ok(first) = requests.recv() {
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match requests.try_recv() {
+                Ok(request) => group.push(request),
+                Err(_) => break,
+            }
+        }
+        let recorded = (|| {
+            let mut tx = conn.transaction()?;
+            let mut outcomes = Vec::with_capacity(group.len());
+            for (job, _) in &group {
+                let sp = tx.savepoint()?;
+                let outcome = insert_job(&sp, job);
+                if outcome.is_ok() {
+                    sp.commit()?;
+                }
+                outcomes.push(outcome);
+            }
+            tx.commit()?;
+            Ok::<_, rusqlite::Error>(outcomes)
+        })();
+        match recorded {
+            Ok(outcomes) => {
+                for ((_, reply), outcome) in group.into_iter().zip(outcomes) {
+                    let _ = reply.send(outcome);
+                }
+            }
+            Err(e) => {
+                for (_, reply) in group {
+                    let _ = reply.send(Err(rusqlite::Error::InvalidParameterName(format!(
+                        "journal commit failed: {e}"
+                    ))));
+                }
+            }
+        }
+    }
+}
+
+/// Records `job` unless its idempotency key is taken (inside the caller's transaction).
+fn insert_job(tx: &rusqlite::Connection, job: &JournalJob) -> rusqlite::Result<Accepted> {
+    if let Some(key) = &job.idempotency_key {
+        let existing: Option<(String, String)> = tx
+            .query_row(
+                "SELECT id, sha256 FROM jobs WHERE idempotency_key = ?1",
+                params![key],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        if let Some((id, sha256)) = existing {
+            return Ok(Accepted::Existing {
+                id,
+                same_body: sha256 == job.sha256,
+            });
+        }
+    }
+    tx.execute(
+        &format!(
+            "INSERT INTO jobs ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+        ),
+        params![
+            job.id,
+            job.pipeline,
+            job.name,
+            job.spool_path,
+            job.bytes as i64,
+            job.sha256,
+            job.idempotency_key,
+            job.state,
+            job.submitted_at_ms,
+            job.finished_at_ms,
+            job.error_code,
+            job.result_path
+        ],
+    )?;
+    Ok(Accepted::New)
+}
+
 impl Journal {
     /// Opens (or creates) the journal at `path`.
     pub fn open(path: &Path) -> rusqlite::Result<Journal> {
         if let Some(dir) = path.parent() {
             let _ = std::fs::create_dir_all(dir);
         }
-        let conn = Connection::open(path)?;
-        // WAL: readers never block the writer. FULL: a commit is on disk when it returns.
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "FULL")?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        let conn = connect(path)?;
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS jobs (
                  id TEXT PRIMARY KEY,
@@ -145,8 +243,15 @@ impl Journal {
                  PRIMARY KEY (job_id, number)
              );",
         )?;
+        let writer = connect(path)?;
+        let (accepts, requests) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("pagemill-journal".into())
+            .spawn(move || group_commits(writer, requests))
+            .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
         Ok(Journal {
             conn: Mutex::new(conn),
+            accepts: Mutex::new(accepts),
         })
     }
 
@@ -155,44 +260,17 @@ impl Journal {
     }
 
     /// Records an accepted job, unless its idempotency key is already taken. Durable when it
-    /// returns `New`.
+    /// returns `New`. Jobs accepted at the same moment share one commit (one fsync), so
+    /// durability does not cap how fast submissions are taken.
     pub fn accept(&self, job: &JournalJob) -> rusqlite::Result<Accepted> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        if let Some(key) = &job.idempotency_key {
-            let existing: Option<(String, String)> = tx
-                .query_row(
-                    "SELECT id, sha256 FROM jobs WHERE idempotency_key = ?1",
-                    params![key],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
-                .optional()?;
-            if let Some((id, sha256)) = existing {
-                return Ok(Accepted::Existing {
-                    id,
-                    same_body: sha256 == job.sha256,
-                });
-            }
-        }
-        tx.execute(
-            &format!("INSERT INTO jobs ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"),
-            params![
-                job.id,
-                job.pipeline,
-                job.name,
-                job.spool_path,
-                job.bytes as i64,
-                job.sha256,
-                job.idempotency_key,
-                job.state,
-                job.submitted_at_ms,
-                job.finished_at_ms,
-                job.error_code,
-                job.result_path
-            ],
-        )?;
-        tx.commit()?;
-        Ok(Accepted::New)
+        let (reply, outcome) = mpsc::channel();
+        let stopped = || rusqlite::Error::InvalidParameterName("the journal writer stopped".into());
+        self.accepts
+            .lock()
+            .expect("journal lock poisoned")
+            .send((job.clone(), reply))
+            .map_err(|_| stopped())?;
+        outcome.recv().map_err(|_| stopped())?
     }
 
     /// Marks a job finished: `done`, `failed` or `cancelled`; its page checkpoints go.
@@ -444,6 +522,50 @@ mod tests {
         assert_eq!(pages[&2], "{\"n\":2}");
         j.finish("a1", "done", None, None).unwrap();
         assert!(j.checkpoints("a1").unwrap().is_empty());
+    }
+
+    #[test]
+    fn jobs_accepted_at_once_share_commits_and_each_gets_its_own_outcome() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = std::sync::Arc::new(Journal::open(&dir.path().join("j.sqlite")).unwrap());
+        j.accept(&job("first", Some("k"), "aa")).unwrap();
+        // 64 submissions at once: half reuse the key (with its body or another), half are new;
+        // a duplicate id fails alone without taking its commit group down.
+        let threads: Vec<_> = (0..64)
+            .map(|i| {
+                let j = j.clone();
+                std::thread::spawn(move || {
+                    let job = match i % 4 {
+                        0 => job(&format!("new-{i}"), None, "bb"),
+                        1 => job(&format!("same-{i}"), Some("k"), "aa"),
+                        2 => job(&format!("other-{i}"), Some("k"), "cc"),
+                        _ => job("first", None, "dd"),
+                    };
+                    (i % 4, j.accept(&job))
+                })
+            })
+            .collect();
+        let outcomes: Vec<_> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+        for (kind, outcome) in outcomes {
+            match kind {
+                0 => assert_eq!(outcome.unwrap(), Accepted::New),
+                1 | 2 => assert_eq!(
+                    outcome.unwrap(),
+                    Accepted::Existing {
+                        id: "first".into(),
+                        same_body: kind == 1
+                    }
+                ),
+                _ => assert!(outcome.is_err(), "a duplicate id is refused"),
+            }
+        }
+        let listed = j
+            .list(&ListFilter {
+                limit: 1000,
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(listed.len(), 1 + 16);
     }
 
     #[test]
