@@ -11,10 +11,21 @@
 //!   document does not call the server again.
 //!
 //! - A circuit breaker: after `circuit_failures` documents in a row the LLM failed, no request
-//!   is sent for `circuit_cooldown` (the fallback answers at once); then one request probes.
+//!   is sent for `circuit_cooldown` (the fallback answers at once); then one document probes
+//!   (half-open) while the others still get the fallback, and its success closes the circuit.
+//! - Requests in flight are limited per server by an adaptive limit ([`super::limiter`]):
+//!   documents wait for room, retries wait without holding it, and the parts of a long
+//!   document go out together under the same limit.
+//! - Structured extraction, when the pipeline gives a JSON Schema: the document's text (its
+//!   first `max_input_chars`) is sent with `response_format: json_schema`, the answer is
+//!   checked against the schema, and a non-matching answer is asked for again up to
+//!   `max_attempts` times.
 //!
-//! Adaptive concurrency and request-rate ceilings are not here yet: the stage sends one
-//! request at a time.
+//! Emits `pagemill_llm_requests_total`, `pagemill_llm_request_duration_seconds`,
+//! `pagemill_llm_tokens_total`, `pagemill_llm_cache_hits_total`, `pagemill_llm_circuit_open`,
+//! `pagemill_llm_extractions_total` and, through the limiter, the in-flight and limit gauges.
+//!
+//! Request-rate ceilings (requests or tokens per minute) are not here yet.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
@@ -23,6 +34,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+use super::limiter::{Limiter, Outcome};
 use crate::config::LlmConfig;
 use crate::metrics as m;
 
@@ -51,13 +63,46 @@ pub enum LlmError {
     NotConverging,
     #[error("the LLM failed {0} documents in a row; requests are paused")]
     CircuitOpen(u32),
+    #[error("{attempts} answers did not match the extraction schema; the last: {reason}")]
+    NoValidExtraction { attempts: u32, reason: String },
 }
 
-/// Consecutive failures, and until when requests are paused.
-#[derive(Default)]
-struct Breaker {
-    failures: u32,
-    open_until: Option<Instant>,
+/// The circuit breaker's state; failures count documents in a row the LLM failed.
+#[derive(Debug, Clone, Copy)]
+enum Breaker {
+    /// Requests go out.
+    Closed { failures: u32 },
+    /// No request until `until`.
+    Open { failures: u32, until: Instant },
+    /// One document is probing the server; the others get the fallback meanwhile.
+    Probing { failures: u32 },
+}
+
+impl Default for Breaker {
+    fn default() -> Self {
+        Breaker::Closed { failures: 0 }
+    }
+}
+
+/// Reopens the circuit at once if a probe is dropped before its outcome is known, so that
+/// the next document probes instead of the circuit staying half-open for ever.
+struct ProbeGuard<'a> {
+    llm: &'a LlmSummarizer,
+    armed: bool,
+}
+
+impl Drop for ProbeGuard<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            let mut b = self.llm.breaker.lock().expect("breaker lock");
+            if let Breaker::Probing { failures } = *b {
+                *b = Breaker::Open {
+                    failures,
+                    until: Instant::now(),
+                };
+            }
+        }
+    }
 }
 
 /// The LLM client of one pipeline.
@@ -68,6 +113,10 @@ pub struct LlmSummarizer {
     pipeline: String,
     cache: Mutex<(HashMap<String, String>, VecDeque<String>)>,
     breaker: Mutex<Breaker>,
+    /// Requests in flight to the server, adapted to its answers.
+    limiter: Limiter,
+    /// The extraction schema, compiled once; none when extraction is off.
+    validator: Option<jsonschema::Validator>,
 }
 
 impl LlmSummarizer {
@@ -81,6 +130,13 @@ impl LlmSummarizer {
             .timeout(cfg.timeout)
             .build()
             .expect("a client with timeouts builds");
+        let validator = cfg.extract.as_ref().map(|x| {
+            for outcome in ["valid", "invalid", "failed"] {
+                metrics::counter!(m::LLM_EXTRACTIONS, "pipeline" => pipeline.to_string(), "outcome" => outcome)
+                    .increment(0);
+            }
+            jsonschema::validator_for(&x.schema).expect("the schema was checked at load")
+        });
         LlmSummarizer {
             cfg: cfg.clone(),
             language: language_name(languages),
@@ -88,7 +144,19 @@ impl LlmSummarizer {
             pipeline: pipeline.to_string(),
             cache: Mutex::default(),
             breaker: Mutex::default(),
+            limiter: Limiter::new(cfg.concurrency_initial, cfg.concurrency_max, pipeline),
+            validator,
         }
+    }
+
+    /// The limit of requests in flight to the server.
+    pub fn limiter(&self) -> &Limiter {
+        &self.limiter
+    }
+
+    /// Whether the pipeline asks for structured extraction.
+    pub fn extracts(&self) -> bool {
+        self.validator.is_some()
     }
 
     fn cache_key(&self, name: &str, text: &str) -> String {
@@ -115,16 +183,15 @@ impl LlmSummarizer {
             metrics::counter!(m::LLM_CACHE_HITS, "pipeline" => self.pipeline.clone()).increment(1);
             return Ok(hit);
         }
-        {
-            let breaker = self.breaker.lock().expect("breaker lock");
-            if breaker.open_until.is_some_and(|t| Instant::now() < t) {
-                return Err(LlmError::CircuitOpen(breaker.failures));
-            }
-        }
+        let probe = self.admit()?;
+        let mut guard = ProbeGuard {
+            llm: self,
+            armed: probe,
+        };
         let mut max_chars = self.cfg.max_input_chars;
         let mut splits = 0;
         let outcome = loop {
-            match self.map_reduce(name, text, max_chars, 0).await {
+            match self.map_reduce(name, text, max_chars, 0, probe).await {
                 Err(LlmError::ContextOverflow) if splits < MAX_SPLITS => {
                     splits += 1;
                     max_chars = (max_chars / 2).max(100);
@@ -132,7 +199,8 @@ impl LlmSummarizer {
                 other => break other,
             }
         };
-        let summary = self.record_outcome(outcome)?;
+        guard.armed = false;
+        let summary = self.record_outcome(outcome, probe)?;
         let mut cache = self.cache.lock().expect("cache lock");
         if cache.1.len() >= CACHE_ENTRIES
             && let Some(old) = cache.1.pop_front()
@@ -144,19 +212,47 @@ impl LlmSummarizer {
         Ok(summary)
     }
 
-    /// Counts a document's outcome on the breaker, opening it after too many failures.
-    fn record_outcome(&self, outcome: Result<String, LlmError>) -> Result<String, LlmError> {
-        let mut breaker = self.breaker.lock().expect("breaker lock");
-        match &outcome {
-            Ok(_) => *breaker = Breaker::default(),
-            Err(_) => {
-                breaker.failures += 1;
-                if breaker.failures >= self.cfg.circuit_failures {
-                    breaker.open_until = Some(Instant::now() + self.cfg.circuit_cooldown);
-                }
+    /// Whether a document may call the server: `Ok(true)` if it is the half-open probe.
+    fn admit(&self) -> Result<bool, LlmError> {
+        let mut b = self.breaker.lock().expect("breaker lock");
+        match *b {
+            Breaker::Closed { .. } => Ok(false),
+            Breaker::Open { failures, until } if Instant::now() < until => {
+                Err(LlmError::CircuitOpen(failures))
             }
+            Breaker::Open { failures, .. } => {
+                *b = Breaker::Probing { failures };
+                Ok(true)
+            }
+            Breaker::Probing { failures } => Err(LlmError::CircuitOpen(failures)),
         }
-        let open = breaker.open_until.is_some();
+    }
+
+    /// Counts a document's outcome on the breaker: a success closes it, failures in a row
+    /// or a failed probe open it.
+    fn record_outcome(
+        &self,
+        outcome: Result<String, LlmError>,
+        probe: bool,
+    ) -> Result<String, LlmError> {
+        let mut b = self.breaker.lock().expect("breaker lock");
+        let reopen = |failures| Breaker::Open {
+            failures,
+            until: Instant::now() + self.cfg.circuit_cooldown,
+        };
+        *b = match (&outcome, *b) {
+            (Ok(_), _) => Breaker::default(),
+            (Err(_), Breaker::Closed { failures }) if failures + 1 >= self.cfg.circuit_failures => {
+                reopen(failures + 1)
+            }
+            (Err(_), Breaker::Closed { failures }) => Breaker::Closed {
+                failures: failures + 1,
+            },
+            (Err(_), Breaker::Probing { failures }) if probe => reopen(failures + 1),
+            // A document let through before the circuit opened: it is open already.
+            (Err(_), state) => state,
+        };
+        let open = !matches!(*b, Breaker::Closed { .. });
         metrics::gauge!(m::LLM_CIRCUIT_OPEN, "pipeline" => self.pipeline.clone()).set(if open {
             1.0
         } else {
@@ -171,40 +267,109 @@ impl LlmSummarizer {
         text: &str,
         max_chars: usize,
         round: u32,
+        probe: bool,
     ) -> Result<String, LlmError> {
         let parts = split_parts(text, max_chars);
         if parts.len() <= 1 {
-            return self.complete(name, text).await;
+            return self.complete(name, text, probe).await;
         }
-        let mut summaries = Vec::with_capacity(parts.len());
-        for part in &parts {
-            summaries.push(self.complete(name, part).await?);
-        }
+        // The parts go out together; the limiter decides how many are in flight.
+        let summaries = futures_util::future::try_join_all(
+            parts.iter().map(|part| self.complete(name, part, probe)),
+        )
+        .await?;
         let joined = summaries.join("\n\n");
         if joined.chars().count() > max_chars {
             // The summaries themselves are long: one more round, while they shrink.
             if round + 1 >= MAX_ROUNDS || joined.chars().count() >= text.chars().count() {
                 return Err(LlmError::NotConverging);
             }
-            return Box::pin(self.map_reduce(name, &joined, max_chars, round + 1)).await;
+            return Box::pin(self.map_reduce(name, &joined, max_chars, round + 1, probe)).await;
         }
-        self.complete(name, &joined).await
+        self.complete(name, &joined, probe).await
     }
 
-    /// One chat completion, retried as configured.
-    async fn complete(&self, name: &str, text: &str) -> Result<String, LlmError> {
-        let prompt = self
-            .cfg
-            .prompt
+    /// The prompt `template` filled in for a document.
+    fn fill(&self, template: &str, name: &str, text: &str) -> String {
+        template
             .replace("{name}", name)
             .replace("{language}", &self.language)
-            .replace("{text}", text);
-        let body = json!({
+            .replace("{text}", text)
+    }
+
+    /// One summary request; `probe` when the document probes a half-open circuit.
+    async fn complete(&self, name: &str, text: &str, probe: bool) -> Result<String, LlmError> {
+        self.request(self.fill(&self.cfg.prompt, name, text), None, probe)
+            .await
+    }
+
+    /// Extracts the object the pipeline's schema describes from a document's text (its first
+    /// `max_input_chars`). `Ok(None)` when extraction is off.
+    pub async fn extract(&self, name: &str, text: &str) -> Result<Option<Value>, LlmError> {
+        let (Some(x), Some(validator)) = (&self.cfg.extract, &self.validator) else {
+            return Ok(None);
+        };
+        // A paused circuit pauses extraction too; probing is left to summaries.
+        if let Breaker::Open { failures, .. } | Breaker::Probing { failures } =
+            *self.breaker.lock().expect("breaker lock")
+        {
+            return Err(LlmError::CircuitOpen(failures));
+        }
+        let text: String = text.chars().take(self.cfg.max_input_chars).collect();
+        let prompt = self.fill(&x.prompt, name, &text);
+        let format = json!({
+            "type": "json_schema",
+            "json_schema": {"name": x.name, "schema": x.schema, "strict": true},
+        });
+        let count = |outcome: &'static str| {
+            metrics::counter!(m::LLM_EXTRACTIONS, "pipeline" => self.pipeline.clone(), "outcome" => outcome)
+                .increment(1);
+        };
+        let mut reason = String::new();
+        for _ in 0..x.max_attempts {
+            let answer = match self.request(prompt.clone(), Some(&format), false).await {
+                Ok(answer) => answer,
+                Err(e) => {
+                    count("failed");
+                    return Err(e);
+                }
+            };
+            match check_extraction(validator, &answer) {
+                Ok(object) => {
+                    count("valid");
+                    return Ok(Some(object));
+                }
+                Err(why) => {
+                    count("invalid");
+                    reason = why;
+                }
+            }
+        }
+        count("failed");
+        Err(LlmError::NoValidExtraction {
+            attempts: x.max_attempts,
+            reason,
+        })
+    }
+
+    /// One chat completion, retried as configured; each try waits for room under the
+    /// concurrency limit and gives it back before any pause. A try that gets room after the
+    /// circuit opened is not sent, unless it belongs to the probe.
+    async fn request(
+        &self,
+        prompt: String,
+        response_format: Option<&Value>,
+        probe: bool,
+    ) -> Result<String, LlmError> {
+        let mut body = json!({
             "model": self.cfg.model,
             "messages": [{"role": "user", "content": prompt}],
             "max_tokens": self.cfg.max_tokens,
             "temperature": self.cfg.temperature,
         });
+        if let Some(format) = response_format {
+            body["response_format"] = format.clone();
+        }
         let url = format!("{}/chat/completions", self.cfg.base_url);
         let key = self
             .cfg
@@ -213,6 +378,13 @@ impl LlmSummarizer {
             .and_then(|var| std::env::var(var).ok());
         let mut attempt = 0;
         loop {
+            let permit = self.limiter.acquire().await;
+            if !probe
+                && let Breaker::Open { failures, .. } | Breaker::Probing { failures } =
+                    *self.breaker.lock().expect("breaker lock")
+            {
+                return Err(LlmError::CircuitOpen(failures));
+            }
             let started = Instant::now();
             let mut request = self.client.post(&url).json(&body);
             if let Some(key) = &key {
@@ -234,12 +406,29 @@ impl LlmSummarizer {
                         .and_then(|v| v.trim().parse::<u64>().ok())
                         .map(Duration::from_secs);
                     if status.is_success() {
-                        let answer: Value = response
-                            .json()
-                            .await
-                            .map_err(|e| LlmError::BadAnswer(e.to_string()))?;
+                        let answer = response.json::<Value>().await;
+                        let answer = match answer {
+                            Ok(answer) => {
+                                permit.finish(Outcome::Answered(started.elapsed()));
+                                answer
+                            }
+                            Err(e) => {
+                                permit.finish(if e.is_timeout() {
+                                    Outcome::Overloaded
+                                } else {
+                                    Outcome::Neutral
+                                });
+                                return Err(LlmError::BadAnswer(e.to_string()));
+                            }
+                        };
                         return self.read_answer(&answer);
                     }
+                    let overloaded = status.as_u16() == 429 || status.is_server_error();
+                    permit.finish(if overloaded {
+                        Outcome::Overloaded
+                    } else {
+                        Outcome::Neutral
+                    });
                     let text = response.text().await.unwrap_or_default();
                     if status.as_u16() == 400 && mentions_context(&text) {
                         return Err(LlmError::ContextOverflow);
@@ -248,12 +437,13 @@ impl LlmSummarizer {
                         status: status.as_u16(),
                         body: text.chars().take(300).collect(),
                     };
-                    if !(status.as_u16() == 429 || status.is_server_error()) {
+                    if !overloaded {
                         return Err(error);
                     }
                     (error, retry_after)
                 }
                 Err(e) => {
+                    permit.finish(Outcome::Overloaded);
                     metrics::counter!(m::LLM_REQUESTS, "pipeline" => self.pipeline.clone(), "code" => "unreachable")
                         .increment(1);
                     (LlmError::Unreachable(e.to_string()), None)
@@ -282,6 +472,27 @@ impl LlmSummarizer {
             .map(|s| s.trim().to_string())
             .filter(|s| !s.is_empty())
             .ok_or_else(|| LlmError::BadAnswer(answer.to_string().chars().take(300).collect()))
+    }
+}
+
+/// The JSON object in an extraction answer, if it matches the schema; else why not. A
+/// Markdown code fence around the object is tolerated.
+fn check_extraction(validator: &jsonschema::Validator, answer: &str) -> Result<Value, String> {
+    let trimmed = answer.trim();
+    let inner = trimmed
+        .strip_prefix("```json")
+        .or_else(|| trimmed.strip_prefix("```"))
+        .and_then(|s| s.strip_suffix("```"))
+        .unwrap_or(trimmed);
+    let object: Value =
+        serde_json::from_str(inner.trim()).map_err(|e| format!("not JSON ({e})"))?;
+    let error = validator
+        .iter_errors(&object)
+        .next()
+        .map(|e| format!("{e} at {}", e.instance_path()));
+    match error {
+        None => Ok(object),
+        Some(e) => Err(e),
     }
 }
 
@@ -382,6 +593,21 @@ mod tests {
         assert!(backoff(0) <= BACKOFF_BASE && backoff(0) >= BACKOFF_BASE / 2);
         assert!(backoff(10) <= BACKOFF_MAX);
         assert!(backoff(3) >= Duration::from_secs(2));
+    }
+
+    #[test]
+    fn extraction_answers_are_checked_against_the_schema() {
+        let schema = json!({"type": "object", "properties": {"title": {"type": "string"}},
+            "required": ["title"], "additionalProperties": false});
+        let v = jsonschema::validator_for(&schema).unwrap();
+        assert_eq!(
+            check_extraction(&v, r#"{"title": "A"}"#).unwrap(),
+            json!({"title": "A"})
+        );
+        assert!(check_extraction(&v, "```json\n{\"title\": \"A\"}\n```").is_ok());
+        assert!(check_extraction(&v, r#"{"title": 3}"#).is_err());
+        assert!(check_extraction(&v, r#"{"name": "A"}"#).is_err());
+        assert!(check_extraction(&v, "The title is A").is_err());
     }
 
     #[test]
