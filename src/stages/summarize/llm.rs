@@ -6,7 +6,8 @@
 //!   `max_input_chars`; each part is summarized, then the parts' summaries are summarized
 //!   (map-reduce). A server that answers that the context is too long gets parts half as long.
 //! - A request answered 429 or 5xx, or that times out or cannot connect, is retried up to
-//!   `max_retries` times with jittered exponential backoff; `Retry-After` is honoured.
+//!   `max_retries` times with jittered exponential backoff (backon); `Retry-After` is
+//!   honoured.
 //! - Summaries are cached by document text, model, prompt and parameters, so reprocessing a
 //!   document does not call the server again.
 //!
@@ -31,6 +32,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use backon::{ExponentialBuilder, Retryable};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
@@ -40,7 +42,7 @@ use crate::metrics as m;
 
 /// Most summaries kept in the cache.
 const CACHE_ENTRIES: usize = 1024;
-/// First retry delay; doubles with each retry.
+/// First retry delay (jitter takes 50-100% of it); doubles with each retry.
 const BACKOFF_BASE: Duration = Duration::from_millis(500);
 /// Longest delay between retries.
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
@@ -65,6 +67,25 @@ pub enum LlmError {
     CircuitOpen(u32),
     #[error("{attempts} answers did not match the extraction schema; the last: {reason}")]
     NoValidExtraction { attempts: u32, reason: String },
+}
+
+/// Why one try failed, and whether and when to try again.
+struct TryError {
+    error: LlmError,
+    retryable: bool,
+    /// The pause the server asked for (`Retry-After`, in seconds).
+    retry_after: Option<Duration>,
+}
+
+impl TryError {
+    /// A failure that another try would not mend.
+    fn fatal(error: LlmError) -> TryError {
+        TryError {
+            error,
+            retryable: false,
+            retry_after: None,
+        }
+    }
 }
 
 /// The circuit breaker's state; failures count documents in a row the LLM failed.
@@ -352,9 +373,8 @@ impl LlmSummarizer {
         })
     }
 
-    /// One chat completion, retried as configured; each try waits for room under the
-    /// concurrency limit and gives it back before any pause. A try that gets room after the
-    /// circuit opened is not sent, unless it belongs to the probe.
+    /// One chat completion, retried as configured (backon: jittered exponential backoff,
+    /// `Retry-After` taking the place of the planned delay).
     async fn request(
         &self,
         prompt: String,
@@ -370,93 +390,111 @@ impl LlmSummarizer {
         if let Some(format) = response_format {
             body["response_format"] = format.clone();
         }
-        let url = format!("{}/chat/completions", self.cfg.base_url);
         let key = self
             .cfg
             .api_key_env
             .as_ref()
             .and_then(|var| std::env::var(var).ok());
-        let mut attempt = 0;
-        loop {
-            let permit = self.limiter.acquire().await;
-            if !probe
-                && let Breaker::Open { failures, .. } | Breaker::Probing { failures } =
-                    *self.breaker.lock().expect("breaker lock")
-            {
-                return Err(LlmError::CircuitOpen(failures));
+        let body = &body;
+        let key = key.as_deref();
+        (|| self.try_once(body, key, probe))
+            .retry(
+                // Delays of 0.25-0.5 s, doubling up to 15-30 s.
+                ExponentialBuilder::default()
+                    .with_min_delay(BACKOFF_BASE / 2)
+                    .with_max_delay(BACKOFF_MAX / 2)
+                    .with_max_times(self.cfg.max_retries as usize)
+                    .with_jitter(),
+            )
+            .when(|e: &TryError| e.retryable)
+            // A server may ask for a long pause; the stage waits at most BACKOFF_MAX.
+            .adjust(|e, planned| planned.map(|p| e.retry_after.map_or(p, |d| d.min(BACKOFF_MAX))))
+            .await
+            .map_err(|e| e.error)
+    }
+
+    /// One try of a chat completion. It waits for room under the concurrency limit and gives
+    /// it back before returning, so that a retry's pause holds no room. A try that gets room
+    /// after the circuit opened is not sent, unless it belongs to the probe.
+    async fn try_once(
+        &self,
+        body: &Value,
+        key: Option<&str>,
+        probe: bool,
+    ) -> Result<String, TryError> {
+        let permit = self.limiter.acquire().await;
+        if !probe
+            && let Breaker::Open { failures, .. } | Breaker::Probing { failures } =
+                *self.breaker.lock().expect("breaker lock")
+        {
+            return Err(TryError::fatal(LlmError::CircuitOpen(failures)));
+        }
+        let url = format!("{}/chat/completions", self.cfg.base_url);
+        let started = Instant::now();
+        let mut request = self.client.post(&url).json(body);
+        if let Some(key) = key {
+            request = request.bearer_auth(key);
+        }
+        let outcome = request.send().await;
+        let seconds = started.elapsed().as_secs_f64();
+        metrics::histogram!(m::LLM_REQUEST_SECONDS, "pipeline" => self.pipeline.clone())
+            .record(seconds);
+        let response = match outcome {
+            Ok(response) => response,
+            Err(e) => {
+                permit.finish(Outcome::Overloaded);
+                metrics::counter!(m::LLM_REQUESTS, "pipeline" => self.pipeline.clone(), "code" => "unreachable")
+                    .increment(1);
+                return Err(TryError {
+                    error: LlmError::Unreachable(e.to_string()),
+                    retryable: true,
+                    retry_after: None,
+                });
             }
-            let started = Instant::now();
-            let mut request = self.client.post(&url).json(&body);
-            if let Some(key) = &key {
-                request = request.bearer_auth(key);
-            }
-            let outcome = request.send().await;
-            let seconds = started.elapsed().as_secs_f64();
-            metrics::histogram!(m::LLM_REQUEST_SECONDS, "pipeline" => self.pipeline.clone())
-                .record(seconds);
-            let (error, retry_after) = match outcome {
-                Ok(response) => {
-                    let status = response.status();
-                    metrics::counter!(m::LLM_REQUESTS, "pipeline" => self.pipeline.clone(), "code" => status.as_u16().to_string())
-                        .increment(1);
-                    let retry_after = response
-                        .headers()
-                        .get(reqwest::header::RETRY_AFTER)
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(|v| v.trim().parse::<u64>().ok())
-                        .map(Duration::from_secs);
-                    if status.is_success() {
-                        let answer = response.json::<Value>().await;
-                        let answer = match answer {
-                            Ok(answer) => {
-                                permit.finish(Outcome::Answered(started.elapsed()));
-                                answer
-                            }
-                            Err(e) => {
-                                permit.finish(if e.is_timeout() {
-                                    Outcome::Overloaded
-                                } else {
-                                    Outcome::Neutral
-                                });
-                                return Err(LlmError::BadAnswer(e.to_string()));
-                            }
-                        };
-                        return self.read_answer(&answer);
-                    }
-                    let overloaded = status.as_u16() == 429 || status.is_server_error();
-                    permit.finish(if overloaded {
+        };
+        let status = response.status();
+        metrics::counter!(m::LLM_REQUESTS, "pipeline" => self.pipeline.clone(), "code" => status.as_u16().to_string())
+            .increment(1);
+        if status.is_success() {
+            return match response.json::<Value>().await {
+                Ok(answer) => {
+                    permit.finish(Outcome::Answered(started.elapsed()));
+                    self.read_answer(&answer).map_err(TryError::fatal)
+                }
+                Err(e) => {
+                    permit.finish(if e.is_timeout() {
                         Outcome::Overloaded
                     } else {
                         Outcome::Neutral
                     });
-                    let text = response.text().await.unwrap_or_default();
-                    if status.as_u16() == 400 && mentions_context(&text) {
-                        return Err(LlmError::ContextOverflow);
-                    }
-                    let error = LlmError::Status {
-                        status: status.as_u16(),
-                        body: text.chars().take(300).collect(),
-                    };
-                    if !overloaded {
-                        return Err(error);
-                    }
-                    (error, retry_after)
-                }
-                Err(e) => {
-                    permit.finish(Outcome::Overloaded);
-                    metrics::counter!(m::LLM_REQUESTS, "pipeline" => self.pipeline.clone(), "code" => "unreachable")
-                        .increment(1);
-                    (LlmError::Unreachable(e.to_string()), None)
+                    Err(TryError::fatal(LlmError::BadAnswer(e.to_string())))
                 }
             };
-            if attempt >= self.cfg.max_retries {
-                return Err(error);
-            }
-            // A server may ask for a long pause; the stage waits at most BACKOFF_MAX.
-            let pause = retry_after.map_or_else(|| backoff(attempt), |d| d.min(BACKOFF_MAX));
-            tokio::time::sleep(pause).await;
-            attempt += 1;
         }
+        let overloaded = status.as_u16() == 429 || status.is_server_error();
+        permit.finish(if overloaded {
+            Outcome::Overloaded
+        } else {
+            Outcome::Neutral
+        });
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let text = response.text().await.unwrap_or_default();
+        if status.as_u16() == 400 && mentions_context(&text) {
+            return Err(TryError::fatal(LlmError::ContextOverflow));
+        }
+        Err(TryError {
+            error: LlmError::Status {
+                status: status.as_u16(),
+                body: text.chars().take(300).collect(),
+            },
+            retryable: overloaded,
+            retry_after,
+        })
     }
 
     fn read_answer(&self, answer: &Value) -> Result<String, LlmError> {
@@ -501,16 +539,6 @@ fn mentions_context(body: &str) -> bool {
     let body = body.to_lowercase();
     body.contains("context")
         && (body.contains("length") || body.contains("long") || body.contains("exceed"))
-}
-
-/// The delay before retry `attempt` (0-based): doubling from 0.5 s up to 30 s, each a random
-/// 50-100% of that so that clients do not retry in step.
-fn backoff(attempt: u32) -> Duration {
-    let full = BACKOFF_BASE
-        .saturating_mul(1 << attempt.min(16))
-        .min(BACKOFF_MAX);
-    let jitter = uuid::Uuid::now_v7().as_u128() % 1000;
-    full.mul_f64(0.5 + jitter as f64 / 2000.0)
 }
 
 /// The language of the pipeline's first OCR language, in words for the prompt.
@@ -586,13 +614,6 @@ mod tests {
         let parts = split_parts(text, 6);
         assert!(parts.iter().all(|p| p.chars().count() <= 6), "{parts:?}");
         assert_eq!(parts.concat(), text);
-    }
-
-    #[test]
-    fn backoff_grows_and_stays_bounded() {
-        assert!(backoff(0) <= BACKOFF_BASE && backoff(0) >= BACKOFF_BASE / 2);
-        assert!(backoff(10) <= BACKOFF_MAX);
-        assert!(backoff(3) >= Duration::from_secs(2));
     }
 
     #[test]
