@@ -296,6 +296,13 @@ pub struct RawLlm {
     /// Requests in flight at once, adapted to the server's answers.
     #[serde(default)]
     pub concurrency: RawLlmConcurrency,
+    /// Most requests sent per minute (retries count); 0: no ceiling.
+    #[serde(default)]
+    pub max_requests_per_minute: Option<Spanned<u32>>,
+    /// Most tokens per minute, each request counted as its prompt's characters / 4 plus
+    /// `max_tokens`; 0: no ceiling.
+    #[serde(default)]
+    pub max_tokens_per_minute: Option<Spanned<u32>>,
     /// A JSON object extracted from each document, as a JSON Schema describes it.
     #[serde(default)]
     pub extract: RawLlmExtract,
@@ -559,6 +566,9 @@ pub struct LlmConfig {
     /// Requests in flight at first, then adapted (AIMD) between 1 and `concurrency_max`.
     pub concurrency_initial: usize,
     pub concurrency_max: usize,
+    /// Ceilings per minute, 0 for none.
+    pub max_requests_per_minute: u32,
+    pub max_tokens_per_minute: u32,
     /// Structured extraction, when a schema is set.
     pub extract: Option<ExtractConfig>,
 }
@@ -949,6 +959,20 @@ impl RawPipeline {
                 limits::DEFAULT_LLM_CONCURRENCY_MAX,
                 1,
                 limits::MAX_LLM_CONCURRENCY,
+            ),
+            max_requests_per_minute: c.in_range(
+                &l.max_requests_per_minute,
+                "summarize.llm.max_requests_per_minute",
+                0,
+                0,
+                10_000_000,
+            ),
+            max_tokens_per_minute: c.in_range(
+                &l.max_tokens_per_minute,
+                "summarize.llm.max_tokens_per_minute",
+                0,
+                0,
+                1_000_000_000,
             ),
             extract: validate_extract(&mut c, &l.extract),
         };

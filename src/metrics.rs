@@ -72,6 +72,8 @@ pub const LLM_CIRCUIT_OPEN: &str = "pagemill_llm_circuit_open";
 pub const LLM_REQUESTS_IN_FLIGHT: &str = "pagemill_llm_requests_in_flight";
 /// The adaptive limit of LLM requests in flight at once (gauge; label pipeline).
 pub const LLM_CONCURRENCY_LIMIT: &str = "pagemill_llm_concurrency_limit";
+/// Time a request waited for room under the per-minute ceilings (histogram; label pipeline).
+pub const LLM_QUOTA_WAIT_SECONDS: &str = "pagemill_llm_quota_wait_seconds";
 /// Structured extractions (counter; labels pipeline, outcome: valid | invalid | failed).
 /// `invalid` counts answers that did not match the schema, each retried.
 pub const LLM_EXTRACTIONS: &str = "pagemill_llm_extractions_total";
@@ -182,6 +184,11 @@ pub fn describe() {
     describe_gauge!(
         LLM_CONCURRENCY_LIMIT,
         "The adaptive limit of LLM requests in flight at once"
+    );
+    describe_histogram!(
+        LLM_QUOTA_WAIT_SECONDS,
+        Unit::Seconds,
+        "Time an LLM request waited under the per-minute ceilings"
     );
     describe_counter!(
         LLM_EXTRACTIONS,

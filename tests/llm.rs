@@ -425,6 +425,34 @@ async fn an_open_circuit_sends_nothing_until_one_probe_closes_it() {
     assert_eq!(fake.requests.load(Ordering::SeqCst), 4);
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn per_minute_ceilings_hold_requests_back() {
+    for ceiling in [
+        ("max_requests_per_minute: 0", "max_requests_per_minute: 2"),
+        // Each request counts for about 400 tokens (max_tokens) plus its prompt's.
+        ("max_tokens_per_minute: 0", "max_tokens_per_minute: 1000"),
+    ] {
+        let fake = start_fake(Behaviour::Healthy).await;
+        let llm = summarizer(&fake, &[ceiling]);
+        let tasks: Vec<_> = (0..3)
+            .map(|i| {
+                let llm = llm.clone();
+                tokio::spawn(async move { llm.summarize(&format!("doc-{i}"), "text").await })
+            })
+            .collect();
+        // The third request's room comes back only after many seconds.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(
+            fake.requests.load(Ordering::SeqCst),
+            2,
+            "{ceiling:?}: two fit in the minute"
+        );
+        for task in tasks {
+            task.abort();
+        }
+    }
+}
+
 /// A schema for the fake's extraction answers.
 const SCHEMA: &str = r#"schema: {"type": "object", "properties": {"title": {"type": "string"}, "pages": {"type": "integer"}}, "required": ["title", "pages"], "additionalProperties": false}"#;
 

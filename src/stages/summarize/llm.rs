@@ -24,15 +24,19 @@
 //!
 //! Emits `pagemill_llm_requests_total`, `pagemill_llm_request_duration_seconds`,
 //! `pagemill_llm_tokens_total`, `pagemill_llm_cache_hits_total`, `pagemill_llm_circuit_open`,
-//! `pagemill_llm_extractions_total` and, through the limiter, the in-flight and limit gauges.
+//! `pagemill_llm_extractions_total`, `pagemill_llm_quota_wait_seconds` and, through the limiter, the in-flight and limit gauges.
 //!
-//! Request-rate ceilings (requests or tokens per minute) are not here yet.
+//! - Optional ceilings of requests and (estimated) tokens per minute (governor's GCRA): a
+//!   request waits for them before it waits for room under the concurrency limit.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use std::num::NonZeroU32;
+
 use backon::{ExponentialBuilder, Retryable};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
@@ -138,6 +142,10 @@ pub struct LlmSummarizer {
     limiter: Limiter,
     /// The extraction schema, compiled once; none when extraction is off.
     validator: Option<jsonschema::Validator>,
+    /// Requests per minute, when the pipeline sets a ceiling.
+    requests_per_minute: Option<DefaultDirectRateLimiter>,
+    /// Estimated tokens per minute and that ceiling, when the pipeline sets one.
+    tokens_per_minute: Option<(DefaultDirectRateLimiter, NonZeroU32)>,
 }
 
 impl LlmSummarizer {
@@ -167,6 +175,10 @@ impl LlmSummarizer {
             breaker: Mutex::default(),
             limiter: Limiter::new(cfg.concurrency_initial, cfg.concurrency_max, pipeline),
             validator,
+            requests_per_minute: NonZeroU32::new(cfg.max_requests_per_minute)
+                .map(|n| RateLimiter::direct(Quota::per_minute(n))),
+            tokens_per_minute: NonZeroU32::new(cfg.max_tokens_per_minute)
+                .map(|n| (RateLimiter::direct(Quota::per_minute(n)), n)),
         }
     }
 
@@ -381,6 +393,7 @@ impl LlmSummarizer {
         response_format: Option<&Value>,
         probe: bool,
     ) -> Result<String, LlmError> {
+        let tokens = (prompt.chars().count() / 4) as u32 + self.cfg.max_tokens;
         let mut body = json!({
             "model": self.cfg.model,
             "messages": [{"role": "user", "content": prompt}],
@@ -397,7 +410,7 @@ impl LlmSummarizer {
             .and_then(|var| std::env::var(var).ok());
         let body = &body;
         let key = key.as_deref();
-        (|| self.try_once(body, key, probe))
+        (|| self.try_once(body, key, tokens, probe))
             .retry(
                 // Delays of 0.25-0.5 s, doubling up to 15-30 s.
                 ExponentialBuilder::default()
@@ -420,8 +433,10 @@ impl LlmSummarizer {
         &self,
         body: &Value,
         key: Option<&str>,
+        tokens: u32,
         probe: bool,
     ) -> Result<String, TryError> {
+        self.wait_for_quota(tokens).await;
         let permit = self.limiter.acquire().await;
         if !probe
             && let Breaker::Open { failures, .. } | Breaker::Probing { failures } =
@@ -495,6 +510,24 @@ impl LlmSummarizer {
             retryable: overloaded,
             retry_after,
         })
+    }
+
+    /// Waits until the per-minute ceilings have room for a request of about `tokens` tokens.
+    async fn wait_for_quota(&self, tokens: u32) {
+        if self.requests_per_minute.is_none() && self.tokens_per_minute.is_none() {
+            return;
+        }
+        let started = Instant::now();
+        if let Some(requests) = &self.requests_per_minute {
+            requests.until_ready().await;
+        }
+        if let Some((budget, ceiling)) = &self.tokens_per_minute {
+            // A request larger than a whole minute's ceiling waits for a full minute's room.
+            let n = NonZeroU32::new(tokens.min(ceiling.get())).unwrap_or(NonZeroU32::MIN);
+            let _fits = budget.until_n_ready(n).await;
+        }
+        metrics::histogram!(m::LLM_QUOTA_WAIT_SECONDS, "pipeline" => self.pipeline.clone())
+            .record(started.elapsed().as_secs_f64());
     }
 
     fn read_answer(&self, answer: &Value) -> Result<String, LlmError> {
