@@ -644,3 +644,33 @@ async fn a_real_llm_server_writes_the_summary_and_long_texts_go_in_parts() {
     assert_eq!(summary.engine, "llm", "{:?}", result.warnings);
     assert!(!summary.text.trim().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_real_llm_server_extracts_an_object_the_schema_allows() {
+    // llama.cpp's server turns `response_format: json_schema` into a grammar.
+    let server = RealServer::start(1024);
+    let base = format!("base_url: {}", server.base_url);
+    let schema = r#"schema: {"type": "object", "properties": {"title": {"type": "string", "maxLength": 60}, "language": {"type": "string", "enum": ["English", "German", "other"]}}, "required": ["title", "language"], "additionalProperties": false}"#;
+    let replacements = [
+        ("engine: extractive", "engine: llm"),
+        ("base_url: http://127.0.0.1:8000/v1", base.as_str()),
+        ("max_tokens: 400", "max_tokens: 100"),
+        ("timeout: 120s", "timeout: 300s"),
+        ("schema: {}", schema),
+    ];
+    let out = tempfile::tempdir().unwrap();
+    let events = run_files(
+        pipeline(out.path(), &replacements),
+        &[fixture("phototest.tif")],
+        None,
+    )
+    .await;
+    let result = read_result(events[0].result_path.as_ref().unwrap());
+    let object = result.extracted.expect("an object matching the schema");
+    assert!(object["title"].is_string(), "{object}");
+    assert!(
+        ["English", "German", "other"].contains(&object["language"].as_str().unwrap()),
+        "{object}"
+    );
+    assert_eq!(object.as_object().unwrap().len(), 2, "{object}");
+}
