@@ -372,6 +372,26 @@ async fn documents_are_summarized_side_by_side_and_none_is_lost() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn identical_documents_at_once_ask_the_server_once() {
+    let fake = start_fake(Behaviour::Slots {
+        slots: 4,
+        min: Duration::from_millis(300),
+        max: Duration::from_millis(300),
+    })
+    .await;
+    let llm = summarizer(&fake, &[]);
+    let outcomes =
+        futures_util::future::join_all((0..5).map(|_| llm.summarize("same.pdf", "The same text.")))
+            .await;
+    let first = outcomes[0].as_ref().unwrap();
+    assert!(
+        outcomes.iter().all(|o| o.as_ref().ok() == Some(first)),
+        "{outcomes:?}"
+    );
+    assert_eq!(fake.requests.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn an_open_circuit_sends_nothing_until_one_probe_closes_it() {
     let fake = start_fake(Behaviour::BrokenFirst(2, Duration::from_millis(300))).await;
     let llm = summarizer(
@@ -462,16 +482,20 @@ async fn extracted_objects_match_the_schema_or_are_left_out() {
     let fake = start_fake(Behaviour::ExtractInvalidFirst(1)).await;
     let out = tempfile::tempdir().unwrap();
     let p = llm_pipeline(out.path(), &fake, &[("schema: {}", SCHEMA)]);
-    let events = run_files(p, &[fixture("tagged.pdf")], None).await;
-    let result = read_result(events[0].result_path.as_ref().unwrap());
-    assert_eq!(
-        result.extracted,
-        Some(valid_extraction()),
-        "{:?}",
-        result.warnings
-    );
-    assert_eq!(result.summary.unwrap().engine, "llm");
+    // The same document twice: the second gets the first one's answers.
+    let events = run_files(p, &[fixture("tagged.pdf"), fixture("tagged.pdf")], None).await;
+    for event in &events {
+        let result = read_result(event.result_path.as_ref().unwrap());
+        assert_eq!(
+            result.extracted,
+            Some(valid_extraction()),
+            "{:?}",
+            result.warnings
+        );
+        assert_eq!(result.summary.unwrap().engine, "llm");
+    }
     assert_eq!(fake.extraction_requests.load(Ordering::SeqCst), 2);
+    assert_eq!(fake.requests.load(Ordering::SeqCst), 3, "and one summary");
     let format = fake.response_format.lock().unwrap().clone().unwrap();
     assert_eq!(format["type"], "json_schema");
     assert_eq!(format["json_schema"]["name"], "document");

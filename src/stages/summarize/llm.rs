@@ -8,8 +8,9 @@
 //! - A request answered 429 or 5xx, or that times out or cannot connect, is retried up to
 //!   `max_retries` times with jittered exponential backoff (backon); `Retry-After` is
 //!   honoured.
-//! - Summaries are cached by document text, model, prompt and parameters, so reprocessing a
-//!   document does not call the server again.
+//! - Summaries and extracted objects are cached by document text, model, prompt and
+//!   parameters, so reprocessing a document does not call the server again; identical
+//!   documents at the same time wait for the first one's answer.
 //!
 //! - A circuit breaker: after `circuit_failures` documents in a row the LLM failed, no request
 //!   is sent for `circuit_cooldown` (the fallback answers at once); then one document probes
@@ -30,7 +31,7 @@
 //!   request waits for them before it waits for room under the concurrency limit.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use std::num::NonZeroU32;
@@ -136,7 +137,10 @@ pub struct LlmSummarizer {
     language: String,
     client: reqwest::Client,
     pipeline: String,
+    /// Answers by cache key (summaries, extracted objects as JSON), oldest first out.
     cache: Mutex<(HashMap<String, String>, VecDeque<String>)>,
+    /// One gate per key being answered: documents with the same key wait for the first.
+    inflight: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     breaker: Mutex<Breaker>,
     /// Requests in flight to the server, adapted to its answers.
     limiter: Limiter,
@@ -172,6 +176,7 @@ impl LlmSummarizer {
             client,
             pipeline: pipeline.to_string(),
             cache: Mutex::default(),
+            inflight: Mutex::default(),
             breaker: Mutex::default(),
             limiter: Limiter::new(cfg.concurrency_initial, cfg.concurrency_max, pipeline),
             validator,
@@ -192,9 +197,11 @@ impl LlmSummarizer {
         self.validator.is_some()
     }
 
-    fn cache_key(&self, name: &str, text: &str) -> String {
+    /// The cache key of a document's answer; `task` tells a summary from an extraction.
+    fn cache_key(&self, task: &str, name: &str, text: &str) -> String {
         let mut h = Sha256::new();
         for part in [
+            task,
             text,
             name,
             &self.cfg.model,
@@ -209,13 +216,65 @@ impl LlmSummarizer {
         format!("{:x}", h.finalize())
     }
 
-    /// Summarizes a document's text; `name` is its file name.
-    pub async fn summarize(&self, name: &str, text: &str) -> Result<String, LlmError> {
-        let key = self.cache_key(name, text);
-        if let Some(hit) = self.cache.lock().expect("cache lock").0.get(&key).cloned() {
-            metrics::counter!(m::LLM_CACHE_HITS, "pipeline" => self.pipeline.clone()).increment(1);
+    /// The cached answer for `key`, else the answer of `work`, cached if it succeeds. Documents
+    /// with the same key wait for the first one's answer instead of asking the server again.
+    async fn cached<Fut>(&self, key: String, work: impl FnOnce() -> Fut) -> Result<String, LlmError>
+    where
+        Fut: std::future::Future<Output = Result<String, LlmError>>,
+    {
+        let hit = || {
+            let hit = self.cache.lock().expect("cache lock").0.get(&key).cloned();
+            if hit.is_some() {
+                metrics::counter!(m::LLM_CACHE_HITS, "pipeline" => self.pipeline.clone())
+                    .increment(1);
+            }
+            hit
+        };
+        if let Some(hit) = hit() {
             return Ok(hit);
         }
+        let gate = self
+            .inflight
+            .lock()
+            .expect("in-flight lock")
+            .entry(key.clone())
+            .or_default()
+            .clone();
+        let outcome = {
+            let _turn = gate.lock().await;
+            match hit() {
+                Some(hit) => Ok(hit),
+                None => work().await,
+            }
+        };
+        if let Ok(answer) = &outcome {
+            let mut cache = self.cache.lock().expect("cache lock");
+            if !cache.0.contains_key(&key) {
+                if cache.1.len() >= CACHE_ENTRIES
+                    && let Some(old) = cache.1.pop_front()
+                {
+                    cache.0.remove(&old);
+                }
+                cache.0.insert(key.clone(), answer.clone());
+                cache.1.push_back(key.clone());
+            }
+        }
+        let mut inflight = self.inflight.lock().expect("in-flight lock");
+        // The map's and this one: nobody else waits on this key.
+        if Arc::strong_count(&gate) <= 2 {
+            inflight.remove(&key);
+        }
+        outcome
+    }
+
+    /// Summarizes a document's text; `name` is its file name.
+    pub async fn summarize(&self, name: &str, text: &str) -> Result<String, LlmError> {
+        let key = self.cache_key("summary", name, text);
+        self.cached(key, || self.summarize_uncached(name, text))
+            .await
+    }
+
+    async fn summarize_uncached(&self, name: &str, text: &str) -> Result<String, LlmError> {
         let probe = self.admit()?;
         let mut guard = ProbeGuard {
             llm: self,
@@ -233,16 +292,7 @@ impl LlmSummarizer {
             }
         };
         guard.armed = false;
-        let summary = self.record_outcome(outcome, probe)?;
-        let mut cache = self.cache.lock().expect("cache lock");
-        if cache.1.len() >= CACHE_ENTRIES
-            && let Some(old) = cache.1.pop_front()
-        {
-            cache.0.remove(&old);
-        }
-        cache.0.insert(key.clone(), summary.clone());
-        cache.1.push_back(key);
-        Ok(summary)
+        self.record_outcome(outcome, probe)
     }
 
     /// Whether a document may call the server: `Ok(true)` if it is the half-open probe.
@@ -339,8 +389,23 @@ impl LlmSummarizer {
     /// Extracts the object the pipeline's schema describes from a document's text (its first
     /// `max_input_chars`). `Ok(None)` when extraction is off.
     pub async fn extract(&self, name: &str, text: &str) -> Result<Option<Value>, LlmError> {
-        let (Some(x), Some(validator)) = (&self.cfg.extract, &self.validator) else {
+        let Some(x) = &self.cfg.extract else {
             return Ok(None);
+        };
+        let task = format!("extract\0{}\0{}\0{}", x.name, x.schema, x.prompt);
+        let key = self.cache_key(&task, name, text);
+        let object = self
+            .cached(key, || self.extract_uncached(name, text))
+            .await?;
+        Ok(Some(
+            serde_json::from_str(&object).expect("cached objects are JSON this client wrote"),
+        ))
+    }
+
+    /// Asks for the object until an answer matches the schema; returns it as JSON text.
+    async fn extract_uncached(&self, name: &str, text: &str) -> Result<String, LlmError> {
+        let (Some(x), Some(validator)) = (&self.cfg.extract, &self.validator) else {
+            unreachable!("extraction is configured")
         };
         // A paused circuit pauses extraction too; probing is left to summaries.
         if let Breaker::Open { failures, .. } | Breaker::Probing { failures } =
@@ -370,7 +435,7 @@ impl LlmSummarizer {
             match check_extraction(validator, &answer) {
                 Ok(object) => {
                     count("valid");
-                    return Ok(Some(object));
+                    return Ok(object.to_string());
                 }
                 Err(why) => {
                     count("invalid");
