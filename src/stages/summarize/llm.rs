@@ -325,6 +325,8 @@ impl LlmSummarizer {
         };
         *b = match (&outcome, *b) {
             (Ok(_), _) => Breaker::default(),
+            // Held back by the circuit: says nothing new about the server.
+            (Err(LlmError::CircuitOpen(_)), state) => state,
             (Err(_), Breaker::Closed { failures }) if failures + 1 >= self.cfg.circuit_failures => {
                 reopen(failures + 1)
             }
