@@ -329,6 +329,47 @@ async fn a_fixed_concurrency_is_reached_and_never_exceeded() {
     assert_eq!(llm.limiter().limit(), 3);
 }
 
+/// Copies of a born-digital document (no OCR), each under its own name: none is a cache hit.
+fn distinct_documents(dir: &std::path::Path, n: usize) -> Vec<std::path::PathBuf> {
+    (0..n)
+        .map(|i| {
+            let path = dir.join(format!("doc-{i:02}.pdf"));
+            std::fs::copy(fixture("tagged.pdf"), &path).unwrap();
+            path
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn documents_waiting_for_the_llm_keep_their_place_on_the_edge() {
+    // The limit would allow 16 requests, the server takes them all; the edge into the stage
+    // holds 3 documents, and documents waiting on the server keep their place there.
+    let fake = start_fake(Behaviour::Slots {
+        slots: 32,
+        min: Duration::from_millis(300),
+        max: Duration::from_millis(300),
+    })
+    .await;
+    let docs = tempfile::tempdir().unwrap();
+    let files = distinct_documents(docs.path(), 10);
+    let out = tempfile::tempdir().unwrap();
+    let p = llm_pipeline(
+        out.path(),
+        &fake,
+        &[
+            ("initial: 2", "initial: 16"),
+            ("summarize_documents: 2", "summarize_documents: 3"),
+        ],
+    );
+    let events = run_files(p, &files, None).await;
+    assert!(events.iter().all(|e| e.error.is_none()));
+    let peak = fake.max_open.load(Ordering::SeqCst);
+    assert!(
+        (2..=3).contains(&peak),
+        "at most the edge's 3 documents at the server: {peak}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn documents_are_summarized_side_by_side_and_none_is_lost() {
     let fake = start_fake(Behaviour::Slots {
@@ -337,15 +378,8 @@ async fn documents_are_summarized_side_by_side_and_none_is_lost() {
         max: Duration::from_millis(500),
     })
     .await;
-    // Twelve born-digital documents (no OCR), each under its own name: none is a cache hit.
     let docs = tempfile::tempdir().unwrap();
-    let files: Vec<_> = (0..12)
-        .map(|i| {
-            let path = docs.path().join(format!("doc-{i:02}.pdf"));
-            std::fs::copy(fixture("tagged.pdf"), &path).unwrap();
-            path
-        })
-        .collect();
+    let files = distinct_documents(docs.path(), 12);
     let out = tempfile::tempdir().unwrap();
     let p = llm_pipeline(
         out.path(),
