@@ -16,6 +16,10 @@
 //! Waiting for a permit is first come, first served (a tokio semaphore whose permits are
 //! added when the limit grows and forgotten, as they come back, when it shrinks).
 //!
+//! Written here rather than taken from a crate: the AIMD limiters available are Tower layers
+//! (pagemill calls reqwest directly, and judges an answer only after reading it) or react to
+//! errors alone, without the latency baseline.
+//!
 //! Emits `pagemill_llm_requests_in_flight` and `pagemill_llm_concurrency_limit` (label
 //! `pipeline`).
 
