@@ -293,6 +293,47 @@ pub struct RawLlm {
     /// How long requests stay stopped once the circuit opens; then one is tried again.
     #[serde(default, with = "humantime_serde::option")]
     pub circuit_cooldown: Option<Duration>,
+    /// Requests in flight at once, adapted to the server's answers.
+    #[serde(default)]
+    pub concurrency: RawLlmConcurrency,
+    /// Most requests sent per minute (retries count); 0: no ceiling.
+    #[serde(default)]
+    pub max_requests_per_minute: Option<Spanned<u32>>,
+    /// Most tokens per minute, each request counted as its prompt's characters / 4 plus
+    /// `max_tokens`; 0: no ceiling.
+    #[serde(default)]
+    pub max_tokens_per_minute: Option<Spanned<u32>>,
+    /// A JSON object extracted from each document, as a JSON Schema describes it.
+    #[serde(default)]
+    pub extract: RawLlmExtract,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawLlmConcurrency {
+    /// Requests in flight at first.
+    #[serde(default)]
+    pub initial: Option<Spanned<usize>>,
+    /// Most requests in flight, however well the server answers; `initial = max` fixes it.
+    #[serde(default)]
+    pub max: Option<Spanned<usize>>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawLlmExtract {
+    /// JSON Schema of the object; an empty mapping turns extraction off.
+    #[serde(default)]
+    pub schema: Option<Spanned<serde_json::Value>>,
+    /// Name of the schema, sent with it.
+    #[serde(default)]
+    pub name: Option<Spanned<String>>,
+    /// The prompt, with {text}, {name} and {language} placeholders.
+    #[serde(default)]
+    pub prompt: Option<Spanned<String>>,
+    /// Answers asked for per document before giving up on one that matches the schema.
+    #[serde(default)]
+    pub max_attempts: Option<Spanned<u32>>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -560,6 +601,24 @@ pub struct LlmConfig {
     pub circuit_failures: u32,
     #[serde(with = "humantime_serde")]
     pub circuit_cooldown: Duration,
+    /// Requests in flight at first, then adapted (AIMD) between 1 and `concurrency_max`.
+    pub concurrency_initial: usize,
+    pub concurrency_max: usize,
+    /// Ceilings per minute, 0 for none.
+    pub max_requests_per_minute: u32,
+    pub max_tokens_per_minute: u32,
+    /// Structured extraction, when a schema is set.
+    pub extract: Option<ExtractConfig>,
+}
+
+/// A JSON object asked of the LLM for each document, checked against a JSON Schema.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExtractConfig {
+    pub name: String,
+    /// A valid JSON Schema (checked when the pipeline is loaded).
+    pub schema: serde_json::Value,
+    pub prompt: String,
+    pub max_attempts: u32,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -969,7 +1028,47 @@ impl RawPipeline {
                 1000,
             ),
             circuit_cooldown: l.circuit_cooldown.unwrap_or(Duration::from_secs(30)),
+            concurrency_initial: c.in_range(
+                &l.concurrency.initial,
+                "summarize.llm.concurrency.initial",
+                limits::DEFAULT_LLM_CONCURRENCY_INITIAL,
+                1,
+                limits::MAX_LLM_CONCURRENCY,
+            ),
+            concurrency_max: c.in_range(
+                &l.concurrency.max,
+                "summarize.llm.concurrency.max",
+                limits::DEFAULT_LLM_CONCURRENCY_MAX,
+                1,
+                limits::MAX_LLM_CONCURRENCY,
+            ),
+            max_requests_per_minute: c.in_range(
+                &l.max_requests_per_minute,
+                "summarize.llm.max_requests_per_minute",
+                0,
+                0,
+                10_000_000,
+            ),
+            max_tokens_per_minute: c.in_range(
+                &l.max_tokens_per_minute,
+                "summarize.llm.max_tokens_per_minute",
+                0,
+                0,
+                1_000_000_000,
+            ),
+            extract: validate_extract(&mut c, &l.extract),
         };
+        if let (Some(i), Some(m)) = (&l.concurrency.initial, &l.concurrency.max)
+            && i.value > m.value
+        {
+            c.push(
+                i,
+                format!(
+                    "summarize.llm.concurrency.initial ({}) must not be above max ({})",
+                    i.value, m.value
+                ),
+            );
+        }
         let summarize = SummarizeConfig {
             llm,
             engine: self
@@ -1121,6 +1220,71 @@ impl RawPipeline {
             supervisor,
         })
     }
+}
+
+/// Checks the `extract` section: off with an empty schema, else a schema that compiles.
+fn validate_extract(c: &mut Checker<'_>, x: &RawLlmExtract) -> Option<ExtractConfig> {
+    let schema = x.schema.as_ref()?;
+    match &schema.value {
+        serde_json::Value::Object(o) if o.is_empty() => return None,
+        serde_json::Value::Object(_) => {}
+        _ => {
+            c.push(
+                schema,
+                "summarize.llm.extract.schema must be a mapping (a JSON Schema)".into(),
+            );
+            return None;
+        }
+    }
+    if let Err(e) = jsonschema::validator_for(&schema.value) {
+        c.push(
+            schema,
+            format!("summarize.llm.extract.schema is not a valid JSON Schema: {e}"),
+        );
+        return None;
+    }
+    let prompt = match &x.prompt {
+        Some(p) if !p.value.contains("{text}") => {
+            c.push(p, "summarize.llm.extract.prompt must contain {text}".into());
+            String::new()
+        }
+        Some(p) => p.value.clone(),
+        None => limits::DEFAULT_LLM_EXTRACT_PROMPT.to_string(),
+    };
+    let name = match &x.name {
+        Some(n) if !is_valid_schema_name(&n.value) => {
+            c.push(
+                n,
+                format!(
+                    "summarize.llm.extract.name {:?} must be 1-64 characters of a-z, A-Z, 0-9, '-' or '_'",
+                    n.value
+                ),
+            );
+            String::new()
+        }
+        Some(n) => n.value.clone(),
+        None => "document".to_string(),
+    };
+    Some(ExtractConfig {
+        name,
+        schema: schema.value.clone(),
+        prompt,
+        max_attempts: c.in_range(
+            &x.max_attempts,
+            "summarize.llm.extract.max_attempts",
+            3,
+            1,
+            20,
+        ),
+    })
+}
+
+/// Names the OpenAI API accepts for a `json_schema` response format.
+fn is_valid_schema_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 fn is_valid_name(name: &str) -> bool {

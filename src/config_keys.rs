@@ -113,12 +113,16 @@ fn known_keys() -> &'static BTreeSet<String> {
     })
 }
 
+/// Settings whose value is a document of its own (a JSON Schema), with keys of their own.
+const FREE_FORM: &[&str] = &["summarize.llm.extract.schema."];
+
 /// One issue per key that no pipeline setting has, with a hint when a close key exists.
 pub fn unknown_keys(file: &Path, text: &str) -> Vec<ConfigIssue> {
     let known = known_keys();
     walk_keys(text)
         .into_iter()
         .filter(|k| !known.contains(&k.path))
+        .filter(|k| !FREE_FORM.iter().any(|f| k.path.starts_with(f)))
         .map(|k| {
             let parent = k.path.rsplit_once('.').map(|(p, _)| p).unwrap_or("");
             let leaf = k.path.rsplit_once('.').map(|(_, l)| l).unwrap_or(&k.path);

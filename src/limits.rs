@@ -57,3 +57,11 @@ pub const DEFAULT_LLM_BASE_URL: &str = "http://127.0.0.1:8000/v1";
 pub const DEFAULT_LLM_MODEL: &str = "default";
 /// The prompt unless the pipeline gives one.
 pub const DEFAULT_LLM_PROMPT: &str = "Summarize the following document in a few sentences, in {language}. Document name: {name}.\n\n{text}";
+/// LLM requests in flight at first, before the limit adapts to the server.
+pub const DEFAULT_LLM_CONCURRENCY_INITIAL: usize = 2;
+/// Most LLM requests in flight, however well the server answers.
+pub const DEFAULT_LLM_CONCURRENCY_MAX: usize = 16;
+/// Highest `concurrency.max` a pipeline may set.
+pub const MAX_LLM_CONCURRENCY: usize = 1024;
+/// Prompt of the structured extraction.
+pub const DEFAULT_LLM_EXTRACT_PROMPT: &str = "Extract the fields described by the JSON schema from the following document, in {language}. Answer with one JSON object. Document name: {name}.\n\n{text}";

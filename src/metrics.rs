@@ -68,6 +68,15 @@ pub const LLM_CACHE_HITS: &str = "pagemill_llm_cache_hits_total";
 pub const LLM_FALLBACKS: &str = "pagemill_llm_fallbacks_total";
 /// 1 while the LLM circuit breaker holds requests back, else 0 (gauge; label pipeline).
 pub const LLM_CIRCUIT_OPEN: &str = "pagemill_llm_circuit_open";
+/// Requests to the LLM server in flight now (gauge; label pipeline).
+pub const LLM_REQUESTS_IN_FLIGHT: &str = "pagemill_llm_requests_in_flight";
+/// The adaptive limit of LLM requests in flight at once (gauge; label pipeline).
+pub const LLM_CONCURRENCY_LIMIT: &str = "pagemill_llm_concurrency_limit";
+/// Time a request waited for room under the per-minute ceilings (histogram; label pipeline).
+pub const LLM_QUOTA_WAIT_SECONDS: &str = "pagemill_llm_quota_wait_seconds";
+/// Structured extractions (counter; labels pipeline, outcome: valid | invalid | failed).
+/// `invalid` counts answers that did not match the schema, each retried.
+pub const LLM_EXTRACTIONS: &str = "pagemill_llm_extractions_total";
 /// Result deliveries to a sink beyond the results directory (counter; labels pipeline, sink,
 /// outcome: delivered | retried | dead_letter).
 pub const SINK_DELIVERIES: &str = "pagemill_sink_deliveries_total";
@@ -167,6 +176,23 @@ pub fn describe() {
     describe_gauge!(
         LLM_CIRCUIT_OPEN,
         "1 while the LLM circuit breaker holds requests back"
+    );
+    describe_gauge!(
+        LLM_REQUESTS_IN_FLIGHT,
+        "Requests to the LLM server in flight now"
+    );
+    describe_gauge!(
+        LLM_CONCURRENCY_LIMIT,
+        "The adaptive limit of LLM requests in flight at once"
+    );
+    describe_histogram!(
+        LLM_QUOTA_WAIT_SECONDS,
+        Unit::Seconds,
+        "Time an LLM request waited under the per-minute ceilings"
+    );
+    describe_counter!(
+        LLM_EXTRACTIONS,
+        "Structured extractions by outcome: valid, invalid (retried), failed"
     );
     describe_counter!(
         SINK_DELIVERIES,

@@ -14,6 +14,10 @@ pub struct JobResult {
     /// Page texts joined by form feeds.
     pub text: String,
     pub summary: Option<SummaryRecord>,
+    /// The object the LLM extracted as the pipeline's `summarize.llm.extract.schema`
+    /// describes, checked against it; absent when extraction is off or failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extracted: Option<serde_json::Value>,
     pub warnings: Vec<String>,
     pub error: Option<ErrorRecord>,
     pub timings: Timings,

@@ -1,15 +1,19 @@
 //! The LLM summarizer against an OpenAI-compatible endpoint that misbehaves on purpose: 429s
 //! with `Retry-After`, 5xx until retries run out (fallback to the extractive engine), answers
-//! that the context is too long (map-reduce over smaller parts), and a cache that spares
-//! repeat calls. The endpoint is a small local server: no real LLM can be made to fail on cue.
+//! that the context is too long (map-reduce over smaller parts), a cache that spares repeat
+//! calls, a server with a fixed number of slots (the adaptive concurrency limit), a circuit
+//! that probes once before closing, and structured extraction checked against a schema. The
+//! endpoint is a small local server: no real LLM can be made to fail on cue.
 
 mod common;
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use common::fake_llm::{Behaviour, Fake, start_fake};
+use common::fake_llm::{Behaviour, Fake, start_fake, valid_extraction};
 use common::*;
+use pagemill::stages::summarize::llm::{LlmError, LlmSummarizer};
 
 fn llm_pipeline(
     out: &std::path::Path,
@@ -177,6 +181,8 @@ async fn an_open_circuit_stops_requests_and_the_fallback_answers() {
             ("max_retries: 2", "max_retries: 0"),
             ("circuit_failures: 5", "circuit_failures: 2"),
             ("circuit_cooldown: 30s", "circuit_cooldown: 10m"),
+            // One document at a time, so that the count of requests is exact.
+            ("summarize_documents: 2", "summarize_documents: 1"),
         ],
     );
     let files = [
@@ -240,6 +246,368 @@ async fn hangs_and_malformed_answers_end_in_the_fallback_within_bounds() {
         warnings.iter().any(|w| w.contains("has no message")),
         "{warnings:?}"
     );
+}
+
+/// The LLM client of a test pipeline, called directly.
+fn summarizer(fake: &Fake, extra: &[(&str, &str)]) -> Arc<LlmSummarizer> {
+    let out = tempfile::tempdir().unwrap();
+    let p = llm_pipeline(out.path(), fake, extra);
+    Arc::new(LlmSummarizer::new(&p.summarize.llm, "eng", "test"))
+}
+
+/// Summarizes `n` different documents at once; one outcome each.
+async fn summarize_many(llm: &Arc<LlmSummarizer>, n: usize) -> Vec<Result<String, LlmError>> {
+    let tasks: Vec<_> = (0..n)
+        .map(|i| {
+            let llm = llm.clone();
+            tokio::spawn(async move {
+                llm.summarize(&format!("doc-{i}.pdf"), &format!("Text of document {i}."))
+                    .await
+            })
+        })
+        .collect();
+    let mut outcomes = Vec::new();
+    for task in tasks {
+        outcomes.push(task.await.unwrap());
+    }
+    outcomes
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn requests_in_flight_stay_under_the_limit_which_shrinks_on_429s() {
+    // Four slots; a request beyond them is answered 429 at once.
+    let fake = start_fake(Behaviour::Slots {
+        slots: 4,
+        min: Duration::from_millis(100),
+        max: Duration::from_millis(200),
+    })
+    .await;
+    let llm = summarizer(
+        &fake,
+        &[
+            ("max_retries: 2", "max_retries: 8"),
+            ("initial: 2", "initial: 16"),
+            ("max: 16", "max: 17"),
+        ],
+    );
+    let outcomes = summarize_many(&llm, 24).await;
+    for outcome in &outcomes {
+        assert!(outcome.is_ok(), "{outcome:?}");
+    }
+    assert!(
+        fake.rejected.load(Ordering::SeqCst) > 0,
+        "16 requests at once found the 4 slots full"
+    );
+    let peak = fake.max_open.load(Ordering::SeqCst);
+    assert!(peak <= 17, "{peak} requests were open at once");
+    assert!(llm.limiter().peak_in_flight() <= 17);
+    assert!(
+        llm.limiter().limit() < 16,
+        "the 429s lowered the limit, now {}",
+        llm.limiter().limit()
+    );
+    assert_eq!(llm.limiter().in_flight(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fixed_concurrency_is_reached_and_never_exceeded() {
+    let fake = start_fake(Behaviour::Slots {
+        slots: 4,
+        min: Duration::from_millis(100),
+        max: Duration::from_millis(200),
+    })
+    .await;
+    let llm = summarizer(
+        &fake,
+        &[("initial: 2", "initial: 3"), ("max: 16", "max: 3")],
+    );
+    let outcomes = summarize_many(&llm, 12).await;
+    assert!(outcomes.iter().all(Result::is_ok), "{outcomes:?}");
+    assert_eq!(fake.max_open.load(Ordering::SeqCst), 3);
+    assert_eq!(fake.rejected.load(Ordering::SeqCst), 0);
+    assert_eq!(fake.requests.load(Ordering::SeqCst), 12);
+    assert_eq!(llm.limiter().limit(), 3);
+}
+
+/// Copies of a born-digital document (no OCR), each under its own name: none is a cache hit.
+fn distinct_documents(dir: &std::path::Path, n: usize) -> Vec<std::path::PathBuf> {
+    (0..n)
+        .map(|i| {
+            let path = dir.join(format!("doc-{i:02}.pdf"));
+            std::fs::copy(fixture("tagged.pdf"), &path).unwrap();
+            path
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn documents_waiting_for_the_llm_keep_their_place_on_the_edge() {
+    // The limit would allow 16 requests, the server takes them all; the edge into the stage
+    // holds 3 documents, and documents waiting on the server keep their place there.
+    let fake = start_fake(Behaviour::Slots {
+        slots: 32,
+        min: Duration::from_millis(300),
+        max: Duration::from_millis(300),
+    })
+    .await;
+    let docs = tempfile::tempdir().unwrap();
+    let files = distinct_documents(docs.path(), 10);
+    let out = tempfile::tempdir().unwrap();
+    let p = llm_pipeline(
+        out.path(),
+        &fake,
+        &[
+            ("initial: 2", "initial: 16"),
+            ("summarize_documents: 2", "summarize_documents: 3"),
+        ],
+    );
+    let events = run_files(p, &files, None).await;
+    assert!(events.iter().all(|e| e.error.is_none()));
+    let peak = fake.max_open.load(Ordering::SeqCst);
+    assert!(
+        (2..=3).contains(&peak),
+        "at most the edge's 3 documents at the server: {peak}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn documents_are_summarized_side_by_side_and_none_is_lost() {
+    let fake = start_fake(Behaviour::Slots {
+        slots: 4,
+        min: Duration::from_millis(300),
+        max: Duration::from_millis(500),
+    })
+    .await;
+    let docs = tempfile::tempdir().unwrap();
+    let files = distinct_documents(docs.path(), 12);
+    let out = tempfile::tempdir().unwrap();
+    let p = llm_pipeline(
+        out.path(),
+        &fake,
+        &[
+            ("initial: 2", "initial: 4"),
+            ("max: 16", "max: 4"),
+            ("summarize_documents: 2", "summarize_documents: 8"),
+        ],
+    );
+    let events = run_files(p, &files, None).await;
+    assert_eq!(events.len(), 12);
+    for event in &events {
+        assert!(event.error.is_none(), "{:?}", event.error);
+        let (engine, _, warnings) = summary_of(event);
+        assert_eq!(engine, "llm", "{warnings:?}");
+    }
+    let peak = fake.max_open.load(Ordering::SeqCst);
+    assert!(
+        (2..=4).contains(&peak),
+        "documents' requests overlap, within the limit: {peak} at once"
+    );
+    assert_eq!(fake.rejected.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn identical_documents_at_once_ask_the_server_once() {
+    let fake = start_fake(Behaviour::Slots {
+        slots: 4,
+        min: Duration::from_millis(300),
+        max: Duration::from_millis(300),
+    })
+    .await;
+    let llm = summarizer(&fake, &[]);
+    let outcomes =
+        futures_util::future::join_all((0..5).map(|_| llm.summarize("same.pdf", "The same text.")))
+            .await;
+    let first = outcomes[0].as_ref().unwrap();
+    assert!(
+        outcomes.iter().all(|o| o.as_ref().ok() == Some(first)),
+        "{outcomes:?}"
+    );
+    assert_eq!(fake.requests.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_open_circuit_sends_nothing_until_one_probe_closes_it() {
+    let fake = start_fake(Behaviour::BrokenFirst(2, Duration::from_millis(300))).await;
+    let llm = summarizer(
+        &fake,
+        &[
+            ("max_retries: 2", "max_retries: 0"),
+            ("circuit_failures: 5", "circuit_failures: 2"),
+            ("circuit_cooldown: 30s", "circuit_cooldown: 1s"),
+        ],
+    );
+    for name in ["a", "b"] {
+        let outcome = llm.summarize(name, "text").await;
+        assert!(
+            matches!(outcome, Err(LlmError::Status { status: 500, .. })),
+            "{outcome:?}"
+        );
+    }
+    // Open: no request reaches the server.
+    let outcome = llm.summarize("c", "text").await;
+    assert!(
+        matches!(outcome, Err(LlmError::CircuitOpen(2))),
+        "{outcome:?}"
+    );
+    assert_eq!(fake.requests.load(Ordering::SeqCst), 2);
+
+    // After the cooldown, of three documents at once one probes; the others are held back.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (d, e, f) = tokio::join!(
+        llm.summarize("d", "text"),
+        llm.summarize("e", "text"),
+        llm.summarize("f", "text")
+    );
+    let outcomes = [d, e, f];
+    assert_eq!(
+        outcomes.iter().filter(|o| o.is_ok()).count(),
+        1,
+        "{outcomes:?}"
+    );
+    assert_eq!(
+        outcomes
+            .iter()
+            .filter(|o| matches!(o, Err(LlmError::CircuitOpen(_))))
+            .count(),
+        2,
+        "{outcomes:?}"
+    );
+    assert_eq!(fake.requests.load(Ordering::SeqCst), 3, "one probe");
+
+    // The probe succeeded: the circuit is closed.
+    assert!(llm.summarize("g", "text").await.is_ok());
+    assert_eq!(fake.requests.load(Ordering::SeqCst), 4);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn per_minute_ceilings_hold_requests_back() {
+    for ceiling in [
+        ("max_requests_per_minute: 0", "max_requests_per_minute: 2"),
+        // Each request counts for about 400 tokens (max_tokens) plus its prompt's.
+        ("max_tokens_per_minute: 0", "max_tokens_per_minute: 1000"),
+    ] {
+        let fake = start_fake(Behaviour::Healthy).await;
+        let llm = summarizer(&fake, &[ceiling]);
+        let tasks: Vec<_> = (0..3)
+            .map(|i| {
+                let llm = llm.clone();
+                tokio::spawn(async move { llm.summarize(&format!("doc-{i}"), "text").await })
+            })
+            .collect();
+        // The third request's room comes back only after many seconds.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(
+            fake.requests.load(Ordering::SeqCst),
+            2,
+            "{ceiling:?}: two fit in the minute"
+        );
+        for task in tasks {
+            task.abort();
+        }
+    }
+}
+
+/// A schema for the fake's extraction answers.
+const SCHEMA: &str = r#"schema: {"type": "object", "properties": {"title": {"type": "string"}, "pages": {"type": "integer"}}, "required": ["title", "pages"], "additionalProperties": false}"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn extracted_objects_match_the_schema_or_are_left_out() {
+    // One answer that breaks the schema, then one that matches: the second is saved.
+    let fake = start_fake(Behaviour::ExtractInvalidFirst(1)).await;
+    let out = tempfile::tempdir().unwrap();
+    let p = llm_pipeline(out.path(), &fake, &[("schema: {}", SCHEMA)]);
+    // The same document twice: the second gets the first one's answers.
+    let events = run_files(p, &[fixture("tagged.pdf"), fixture("tagged.pdf")], None).await;
+    for event in &events {
+        let result = read_result(event.result_path.as_ref().unwrap());
+        assert_eq!(
+            result.extracted,
+            Some(valid_extraction()),
+            "{:?}",
+            result.warnings
+        );
+        assert_eq!(result.summary.unwrap().engine, "llm");
+    }
+    assert_eq!(fake.extraction_requests.load(Ordering::SeqCst), 2);
+    assert_eq!(fake.requests.load(Ordering::SeqCst), 3, "and one summary");
+    let format = fake.response_format.lock().unwrap().clone().unwrap();
+    assert_eq!(format["type"], "json_schema");
+    assert_eq!(format["json_schema"]["name"], "document");
+    assert_eq!(format["json_schema"]["strict"], true);
+    assert_eq!(format["json_schema"]["schema"]["required"][1], "pages");
+
+    // Answers that never match: bounded tries, a warning, no `extracted`; the summary stays.
+    let fake = start_fake(Behaviour::ExtractInvalidFirst(usize::MAX)).await;
+    let out = tempfile::tempdir().unwrap();
+    let p = llm_pipeline(
+        out.path(),
+        &fake,
+        &[
+            ("schema: {}", SCHEMA),
+            ("max_attempts: 3", "max_attempts: 2"),
+        ],
+    );
+    let events = run_files(p, &[fixture("tagged.pdf")], None).await;
+    let path = events[0].result_path.as_ref().unwrap();
+    let result = read_result(path);
+    assert!(result.extracted.is_none());
+    assert!(
+        result
+            .warnings
+            .iter()
+            .any(|w| w.contains("no extracted object") && w.contains("2 answers")),
+        "{:?}",
+        result.warnings
+    );
+    assert_eq!(result.summary.unwrap().engine, "llm");
+    assert_eq!(fake.extraction_requests.load(Ordering::SeqCst), 2);
+    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    assert!(json.get("extracted").is_none(), "absent, not null");
+
+    // Without a schema nothing is asked for.
+    let fake = start_fake(Behaviour::ExtractInvalidFirst(0)).await;
+    let out = tempfile::tempdir().unwrap();
+    let events = run_files(
+        llm_pipeline(out.path(), &fake, &[]),
+        &[fixture("tagged.pdf")],
+        None,
+    )
+    .await;
+    assert!(
+        read_result(events[0].result_path.as_ref().unwrap())
+            .extracted
+            .is_none()
+    );
+    assert_eq!(fake.extraction_requests.load(Ordering::SeqCst), 0);
+}
+
+#[test]
+fn bad_concurrency_and_schemas_are_reported_where_they_are() {
+    let default = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines/default.yaml"),
+    )
+    .unwrap();
+    let yaml = default
+        .replace("initial: 2", "initial: 20")
+        .replace("schema: {}", r#"schema: {"type": "nonsense"}"#);
+    let err = pagemill::config::parse_pipeline(std::path::Path::new("x.yaml"), &yaml)
+        .unwrap_err()
+        .to_string();
+    let line_of = |needle: &str| default.lines().position(|l| l.contains(needle)).unwrap() + 1;
+    assert!(
+        err.contains(&format!("x.yaml:{}:", line_of("initial: 2")))
+            && err.contains("must not be above max"),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("x.yaml:{}:", line_of("schema: {}")))
+            && err.contains("not a valid JSON Schema"),
+        "{err}"
+    );
+    // Keys inside a schema are the schema's own, not unknown pipeline keys.
+    let yaml = default.replace("schema: {}", SCHEMA);
+    let p = pagemill::config::parse_pipeline(std::path::Path::new("x.yaml"), &yaml).unwrap();
+    assert_eq!(p.summarize.llm.extract.unwrap().max_attempts, 3);
 }
 
 /// llama.cpp's server (xllamacpp) with SmolLM2-135M, as `scripts/setup.sh` installs them;
@@ -333,4 +701,34 @@ async fn a_real_llm_server_writes_the_summary_and_long_texts_go_in_parts() {
     let summary = result.summary.expect("a summary despite the small context");
     assert_eq!(summary.engine, "llm", "{:?}", result.warnings);
     assert!(!summary.text.trim().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_real_llm_server_extracts_an_object_the_schema_allows() {
+    // llama.cpp's server turns `response_format: json_schema` into a grammar.
+    let server = RealServer::start(1024);
+    let base = format!("base_url: {}", server.base_url);
+    let schema = r#"schema: {"type": "object", "properties": {"title": {"type": "string", "maxLength": 60}, "language": {"type": "string", "enum": ["English", "German", "other"]}}, "required": ["title", "language"], "additionalProperties": false}"#;
+    let replacements = [
+        ("engine: extractive", "engine: llm"),
+        ("base_url: http://127.0.0.1:8000/v1", base.as_str()),
+        ("max_tokens: 400", "max_tokens: 100"),
+        ("timeout: 120s", "timeout: 300s"),
+        ("schema: {}", schema),
+    ];
+    let out = tempfile::tempdir().unwrap();
+    let events = run_files(
+        pipeline(out.path(), &replacements),
+        &[fixture("phototest.tif")],
+        None,
+    )
+    .await;
+    let result = read_result(events[0].result_path.as_ref().unwrap());
+    let object = result.extracted.expect("an object matching the schema");
+    assert!(object["title"].is_string(), "{object}");
+    assert!(
+        ["English", "German", "other"].contains(&object["language"].as_str().unwrap()),
+        "{object}"
+    );
+    assert_eq!(object.as_object().unwrap().len(), 2, "{object}");
 }

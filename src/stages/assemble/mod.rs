@@ -173,6 +173,7 @@ fn finish(assembly: Assembly, pipeline: &str) -> (JobResult, Option<JobError>) {
         pages,
         text,
         summary: None,
+        extracted: None,
         warnings,
         error: error.as_ref().map(JobError::to_record),
         timings: Timings {

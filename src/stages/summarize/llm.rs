@@ -6,29 +6,48 @@
 //!   `max_input_chars`; each part is summarized, then the parts' summaries are summarized
 //!   (map-reduce). A server that answers that the context is too long gets parts half as long.
 //! - A request answered 429 or 5xx, or that times out or cannot connect, is retried up to
-//!   `max_retries` times with jittered exponential backoff; `Retry-After` is honoured.
-//! - Summaries are cached by document text, model, prompt and parameters, so reprocessing a
-//!   document does not call the server again.
+//!   `max_retries` times with jittered exponential backoff (backon); `Retry-After` is
+//!   honoured.
+//! - Summaries and extracted objects are cached by document text, model, prompt and
+//!   parameters, so reprocessing a document does not call the server again; identical
+//!   documents at the same time wait for the first one's answer.
 //!
 //! - A circuit breaker: after `circuit_failures` documents in a row the LLM failed, no request
-//!   is sent for `circuit_cooldown` (the fallback answers at once); then one request probes.
+//!   is sent for `circuit_cooldown` (the fallback answers at once); then one document probes
+//!   (half-open) while the others still get the fallback, and its success closes the circuit.
+//! - Requests in flight are limited per server by an adaptive limit ([`super::limiter`]):
+//!   documents wait for room, retries wait without holding it, and the parts of a long
+//!   document go out together under the same limit.
+//! - Structured extraction, when the pipeline gives a JSON Schema: the document's text (its
+//!   first `max_input_chars`) is sent with `response_format: json_schema`, the answer is
+//!   checked against the schema, and a non-matching answer is asked for again up to
+//!   `max_attempts` times.
 //!
-//! Adaptive concurrency and request-rate ceilings are not here yet: the stage sends one
-//! request at a time.
+//! Emits `pagemill_llm_requests_total`, `pagemill_llm_request_duration_seconds`,
+//! `pagemill_llm_tokens_total`, `pagemill_llm_cache_hits_total`, `pagemill_llm_circuit_open`,
+//! `pagemill_llm_extractions_total`, `pagemill_llm_quota_wait_seconds` and, through the limiter, the in-flight and limit gauges.
+//!
+//! - Optional ceilings of requests and (estimated) tokens per minute (governor's GCRA): a
+//!   request waits for them before it waits for room under the concurrency limit.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use std::num::NonZeroU32;
+
+use backon::{ExponentialBuilder, Retryable};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+use super::limiter::{Limiter, Outcome};
 use crate::config::LlmConfig;
 use crate::metrics as m;
 
 /// Most summaries kept in the cache.
 const CACHE_ENTRIES: usize = 1024;
-/// First retry delay; doubles with each retry.
+/// First retry delay (jitter takes 50-100% of it); doubles with each retry.
 const BACKOFF_BASE: Duration = Duration::from_millis(500);
 /// Longest delay between retries.
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
@@ -51,13 +70,65 @@ pub enum LlmError {
     NotConverging,
     #[error("the LLM failed {0} documents in a row; requests are paused")]
     CircuitOpen(u32),
+    #[error("{attempts} answers did not match the extraction schema; the last: {reason}")]
+    NoValidExtraction { attempts: u32, reason: String },
 }
 
-/// Consecutive failures, and until when requests are paused.
-#[derive(Default)]
-struct Breaker {
-    failures: u32,
-    open_until: Option<Instant>,
+/// Why one try failed, and whether and when to try again.
+struct TryError {
+    error: LlmError,
+    retryable: bool,
+    /// The pause the server asked for (`Retry-After`, in seconds).
+    retry_after: Option<Duration>,
+}
+
+impl TryError {
+    /// A failure that another try would not mend.
+    fn fatal(error: LlmError) -> TryError {
+        TryError {
+            error,
+            retryable: false,
+            retry_after: None,
+        }
+    }
+}
+
+/// The circuit breaker's state; failures count documents in a row the LLM failed.
+#[derive(Debug, Clone, Copy)]
+enum Breaker {
+    /// Requests go out.
+    Closed { failures: u32 },
+    /// No request until `until`.
+    Open { failures: u32, until: Instant },
+    /// One document is probing the server; the others get the fallback meanwhile.
+    Probing { failures: u32 },
+}
+
+impl Default for Breaker {
+    fn default() -> Self {
+        Breaker::Closed { failures: 0 }
+    }
+}
+
+/// Reopens the circuit at once if a probe is dropped before its outcome is known, so that
+/// the next document probes instead of the circuit staying half-open for ever.
+struct ProbeGuard<'a> {
+    llm: &'a LlmSummarizer,
+    armed: bool,
+}
+
+impl Drop for ProbeGuard<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            let mut b = self.llm.breaker.lock().expect("breaker lock");
+            if let Breaker::Probing { failures } = *b {
+                *b = Breaker::Open {
+                    failures,
+                    until: Instant::now(),
+                };
+            }
+        }
+    }
 }
 
 /// The LLM client of one pipeline.
@@ -66,8 +137,19 @@ pub struct LlmSummarizer {
     language: String,
     client: reqwest::Client,
     pipeline: String,
+    /// Answers by cache key (summaries, extracted objects as JSON), oldest first out.
     cache: Mutex<(HashMap<String, String>, VecDeque<String>)>,
+    /// One gate per key being answered: documents with the same key wait for the first.
+    inflight: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     breaker: Mutex<Breaker>,
+    /// Requests in flight to the server, adapted to its answers.
+    limiter: Limiter,
+    /// The extraction schema, compiled once; none when extraction is off.
+    validator: Option<jsonschema::Validator>,
+    /// Requests per minute, when the pipeline sets a ceiling.
+    requests_per_minute: Option<DefaultDirectRateLimiter>,
+    /// Estimated tokens per minute and that ceiling, when the pipeline sets one.
+    tokens_per_minute: Option<(DefaultDirectRateLimiter, NonZeroU32)>,
 }
 
 impl LlmSummarizer {
@@ -81,19 +163,45 @@ impl LlmSummarizer {
             .timeout(cfg.timeout)
             .build()
             .expect("a client with timeouts builds");
+        let validator = cfg.extract.as_ref().map(|x| {
+            for outcome in ["valid", "invalid", "failed"] {
+                metrics::counter!(m::LLM_EXTRACTIONS, "pipeline" => pipeline.to_string(), "outcome" => outcome)
+                    .increment(0);
+            }
+            jsonschema::validator_for(&x.schema).expect("the schema was checked at load")
+        });
         LlmSummarizer {
             cfg: cfg.clone(),
             language: language_name(languages),
             client,
             pipeline: pipeline.to_string(),
             cache: Mutex::default(),
+            inflight: Mutex::default(),
             breaker: Mutex::default(),
+            limiter: Limiter::new(cfg.concurrency_initial, cfg.concurrency_max, pipeline),
+            validator,
+            requests_per_minute: NonZeroU32::new(cfg.max_requests_per_minute)
+                .map(|n| RateLimiter::direct(Quota::per_minute(n))),
+            tokens_per_minute: NonZeroU32::new(cfg.max_tokens_per_minute)
+                .map(|n| (RateLimiter::direct(Quota::per_minute(n)), n)),
         }
     }
 
-    fn cache_key(&self, name: &str, text: &str) -> String {
+    /// The limit of requests in flight to the server.
+    pub fn limiter(&self) -> &Limiter {
+        &self.limiter
+    }
+
+    /// Whether the pipeline asks for structured extraction.
+    pub fn extracts(&self) -> bool {
+        self.validator.is_some()
+    }
+
+    /// The cache key of a document's answer; `task` tells a summary from an extraction.
+    fn cache_key(&self, task: &str, name: &str, text: &str) -> String {
         let mut h = Sha256::new();
         for part in [
+            task,
             text,
             name,
             &self.cfg.model,
@@ -108,23 +216,74 @@ impl LlmSummarizer {
         format!("{:x}", h.finalize())
     }
 
-    /// Summarizes a document's text; `name` is its file name.
-    pub async fn summarize(&self, name: &str, text: &str) -> Result<String, LlmError> {
-        let key = self.cache_key(name, text);
-        if let Some(hit) = self.cache.lock().expect("cache lock").0.get(&key).cloned() {
-            metrics::counter!(m::LLM_CACHE_HITS, "pipeline" => self.pipeline.clone()).increment(1);
+    /// The cached answer for `key`, else the answer of `work`, cached if it succeeds. Documents
+    /// with the same key wait for the first one's answer instead of asking the server again.
+    async fn cached<Fut>(&self, key: String, work: impl FnOnce() -> Fut) -> Result<String, LlmError>
+    where
+        Fut: std::future::Future<Output = Result<String, LlmError>>,
+    {
+        let hit = || {
+            let hit = self.cache.lock().expect("cache lock").0.get(&key).cloned();
+            if hit.is_some() {
+                metrics::counter!(m::LLM_CACHE_HITS, "pipeline" => self.pipeline.clone())
+                    .increment(1);
+            }
+            hit
+        };
+        if let Some(hit) = hit() {
             return Ok(hit);
         }
-        {
-            let breaker = self.breaker.lock().expect("breaker lock");
-            if breaker.open_until.is_some_and(|t| Instant::now() < t) {
-                return Err(LlmError::CircuitOpen(breaker.failures));
+        let gate = self
+            .inflight
+            .lock()
+            .expect("in-flight lock")
+            .entry(key.clone())
+            .or_default()
+            .clone();
+        let outcome = {
+            let _turn = gate.lock().await;
+            match hit() {
+                Some(hit) => Ok(hit),
+                None => work().await,
+            }
+        };
+        if let Ok(answer) = &outcome {
+            let mut cache = self.cache.lock().expect("cache lock");
+            if !cache.0.contains_key(&key) {
+                if cache.1.len() >= CACHE_ENTRIES
+                    && let Some(old) = cache.1.pop_front()
+                {
+                    cache.0.remove(&old);
+                }
+                cache.0.insert(key.clone(), answer.clone());
+                cache.1.push_back(key.clone());
             }
         }
+        let mut inflight = self.inflight.lock().expect("in-flight lock");
+        // The map's and this one: nobody else waits on this key.
+        if Arc::strong_count(&gate) <= 2 {
+            inflight.remove(&key);
+        }
+        outcome
+    }
+
+    /// Summarizes a document's text; `name` is its file name.
+    pub async fn summarize(&self, name: &str, text: &str) -> Result<String, LlmError> {
+        let key = self.cache_key("summary", name, text);
+        self.cached(key, || self.summarize_uncached(name, text))
+            .await
+    }
+
+    async fn summarize_uncached(&self, name: &str, text: &str) -> Result<String, LlmError> {
+        let probe = self.admit()?;
+        let mut guard = ProbeGuard {
+            llm: self,
+            armed: probe,
+        };
         let mut max_chars = self.cfg.max_input_chars;
         let mut splits = 0;
         let outcome = loop {
-            match self.map_reduce(name, text, max_chars, 0).await {
+            match self.map_reduce(name, text, max_chars, 0, probe).await {
                 Err(LlmError::ContextOverflow) if splits < MAX_SPLITS => {
                     splits += 1;
                     max_chars = (max_chars / 2).max(100);
@@ -132,31 +291,53 @@ impl LlmSummarizer {
                 other => break other,
             }
         };
-        let summary = self.record_outcome(outcome)?;
-        let mut cache = self.cache.lock().expect("cache lock");
-        if cache.1.len() >= CACHE_ENTRIES
-            && let Some(old) = cache.1.pop_front()
-        {
-            cache.0.remove(&old);
-        }
-        cache.0.insert(key.clone(), summary.clone());
-        cache.1.push_back(key);
-        Ok(summary)
+        guard.armed = false;
+        self.record_outcome(outcome, probe)
     }
 
-    /// Counts a document's outcome on the breaker, opening it after too many failures.
-    fn record_outcome(&self, outcome: Result<String, LlmError>) -> Result<String, LlmError> {
-        let mut breaker = self.breaker.lock().expect("breaker lock");
-        match &outcome {
-            Ok(_) => *breaker = Breaker::default(),
-            Err(_) => {
-                breaker.failures += 1;
-                if breaker.failures >= self.cfg.circuit_failures {
-                    breaker.open_until = Some(Instant::now() + self.cfg.circuit_cooldown);
-                }
+    /// Whether a document may call the server: `Ok(true)` if it is the half-open probe.
+    fn admit(&self) -> Result<bool, LlmError> {
+        let mut b = self.breaker.lock().expect("breaker lock");
+        match *b {
+            Breaker::Closed { .. } => Ok(false),
+            Breaker::Open { failures, until } if Instant::now() < until => {
+                Err(LlmError::CircuitOpen(failures))
             }
+            Breaker::Open { failures, .. } => {
+                *b = Breaker::Probing { failures };
+                Ok(true)
+            }
+            Breaker::Probing { failures } => Err(LlmError::CircuitOpen(failures)),
         }
-        let open = breaker.open_until.is_some();
+    }
+
+    /// Counts a document's outcome on the breaker: a success closes it, failures in a row
+    /// or a failed probe open it.
+    fn record_outcome(
+        &self,
+        outcome: Result<String, LlmError>,
+        probe: bool,
+    ) -> Result<String, LlmError> {
+        let mut b = self.breaker.lock().expect("breaker lock");
+        let reopen = |failures| Breaker::Open {
+            failures,
+            until: Instant::now() + self.cfg.circuit_cooldown,
+        };
+        *b = match (&outcome, *b) {
+            (Ok(_), _) => Breaker::default(),
+            // Held back by the circuit: says nothing new about the server.
+            (Err(LlmError::CircuitOpen(_)), state) => state,
+            (Err(_), Breaker::Closed { failures }) if failures + 1 >= self.cfg.circuit_failures => {
+                reopen(failures + 1)
+            }
+            (Err(_), Breaker::Closed { failures }) => Breaker::Closed {
+                failures: failures + 1,
+            },
+            (Err(_), Breaker::Probing { failures }) if probe => reopen(failures + 1),
+            // A document let through before the circuit opened: it is open already.
+            (Err(_), state) => state,
+        };
+        let open = !matches!(*b, Breaker::Closed { .. });
         metrics::gauge!(m::LLM_CIRCUIT_OPEN, "pipeline" => self.pipeline.clone()).set(if open {
             1.0
         } else {
@@ -171,102 +352,249 @@ impl LlmSummarizer {
         text: &str,
         max_chars: usize,
         round: u32,
+        probe: bool,
     ) -> Result<String, LlmError> {
         let parts = split_parts(text, max_chars);
         if parts.len() <= 1 {
-            return self.complete(name, text).await;
+            return self.complete(name, text, probe).await;
         }
-        let mut summaries = Vec::with_capacity(parts.len());
-        for part in &parts {
-            summaries.push(self.complete(name, part).await?);
-        }
+        // The parts go out together; the limiter decides how many are in flight.
+        let summaries = futures_util::future::try_join_all(
+            parts.iter().map(|part| self.complete(name, part, probe)),
+        )
+        .await?;
         let joined = summaries.join("\n\n");
         if joined.chars().count() > max_chars {
             // The summaries themselves are long: one more round, while they shrink.
             if round + 1 >= MAX_ROUNDS || joined.chars().count() >= text.chars().count() {
                 return Err(LlmError::NotConverging);
             }
-            return Box::pin(self.map_reduce(name, &joined, max_chars, round + 1)).await;
+            return Box::pin(self.map_reduce(name, &joined, max_chars, round + 1, probe)).await;
         }
-        self.complete(name, &joined).await
+        self.complete(name, &joined, probe).await
     }
 
-    /// One chat completion, retried as configured.
-    async fn complete(&self, name: &str, text: &str) -> Result<String, LlmError> {
-        let prompt = self
-            .cfg
-            .prompt
+    /// The prompt `template` filled in for a document.
+    fn fill(&self, template: &str, name: &str, text: &str) -> String {
+        template
             .replace("{name}", name)
             .replace("{language}", &self.language)
-            .replace("{text}", text);
-        let body = json!({
+            .replace("{text}", text)
+    }
+
+    /// One summary request; `probe` when the document probes a half-open circuit.
+    async fn complete(&self, name: &str, text: &str, probe: bool) -> Result<String, LlmError> {
+        self.request(self.fill(&self.cfg.prompt, name, text), None, probe)
+            .await
+    }
+
+    /// Extracts the object the pipeline's schema describes from a document's text (its first
+    /// `max_input_chars`). `Ok(None)` when extraction is off.
+    pub async fn extract(&self, name: &str, text: &str) -> Result<Option<Value>, LlmError> {
+        let Some(x) = &self.cfg.extract else {
+            return Ok(None);
+        };
+        let task = format!("extract\0{}\0{}\0{}", x.name, x.schema, x.prompt);
+        let key = self.cache_key(&task, name, text);
+        let object = self
+            .cached(key, || self.extract_uncached(name, text))
+            .await?;
+        Ok(Some(
+            serde_json::from_str(&object).expect("cached objects are JSON this client wrote"),
+        ))
+    }
+
+    /// Asks for the object until an answer matches the schema; returns it as JSON text.
+    async fn extract_uncached(&self, name: &str, text: &str) -> Result<String, LlmError> {
+        let (Some(x), Some(validator)) = (&self.cfg.extract, &self.validator) else {
+            unreachable!("extraction is configured")
+        };
+        // A paused circuit pauses extraction too; probing is left to summaries.
+        if let Breaker::Open { failures, .. } | Breaker::Probing { failures } =
+            *self.breaker.lock().expect("breaker lock")
+        {
+            return Err(LlmError::CircuitOpen(failures));
+        }
+        let text: String = text.chars().take(self.cfg.max_input_chars).collect();
+        let prompt = self.fill(&x.prompt, name, &text);
+        let format = json!({
+            "type": "json_schema",
+            "json_schema": {"name": x.name, "schema": x.schema, "strict": true},
+        });
+        let count = |outcome: &'static str| {
+            metrics::counter!(m::LLM_EXTRACTIONS, "pipeline" => self.pipeline.clone(), "outcome" => outcome)
+                .increment(1);
+        };
+        let mut reason = String::new();
+        for _ in 0..x.max_attempts {
+            let answer = match self.request(prompt.clone(), Some(&format), false).await {
+                Ok(answer) => answer,
+                Err(e) => {
+                    count("failed");
+                    return Err(e);
+                }
+            };
+            match check_extraction(validator, &answer) {
+                Ok(object) => {
+                    count("valid");
+                    return Ok(object.to_string());
+                }
+                Err(why) => {
+                    count("invalid");
+                    reason = why;
+                }
+            }
+        }
+        count("failed");
+        Err(LlmError::NoValidExtraction {
+            attempts: x.max_attempts,
+            reason,
+        })
+    }
+
+    /// One chat completion, retried as configured (backon: jittered exponential backoff,
+    /// `Retry-After` taking the place of the planned delay).
+    async fn request(
+        &self,
+        prompt: String,
+        response_format: Option<&Value>,
+        probe: bool,
+    ) -> Result<String, LlmError> {
+        let tokens = (prompt.chars().count() / 4) as u32 + self.cfg.max_tokens;
+        let mut body = json!({
             "model": self.cfg.model,
             "messages": [{"role": "user", "content": prompt}],
             "max_tokens": self.cfg.max_tokens,
             "temperature": self.cfg.temperature,
         });
-        let url = format!("{}/chat/completions", self.cfg.base_url);
+        if let Some(format) = response_format {
+            body["response_format"] = format.clone();
+        }
         let key = self
             .cfg
             .api_key_env
             .as_ref()
             .and_then(|var| std::env::var(var).ok());
-        let mut attempt = 0;
-        loop {
-            let started = Instant::now();
-            let mut request = self.client.post(&url).json(&body);
-            if let Some(key) = &key {
-                request = request.bearer_auth(key);
+        let body = &body;
+        let key = key.as_deref();
+        (|| self.try_once(body, key, tokens, probe))
+            .retry(
+                // Delays of 0.25-0.5 s, doubling up to 15-30 s.
+                ExponentialBuilder::default()
+                    .with_min_delay(BACKOFF_BASE / 2)
+                    .with_max_delay(BACKOFF_MAX / 2)
+                    .with_max_times(self.cfg.max_retries as usize)
+                    .with_jitter(),
+            )
+            .when(|e: &TryError| e.retryable)
+            // A server may ask for a long pause; the stage waits at most BACKOFF_MAX.
+            .adjust(|e, planned| planned.map(|p| e.retry_after.map_or(p, |d| d.min(BACKOFF_MAX))))
+            .await
+            .map_err(|e| e.error)
+    }
+
+    /// One try of a chat completion. It waits for room under the concurrency limit and gives
+    /// it back before returning, so that a retry's pause holds no room. A try that gets room
+    /// after the circuit opened is not sent, unless it belongs to the probe.
+    async fn try_once(
+        &self,
+        body: &Value,
+        key: Option<&str>,
+        tokens: u32,
+        probe: bool,
+    ) -> Result<String, TryError> {
+        self.wait_for_quota(tokens).await;
+        let permit = self.limiter.acquire().await;
+        if !probe
+            && let Breaker::Open { failures, .. } | Breaker::Probing { failures } =
+                *self.breaker.lock().expect("breaker lock")
+        {
+            return Err(TryError::fatal(LlmError::CircuitOpen(failures)));
+        }
+        let url = format!("{}/chat/completions", self.cfg.base_url);
+        let started = Instant::now();
+        let mut request = self.client.post(&url).json(body);
+        if let Some(key) = key {
+            request = request.bearer_auth(key);
+        }
+        let outcome = request.send().await;
+        let seconds = started.elapsed().as_secs_f64();
+        metrics::histogram!(m::LLM_REQUEST_SECONDS, "pipeline" => self.pipeline.clone())
+            .record(seconds);
+        let response = match outcome {
+            Ok(response) => response,
+            Err(e) => {
+                permit.finish(Outcome::Overloaded);
+                metrics::counter!(m::LLM_REQUESTS, "pipeline" => self.pipeline.clone(), "code" => "unreachable")
+                    .increment(1);
+                return Err(TryError {
+                    error: LlmError::Unreachable(e.to_string()),
+                    retryable: true,
+                    retry_after: None,
+                });
             }
-            let outcome = request.send().await;
-            let seconds = started.elapsed().as_secs_f64();
-            metrics::histogram!(m::LLM_REQUEST_SECONDS, "pipeline" => self.pipeline.clone())
-                .record(seconds);
-            let (error, retry_after) = match outcome {
-                Ok(response) => {
-                    let status = response.status();
-                    metrics::counter!(m::LLM_REQUESTS, "pipeline" => self.pipeline.clone(), "code" => status.as_u16().to_string())
-                        .increment(1);
-                    let retry_after = response
-                        .headers()
-                        .get(reqwest::header::RETRY_AFTER)
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(|v| v.trim().parse::<u64>().ok())
-                        .map(Duration::from_secs);
-                    if status.is_success() {
-                        let answer: Value = response
-                            .json()
-                            .await
-                            .map_err(|e| LlmError::BadAnswer(e.to_string()))?;
-                        return self.read_answer(&answer);
-                    }
-                    let text = response.text().await.unwrap_or_default();
-                    if status.as_u16() == 400 && mentions_context(&text) {
-                        return Err(LlmError::ContextOverflow);
-                    }
-                    let error = LlmError::Status {
-                        status: status.as_u16(),
-                        body: text.chars().take(300).collect(),
-                    };
-                    if !(status.as_u16() == 429 || status.is_server_error()) {
-                        return Err(error);
-                    }
-                    (error, retry_after)
+        };
+        let status = response.status();
+        metrics::counter!(m::LLM_REQUESTS, "pipeline" => self.pipeline.clone(), "code" => status.as_u16().to_string())
+            .increment(1);
+        if status.is_success() {
+            return match response.json::<Value>().await {
+                Ok(answer) => {
+                    permit.finish(Outcome::Answered(started.elapsed()));
+                    self.read_answer(&answer).map_err(TryError::fatal)
                 }
                 Err(e) => {
-                    metrics::counter!(m::LLM_REQUESTS, "pipeline" => self.pipeline.clone(), "code" => "unreachable")
-                        .increment(1);
-                    (LlmError::Unreachable(e.to_string()), None)
+                    permit.finish(if e.is_timeout() {
+                        Outcome::Overloaded
+                    } else {
+                        Outcome::Neutral
+                    });
+                    Err(TryError::fatal(LlmError::BadAnswer(e.to_string())))
                 }
             };
-            if attempt >= self.cfg.max_retries {
-                return Err(error);
-            }
-            // A server may ask for a long pause; the stage waits at most BACKOFF_MAX.
-            let pause = retry_after.map_or_else(|| backoff(attempt), |d| d.min(BACKOFF_MAX));
-            tokio::time::sleep(pause).await;
-            attempt += 1;
         }
+        let overloaded = status.as_u16() == 429 || status.is_server_error();
+        permit.finish(if overloaded {
+            Outcome::Overloaded
+        } else {
+            Outcome::Neutral
+        });
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let text = response.text().await.unwrap_or_default();
+        if status.as_u16() == 400 && mentions_context(&text) {
+            return Err(TryError::fatal(LlmError::ContextOverflow));
+        }
+        Err(TryError {
+            error: LlmError::Status {
+                status: status.as_u16(),
+                body: text.chars().take(300).collect(),
+            },
+            retryable: overloaded,
+            retry_after,
+        })
+    }
+
+    /// Waits until the per-minute ceilings have room for a request of about `tokens` tokens.
+    async fn wait_for_quota(&self, tokens: u32) {
+        if self.requests_per_minute.is_none() && self.tokens_per_minute.is_none() {
+            return;
+        }
+        let started = Instant::now();
+        if let Some(requests) = &self.requests_per_minute {
+            requests.until_ready().await;
+        }
+        if let Some((budget, ceiling)) = &self.tokens_per_minute {
+            // A request larger than a whole minute's ceiling waits for a full minute's room.
+            let n = NonZeroU32::new(tokens.min(ceiling.get())).unwrap_or(NonZeroU32::MIN);
+            let _fits = budget.until_n_ready(n).await;
+        }
+        metrics::histogram!(m::LLM_QUOTA_WAIT_SECONDS, "pipeline" => self.pipeline.clone())
+            .record(started.elapsed().as_secs_f64());
     }
 
     fn read_answer(&self, answer: &Value) -> Result<String, LlmError> {
@@ -285,21 +613,32 @@ impl LlmSummarizer {
     }
 }
 
+/// The JSON object in an extraction answer, if it matches the schema; else why not. A
+/// Markdown code fence around the object is tolerated.
+fn check_extraction(validator: &jsonschema::Validator, answer: &str) -> Result<Value, String> {
+    let trimmed = answer.trim();
+    let inner = trimmed
+        .strip_prefix("```json")
+        .or_else(|| trimmed.strip_prefix("```"))
+        .and_then(|s| s.strip_suffix("```"))
+        .unwrap_or(trimmed);
+    let object: Value =
+        serde_json::from_str(inner.trim()).map_err(|e| format!("not JSON ({e})"))?;
+    let error = validator
+        .iter_errors(&object)
+        .next()
+        .map(|e| format!("{e} at {}", e.instance_path()));
+    match error {
+        None => Ok(object),
+        Some(e) => Err(e),
+    }
+}
+
 /// Whether an error body says the input is longer than the model's context.
 fn mentions_context(body: &str) -> bool {
     let body = body.to_lowercase();
     body.contains("context")
         && (body.contains("length") || body.contains("long") || body.contains("exceed"))
-}
-
-/// The delay before retry `attempt` (0-based): doubling from 0.5 s up to 30 s, each a random
-/// 50-100% of that so that clients do not retry in step.
-fn backoff(attempt: u32) -> Duration {
-    let full = BACKOFF_BASE
-        .saturating_mul(1 << attempt.min(16))
-        .min(BACKOFF_MAX);
-    let jitter = uuid::Uuid::now_v7().as_u128() % 1000;
-    full.mul_f64(0.5 + jitter as f64 / 2000.0)
 }
 
 /// The language of the pipeline's first OCR language, in words for the prompt.
@@ -378,10 +717,18 @@ mod tests {
     }
 
     #[test]
-    fn backoff_grows_and_stays_bounded() {
-        assert!(backoff(0) <= BACKOFF_BASE && backoff(0) >= BACKOFF_BASE / 2);
-        assert!(backoff(10) <= BACKOFF_MAX);
-        assert!(backoff(3) >= Duration::from_secs(2));
+    fn extraction_answers_are_checked_against_the_schema() {
+        let schema = json!({"type": "object", "properties": {"title": {"type": "string"}},
+            "required": ["title"], "additionalProperties": false});
+        let v = jsonschema::validator_for(&schema).unwrap();
+        assert_eq!(
+            check_extraction(&v, r#"{"title": "A"}"#).unwrap(),
+            json!({"title": "A"})
+        );
+        assert!(check_extraction(&v, "```json\n{\"title\": \"A\"}\n```").is_ok());
+        assert!(check_extraction(&v, r#"{"title": 3}"#).is_err());
+        assert!(check_extraction(&v, r#"{"name": "A"}"#).is_err());
+        assert!(check_extraction(&v, "The title is A").is_err());
     }
 
     #[test]

@@ -4,13 +4,21 @@
 //! (no network) and runs on the CPU pool. [`llm::LlmSummarizer`] calls an LLM server from the
 //! stage itself (network I/O never holds a pool thread) and falls back to the extractive
 //! engine when the pipeline says so. Failed documents pass through unsummarized.
+//!
+//! With an LLM, each document is handled in a task of its own, so the mailbox never waits on
+//! the server and several documents' requests are in flight at once, as many as the adaptive
+//! limit ([`limiter`]) allows. A document keeps its credit on the edge into this stage until
+//! its result is handed to save: documents waiting for the server are bounded by
+//! `edges.summarize_documents`, and a full edge holds assemble back.
 
 pub mod extractive;
+pub mod limiter;
 pub mod llm;
 
 use std::sync::Arc;
 use std::time::Instant;
 
+use futures_util::FutureExt;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 
 use crate::config::{LlmFallback, SummarizeEngineKind};
@@ -47,6 +55,7 @@ impl Summarizer for ExtractiveSummarizer {
 }
 
 /// The engine of a pipeline's summarize stage.
+#[derive(Clone)]
 pub enum Engine {
     Local(Arc<dyn Summarizer>),
     /// An LLM, with the local engine to fall back to, if any.
@@ -110,6 +119,21 @@ impl Actor for SummarizeStage {
         (ctx, save): Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
         let engine = build_engine(&ctx.pipeline);
+        if let Engine::Llm(..) = engine {
+            // Documents are summarized side by side, up to the edge's capacity.
+            let documents = ctx.pipeline.edges.summarize_documents;
+            metrics::gauge!(m::STAGE_WORKERS, &ctx.labels("summarize")).set(documents as f64);
+            let max = ctx.pipeline.summarize.llm.concurrency_max;
+            if documents < max {
+                tracing::info!(
+                    pipeline = %ctx.pipeline.name,
+                    documents,
+                    concurrency_max = max,
+                    "edges.summarize_documents is below summarize.llm.concurrency.max: only long \
+                     documents in parts can reach the limit"
+                );
+            }
+        }
         Ok(SummarizeState { ctx, engine, save })
     }
 
@@ -119,74 +143,154 @@ impl Actor for SummarizeStage {
         msg: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        let SummarizeMsg::Document(info, mut result, error, credit) = msg;
-        let labels = state.ctx.labels("summarize");
+        let SummarizeMsg::Document(info, result, error, credit) = msg;
         state.ctx.count_received("summarize", 1);
-        let mut failed = false;
-        if error.is_none() {
-            let started = Instant::now();
-            let text: Arc<str> = std::mem::take(&mut result.text).into();
-            let summary = match &state.engine {
-                Engine::Local(engine) => {
-                    summarize_locally(&state.ctx, engine.clone(), text.clone()).await
-                }
-                Engine::Llm(llm, fallback) => match llm.summarize(&result.source.name, &text).await
-                {
-                    Ok(summary) => Ok((summary, "llm")),
-                    Err(e) => {
-                        info.span("summarize").in_scope(
-                            || tracing::warn!(error = %e, fallback = fallback.is_some(), "the LLM failed"),
-                        );
-                        match fallback {
-                            Some(local) => {
-                                metrics::counter!(m::LLM_FALLBACKS, "pipeline" => state.ctx.pipeline.name.clone())
-                                    .increment(1);
-                                result.warnings.push(format!(
-                                    "the LLM failed ({e}); the summary is extractive"
-                                ));
-                                summarize_locally(&state.ctx, local.clone(), text.clone()).await
-                            }
-                            None => Err(JobError::SummaryFailed(e.to_string())),
-                        }
-                    }
-                },
-            };
-            let seconds = started.elapsed().as_secs_f64();
-            result.text = text.to_string();
-            let span = info.span("summarize");
-            match summary {
-                Ok((summary, engine)) => {
-                    span.in_scope(|| {
-                        tracing::info!(
-                            engine,
-                            chars = summary.len(),
-                            millis = (seconds * 1000.0) as u64,
-                            "summary written"
-                        )
-                    });
-                    result.summary = Some(SummaryRecord {
-                        engine: engine.to_string(),
-                        text: summary,
-                    })
-                }
-                Err(e) => {
-                    state.ctx.count_error("summarize", e.code());
-                    span.in_scope(|| tracing::warn!(code = e.code(), error = %e, "no summary"));
-                    failed = true;
-                    result.warnings.push(format!("no summary: {e}"));
-                }
+        let work = summarize_document(
+            state.ctx.clone(),
+            state.engine.clone(),
+            state.save.clone(),
+            info,
+            result,
+            error,
+            credit,
+        );
+        match state.engine {
+            // The pool bounds local work; waiting for it here keeps documents in order.
+            Engine::Local(_) => work.await,
+            // The server may take seconds: the mailbox goes on while it answers.
+            Engine::Llm(..) => {
+                tokio::spawn(work);
             }
-            result.timings.summarize_ms = (seconds * 1000.0) as u64;
-            metrics::histogram!(m::STAGE_PROCESSING_SECONDS, &labels).record(seconds);
         }
-        state
-            .save
-            .send_with(|c| SaveMsg::Result(info, result, c))
-            .await;
-        if !failed {
-            state.ctx.count_sent("summarize", 1);
-        }
-        drop(credit);
         Ok(())
+    }
+}
+
+/// What the engine made of a document's text.
+struct Summarized {
+    summary: Result<(String, &'static str), JobError>,
+    extracted: Option<serde_json::Value>,
+    warnings: Vec<String>,
+}
+
+/// Summarizes one document and hands it to save, then frees its credit.
+async fn summarize_document(
+    ctx: StageContext,
+    engine: Engine,
+    save: Downstream<SaveMsg>,
+    info: Arc<JobInfo>,
+    mut result: JobResult,
+    error: Option<JobError>,
+    credit: Credit,
+) {
+    let mut failed = false;
+    if error.is_none() {
+        let labels = ctx.labels("summarize");
+        let started = Instant::now();
+        let text: Arc<str> = std::mem::take(&mut result.text).into();
+        let work = summarize_text(&ctx, &engine, &info, &result.source.name, text.clone());
+        // A panic in the engine fails this document's summary, never the job.
+        let done = match std::panic::AssertUnwindSafe(work).catch_unwind().await {
+            Ok(done) => done,
+            Err(_) => Summarized {
+                summary: Err(JobError::SummaryFailed("the summarizer panicked".into())),
+                extracted: None,
+                warnings: Vec::new(),
+            },
+        };
+        let seconds = started.elapsed().as_secs_f64();
+        result.text = text.to_string();
+        result.warnings.extend(done.warnings);
+        result.extracted = done.extracted;
+        let span = info.span("summarize");
+        match done.summary {
+            Ok((summary, engine)) => {
+                span.in_scope(|| {
+                    tracing::info!(
+                        engine,
+                        chars = summary.len(),
+                        millis = (seconds * 1000.0) as u64,
+                        "summary written"
+                    )
+                });
+                result.summary = Some(SummaryRecord {
+                    engine: engine.to_string(),
+                    text: summary,
+                })
+            }
+            Err(e) => {
+                ctx.count_error("summarize", e.code());
+                span.in_scope(|| tracing::warn!(code = e.code(), error = %e, "no summary"));
+                failed = true;
+                result.warnings.push(format!("no summary: {e}"));
+            }
+        }
+        result.timings.summarize_ms = (seconds * 1000.0) as u64;
+        metrics::histogram!(m::STAGE_PROCESSING_SECONDS, &labels).record(seconds);
+    }
+    save.send_with(|c| SaveMsg::Result(info, result, c)).await;
+    if !failed {
+        ctx.count_sent("summarize", 1);
+    }
+    drop(credit);
+}
+
+/// The summary (and extracted object) of one document's text.
+async fn summarize_text(
+    ctx: &StageContext,
+    engine: &Engine,
+    info: &JobInfo,
+    name: &str,
+    text: Arc<str>,
+) -> Summarized {
+    let mut warnings = Vec::new();
+    let (llm, fallback) = match engine {
+        Engine::Local(engine) => {
+            return Summarized {
+                summary: summarize_locally(ctx, engine.clone(), text).await,
+                extracted: None,
+                warnings,
+            };
+        }
+        Engine::Llm(llm, fallback) => (llm, fallback),
+    };
+    let span = info.span("summarize");
+    // The summary and the extraction go to the server side by side.
+    let (summary, extracted) = futures_util::join!(llm.summarize(name, &text), async {
+        if llm.extracts() {
+            llm.extract(name, &text).await
+        } else {
+            Ok(None)
+        }
+    });
+    let extracted = match extracted {
+        Ok(object) => object,
+        Err(e) => {
+            span.in_scope(|| tracing::warn!(error = %e, "no extracted object"));
+            warnings.push(format!("no extracted object: {e}"));
+            None
+        }
+    };
+    let summary = match summary {
+        Ok(summary) => Ok((summary, "llm")),
+        Err(e) => {
+            span.in_scope(
+                || tracing::warn!(error = %e, fallback = fallback.is_some(), "the LLM failed"),
+            );
+            match fallback {
+                Some(local) => {
+                    metrics::counter!(m::LLM_FALLBACKS, "pipeline" => ctx.pipeline.name.clone())
+                        .increment(1);
+                    warnings.push(format!("the LLM failed ({e}); the summary is extractive"));
+                    summarize_locally(ctx, local.clone(), text.clone()).await
+                }
+                None => Err(JobError::SummaryFailed(e.to_string())),
+            }
+        }
+    };
+    Summarized {
+        summary,
+        extracted,
+        warnings,
     }
 }
