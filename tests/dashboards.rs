@@ -825,7 +825,16 @@ async fn every_dashboard_query_returns_data_from_a_real_prometheus() {
     let llm = start_fake(Behaviour::Healthy).await;
     let llm_url = format!("base_url: {}", llm.base_url);
     let daemon = Daemon::start(&[
-        ("default", pipeline_yaml("default", &[])),
+        (
+            "default",
+            pipeline_yaml(
+                "default",
+                &[(
+                    "sqlite:\n    path: \"\"",
+                    "sqlite:\n    path: data/results.sqlite",
+                )],
+            ),
+        ),
         (
             "llm",
             pipeline_yaml(
