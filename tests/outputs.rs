@@ -1,5 +1,6 @@
 //! The files beside a result (`save.formats`): plain text, hOCR read by hocr-tools (a real
-//! hOCR consumer), ALTO parsed by lxml, the per-word TSV, and the searchable PDF read by
+//! hOCR consumer), ALTO parsed by lxml and validated against the published ALTO 4 schema
+//! (`tests/fixtures/alto-4-3.xsd`), the per-word TSV, and the searchable PDF read by
 //! poppler's `pdftotext` and `pdfinfo`, all against the result JSON.
 //! The Python tools live in `target/test-venv`, which `scripts/setup.sh` installs.
 
@@ -34,6 +35,11 @@ fn run(tool: &Path, args: &[&Path]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).unwrap()
+}
+
+/// The ALTO checker: schema validation plus pagemill's own rules.
+fn check_alto() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/tools/check_alto.py")
 }
 
 fn beside(result_json: &Path, extension: &str) -> PathBuf {
@@ -102,13 +108,10 @@ fn check_formats(json: &Path, result: &JobResult) {
         ocr_words.len()
     );
 
-    // ALTO: parses, ALTO 4 namespace, unique IDs, one Page per page, the same words.
+    // ALTO: valid against the ALTO 4 schema, unique IDs, one Page per page, the same words.
     let alto = run(
         &venv_tool("python"),
-        &[
-            &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/tools/check_alto.py"),
-            &beside(json, "alto.xml"),
-        ],
+        &[&check_alto(), &beside(json, "alto.xml")],
     );
     let alto: Value = serde_json::from_str(&alto).unwrap();
     assert_eq!(alto["pages"], result.pages.len(), "{name}: ALTO pages");
@@ -181,4 +184,54 @@ async fn no_extra_files_unless_asked() {
         .collect();
     assert_eq!(names.len(), 1, "{names:?}");
     assert!(names[0].ends_with(".json"));
+}
+
+#[test]
+fn the_alto_check_rejects_what_the_schema_does_not_allow() {
+    let dir = tempfile::tempdir().unwrap();
+    let document = |string: &str| {
+        format!(
+            r#"<?xml version="1.0" encoding="UTF-8"?>
+<alto xmlns="http://www.loc.gov/standards/alto/ns-v4#">
+  <Description><MeasurementUnit>pixel</MeasurementUnit></Description>
+  <Layout>
+    <Page ID="p1" PHYSICAL_IMG_NR="1" WIDTH="100" HEIGHT="50">
+      <PrintSpace HPOS="0" VPOS="0" WIDTH="100" HEIGHT="50">
+        <TextBlock ID="b1" HPOS="0" VPOS="0" WIDTH="100" HEIGHT="50">
+          <TextLine ID="l1" HPOS="0" VPOS="0" WIDTH="100" HEIGHT="50">{string}</TextLine>
+        </TextBlock>
+      </PrintSpace>
+    </Page>
+  </Layout>
+</alto>
+"#
+        )
+    };
+    let check = |name: &str, string: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, document(string)).unwrap();
+        Command::new(venv_tool("python"))
+            .arg(check_alto())
+            .arg(&path)
+            .output()
+            .unwrap()
+    };
+    let valid = check(
+        "valid.xml",
+        r#"<String ID="s1" CONTENT="word" HPOS="0" VPOS="0" WIDTH="40" HEIGHT="20"/>"#,
+    );
+    assert!(
+        valid.status.success(),
+        "{}",
+        String::from_utf8_lossy(&valid.stderr)
+    );
+    // Well-formed XML with the boxes the checker's own rules ask for, but a String must have
+    // CONTENT and may not carry attributes ALTO does not define: only the schema says so.
+    let invalid = check(
+        "invalid.xml",
+        r#"<String ID="s1" TEXT="word" HPOS="0" VPOS="0" WIDTH="40" HEIGHT="20"/>"#,
+    );
+    assert!(!invalid.status.success());
+    let stderr = String::from_utf8_lossy(&invalid.stderr);
+    assert!(stderr.contains("schema:"), "{stderr}");
 }

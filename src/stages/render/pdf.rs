@@ -21,16 +21,34 @@ pub fn page_pixel_size(page: &Page<'_>, dpi: u32) -> (u64, u64) {
     (px(w_pt), px(h_pt))
 }
 
+/// The scale that draws `points` onto exactly `pixels`. hayro sizes its pixmap by truncating
+/// `points * scale` in `f32`, and `dpi / 72` can land a hair short: a Letter page (792 pt) at
+/// 300 DPI came out 3299.9998, one row short, so a 3300-row scan was drawn 1/3300 smaller
+/// than its own pixels and lost its last row. The smallest `f32` scale that reaches `pixels`
+/// draws a scan at its own resolution pixel for pixel.
+fn scale_to_pixels(points: f32, pixels: u64) -> f32 {
+    let mut scale = (pixels as f64 / points.max(f32::MIN_POSITIVE) as f64) as f32;
+    // A step or two of the last bit is all rounding can take; the bound only guards odd sizes.
+    for _ in 0..16 {
+        if (points * scale) as u64 >= pixels {
+            break;
+        }
+        scale = scale.next_up();
+    }
+    scale
+}
+
 /// Pixel size of page `index` (0-based) rendered at `dpi`.
 pub fn pdf_page_pixel_size(pdf: &Pdf, index: u32, dpi: u32) -> (u64, u64) {
     page_pixel_size(&pdf.pages()[index as usize], dpi)
 }
 
-/// Renders page `index` (0-based) at `dpi` into a grayscale image on a white background.
-/// The caller has checked the size with [`check_page_size`].
+/// Renders page `index` (0-based) at `dpi` into a grayscale image on a white background,
+/// exactly as large as [`page_pixel_size`] says. The caller has checked that size.
 pub fn render_pdf_page(pdf: &Pdf, index: u32, dpi: u32) -> GrayImage {
     let page = &pdf.pages()[index as usize];
-    let scale = dpi as f32 / 72.0;
+    let (w_pt, h_pt) = page.render_dimensions();
+    let (width, height) = page_pixel_size(page, dpi);
     let cache = RenderCache::new();
     let pixmap = hayro::render(
         page,
@@ -38,8 +56,8 @@ pub fn render_pdf_page(pdf: &Pdf, index: u32, dpi: u32) -> GrayImage {
         &InterpreterSettings::default(),
         &RenderSettings::default(),
         &PixmapSettings {
-            x_scale: scale,
-            y_scale: scale,
+            x_scale: scale_to_pixels(w_pt, width),
+            y_scale: scale_to_pixels(h_pt, height),
             bg_color: WHITE,
         },
     );
@@ -287,6 +305,32 @@ mod tests {
                 invisible: false,
             })
             .collect()
+    }
+
+    #[test]
+    fn pages_are_drawn_exactly_as_large_as_their_pixel_size() {
+        // 792 pt at 300 DPI is 3300 rows; dpi / 72 in f32 made it 3299.
+        for (points, dpi) in [
+            (792.0f32, 300u32),
+            (612.0, 300),
+            (841.89, 300),
+            (595.28, 150),
+        ] {
+            let pixels = ((points as f64) * dpi as f64 / 72.0).floor() as u64;
+            let scale = scale_to_pixels(points, pixels);
+            assert_eq!((points * scale) as u64, pixels, "{points} pt at {dpi} DPI");
+            // Within a pixel of the nominal resolution over the whole page.
+            assert!((points * scale - points * dpi as f32 / 72.0).abs() < 1.0);
+        }
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tagged.pdf");
+        let pdf = Pdf::new(std::sync::Arc::new(std::fs::read(path).unwrap())).unwrap();
+        for dpi in [72, 150, 300] {
+            let (w, h) = pdf_page_pixel_size(&pdf, 0, dpi);
+            assert_eq!(
+                render_pdf_page(&pdf, 0, dpi).dimensions(),
+                (w as u32, h as u32)
+            );
+        }
     }
 
     #[test]
