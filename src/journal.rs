@@ -2,7 +2,8 @@
 //! is recorded, durably, before its 202 is sent, and marked finished when its result is
 //! saved. On start the daemon resumes every job the journal holds as unfinished, so a crash
 //! or `kill -9` loses no accepted job. Each finished page of an unfinished job is checkpointed
-//! (its result record), so a resumed job skips the pages it had done. The journal also answers
+//! (its result record), so a resumed job skips the pages it had done; so is an LLM summary, so
+//! a resumed job does not ask the server again. The journal also answers
 //! `Idempotency-Key` lookups and the `GET /v1/jobs` listing.
 //!
 //! Accepts go through one writer thread that records every job waiting in one transaction
@@ -236,6 +237,10 @@ impl Journal {
                  at_ms INTEGER NOT NULL,
                  PRIMARY KEY (job_id, sink)
              );
+             CREATE TABLE IF NOT EXISTS summaries (
+                 job_id TEXT PRIMARY KEY,
+                 record TEXT NOT NULL
+             );
              CREATE TABLE IF NOT EXISTS pages (
                  job_id TEXT NOT NULL,
                  number INTEGER NOT NULL,
@@ -273,7 +278,7 @@ impl Journal {
         outcome.recv().map_err(|_| stopped())?
     }
 
-    /// Marks a job finished: `done`, `failed` or `cancelled`; its page checkpoints go.
+    /// Marks a job finished: `done`, `failed` or `cancelled`; its checkpoints go.
     pub fn finish(
         &self,
         id: &str,
@@ -289,6 +294,7 @@ impl Journal {
             params![id, state, error_code, now_ms(), result_path],
         )?;
         tx.execute("DELETE FROM pages WHERE job_id = ?1", params![id])?;
+        tx.execute("DELETE FROM summaries WHERE job_id = ?1", params![id])?;
         tx.commit()
     }
 
@@ -362,6 +368,27 @@ impl Journal {
             params![job_id, number, record],
         )?;
         Ok(())
+    }
+
+    /// Records the summary of an unfinished job (as JSON), so that a resumed job does not ask
+    /// the LLM again.
+    pub fn checkpoint_summary(&self, job_id: &str, record: &str) -> rusqlite::Result<()> {
+        self.conn().execute(
+            "INSERT OR REPLACE INTO summaries (job_id, record) VALUES (?1, ?2)",
+            params![job_id, record],
+        )?;
+        Ok(())
+    }
+
+    /// The checkpointed summary of a job, if any.
+    pub fn summary_checkpoint(&self, job_id: &str) -> rusqlite::Result<Option<String>> {
+        self.conn()
+            .query_row(
+                "SELECT record FROM summaries WHERE job_id = ?1",
+                params![job_id],
+                |r| r.get(0),
+            )
+            .optional()
     }
 
     /// The checkpointed pages of a job: page number to record JSON.

@@ -63,6 +63,9 @@ pub const LLM_REQUEST_SECONDS: &str = "pagemill_llm_request_duration_seconds";
 pub const LLM_TOKENS: &str = "pagemill_llm_tokens_total";
 /// Summaries served from the cache instead of the LLM (counter; label pipeline).
 pub const LLM_CACHE_HITS: &str = "pagemill_llm_cache_hits_total";
+/// LLM summaries a resumed job took from the journal instead of the server (counter; label
+/// pipeline).
+pub const LLM_SUMMARIES_RESTORED: &str = "pagemill_llm_summaries_restored_total";
 /// Documents summarized by the fallback engine because the LLM failed (counter; label
 /// pipeline).
 pub const LLM_FALLBACKS: &str = "pagemill_llm_fallbacks_total";
@@ -169,6 +172,10 @@ pub fn describe() {
     );
     describe_counter!(LLM_TOKENS, "Tokens the LLM server reported, in and out");
     describe_counter!(LLM_CACHE_HITS, "Summaries served from the cache");
+    describe_counter!(
+        LLM_SUMMARIES_RESTORED,
+        "LLM summaries a resumed job took from the journal"
+    );
     describe_counter!(
         LLM_FALLBACKS,
         "Documents summarized by the fallback engine after the LLM failed"

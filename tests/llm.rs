@@ -732,3 +732,78 @@ async fn a_real_llm_server_extracts_an_object_the_schema_allows() {
     );
     assert_eq!(object.as_object().unwrap().len(), 2, "{object}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_job_resumed_after_kill_9_takes_its_summary_from_the_journal() {
+    use common::daemon::{Daemon, pipeline_yaml};
+    let fake = start_fake(Behaviour::Healthy).await;
+    let base = format!("base_url: {}", fake.base_url);
+    // The webhook has no receiver yet: the job waits in the save stage, summarized, while its
+    // delivery is retried; then the daemon is killed.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let hook = format!("webhook:\n    url: http://127.0.0.1:{port}/hook");
+    let yaml = pipeline_yaml(
+        "default",
+        &[
+            ("engine: extractive", "engine: llm"),
+            ("base_url: http://127.0.0.1:8000/v1", base.as_str()),
+            ("webhook:\n    url: \"\"", hook.as_str()),
+            ("max_retries: 5", "max_retries: 30"),
+        ],
+    );
+    let mut d = Daemon::start(&[("default", yaml)]);
+    let id = d.submit("default", &fixture("phototest.tif")).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let status = d.get_json(&format!("/v1/jobs/{id}")).await;
+        if status["sinks"]["webhook"]["state"] == "retrying" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{status}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(fake.requests.load(Ordering::SeqCst), 1);
+    d.kill_and_restart();
+
+    // A receiver now listens; the resumed job finishes without asking the LLM again.
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let route = warp::Filter::map(
+        warp::Filter::and(warp::path!("hook"), warp::post()),
+        warp::reply,
+    );
+    tokio::spawn(warp::serve(route).incoming(listener).run());
+    let status = d.wait_final(&id).await;
+    assert_eq!(status["state"], "done", "{status}");
+    let result: serde_json::Value = d
+        .get(&format!("/v1/jobs/{id}/result"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(result["summary"]["engine"], "llm");
+    assert!(
+        result["summary"]["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("LLM summary of"),
+        "{result}"
+    );
+    assert_eq!(
+        fake.requests.load(Ordering::SeqCst),
+        1,
+        "the resumed job's summary came from the journal"
+    );
+    let metrics = d.get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("pagemill_llm_summaries_restored_total{") && l.ends_with(" 1")),
+        "{metrics}"
+    );
+}

@@ -173,6 +173,47 @@ struct Summarized {
     warnings: Vec<String>,
 }
 
+/// An LLM summary as the journal keeps it for an unfinished job.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SummaryCheckpoint {
+    summary: String,
+    extracted: Option<serde_json::Value>,
+    warnings: Vec<String>,
+}
+
+/// The LLM summary a run before a restart made of this job, from the journal.
+async fn restored_summary(ctx: &StageContext, job_id: &str) -> Option<Summarized> {
+    let journal = ctx.journal.clone()?;
+    let id = job_id.to_string();
+    let stored = tokio::task::spawn_blocking(move || journal.summary_checkpoint(&id))
+        .await
+        .ok()?
+        .ok()??;
+    let checkpoint: SummaryCheckpoint = serde_json::from_str(&stored).ok()?;
+    Some(Summarized {
+        summary: Ok((checkpoint.summary, "llm")),
+        extracted: checkpoint.extracted,
+        warnings: checkpoint.warnings,
+    })
+}
+
+/// Journals an LLM summary (not a fallback one: a resumed job tries the server again).
+async fn checkpoint_summary(ctx: &StageContext, job_id: &str, done: &Summarized) {
+    let (Some(journal), Ok((summary, "llm"))) = (ctx.journal.clone(), &done.summary) else {
+        return;
+    };
+    let record = SummaryCheckpoint {
+        summary: summary.clone(),
+        extracted: done.extracted.clone(),
+        warnings: done.warnings.clone(),
+    };
+    let Ok(record) = serde_json::to_string(&record) else {
+        return;
+    };
+    let id = job_id.to_string();
+    let _ = tokio::task::spawn_blocking(move || journal.checkpoint_summary(&id, &record)).await;
+}
+
 /// Summarizes one document and hands it to save, then frees its credit.
 async fn summarize_document(
     ctx: StageContext,
@@ -188,15 +229,31 @@ async fn summarize_document(
         let labels = ctx.labels("summarize");
         let started = Instant::now();
         let text: Arc<str> = std::mem::take(&mut result.text).into();
-        let work = summarize_text(&ctx, &engine, &info, &result.source.name, text.clone());
-        // A panic in the engine fails this document's summary, never the job.
-        let done = match std::panic::AssertUnwindSafe(work).catch_unwind().await {
-            Ok(done) => done,
-            Err(_) => Summarized {
-                summary: Err(JobError::SummaryFailed("the summarizer panicked".into())),
-                extracted: None,
-                warnings: Vec::new(),
-            },
+        // A resumed job may have its LLM summary in the journal already.
+        let restored = match engine {
+            Engine::Llm(..) => restored_summary(&ctx, &result.id).await,
+            Engine::Local(_) => None,
+        };
+        let done = match restored {
+            Some(done) => {
+                metrics::counter!(m::LLM_SUMMARIES_RESTORED, "pipeline" => ctx.pipeline.name.clone())
+                    .increment(1);
+                done
+            }
+            None => {
+                let work = summarize_text(&ctx, &engine, &info, &result.source.name, text.clone());
+                // A panic in the engine fails this document's summary, never the job.
+                let done = match std::panic::AssertUnwindSafe(work).catch_unwind().await {
+                    Ok(done) => done,
+                    Err(_) => Summarized {
+                        summary: Err(JobError::SummaryFailed("the summarizer panicked".into())),
+                        extracted: None,
+                        warnings: Vec::new(),
+                    },
+                };
+                checkpoint_summary(&ctx, &result.id, &done).await;
+                done
+            }
         };
         let seconds = started.elapsed().as_secs_f64();
         result.text = text.to_string();
