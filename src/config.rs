@@ -768,12 +768,13 @@ fn table_name(c: &mut Checker<'_>, table: &Option<Spanned<String>>, key: &str) -
         .next()
         .is_some_and(|first| first.is_ascii_alphabetic() || first == '_')
         && chars.all(|ch| ch.is_ascii_alphanumeric() || ch == '_')
-        && t.value.len() <= 63;
+        && t.value.len() <= 63
+        && !t.value.to_ascii_lowercase().starts_with("sqlite_");
     if !plain {
         c.push(
             t,
             format!(
-                "{key} {:?} must be a plain name: letters, digits and _, not starting with a digit",
+                "{key} {:?} must be a plain name: letters, digits and _, not starting with a digit or sqlite_",
                 t.value
             ),
         );

@@ -166,3 +166,60 @@ fn image_dimensions(
     };
     Ok(dims)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A one-page PDF whose page dictionary holds `value`.
+    fn pdf_with(value: &[u8]) -> Vec<u8> {
+        let mut page = b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Foo ".to_vec();
+        page.extend_from_slice(value);
+        page.extend_from_slice(b" >>");
+        let objects: [&[u8]; 3] = [
+            b"<< /Type /Catalog /Pages 2 0 R >>",
+            b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+            &page,
+        ];
+        let mut out = b"%PDF-1.4\n".to_vec();
+        let mut offsets = Vec::new();
+        for (i, object) in objects.iter().enumerate() {
+            offsets.push(out.len());
+            out.extend_from_slice(format!("{} 0 obj\n", i + 1).as_bytes());
+            out.extend_from_slice(object);
+            out.extend_from_slice(b"\nendobj\n");
+        }
+        let xref = out.len();
+        out.extend_from_slice(b"xref\n0 4\n0000000000 65535 f \n");
+        for offset in offsets {
+            out.extend_from_slice(format!("{offset:010} 00000 n \n").as_bytes());
+        }
+        out.extend_from_slice(
+            format!("trailer\n<< /Size 4 /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n").as_bytes(),
+        );
+        out
+    }
+
+    #[test]
+    fn deeply_nested_objects_are_an_error_not_a_stack_overflow() {
+        let limits = crate::config::parse_pipeline(
+            std::path::Path::new("default.yaml"),
+            crate::config::DEFAULT_PIPELINE_YAML,
+        )
+        .unwrap()
+        .limits;
+        assert_eq!(
+            open_document(pdf_with(b"[[]]"), &limits)
+                .unwrap()
+                .page_count,
+            1
+        );
+        let n = 200_000;
+        let arrays = [b"[".repeat(n), b"]".repeat(n)].concat();
+        let dicts = [b"<< /A ".repeat(n), b">>".repeat(n)].concat();
+        for nested in [arrays, dicts] {
+            let refused = open_document(pdf_with(&nested), &limits).unwrap_err();
+            assert_eq!(refused.code(), "invalid_pdf");
+        }
+    }
+}

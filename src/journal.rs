@@ -16,7 +16,7 @@ use std::path::Path;
 use std::sync::{Mutex, mpsc};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use serde::Serialize;
 
 use crate::jobs::SinkDelivery;
@@ -121,6 +121,7 @@ fn connect(path: &Path) -> rusqlite::Result<Connection> {
 /// them in one transaction, commits once, then answers each. A job that cannot be recorded
 /// (its own error) is rolled back alone through a savepoint; a failed commit fails them all.
 fn group_commits(mut conn: Connection, requests: mpsc::Receiver<AcceptRequest>) {
+    let _exit = ExitLog;
     while let Ok(first) = requests.recv() {
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
@@ -130,13 +131,21 @@ fn group_commits(mut conn: Connection, requests: mpsc::Receiver<AcceptRequest>) 
             }
         }
         let recorded = (|| {
-            let mut tx = conn.transaction()?;
+            // IMMEDIATE: the write lock is taken (waiting out other writers) before any read,
+            // so a read snapshot never has to be upgraded while another connection writes.
+            let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let mut outcomes = Vec::with_capacity(group.len());
             for (job, _) in &group {
                 let sp = tx.savepoint()?;
                 let outcome = insert_job(&sp, job);
                 if outcome.is_ok() {
                     sp.commit()?;
+                } else {
+                    drop(sp);
+                }
+                // An error that made SQLite roll the whole transaction back fails the group.
+                if tx.is_autocommit() {
+                    return Err(outcome.err().unwrap_or(rusqlite::Error::InvalidQuery));
                 }
                 outcomes.push(outcome);
             }
@@ -156,6 +165,17 @@ fn group_commits(mut conn: Connection, requests: mpsc::Receiver<AcceptRequest>) 
                     ))));
                 }
             }
+        }
+    }
+}
+
+/// Logs the group-commit writer's end: only a panic ends it while the journal is open.
+struct ExitLog;
+
+impl Drop for ExitLog {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            tracing::error!("the journal writer stopped: submissions will be refused");
         }
     }
 }
@@ -572,6 +592,10 @@ mod tests {
                 })
             })
             .collect();
+        // Meanwhile the other connection writes too (page checkpoints), as during OCR.
+        for n in 0..200 {
+            j.checkpoint_page("first", n, "{}").unwrap();
+        }
         let outcomes: Vec<_> = threads.into_iter().map(|t| t.join().unwrap()).collect();
         for (kind, outcome) in outcomes {
             match kind {

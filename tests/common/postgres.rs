@@ -71,7 +71,11 @@ impl Postgres {
     /// Creates a cluster and starts its server on `port`; returns when it accepts connections.
     pub fn start_on(port: u16) -> Postgres {
         let bin = bin_dir();
-        let dir = tempfile::tempdir().unwrap();
+        // Under /tmp (not $TMPDIR): the postgres user must be able to reach it.
+        let dir = tempfile::Builder::new()
+            .prefix("pagemill-pg-")
+            .tempdir_in("/tmp")
+            .unwrap();
         if running_as_root() {
             let status = Command::new("chown")
                 .args(["postgres:postgres"])
@@ -92,6 +96,7 @@ impl Postgres {
                 "--auth=trust",
                 "-E",
                 "UTF8",
+                "--locale=C.UTF-8",
                 "--no-sync",
             ],
         );

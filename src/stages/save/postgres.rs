@@ -37,7 +37,7 @@ impl PostgresSink {
         });
         client
             .batch_execute(&format!(
-                "CREATE TABLE IF NOT EXISTS {} (
+                "CREATE TABLE IF NOT EXISTS \"{}\" (
                      id TEXT PRIMARY KEY,
                      pipeline TEXT NOT NULL,
                      name TEXT NOT NULL,
@@ -72,7 +72,7 @@ impl PostgresSink {
                 .expect("connected above")
                 .execute(
                     &format!(
-                        "INSERT INTO {} (id, pipeline, name, sha256, state, error_code, pages,
+                        "INSERT INTO \"{}\" (id, pipeline, name, sha256, state, error_code, pages,
                              summary_engine, summary, text, result, saved_at)
                          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, now())
                          ON CONFLICT (id) DO UPDATE SET

@@ -35,7 +35,7 @@ impl SqliteSink {
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(&format!(
-            "CREATE TABLE IF NOT EXISTS {} (
+            "CREATE TABLE IF NOT EXISTS \"{}\" (
                  id TEXT PRIMARY KEY,
                  pipeline TEXT NOT NULL,
                  name TEXT NOT NULL,
@@ -63,7 +63,7 @@ impl SqliteSink {
         let row = ResultRow::of(result);
         let written = conn.as_ref().expect("opened above").execute(
             &format!(
-                "INSERT INTO {} (id, pipeline, name, sha256, state, error_code, pages,
+                "INSERT INTO \"{}\" (id, pipeline, name, sha256, state, error_code, pages,
                      summary_engine, summary, text, result, saved_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11,
                      strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))

@@ -197,6 +197,18 @@ impl LlmSummarizer {
         self.validator.is_some()
     }
 
+    /// What a journaled summary must match to be reused after a restart: the document's text
+    /// and name, the model, prompt and parameters, and the extraction schema.
+    pub fn checkpoint_key(&self, name: &str, text: &str) -> String {
+        let schema = self
+            .cfg
+            .extract
+            .as_ref()
+            .map(|e| e.schema.to_string())
+            .unwrap_or_default();
+        self.cache_key(&format!("checkpoint\0{schema}"), name, text)
+    }
+
     /// The cache key of a document's answer; `task` tells a summary from an extraction.
     fn cache_key(&self, task: &str, name: &str, text: &str) -> String {
         let mut h = Sha256::new();

@@ -176,13 +176,16 @@ struct Summarized {
 /// An LLM summary as the journal keeps it for an unfinished job.
 #[derive(serde::Serialize, serde::Deserialize)]
 struct SummaryCheckpoint {
+    /// [`llm::LlmSummarizer::checkpoint_key`]: a restart with another text, model, prompt or
+    /// schema asks the server again.
+    key: String,
     summary: String,
     extracted: Option<serde_json::Value>,
     warnings: Vec<String>,
 }
 
 /// The LLM summary a run before a restart made of this job, from the journal.
-async fn restored_summary(ctx: &StageContext, job_id: &str) -> Option<Summarized> {
+async fn restored_summary(ctx: &StageContext, job_id: &str, key: &str) -> Option<Summarized> {
     let journal = ctx.journal.clone()?;
     let id = job_id.to_string();
     let stored = tokio::task::spawn_blocking(move || journal.summary_checkpoint(&id))
@@ -190,6 +193,9 @@ async fn restored_summary(ctx: &StageContext, job_id: &str) -> Option<Summarized
         .ok()?
         .ok()??;
     let checkpoint: SummaryCheckpoint = serde_json::from_str(&stored).ok()?;
+    if checkpoint.key != key {
+        return None;
+    }
     Some(Summarized {
         summary: Ok((checkpoint.summary, "llm")),
         extracted: checkpoint.extracted,
@@ -198,11 +204,12 @@ async fn restored_summary(ctx: &StageContext, job_id: &str) -> Option<Summarized
 }
 
 /// Journals an LLM summary (not a fallback one: a resumed job tries the server again).
-async fn checkpoint_summary(ctx: &StageContext, job_id: &str, done: &Summarized) {
+async fn checkpoint_summary(ctx: &StageContext, job_id: &str, key: String, done: &Summarized) {
     let (Some(journal), Ok((summary, "llm"))) = (ctx.journal.clone(), &done.summary) else {
         return;
     };
     let record = SummaryCheckpoint {
+        key,
         summary: summary.clone(),
         extracted: done.extracted.clone(),
         warnings: done.warnings.clone(),
@@ -230,9 +237,13 @@ async fn summarize_document(
         let started = Instant::now();
         let text: Arc<str> = std::mem::take(&mut result.text).into();
         // A resumed job may have its LLM summary in the journal already.
-        let restored = match engine {
-            Engine::Llm(..) => restored_summary(&ctx, &result.id).await,
+        let key = match &engine {
+            Engine::Llm(llm, _) => Some(llm.checkpoint_key(&result.source.name, &text)),
             Engine::Local(_) => None,
+        };
+        let restored = match &key {
+            Some(key) => restored_summary(&ctx, &result.id, key).await,
+            None => None,
         };
         let done = match restored {
             Some(done) => {
@@ -251,7 +262,9 @@ async fn summarize_document(
                         warnings: Vec::new(),
                     },
                 };
-                checkpoint_summary(&ctx, &result.id, &done).await;
+                if let Some(key) = key {
+                    checkpoint_summary(&ctx, &result.id, key, &done).await;
+                }
                 done
             }
         };
