@@ -91,18 +91,6 @@ fn dictionary() -> HashSet<String> {
         .collect()
 }
 
-/// Tokens found in the word list, ignoring surrounding punctuation, case and one-letter
-/// tokens (as the corpus accuracy test counts them).
-fn dictionary_words(text: &str, words: &HashSet<String>) -> usize {
-    text.split_whitespace()
-        .map(|t| {
-            t.trim_matches(|c: char| !c.is_alphanumeric())
-                .to_lowercase()
-        })
-        .filter(|t| t.chars().count() > 1 && words.contains(t))
-        .count()
-}
-
 fn median(mut times: Vec<Duration>) -> Duration {
     times.sort();
     times[times.len() / 2]
@@ -181,7 +169,7 @@ fn main() {
             });
             println!(
                 "| {name} | {variant} | {} | {cer} | {:.1} |",
-                dictionary_words(&ocr.text, &words),
+                pagemill::eval::dictionary_words(&ocr.text, &words),
                 median(times).as_secs_f64() * 1000.0
             );
         }

@@ -7,6 +7,18 @@ use std::collections::HashMap;
 use unicode_normalization::UnicodeNormalization;
 
 /// NFC, and every whitespace run collapsed to one space.
+/// Tokens of `text` found in `words` (a lowercase word list), ignoring surrounding
+/// punctuation, case and one-letter tokens: how many real words a page yields.
+pub fn dictionary_words(text: &str, words: &std::collections::HashSet<String>) -> usize {
+    text.split_whitespace()
+        .map(|t| {
+            t.trim_matches(|c: char| !c.is_alphanumeric())
+                .to_lowercase()
+        })
+        .filter(|t| t.chars().count() > 1 && words.contains(t))
+        .count()
+}
+
 pub fn normalize(text: &str) -> String {
     let nfc: String = text.nfc().collect();
     nfc.split_whitespace().collect::<Vec<_>>().join(" ")

@@ -144,13 +144,7 @@ fn dictionary_words(text: &str) -> usize {
     let list = std::fs::read_to_string("/usr/share/dict/words")
         .expect("/usr/share/dict/words (Debian wamerican, installed by scripts/setup.sh)");
     let words: std::collections::HashSet<String> = list.lines().map(|w| w.to_lowercase()).collect();
-    text.split_whitespace()
-        .map(|t| {
-            t.trim_matches(|c: char| !c.is_alphanumeric())
-                .to_lowercase()
-        })
-        .filter(|t| t.chars().count() > 1 && words.contains(t))
-        .count()
+    pagemill::eval::dictionary_words(text, &words)
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -25,7 +25,7 @@ use super::{postgres, sqlite, webhook};
 /// One delivery target of a pipeline.
 pub enum Sink {
     Webhook(webhook::WebhookSink),
-    Sqlite(sqlite::SqliteSink),
+    Sqlite(Arc<sqlite::SqliteSink>),
     Postgres(postgres::PostgresSink),
 }
 
@@ -40,7 +40,9 @@ impl Sink {
             ))));
         }
         if let Some(cfg) = &save.sqlite {
-            sinks.push(Arc::new(Sink::Sqlite(sqlite::SqliteSink::new(cfg.clone()))));
+            sinks.push(Arc::new(Sink::Sqlite(Arc::new(sqlite::SqliteSink::new(
+                cfg.clone(),
+            )))));
         }
         if let Some(cfg) = &save.postgres {
             sinks.push(Arc::new(Sink::Postgres(postgres::PostgresSink::new(
@@ -69,20 +71,17 @@ impl Sink {
 
     /// One attempt to deliver `result`, whose saved JSON is `body`.
     async fn deliver_once(
-        self: &Arc<Self>,
+        &self,
         result: &Arc<JobResult>,
         body: &Arc<Vec<u8>>,
     ) -> Result<(), String> {
-        match &**self {
+        match self {
             Sink::Webhook(s) => s.post(&result.id, body).await,
-            Sink::Sqlite(_) => {
-                let (sink, result, body) = (self.clone(), result.clone(), body.clone());
-                tokio::task::spawn_blocking(move || match &*sink {
-                    Sink::Sqlite(s) => s.upsert(&result, &body),
-                    _ => unreachable!("matched as sqlite above"),
-                })
-                .await
-                .map_err(|e| format!("the SQLite sink stopped: {e}"))?
+            Sink::Sqlite(s) => {
+                let (s, result, body) = (s.clone(), result.clone(), body.clone());
+                tokio::task::spawn_blocking(move || s.upsert(&result, &body))
+                    .await
+                    .map_err(|e| format!("the SQLite sink stopped: {e}"))?
             }
             Sink::Postgres(s) => s.upsert(result, body).await,
         }
