@@ -4,8 +4,9 @@
 //! mirrors the file (every struct rejects unknown keys, values keep their location). Then
 //! [`RawPipeline::validate`] checks every value and collects *all* problems, each with file,
 //! line and column, before building a [`Pipeline`]. Syntax and type errors stop the YAML parser
-//! at the first one; unknown keys are all found by a separate walk so that a misspelt file is
-//! reported in one go.
+//! at each error; then the node the error is in is blanked out and the file parsed again, so
+//! that the errors after it are found too. Unknown keys are all found by a separate walk. A
+//! file with several mistakes is reported in one go.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -719,37 +720,141 @@ pub fn parse_pipeline(file: &Path, text: &str) -> Result<Pipeline, ConfigError> 
             });
         }
     };
+    // Unknown keys: all of them, from a walk over the YAML tree.
     let mut issues = crate::config_keys::unknown_keys(file, text);
-    match serde_saphyr::from_str::<RawPipeline>(text) {
-        Ok(raw) => {
-            if issues.is_empty() {
-                return raw.validate(file);
-            }
-            // Unknown keys were found by the walk; also report the value problems.
-            if let Err(e) = raw.validate(file) {
-                issues.extend(e.issues);
-            }
+    let walk_found_unknown_keys = !issues.is_empty();
+    let (raw, parse_issues) = parse_recovering(file, text);
+    for issue in parse_issues {
+        // The walk already reported unknown keys precisely; the parser's word on them adds
+        // nothing.
+        if !walk_found_unknown_keys || !issue.message.contains("unknown field") {
+            issues.push(issue);
         }
-        Err(e) => {
-            // Unknown keys already have precise issues from the walk; report the parser's
-            // first error only if it is something else.
-            let message = e.to_string();
-            if issues.is_empty() || !message.contains("unknown field") {
-                let (line, column) = e
-                    .location()
-                    .map(|l| (l.line(), l.column()))
-                    .unwrap_or((0, 0));
-                issues.push(ConfigIssue {
-                    file: file.to_path_buf(),
-                    line,
-                    column,
-                    message: first_line(&message),
-                });
-            }
+    }
+    if let Some(raw) = raw {
+        if issues.is_empty() {
+            return raw.validate(file);
+        }
+        // Also report the value problems of everything that did parse.
+        if let Err(e) = raw.validate(file) {
+            issues.extend(e.issues);
         }
     }
     issues.sort_by_key(|i| (i.line, i.column));
+    issues.dedup();
     Err(ConfigError { issues })
+}
+
+/// Most parser errors reported for one file (each costs one more parse).
+const MAX_PARSE_ERRORS: usize = 25;
+
+/// Parses `text`, and after an error goes on past it: the node the error points at (its line
+/// and the more indented lines under it) is blanked out, as if it were not written, and the
+/// file is parsed again, until it parses or an error comes at or before the last one (the
+/// blanking itself caused it, so it is not reported). Line numbers do not move, so every
+/// error is reported where the user wrote it. Returns the parsed pipeline when the file,
+/// minus the blanked nodes, parses.
+fn parse_recovering(file: &Path, text: &str) -> (Option<RawPipeline>, Vec<ConfigIssue>) {
+    let original: Vec<&str> = text.split('\n').collect();
+    let mut lines = original.clone();
+    let mut issues = Vec::new();
+    let mut last_line = 0;
+    loop {
+        let current = lines.join("\n");
+        let error = match serde_saphyr::from_str::<RawPipeline>(&current) {
+            Ok(raw) => return (Some(raw), issues),
+            Err(e) => e,
+        };
+        let (line, column) = error
+            .location()
+            .map(|l| (l.line(), l.column()))
+            .unwrap_or((0, 0));
+        let mut message = parser_message(&error.to_string());
+        if let Some(written) = original.get((line as usize).wrapping_sub(1))
+            && !written.trim().is_empty()
+        {
+            message = format!("{message}: `{}`", written.trim());
+        }
+        let caused_by_blanking = !issues.is_empty()
+            && (line <= last_line || missing_key_was_blanked(&message, &original, &lines));
+        if caused_by_blanking {
+            return (None, issues);
+        }
+        issues.push(ConfigIssue {
+            file: file.to_path_buf(),
+            line,
+            column,
+            message,
+        });
+        let index = line as usize;
+        if index == 0 || index > lines.len() || issues.len() >= MAX_PARSE_ERRORS {
+            return (None, issues);
+        }
+        blank_node(&mut lines, index - 1);
+        last_line = line;
+    }
+}
+
+/// Blanks line `index` (0-based) and the lines below it that are indented deeper (its
+/// children), up to the next line at its own depth or shallower; then its parent key, if
+/// that is left without children (an empty `pool:` is not a section).
+fn blank_node(lines: &mut [&str], index: usize) {
+    let depth = indent(lines[index]);
+    lines[index] = "";
+    for line in lines.iter_mut().skip(index + 1) {
+        if is_content(line) && indent(line) <= depth {
+            break;
+        }
+        *line = "";
+    }
+    let parent = (0..index)
+        .rev()
+        .find(|&i| is_content(lines[i]) && indent(lines[i]) < depth);
+    if let Some(parent) = parent {
+        let has_children = lines[parent + 1..]
+            .iter()
+            .find(|line| is_content(line))
+            .is_some_and(|next| indent(next) > indent(lines[parent]));
+        if lines[parent].trim_end().ends_with(':') && !has_children {
+            blank_node(lines, parent);
+        }
+    }
+}
+
+/// Whether `message` says a key is missing that was written but blanked out.
+fn missing_key_was_blanked(message: &str, original: &[&str], lines: &[&str]) -> bool {
+    let Some(key) = message
+        .split("missing field `")
+        .nth(1)
+        .and_then(|rest| rest.split('`').next())
+    else {
+        return false;
+    };
+    original
+        .iter()
+        .zip(lines)
+        .any(|(was, now)| now.is_empty() && was.trim_start().starts_with(&format!("{key}:")))
+}
+
+/// The parser's message without its own position prefix ("error: line 3 column 12: "),
+/// which the issue already carries.
+fn parser_message(message: &str) -> String {
+    let first = first_line(message);
+    let rest = first.strip_prefix("error: ").unwrap_or(&first);
+    match rest.strip_prefix("line ").and_then(|r| r.split_once(": ")) {
+        Some((position, text)) if position.contains(" column ") => text.to_string(),
+        _ => rest.to_string(),
+    }
+}
+
+fn indent(line: &str) -> usize {
+    line.len() - line.trim_start().len()
+}
+
+/// Whether a line holds YAML (not blank, not only a comment).
+fn is_content(line: &str) -> bool {
+    let content = line.trim();
+    !content.is_empty() && !content.starts_with('#')
 }
 
 fn first_line(message: &str) -> String {

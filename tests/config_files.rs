@@ -78,6 +78,36 @@ fn syntax_errors_name_their_line() {
     assert!(err.issues[0].line >= 3, "{err}");
 }
 
+/// Type and syntax errors stop a YAML parser; each is reported, and so are the errors after
+/// it, each on its own line, while the rest of the file still gets its value checks.
+const SEVERAL_PARSE_ERRORS: &str = "\
+version: 1
+pool:
+  threads: many
+render:
+  dpi: 300
+  text_layer: [auto
+ocr:
+  languages: [eng]
+  page_segmentation_mode: three
+edges:
+  ocr_pages: 0
+";
+
+#[test]
+fn type_and_syntax_errors_are_all_reported_in_one_go() {
+    let err = parse_pipeline(Path::new("p.yaml"), SEVERAL_PARSE_ERRORS).unwrap_err();
+    let lines: Vec<u64> = err.issues.iter().map(|i| i.line).collect();
+    // Line 3: a word where a number goes; line 6: an unclosed flow sequence (the parser
+    // notices it on the next line); line 9: a word again; line 11: a value out of range.
+    assert_eq!(lines.first(), Some(&3), "{err}");
+    assert!(lines.iter().any(|&l| l == 6 || l == 7), "{err}");
+    assert!(lines.contains(&9), "{err}");
+    assert!(lines.contains(&11), "{err}");
+    assert!(err.to_string().contains("p.yaml:3:"), "{err}");
+    assert!(lines.len() <= 5, "no cascade of follow-on errors: {err}");
+}
+
 #[test]
 fn validate_command_exits_non_zero_and_prints_every_error() {
     let dir = tempfile::tempdir().unwrap();

@@ -3,7 +3,7 @@
 //!
 //! The handler never waits for OCR itself. It keeps as many pages in recognition as the pool
 //! has threads; the other rendered pages wait here, and when a thread frees up the page with
-//! the most ink starts next. Starting long pages early keeps the last page of a document from
+//! the most estimated work (its text texture) starts next. Starting long pages early keeps the last page of a document from
 //! running alone while the other threads idle. The edge into this stage still bounds how many
 //! page images exist; waiting pages keep their credit.
 
@@ -36,12 +36,12 @@ pub enum OcrMsg {
     Finished,
 }
 
-/// A waiting page, ordered by ink; among equals, the earlier page first.
+/// A waiting page, ordered by its estimated OCR work; among equals, the earlier page first.
 struct Waiting(OcrWork, Credit);
 
 impl Waiting {
     fn key(&self) -> (u64, std::cmp::Reverse<u32>) {
-        (self.0.image.ink, std::cmp::Reverse(self.0.number))
+        (self.0.image.cost, std::cmp::Reverse(self.0.number))
     }
 }
 

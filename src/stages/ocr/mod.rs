@@ -67,14 +67,6 @@ impl PagePixels {
             (pixels, _) => pixels,
         }
     }
-
-    /// Dark pixels: a cheap estimate of how long OCR will take.
-    fn ink(&self) -> u64 {
-        match self {
-            PagePixels::Gray(g) => g.as_raw().iter().filter(|&&p| p < 128).count() as u64,
-            PagePixels::Rgb(c) => c.pixels().filter(|p| luminance(p.0) < 128).count() as u64,
-        }
-    }
 }
 
 /// A page image ready for OCR: its pixels and their true resolution.
@@ -82,22 +74,22 @@ impl PagePixels {
 pub struct PageImage {
     pub pixels: PagePixels,
     pub dpi: u32,
-    /// Dark pixels on the page: a cheap estimate of how long OCR will take, so that the OCR
-    /// stage can start the heaviest waiting page first.
-    pub ink: u64,
+    /// How much OCR work the page is (its text texture, see [`crate::stages::render::cost`]),
+    /// so that the OCR stage can start the heaviest waiting page first.
+    pub cost: u64,
     /// Clockwise degrees preprocessing turned the page to level its lines.
     pub deskew_degrees: f32,
 }
 
 impl PageImage {
-    /// Wraps rendered or decoded pixels, counting their ink (one pass over the pixels).
+    /// Wraps rendered or decoded pixels, estimating their OCR work (one pass over the pixels).
     pub fn new(pixels: impl Into<PagePixels>, dpi: u32) -> PageImage {
         let pixels = pixels.into();
-        let ink = pixels.ink();
+        let cost = crate::stages::render::cost::text_texture(&pixels, dpi);
         PageImage {
             pixels,
             dpi,
-            ink,
+            cost,
             deskew_degrees: 0.0,
         }
     }

@@ -5,6 +5,7 @@
 //! text layer: with `text_layer: auto` it is taken and the page skips rendering and OCR.
 //! The pure work is [`prepare_page`]; it runs on the shared CPU pool.
 
+pub mod cost;
 pub mod image;
 pub mod image_pages;
 pub mod lept;
@@ -75,15 +76,11 @@ fn page_pixels(
 ) -> Result<Pixels, JobError> {
     match &doc.content {
         Content::Pdf(pdf) => {
-            if render.text_layer == TextLayerMode::Auto {
-                let layer = pdf::extract_text_layer(pdf, index);
-                let chars = layer.text.chars().filter(|c| !c.is_whitespace()).count();
-                if chars >= render.min_text_layer_chars {
-                    return Ok(Pixels::TextLayer(PageInput::TextLayer {
-                        text: layer.text,
-                        invisible: layer.invisible,
-                    }));
-                }
+            if let Some(layer) = taken_text_layer(pdf, index, render) {
+                return Ok(Pixels::TextLayer(PageInput::TextLayer {
+                    text: layer.text,
+                    invisible: layer.invisible,
+                }));
             }
             let (width, height) = pdf::pdf_page_pixel_size(pdf, index, render.dpi);
             check_page_pixels(index, width, height, limits.max_page_pixels)?;
@@ -109,6 +106,21 @@ fn page_pixels(
             ))
         }
     }
+}
+
+/// Page `index`'s text layer (0-based), when the pipeline takes it instead of OCR:
+/// `text_layer: auto` and at least `min_text_layer_chars` non-blank characters.
+pub fn taken_text_layer(
+    pdf: &hayro::hayro_syntax::Pdf,
+    index: u32,
+    render: &RenderConfig,
+) -> Option<pdf::TextLayer> {
+    if render.text_layer != TextLayerMode::Auto {
+        return None;
+    }
+    let layer = pdf::extract_text_layer(pdf, index);
+    let chars = layer.text.chars().filter(|c| !c.is_whitespace()).count();
+    (chars >= render.min_text_layer_chars).then_some(layer)
 }
 
 /// The pages a resumed job finished before, from the journal.
@@ -225,6 +237,7 @@ impl Actor for RenderStage {
                 )
             });
         }
+        let mut pending = Vec::new();
         for index in 0..page_count {
             if let Some(record) = restored.remove(&(index + 1)) {
                 ctx.count_sent("render", 1);
@@ -240,93 +253,145 @@ impl Actor for RenderStage {
                     .await;
                 continue;
             }
-            // Lazy rendering: wait for room in OCR before producing this page's pixels.
-            let credit = state.ocr.edge.acquire().await;
-            if info.is_cancelled() {
-                // Pages not rendered yet are never rendered; the job ends here.
-                ctx.count_discarded("render", (page_count - index) as u64);
-                info.span("render").in_scope(|| {
-                    tracing::info!(pages_not_rendered = page_count - index, "job cancelled")
-                });
-                state
-                    .assemble
-                    .send_now(AssembleMsg::Abandon(info.id.clone(), JobError::Cancelled));
-                return Ok(());
-            }
-            let (doc, pipeline, span) = (
-                document.clone(),
-                ctx.pipeline.clone(),
-                info.span("render").clone(),
-            );
-            let max_job_time = ctx.pipeline.limits.max_job_time;
-            let (prepared, seconds) = if info.submitted.elapsed() >= max_job_time {
-                // Out of time: the remaining pages fail without being rendered.
-                let limit_ms = max_job_time.as_millis() as u64;
-                (Err(JobError::JobTimeout { limit_ms }), 0.0)
-            } else {
-                ctx.pool
-                    .run(move || {
-                        let _in_span = span.enter();
-                        let started = Instant::now();
-                        let prepared = prepare_page(&doc, index, &pipeline);
-                        (prepared, started.elapsed().as_secs_f64())
-                    })
-                    .await
-                    .unwrap_or_else(|e| (Err(e), 0.0))
-            };
-            let render_ms = (seconds * 1000.0) as u64;
-            metrics::histogram!(m::STAGE_PROCESSING_SECONDS, &labels).record(seconds);
-            let number = index + 1;
-            ctx.jobs.update(&info.id, |s| s.pages.rendered += 1);
-            info.span("render").in_scope(|| match &prepared {
-                Ok(input) => tracing::debug!(
-                    page = number,
-                    millis = render_ms,
-                    text_layer = matches!(input, PageInput::TextLayer { .. }),
-                    "page rendered"
-                ),
-                Err(e) => tracing::warn!(page = number, code = e.code(), error = %e, "page failed"),
-            });
-            match prepared {
-                Ok(PageInput::Image(image)) => {
-                    ctx.count_sent("render", 1);
-                    Progress::add(&ctx.progress.pages_rendered, 1);
-                    state.ocr.send_now(OcrMsg::Page(
-                        OcrWork {
-                            info: info.clone(),
-                            number,
-                            image,
-                            render_ms,
-                        },
-                        credit,
-                    ));
-                }
-                other => {
-                    drop(credit);
-                    let outcome = match other {
-                        Ok(PageInput::TextLayer { text, invisible }) => {
-                            ctx.count_sent("render", 1);
-                            PageOutcome::TextLayer { text, invisible }
-                        }
-                        Err(e) => {
-                            ctx.count_error("render", e.code());
-                            PageOutcome::Failed(e)
-                        }
-                        Ok(PageInput::Image(_)) => unreachable!("handled above"),
-                    };
-                    let page = FinishedPage {
-                        info: info.clone(),
-                        number,
-                        outcome,
-                        render_ms,
-                    };
+            pending.push(index);
+        }
+        let mut not_rendered = pending.len();
+        for window in pending.chunks(PLAN_WINDOW) {
+            for index in plan_order(ctx, &document, window).await {
+                // Lazy rendering: wait for room in OCR before producing this page's pixels.
+                let credit = state.ocr.edge.acquire().await;
+                if info.is_cancelled() {
+                    // Pages not rendered yet are never rendered; the job ends here.
+                    ctx.count_discarded("render", not_rendered as u64);
+                    info.span("render").in_scope(|| {
+                        tracing::info!(pages_not_rendered = not_rendered, "job cancelled")
+                    });
                     state
                         .assemble
-                        .send_with(|c| AssembleMsg::Page(page, c))
-                        .await;
+                        .send_now(AssembleMsg::Abandon(info.id.clone(), JobError::Cancelled));
+                    return Ok(());
+                }
+                let (doc, pipeline, span) = (
+                    document.clone(),
+                    ctx.pipeline.clone(),
+                    info.span("render").clone(),
+                );
+                let max_job_time = ctx.pipeline.limits.max_job_time;
+                let (prepared, seconds) = if info.submitted.elapsed() >= max_job_time {
+                    // Out of time: the remaining pages fail without being rendered.
+                    let limit_ms = max_job_time.as_millis() as u64;
+                    (Err(JobError::JobTimeout { limit_ms }), 0.0)
+                } else {
+                    ctx.pool
+                        .run(move || {
+                            let _in_span = span.enter();
+                            let started = Instant::now();
+                            let prepared = prepare_page(&doc, index, &pipeline);
+                            (prepared, started.elapsed().as_secs_f64())
+                        })
+                        .await
+                        .unwrap_or_else(|e| (Err(e), 0.0))
+                };
+                not_rendered -= 1;
+                let render_ms = (seconds * 1000.0) as u64;
+                metrics::histogram!(m::STAGE_PROCESSING_SECONDS, &labels).record(seconds);
+                let number = index + 1;
+                ctx.jobs.update(&info.id, |s| s.pages.rendered += 1);
+                info.span("render").in_scope(|| match &prepared {
+                    Ok(input) => tracing::debug!(
+                        page = number,
+                        millis = render_ms,
+                        text_layer = matches!(input, PageInput::TextLayer { .. }),
+                        "page rendered"
+                    ),
+                    Err(e) => {
+                        tracing::warn!(page = number, code = e.code(), error = %e, "page failed")
+                    }
+                });
+                match prepared {
+                    Ok(PageInput::Image(image)) => {
+                        ctx.count_sent("render", 1);
+                        Progress::add(&ctx.progress.pages_rendered, 1);
+                        state.ocr.send_now(OcrMsg::Page(
+                            OcrWork {
+                                info: info.clone(),
+                                number,
+                                image,
+                                render_ms,
+                            },
+                            credit,
+                        ));
+                    }
+                    other => {
+                        drop(credit);
+                        let outcome = match other {
+                            Ok(PageInput::TextLayer { text, invisible }) => {
+                                ctx.count_sent("render", 1);
+                                PageOutcome::TextLayer { text, invisible }
+                            }
+                            Err(e) => {
+                                ctx.count_error("render", e.code());
+                                PageOutcome::Failed(e)
+                            }
+                            Ok(PageInput::Image(_)) => unreachable!("handled above"),
+                        };
+                        let page = FinishedPage {
+                            info: info.clone(),
+                            number,
+                            outcome,
+                            render_ms,
+                        };
+                        state
+                            .assemble
+                            .send_with(|c| AssembleMsg::Page(page, c))
+                            .await;
+                    }
                 }
             }
         }
         Ok(())
+    }
+}
+
+/// Pages of one document whose rendering order is planned at once. Planning previews each
+/// (~7 ms for a scanned page), so a window delays the first render of a document by a few
+/// tenths of a second at most, and ends the document with its lightest pages.
+const PLAN_WINDOW: usize = 32;
+
+/// The order to render `pages` (0-based, ascending) of a document in: pages whose text layer
+/// is taken first (they need no OCR), then the heaviest estimated OCR work first (see
+/// [`cost`]), so that no long page is left to run alone at the end. Image documents, and
+/// windows no longer than the pool has threads, keep document order, as does a window whose
+/// previews fail (the real rendering will report why).
+async fn plan_order(ctx: &StageContext, document: &Arc<Document>, pages: &[u32]) -> Vec<u32> {
+    if !matches!(document.content, Content::Pdf(_)) || pages.len() <= ctx.pipeline.pool.threads {
+        return pages.to_vec();
+    }
+    let (doc, render, window) = (
+        document.clone(),
+        ctx.pipeline.render.clone(),
+        pages.to_vec(),
+    );
+    let costs = ctx
+        .pool
+        .run(move || {
+            use rayon::prelude::*;
+            let Content::Pdf(pdf) = &doc.content else {
+                return Vec::new();
+            };
+            window
+                .par_iter()
+                .map(|&index| cost::pdf_page_cost(pdf, index, &render).unwrap_or(u64::MAX))
+                .collect::<Vec<u64>>()
+        })
+        .await;
+    match costs {
+        Ok(costs) if costs.len() == pages.len() => {
+            let mut order: Vec<(u64, u32)> = costs.into_iter().zip(pages.iter().copied()).collect();
+            // Stable: equal estimates keep document order.
+            order.sort_by_key(|&(cost, _)| std::cmp::Reverse(cost));
+            order.into_iter().map(|(_, index)| index).collect()
+        }
+        _ => pages.to_vec(),
     }
 }

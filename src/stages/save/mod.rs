@@ -59,8 +59,12 @@ impl ResultWriter for FileWriter {
 /// Writes the result as pretty JSON into `<dir>/<id>.json` atomically.
 pub fn write_result_atomically(dir: &Path, result: &JobResult) -> std::io::Result<PathBuf> {
     write_atomically(dir, &format!("{}.json", result.id), |file| {
-        serde_json::to_writer_pretty(&mut *file, result)?;
-        file.write_all(b"\n")
+        // Buffered: serde writes every token separately, one system call each unbuffered
+        // (0.9 s for a 24-page result with its words; 10 ms buffered).
+        let mut out = std::io::BufWriter::with_capacity(1 << 16, file);
+        serde_json::to_writer_pretty(&mut out, result)?;
+        out.write_all(b"\n")?;
+        out.flush()
     })
 }
 
