@@ -20,6 +20,7 @@ pub mod metrics;
 pub mod pool;
 pub mod progress;
 pub mod result;
+pub mod sched;
 pub mod stages;
 pub mod supervisor;
 pub mod telemetry;

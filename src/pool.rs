@@ -37,18 +37,6 @@ pub struct PoolStats {
     pub busy_seconds: f64,
 }
 
-/// Nice value of pool threads: CPU work yields to the async threads that serve HTTP.
-const POOL_THREAD_NICE: libc::c_int = 10;
-
-/// Lowers the calling thread's scheduling priority (Linux sets nice per thread).
-fn lower_this_thread_priority() {
-    // SAFETY: gettid has no preconditions; setpriority only changes this thread's nice value.
-    unsafe {
-        let tid = libc::gettid();
-        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, POOL_THREAD_NICE);
-    }
-}
-
 impl CpuPool {
     /// Starts a pool with `threads` worker threads named `pagemill-cpu-N`.
     pub fn new(threads: usize) -> std::io::Result<CpuPool> {
@@ -68,7 +56,7 @@ impl CpuPool {
             .thread_name(|i| format!("pagemill-cpu-{i}"))
             .start_handler(move |_| {
                 if lowered {
-                    lower_this_thread_priority();
+                    crate::sched::lower_this_thread_priority();
                 }
             })
             .build()

@@ -27,6 +27,7 @@ import argparse
 import hashlib
 import http.client
 import json
+import multiprocessing
 import os
 import re
 import shutil
@@ -255,39 +256,51 @@ class TreeSampler:
         }
 
 
+def probe_healthz(port, path, stop, results):
+    """GETs `path` on a new connection every HEALTHZ_INTERVAL until `stop` is set, then
+    sends (latencies, failures) through `results`. Runs in a process of its own: in the
+    driver's process, its thread would wait for the interpreter lock while the samplers and
+    pollers hold it, and that wait would count as the server's latency."""
+    latencies, failures = [], 0
+    next_probe = time.monotonic()
+    while not stop.is_set():
+        started = time.monotonic()
+        try:
+            ok = one_request(port, "GET", path, timeout=HEALTHZ_TIMEOUT).status == 200
+        except NETWORK_ERRORS:
+            ok = False
+        latencies.append(time.monotonic() - started)
+        failures += 0 if ok else 1
+        next_probe += HEALTHZ_INTERVAL
+        stop.wait(max(0.0, next_probe - time.monotonic()))
+        next_probe = max(next_probe, time.monotonic())
+    results.send((latencies, failures))
+
+
 class HealthProbe:
-    """GETs /healthz on a new connection every 50 ms and keeps the latencies."""
+    """GETs /healthz on a new connection every 50 ms (from a process of its own) and keeps
+    the latencies."""
 
     def __init__(self, system):
         self.system = system
         self.latencies, self.failures = [], 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
+        context = multiprocessing.get_context("spawn")
+        self._stop = context.Event()
+        self._results, sender = context.Pipe(duplex=False)
+        self._process = context.Process(
+            target=probe_healthz,
+            args=(system.port, system.healthz_path, self._stop, sender),
+            daemon=True,
+        )
 
     def __enter__(self):
-        self._thread.start()
+        self._process.start()
         return self
 
     def __exit__(self, *exc):
         self._stop.set()
-        self._thread.join()
-
-    def _run(self):
-        next_probe = time.monotonic()
-        while not self._stop.is_set():
-            started = time.monotonic()
-            try:
-                response = one_request(
-                    self.system.port, "GET", self.system.healthz_path, timeout=HEALTHZ_TIMEOUT
-                )
-                ok = response.status == 200
-            except NETWORK_ERRORS:
-                ok = False
-            self.latencies.append(time.monotonic() - started)
-            self.failures += 0 if ok else 1
-            next_probe += HEALTHZ_INTERVAL
-            self._stop.wait(max(0.0, next_probe - time.monotonic()))
-            next_probe = max(next_probe, time.monotonic())
+        self.latencies, self.failures = self._results.recv()
+        self._process.join()
 
     def report(self) -> dict:
         millis = [latency * 1000 for latency in self.latencies]

@@ -97,7 +97,11 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(super::EXIT_USAGE));
         }
     };
-    let runtime = tokio::runtime::Runtime::new()?;
+    crate::sched::request_short_slice_for_this_thread();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .on_thread_start(crate::sched::request_short_slice_for_this_thread)
+        .build()?;
     runtime.block_on(run(args, pipelines))?;
     Ok(ExitCode::SUCCESS)
 }
