@@ -114,6 +114,33 @@ impl Pix {
         }
     }
 
+    /// A 1-bit image of `gray` made in one pass, without an 8-bit copy first: pixels darker
+    /// than `threshold` become foreground (as [`Pix::threshold`] decides).
+    pub fn threshold_gray(gray: &GrayImage, threshold: u8) -> Result<Pix, LeptError> {
+        let (w, h) = (gray.width() as usize, gray.height() as usize);
+        // SAFETY: pixCreate allocates h rows of wpl words, zeroed; we write within them.
+        unsafe {
+            let pix = Pix::own(capi::pixCreate(w as i32, h as i32, 1), "allocate an image")?;
+            let wpl = capi::pixGetWpl(pix.raw) as usize;
+            let data = std::slice::from_raw_parts_mut(capi::pixGetData(pix.raw), wpl * h);
+            for (row, words) in gray
+                .as_raw()
+                .chunks_exact(w)
+                .zip(data.chunks_exact_mut(wpl))
+            {
+                for (word, px) in words.iter_mut().zip(row.chunks(32)) {
+                    // The first pixel is the most significant bit.
+                    *word = px
+                        .iter()
+                        .enumerate()
+                        .filter(|&(_, &p)| p < threshold)
+                        .fold(0u32, |bits, (i, _)| bits | (1 << (31 - i)));
+                }
+            }
+            Ok(pix)
+        }
+    }
+
     /// Copies the image back out as 8-bit grayscale, converting from 1 bit if need be.
     pub fn to_gray(&self) -> Result<GrayImage, LeptError> {
         let eight = if self.depth() == 8 {
@@ -283,6 +310,21 @@ mod tests {
         let pixels = PagePixels::Rgb(rgb);
         let back = Pix::from_pixels(&pixels).unwrap().to_pixels().unwrap();
         assert_eq!(back, pixels);
+    }
+
+    #[test]
+    fn thresholding_in_one_pass_matches_leptonica() {
+        let gray = GrayImage::from_fn(77, 13, |x, y| {
+            image::Luma([((x * 37 + y * 91) % 256) as u8])
+        });
+        let ours = Pix::threshold_gray(&gray, 160).unwrap().to_gray().unwrap();
+        let theirs = Pix::from_gray(&gray)
+            .unwrap()
+            .threshold(160)
+            .unwrap()
+            .to_gray()
+            .unwrap();
+        assert_eq!(ours, theirs);
     }
 
     #[test]

@@ -56,49 +56,72 @@ pub fn preprocess(
         other => other,
     };
     let failed = |e: LeptError| JobError::PreprocessFailed(e.to_string());
-    let mut pix = Pix::from_pixels(&pixels).map_err(failed)?;
-    drop(pixels);
+    // The page in Leptonica, once a step changes it; until then the pixels stay as they are
+    // and a step that only looks (deskew finding no skew) copies nothing.
+    let mut changed: Option<Pix> = None;
+    let current = |changed: &mut Option<Pix>| -> Result<Pix, JobError> {
+        match changed.take() {
+            Some(pix) => Ok(pix),
+            None => Pix::from_pixels(&pixels).map_err(failed),
+        }
+    };
 
     if cfg.upscale_below_dpi > 0 && dpi < cfg.upscale_below_dpi && dpi > 0 {
         let factor = cfg.working_dpi as f32 / dpi as f32;
-        let (w, h) = (pix.width() as f32 * factor, pix.height() as f32 * factor);
+        let (width, height) = pixels.dimensions();
+        let (w, h) = (width as f32 * factor, height as f32 * factor);
         if w <= MAX_RENDER_SIDE_PX as f32
             && h <= MAX_RENDER_SIDE_PX as f32
             && (w as f64) * (h as f64) <= max_pixels as f64
         {
-            pix = pix.scale(factor).map_err(failed)?;
+            changed = Some(current(&mut changed)?.scale(factor).map_err(failed)?);
             report.dpi = cfg.working_dpi;
         }
     }
     if cfg.normalize_contrast {
-        pix = pix.normalize_contrast().map_err(failed)?;
+        changed = Some(
+            current(&mut changed)?
+                .normalize_contrast()
+                .map_err(failed)?,
+        );
     }
     if cfg.denoise {
-        pix = pix.median().map_err(failed)?;
+        changed = Some(current(&mut changed)?.median().map_err(failed)?);
     }
     if cfg.deskew {
-        let ink = pix.threshold(INK_THRESHOLD).map_err(failed)?;
+        let ink = match (&changed, &pixels) {
+            (None, PagePixels::Gray(gray)) => Pix::threshold_gray(gray, INK_THRESHOLD as u8),
+            (Some(pix), _) => pix.threshold(INK_THRESHOLD),
+            (None, rgb) => Pix::from_pixels(rgb).and_then(|pix| pix.threshold(INK_THRESHOLD)),
+        }
+        .map_err(failed)?;
         if let Some((angle, confidence)) = ink.find_skew()
             && confidence >= MIN_SKEW_CONFIDENCE
             && angle.abs() >= MIN_DESKEW_DEGREES
         {
-            pix = pix.rotate(angle).map_err(failed)?;
+            changed = Some(current(&mut changed)?.rotate(angle).map_err(failed)?);
             report.deskew_degrees = angle;
         }
     }
     if cfg.remove_border {
+        let pix = current(&mut changed)?;
         let border = pix
             .threshold(INK_THRESHOLD)
             .and_then(|ink| ink.border_components())
             .map_err(failed)?;
+        let mut pix = pix;
         if border.foreground_fraction() > 0.0 {
             pix.whiten_where(&border).map_err(failed)?;
         }
+        changed = Some(pix);
     }
     if cfg.binarize == Binarize::Sauvola {
-        pix = pix.sauvola().map_err(failed)?;
+        changed = Some(current(&mut changed)?.sauvola().map_err(failed)?);
     }
-    Ok((pix.to_pixels().map_err(failed)?, report))
+    match changed {
+        Some(pix) => Ok((pix.to_pixels().map_err(failed)?, report)),
+        None => Ok((pixels, report)),
+    }
 }
 
 #[cfg(test)]
