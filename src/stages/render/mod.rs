@@ -3,6 +3,8 @@
 //! Page *i* is rendered only after a credit on the edge into OCR is free, so page images in
 //! memory are bounded by that edge, never by document size. Born-digital PDF pages carry a
 //! text layer: with `text_layer: auto` it is taken and the page skips rendering and OCR.
+//! Within a window of pages, a PDF's pages are rendered heaviest first by their estimated
+//! OCR work ([`cost`]), so that a document does not end with one long page running alone.
 //! The pure work is [`prepare_page`]; it runs on the shared CPU pool.
 
 pub mod cost;
