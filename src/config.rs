@@ -106,7 +106,10 @@ pub enum SummarizeEngineKind {
 pub enum LlmFallback {
     /// Summarize locally instead; the result records `extractive` as the engine.
     Extractive,
-    /// The document gets no summary and a warning.
+    /// No local summary: after a failure that may pass (unreachable, timeouts, 429, 5xx, the
+    /// circuit open) the document waits in the stage, on its edge credit, and tries again
+    /// until the job's deadline (`limits.max_job_time`), then the job fails
+    /// `llm_unavailable`; after any other failure the job fails at once (`summary_failed`).
     None,
 }
 
@@ -285,7 +288,8 @@ pub struct RawLlm {
     /// The prompt, with {text}, {name} and {language} placeholders.
     #[serde(default)]
     pub prompt: Option<Spanned<String>>,
-    /// `extractive` or `none`: what to do when the LLM keeps failing.
+    /// `extractive` or `none`: what to do when the LLM keeps failing (summarize locally, or
+    /// wait for the server until the job's deadline).
     #[serde(default)]
     pub fallback: Option<LlmFallback>,
     /// Documents in a row the LLM must fail before requests stop for `circuit_cooldown`.

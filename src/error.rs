@@ -45,6 +45,12 @@ pub enum JobError {
     OcrTimeout { page: u32, limit_ms: u64 },
     #[error("the job took longer than this pipeline allows ({limit_ms} ms)")]
     JobTimeout { limit_ms: u64 },
+    /// With `summarize.llm.fallback: none`: the document waited for the LLM server until the
+    /// job's deadline, and the server kept failing.
+    #[error(
+        "the LLM server was unavailable until the job's deadline ({limit_ms} ms after submission); last error: {last}"
+    )]
+    LlmUnavailable { limit_ms: u64, last: String },
     #[error("cannot read or write a file: {0}")]
     Io(String),
     #[error("internal error while processing the document: {0}")]
@@ -72,6 +78,7 @@ impl JobError {
             JobError::SummaryFailed(_) => "summary_failed",
             JobError::OcrTimeout { .. } => "ocr_timeout",
             JobError::JobTimeout { .. } => "job_timeout",
+            JobError::LlmUnavailable { .. } => "llm_unavailable",
             JobError::Io(_) => "io",
             JobError::Internal(_) => "internal",
             JobError::Cancelled => "cancelled",

@@ -71,6 +71,9 @@ pub const LLM_SUMMARIES_RESTORED: &str = "pagemill_llm_summaries_restored_total"
 pub const LLM_FALLBACKS: &str = "pagemill_llm_fallbacks_total";
 /// 1 while the LLM circuit breaker holds requests back, else 0 (gauge; label pipeline).
 pub const LLM_CIRCUIT_OPEN: &str = "pagemill_llm_circuit_open";
+/// Documents waiting in the summarize stage for the LLM server to come back, with
+/// `fallback: none` (gauge; label pipeline). They hold their place on the edge into the stage.
+pub const LLM_DOCUMENTS_WAITING: &str = "pagemill_llm_documents_waiting";
 /// Requests to the LLM server in flight now (gauge; label pipeline).
 pub const LLM_REQUESTS_IN_FLIGHT: &str = "pagemill_llm_requests_in_flight";
 /// The adaptive limit of LLM requests in flight at once (gauge; label pipeline).
@@ -183,6 +186,10 @@ pub fn describe() {
     describe_gauge!(
         LLM_CIRCUIT_OPEN,
         "1 while the LLM circuit breaker holds requests back"
+    );
+    describe_gauge!(
+        LLM_DOCUMENTS_WAITING,
+        "Documents waiting for the LLM server to come back (fallback: none)"
     );
     describe_gauge!(
         LLM_REQUESTS_IN_FLIGHT,

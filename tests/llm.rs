@@ -1,8 +1,10 @@
 //! The LLM summarizer against an OpenAI-compatible endpoint that misbehaves on purpose: 429s
-//! with `Retry-After`, 5xx until retries run out (fallback to the extractive engine), answers
-//! that the context is too long (map-reduce over smaller parts), a cache that spares repeat
-//! calls, a server with a fixed number of slots (the adaptive concurrency limit), a circuit
-//! that probes once before closing, and structured extraction checked against a schema. The
+//! with `Retry-After`, 5xx until retries run out (fallback to the extractive engine), an
+//! outage that documents without a fallback wait out on the bounded edge, up to their job's
+//! deadline (and can be cancelled meanwhile), 401s that fail a job at once, answers that the
+//! context is too long (map-reduce over smaller parts), a cache that spares repeat calls, a
+//! server with a fixed number of slots (the adaptive concurrency limit), a circuit that
+//! probes once before closing, and structured extraction checked against a schema. The
 //! endpoint is a small local server: no real LLM can be made to fail on cue.
 
 mod common;
@@ -110,30 +112,30 @@ async fn a_failing_llm_falls_back_to_the_extractive_engine() {
         3,
         "one try and two retries"
     );
+}
 
-    // With no fallback the document keeps no summary, and says why.
-    let fake = start_fake(Behaviour::Broken).await;
+#[tokio::test(flavor = "multi_thread")]
+async fn without_a_fallback_an_error_no_retry_mends_fails_the_job_at_once() {
+    // 401: waiting would not help; the job fails with the server's answer, after one request.
+    let fake = start_fake(Behaviour::Unauthorized).await;
     let out = tempfile::tempdir().unwrap();
     let events = run_files(
         llm_pipeline(
             out.path(),
             &fake,
-            &[
-                ("fallback: extractive", "fallback: none"),
-                ("max_retries: 2", "max_retries: 0"),
-            ],
+            &[("fallback: extractive", "fallback: none")],
         ),
-        &[fixture("phototest.tif")],
+        &[fixture("tagged.pdf")],
         None,
     )
     .await;
+    let error = events[0].error.as_ref().expect("the job fails");
+    assert_eq!(error.code, "summary_failed", "{error:?}");
+    assert!(error.message.contains("401"), "{error:?}");
     let result = read_result(events[0].result_path.as_ref().unwrap());
     assert!(result.summary.is_none());
-    assert!(
-        result.warnings.iter().any(|w| w.contains("no summary")),
-        "{:?}",
-        result.warnings
-    );
+    assert_eq!(result.error.as_ref(), Some(error));
+    assert_eq!(fake.requests.load(Ordering::SeqCst), 1, "no retry");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -806,4 +808,220 @@ async fn a_job_resumed_after_kill_9_takes_its_summary_from_the_journal() {
             .any(|l| l.starts_with("pagemill_llm_summaries_restored_total{") && l.ends_with(" 1")),
         "{metrics}"
     );
+}
+
+/// The shipped default pipeline as `name`, summarizing with the fake and no fallback: one try
+/// and one retry per round, a pause of a second between rounds; then `extra` replacements.
+fn no_fallback_yaml(name: &str, fake: &Fake, extra: &[(&str, &str)]) -> String {
+    let base = format!("base_url: {}", fake.base_url);
+    let mut replacements = vec![
+        ("engine: extractive", "engine: llm"),
+        ("base_url: http://127.0.0.1:8000/v1", base.as_str()),
+        ("fallback: extractive", "fallback: none"),
+        ("max_retries: 4", "max_retries: 1"),
+        ("circuit_cooldown: 30s", "circuit_cooldown: 1s"),
+    ];
+    replacements.extend_from_slice(extra);
+    common::daemon::pipeline_yaml(name, &replacements)
+}
+
+/// The value of the metric `name` on the line whose labels include all of `labels`.
+fn metric(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")))
+        .find(|l| labels.iter().all(|label| l.contains(label)))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+/// Documents of pipeline `default` waiting for the LLM, from the daemon's metrics.
+async fn waiting(d: &common::daemon::Daemon) -> f64 {
+    let text = d.get("/metrics").await.text().await.unwrap();
+    metric(
+        &text,
+        "pagemill_llm_documents_waiting",
+        &[r#"pipeline="default""#],
+    )
+    .unwrap_or_else(|| panic!("no waiting gauge in {text}"))
+}
+
+/// Polls `done` every 50 ms for up to two minutes; panics with `what` if it never holds.
+async fn eventually<F: std::future::Future<Output = bool>>(
+    what: &str,
+    mut done: impl FnMut() -> F,
+) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while !done().await {
+        assert!(std::time::Instant::now() < deadline, "never: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_a_fallback_a_document_waits_for_the_llm_to_come_back() {
+    use common::daemon::Daemon;
+    let fake = start_fake(Behaviour::Unavailable).await;
+    let d = Daemon::start(&[("default", no_fallback_yaml("default", &fake, &[]))]);
+    let id = d.submit("default", &fixture("tagged.pdf")).await;
+    // Two rounds of one try and one retry, all answered 503: the retries ran out twice.
+    eventually("four requests", || async {
+        fake.requests.load(Ordering::SeqCst) >= 4
+    })
+    .await;
+    let status = d.get_json(&format!("/v1/jobs/{id}")).await;
+    assert_eq!(status["state"], "running", "{status}");
+    assert!(status["error"].is_null(), "{status}");
+    assert_eq!(waiting(&d).await, 1.0);
+
+    fake.recover();
+    let status = d.wait_final(&id).await;
+    assert_eq!(status["state"], "done", "{status}");
+    let result: serde_json::Value = d.get_json(&format!("/v1/jobs/{id}/result")).await;
+    assert_eq!(result["summary"]["engine"], "llm", "{result}");
+    assert!(
+        result["summary"]["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("LLM summary of"),
+        "{result}"
+    );
+    assert_eq!(result["warnings"], serde_json::json!([]), "{result}");
+    assert!(fake.requests.load(Ordering::SeqCst) >= 5);
+    assert_eq!(waiting(&d).await, 0.0);
+    let metrics = d.get("/metrics").await.text().await.unwrap();
+    assert_eq!(
+        metric(
+            &metrics,
+            "pagemill_llm_fallbacks_total",
+            &[r#"pipeline="default""#]
+        ),
+        Some(0.0)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_a_fallback_a_job_fails_at_its_deadline_while_the_llm_stays_down() {
+    use common::daemon::{Daemon, pipeline_yaml};
+    let fake = start_fake(Behaviour::Unavailable).await;
+    let yaml = no_fallback_yaml(
+        "default",
+        &fake,
+        &[("max_job_time: 1h", "max_job_time: 3s")],
+    );
+    let d = Daemon::start(&[("default", yaml), ("local", pipeline_yaml("local", &[]))]);
+    let submitted = std::time::Instant::now();
+    let id = d.submit("default", &fixture("tagged.pdf")).await;
+    let status = d.wait_final(&id).await;
+    let elapsed = submitted.elapsed();
+    assert_eq!(status["state"], "failed", "{status}");
+    assert_eq!(status["error"]["code"], "llm_unavailable", "{status}");
+    let message = status["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("unavailable until the job's deadline (3000 ms")
+            && message.contains("503"),
+        "{message}"
+    );
+    // Not before the deadline.
+    assert!(elapsed >= Duration::from_secs(3), "{elapsed:?}");
+    assert!(
+        status["timings"]["total_ms"].as_u64().unwrap() >= 3000,
+        "{status}"
+    );
+    assert!(fake.requests.load(Ordering::SeqCst) >= 1);
+    let result: serde_json::Value = d.get_json(&format!("/v1/jobs/{id}/result")).await;
+    assert!(result["summary"].is_null(), "{result}");
+    assert_eq!(result["error"]["code"], "llm_unavailable", "{result}");
+    assert_eq!(waiting(&d).await, 0.0);
+
+    // The daemon goes on serving.
+    assert_eq!(d.get("/healthz").await.status(), reqwest::StatusCode::OK);
+    let other = d.submit("local", &fixture("tagged.pdf")).await;
+    let status = d.wait_final(&other).await;
+    assert_eq!(status["state"], "done", "{status}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_a_fallback_documents_waiting_for_the_llm_stay_within_their_edge() {
+    use common::daemon::Daemon;
+    let fake = start_fake(Behaviour::Unavailable).await;
+    let yaml = no_fallback_yaml(
+        "default",
+        &fake,
+        &[
+            ("max_retries: 1", "max_retries: 0"),
+            ("circuit_failures: 5", "circuit_failures: 2"),
+        ],
+    );
+    assert!(yaml.contains("summarize_documents: 2"));
+    let d = Daemon::start(&[("default", yaml)]);
+    let docs = tempfile::tempdir().unwrap();
+    let mut ids = Vec::new();
+    for file in distinct_documents(docs.path(), 24) {
+        ids.push(d.submit("default", &file).await);
+    }
+    eventually("two documents waiting", || async {
+        waiting(&d).await >= 2.0
+    })
+    .await;
+    // While the server is down, for a few seconds: never more than the edge's two documents
+    // in the stage, the other jobs held back upstream, none finished.
+    let depth = |text: &str| {
+        metric(
+            text,
+            "pagemill_stage_queue_depth",
+            &[r#"pipeline="default""#, r#"stage="summarize""#],
+        )
+        .unwrap()
+    };
+    for _ in 0..30 {
+        let text = d.get("/metrics").await.text().await.unwrap();
+        assert_eq!(depth(&text), 2.0, "the edge is full and no fuller");
+        let waiting = metric(&text, "pagemill_llm_documents_waiting", &[]).unwrap();
+        assert!(waiting <= 2.0, "{waiting} documents waiting");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        fake.distinct_prompts(),
+        2,
+        "only two documents reached the server"
+    );
+    let mut queued = 0;
+    for id in &ids {
+        let status = d.get_json(&format!("/v1/jobs/{id}")).await;
+        let state = status["state"].as_str().unwrap();
+        assert!(["queued", "running"].contains(&state), "{status}");
+        queued += usize::from(state == "queued");
+    }
+    assert!(queued > 0, "upstream stopped taking jobs");
+
+    // The server comes back: every document gets its LLM summary; none was lost.
+    fake.recover();
+    for id in &ids {
+        let status = d.wait_final(id).await;
+        assert_eq!(status["state"], "done", "{status}");
+        let result: serde_json::Value = d.get_json(&format!("/v1/jobs/{id}/result")).await;
+        assert_eq!(result["summary"]["engine"], "llm", "{result}");
+    }
+    assert_eq!(fake.distinct_prompts(), 24);
+    assert_eq!(waiting(&d).await, 0.0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_job_waiting_for_the_llm_can_be_cancelled() {
+    use common::daemon::Daemon;
+    let fake = start_fake(Behaviour::Unavailable).await;
+    let d = Daemon::start(&[("default", no_fallback_yaml("default", &fake, &[]))]);
+    let id = d.submit("default", &fixture("tagged.pdf")).await;
+    eventually("the document waits", || async { waiting(&d).await == 1.0 }).await;
+    let response = d
+        .http
+        .delete(d.url(&format!("/v1/jobs/{id}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), reqwest::StatusCode::ACCEPTED);
+    // The deadline is an hour away: only the cancellation can end the job now.
+    let status = d.wait_final(&id).await;
+    assert_eq!(status["state"], "cancelled", "{status}");
+    assert_eq!(status["error"]["code"], "cancelled", "{status}");
+    assert_eq!(waiting(&d).await, 0.0);
 }

@@ -1,10 +1,11 @@
 //! A local OpenAI-compatible chat completions endpoint that misbehaves on cue (429s, 5xx,
-//! context overflows, a fixed number of slots, schema-breaking JSON): the faults a real LLM
-//! server cannot be made to produce on demand. It counts the requests it had open at once.
+//! an outage the test ends, 401s, context overflows, a fixed number of slots, schema-breaking
+//! JSON): the faults a real LLM server cannot be made to produce on demand. It counts the
+//! requests it had open at once.
 #![allow(dead_code)]
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -20,6 +21,10 @@ pub enum Behaviour {
     RateLimitedFirst(usize),
     /// Answers 500 to everything.
     Broken,
+    /// Answers 503 to everything until [`Fake::recover`], then as `Healthy`.
+    Unavailable,
+    /// Answers 401 to everything: a fault no retry mends.
+    Unauthorized,
     /// Answers 400 "maximum context length" to prompts longer than this many characters.
     SmallContext(usize),
     /// Answers 200 with a body that is not JSON.
@@ -68,6 +73,24 @@ pub struct Fake {
     /// Requests that asked for a JSON answer (`response_format`), and the last such format.
     pub extraction_requests: AtomicUsize,
     pub response_format: std::sync::Mutex<Option<Value>>,
+    /// Whether a `Behaviour::Unavailable` endpoint is still down.
+    pub down: AtomicBool,
+}
+
+impl Fake {
+    /// Ends the outage of a `Behaviour::Unavailable` endpoint.
+    pub fn recover(&self) {
+        self.down.store(false, Ordering::SeqCst);
+    }
+
+    /// The different prompts received: one per document when the prompt holds its name.
+    pub fn distinct_prompts(&self) -> usize {
+        let prompts = self.prompts.lock().unwrap();
+        prompts
+            .iter()
+            .collect::<std::collections::HashSet<_>>()
+            .len()
+    }
 }
 
 /// Starts the endpoint on a free port; it serves until the test ends.
@@ -83,6 +106,7 @@ pub async fn start_fake(behaviour: Behaviour) -> Arc<Fake> {
         rejected: AtomicUsize::new(0),
         extraction_requests: AtomicUsize::new(0),
         response_format: Default::default(),
+        down: AtomicBool::new(true),
     });
     let state = fake.clone();
     let route = warp::path!("v1" / "chat" / "completions")
@@ -149,6 +173,18 @@ async fn answer(state: Arc<Fake>, behaviour: Behaviour, body: Value) -> warp::re
             return error(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 json!({"error": "overloaded"}),
+            );
+        }
+        Behaviour::Unavailable if state.down.load(Ordering::SeqCst) => {
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                json!({"error": "the model is loading"}),
+            );
+        }
+        Behaviour::Unauthorized => {
+            return error(
+                StatusCode::UNAUTHORIZED,
+                json!({"error": {"message": "invalid api key"}}),
             );
         }
         Behaviour::SmallContext(max) if prompt.chars().count() > max => {

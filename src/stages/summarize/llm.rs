@@ -15,6 +15,9 @@
 //! - A circuit breaker: after `circuit_failures` documents in a row the LLM failed, no request
 //!   is sent for `circuit_cooldown` (the fallback answers at once); then one document probes
 //!   (half-open) while the others still get the fallback, and its success closes the circuit.
+//! - Failures that may pass by themselves ([`LlmError::is_transient`]) can be waited out:
+//!   [`LlmSummarizer::wait_to_retry`] returns when a document whose retries ran out may try
+//!   again, as the circuit allows. The stage does that with `fallback: none`.
 //! - Requests in flight are limited per server by an adaptive limit ([`super::limiter`]):
 //!   documents wait for room, retries wait without holding it, and the parts of a long
 //!   document go out together under the same limit.
@@ -31,6 +34,7 @@
 //!   request waits for them before it waits for room under the concurrency limit.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -72,6 +76,28 @@ pub enum LlmError {
     CircuitOpen(u32),
     #[error("{attempts} answers did not match the extraction schema; the last: {reason}")]
     NoValidExtraction { attempts: u32, reason: String },
+}
+
+impl LlmError {
+    /// Whether the failure may pass by itself, so that waiting and trying again can mend it:
+    /// the server cannot be reached or timed out, answered 429 or 5xx, or the circuit holds
+    /// requests back. Other answers (400, 401, 404, a context overflow even in small parts, an
+    /// answer without a message) would be the same the next time.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            LlmError::Unreachable(_) | LlmError::CircuitOpen(_) => true,
+            LlmError::Status { status, .. } => is_overload_status(*status),
+            LlmError::BadAnswer(_)
+            | LlmError::ContextOverflow
+            | LlmError::NotConverging
+            | LlmError::NoValidExtraction { .. } => false,
+        }
+    }
+}
+
+/// Whether an HTTP status says the server is overloaded or failing for now: 429 or 5xx.
+fn is_overload_status(status: u16) -> bool {
+    status == 429 || (500..600).contains(&status)
 }
 
 /// Why one try failed, and whether and when to try again.
@@ -127,6 +153,26 @@ impl Drop for ProbeGuard<'_> {
                     until: Instant::now(),
                 };
             }
+            drop(b);
+            self.llm.breaker_changed.notify_waiters();
+        }
+    }
+}
+
+/// Takes a key's gate out of the in-flight map once nobody else waits on it, however the
+/// caller ends (a document abandoned at its deadline or cancelled included).
+struct GateGuard<'a> {
+    inflight: &'a Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    key: &'a str,
+    gate: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl Drop for GateGuard<'_> {
+    fn drop(&mut self) {
+        let mut inflight = self.inflight.lock().expect("in-flight lock");
+        // The map's and this one: nobody else waits on this key.
+        if Arc::strong_count(&self.gate) <= 2 {
+            inflight.remove(self.key);
         }
     }
 }
@@ -142,6 +188,11 @@ pub struct LlmSummarizer {
     /// One gate per key being answered: documents with the same key wait for the first.
     inflight: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     breaker: Mutex<Breaker>,
+    /// Woken at each change of the breaker, for documents waiting to try again.
+    breaker_changed: tokio::sync::Notify,
+    /// Summaries the server wrote: a document waiting to try again goes as soon as another
+    /// one succeeds.
+    successes: AtomicU64,
     /// Requests in flight to the server, adapted to its answers.
     limiter: Limiter,
     /// The extraction schema, compiled once; none when extraction is off.
@@ -158,6 +209,7 @@ impl LlmSummarizer {
         metrics::counter!(m::LLM_FALLBACKS, "pipeline" => pipeline.to_string()).increment(0);
         metrics::counter!(m::LLM_CACHE_HITS, "pipeline" => pipeline.to_string()).increment(0);
         metrics::gauge!(m::LLM_CIRCUIT_OPEN, "pipeline" => pipeline.to_string()).set(0.0);
+        metrics::gauge!(m::LLM_DOCUMENTS_WAITING, "pipeline" => pipeline.to_string()).set(0.0);
         let client = reqwest::Client::builder()
             .connect_timeout(cfg.connect_timeout)
             .timeout(cfg.timeout)
@@ -178,6 +230,8 @@ impl LlmSummarizer {
             cache: Mutex::default(),
             inflight: Mutex::default(),
             breaker: Mutex::default(),
+            breaker_changed: tokio::sync::Notify::new(),
+            successes: AtomicU64::new(0),
             limiter: Limiter::new(cfg.concurrency_initial, cfg.concurrency_max, pipeline),
             validator,
             requests_per_minute: NonZeroU32::new(cfg.max_requests_per_minute)
@@ -252,8 +306,13 @@ impl LlmSummarizer {
             .entry(key.clone())
             .or_default()
             .clone();
+        let guard = GateGuard {
+            inflight: &self.inflight,
+            key: &key,
+            gate,
+        };
         let outcome = {
-            let _turn = gate.lock().await;
+            let _turn = guard.gate.lock().await;
             match hit() {
                 Some(hit) => Ok(hit),
                 None => work().await,
@@ -271,11 +330,7 @@ impl LlmSummarizer {
                 cache.1.push_back(key.clone());
             }
         }
-        let mut inflight = self.inflight.lock().expect("in-flight lock");
-        // The map's and this one: nobody else waits on this key.
-        if Arc::strong_count(&gate) <= 2 {
-            inflight.remove(&key);
-        }
+        drop(guard);
         outcome
     }
 
@@ -336,7 +391,10 @@ impl LlmSummarizer {
             until: Instant::now() + self.cfg.circuit_cooldown,
         };
         *b = match (&outcome, *b) {
-            (Ok(_), _) => Breaker::default(),
+            (Ok(_), _) => {
+                self.successes.fetch_add(1, Ordering::SeqCst);
+                Breaker::default()
+            }
             // Held back by the circuit: says nothing new about the server.
             (Err(LlmError::CircuitOpen(_)), state) => state,
             (Err(_), Breaker::Closed { failures }) if failures + 1 >= self.cfg.circuit_failures => {
@@ -355,7 +413,45 @@ impl LlmSummarizer {
         } else {
             0.0
         });
+        drop(b);
+        self.breaker_changed.notify_waiters();
         outcome
+    }
+
+    /// Waits until a document whose summary just failed for a transient reason may try again:
+    /// after `circuit_cooldown`, or as soon as another document's summary succeeds; while the
+    /// circuit is open, until its cooldown ends (the first document then probes); while a
+    /// probe is out, until its outcome is known. Sends nothing itself.
+    pub async fn wait_to_retry(&self) {
+        let earliest = Instant::now() + self.cfg.circuit_cooldown;
+        let successes = self.successes.load(Ordering::SeqCst);
+        loop {
+            // Registered before the state is read, so that no change is missed in between.
+            let changed = self.breaker_changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            let now = Instant::now();
+            let wake = match *self.breaker.lock().expect("breaker lock") {
+                Breaker::Closed { .. }
+                    if now >= earliest || self.successes.load(Ordering::SeqCst) != successes =>
+                {
+                    return;
+                }
+                Breaker::Closed { .. } => Some(earliest),
+                Breaker::Open { until, .. } if now >= until => return,
+                Breaker::Open { until, .. } => Some(until),
+                Breaker::Probing { .. } => None,
+            };
+            match wake {
+                Some(at) => {
+                    tokio::select! {
+                        () = tokio::time::sleep_until(at.into()) => {}
+                        () = &mut changed => {}
+                    }
+                }
+                None => changed.await,
+            }
+        }
     }
 
     async fn map_reduce(
@@ -555,17 +651,22 @@ impl LlmSummarizer {
                     permit.finish(Outcome::Answered(started.elapsed()));
                     self.read_answer(&answer).map_err(TryError::fatal)
                 }
+                // The answer did not arrive in time: as a timeout before it, worth retrying.
+                Err(e) if e.is_timeout() => {
+                    permit.finish(Outcome::Overloaded);
+                    Err(TryError {
+                        error: LlmError::Unreachable(e.to_string()),
+                        retryable: true,
+                        retry_after: None,
+                    })
+                }
                 Err(e) => {
-                    permit.finish(if e.is_timeout() {
-                        Outcome::Overloaded
-                    } else {
-                        Outcome::Neutral
-                    });
+                    permit.finish(Outcome::Neutral);
                     Err(TryError::fatal(LlmError::BadAnswer(e.to_string())))
                 }
             };
         }
-        let overloaded = status.as_u16() == 429 || status.is_server_error();
+        let overloaded = is_overload_status(status.as_u16());
         permit.finish(if overloaded {
             Outcome::Overloaded
         } else {
@@ -741,6 +842,96 @@ mod tests {
         assert!(check_extraction(&v, r#"{"title": 3}"#).is_err());
         assert!(check_extraction(&v, r#"{"name": "A"}"#).is_err());
         assert!(check_extraction(&v, "The title is A").is_err());
+    }
+
+    /// A client whose circuit cools down for `cooldown`; no request is ever sent.
+    fn client(cooldown: Duration) -> LlmSummarizer {
+        let mut cfg = crate::config::Pipeline::embedded_default().summarize.llm;
+        cfg.circuit_cooldown = cooldown;
+        LlmSummarizer::new(&cfg, "eng", "test")
+    }
+
+    fn set(llm: &LlmSummarizer, state: Breaker) {
+        *llm.breaker.lock().unwrap() = state;
+    }
+
+    #[tokio::test]
+    async fn a_document_tries_again_after_the_cooldown_or_a_success() {
+        let llm = Arc::new(client(Duration::from_millis(300)));
+        let started = Instant::now();
+        llm.wait_to_retry().await;
+        assert!(started.elapsed() >= Duration::from_millis(300));
+
+        // Another document's success ends the pause early.
+        let llm = Arc::new(client(Duration::from_secs(3600)));
+        let other = llm.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let _ = other.record_outcome(Ok("a summary".into()), false);
+        });
+        tokio::time::timeout(Duration::from_secs(60), llm.wait_to_retry())
+            .await
+            .expect("a success ends the wait");
+    }
+
+    #[tokio::test]
+    async fn a_document_waits_for_the_circuit_and_for_the_probe() {
+        let llm = Arc::new(client(Duration::from_millis(100)));
+        // Open: until the cooldown ends.
+        let started = Instant::now();
+        set(
+            &llm,
+            Breaker::Open {
+                failures: 5,
+                until: started + Duration::from_millis(300),
+            },
+        );
+        llm.wait_to_retry().await;
+        assert!(started.elapsed() >= Duration::from_millis(300));
+
+        // A probe is out: until its outcome; a failed probe reopens the circuit, whose
+        // cooldown is waited out too.
+        set(&llm, Breaker::Probing { failures: 5 });
+        let other = llm.clone();
+        let started = Instant::now();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let failed = LlmError::Unreachable("refused".into());
+            let _ = other.record_outcome(Err(failed), true);
+        });
+        llm.wait_to_retry().await;
+        assert!(started.elapsed() >= Duration::from_millis(300));
+        assert!(matches!(
+            *llm.breaker.lock().unwrap(),
+            Breaker::Open { failures: 6, .. }
+        ));
+    }
+
+    #[test]
+    fn only_failures_that_may_pass_are_transient() {
+        let status = |status| LlmError::Status {
+            status,
+            body: String::new(),
+        };
+        for transient in [
+            LlmError::Unreachable("connection refused".into()),
+            LlmError::CircuitOpen(5),
+            status(429),
+            status(500),
+            status(503),
+        ] {
+            assert!(transient.is_transient(), "{transient}");
+        }
+        for permanent in [
+            status(400),
+            status(401),
+            status(404),
+            LlmError::ContextOverflow,
+            LlmError::NotConverging,
+            LlmError::BadAnswer("{}".into()),
+        ] {
+            assert!(!permanent.is_transient(), "{permanent}");
+        }
     }
 
     #[test]

@@ -2,21 +2,38 @@
 //!
 //! [`Summarizer`] is the interface of local engines; [`extractive::summarize`] is the default
 //! (no network) and runs on the CPU pool. [`llm::LlmSummarizer`] calls an LLM server from the
-//! stage itself (network I/O never holds a pool thread) and falls back to the extractive
-//! engine when the pipeline says so. Failed documents pass through unsummarized.
+//! stage itself (network I/O never holds a pool thread). Failed documents pass through
+//! unsummarized.
+//!
+//! When the LLM fails, the pipeline's `summarize.llm.fallback` decides:
+//!
+//! - `extractive`: the local engine writes the summary at once (`summary.engine` says so,
+//!   with a warning).
+//! - `none`: a failure that may pass ([`llm::LlmError::is_transient`]: the server down,
+//!   429/5xx, timeouts, retries run out, the circuit open) makes the document wait in this
+//!   stage and try again as the circuit breaker allows ([`llm::LlmSummarizer::wait_to_retry`]),
+//!   until the job's deadline (`limits.max_job_time` from submission); then the job fails
+//!   `llm_unavailable` (or `job_timeout` if the server never failed it but had not answered).
+//!   Any other failure (400, 401, 404, a context overflow even in small parts) fails the job
+//!   at once (`summary_failed`).
 //!
 //! With an LLM, each document is handled in a task of its own, so the mailbox never waits on
 //! the server and several documents' requests are in flight at once, as many as the adaptive
 //! limit ([`limiter`]) allows. A document keeps its credit on the edge into this stage until
-//! its result is handed to save: documents waiting for the server are bounded by
-//! `edges.summarize_documents`, and a full edge holds assemble back.
+//! its result is handed to save: documents waiting for the server, however long, are bounded
+//! by `edges.summarize_documents`, and a full edge holds assemble back (backpressure, not a
+//! growing queue). A job cancelled while its document is here ends `cancelled` within
+//! [`CANCEL_POLL`]; its requests are abandoned.
+//!
+//! Emits `pagemill_llm_documents_waiting` and, through the client, the `pagemill_llm_*`
+//! metrics.
 
 pub mod extractive;
 pub mod limiter;
 pub mod llm;
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
@@ -30,6 +47,9 @@ use crate::stages::Downstream;
 use crate::stages::JobInfo;
 use crate::stages::save::SaveMsg;
 use crate::supervisor::StageContext;
+
+/// How often a document waiting for the LLM looks whether its job was cancelled.
+pub const CANCEL_POLL: Duration = Duration::from_millis(100);
 
 /// A summarizer engine. Engines that call a service (an LLM) implement the same interface.
 pub trait Summarizer: Send + Sync {
@@ -171,6 +191,71 @@ struct Summarized {
     summary: Result<(String, &'static str), JobError>,
     extracted: Option<serde_json::Value>,
     warnings: Vec<String>,
+    /// The summary's error is the job's: it fails (or ends cancelled) instead of going on
+    /// without a summary.
+    fails_job: bool,
+}
+
+impl Summarized {
+    /// No summary, and the job ends with `error`.
+    fn job_fails(error: JobError) -> Summarized {
+        Summarized {
+            summary: Err(error),
+            extracted: None,
+            warnings: Vec::new(),
+            fails_job: true,
+        }
+    }
+}
+
+/// Why a document stopped waiting for the LLM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stopped {
+    Cancelled,
+    Deadline,
+}
+
+/// Runs `work` until it ends, the job is cancelled (looked at every [`CANCEL_POLL`]), or
+/// `deadline`, if any, passes; `work` is dropped when it is stopped.
+async fn until_stopped<T>(
+    info: &JobInfo,
+    deadline: Option<Instant>,
+    work: impl std::future::Future<Output = T>,
+) -> Result<T, Stopped> {
+    let cancelled = async {
+        while !info.is_cancelled() {
+            tokio::time::sleep(CANCEL_POLL).await;
+        }
+    };
+    let deadline = async {
+        match deadline {
+            Some(at) => tokio::time::sleep_until(at.into()).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        biased;
+        out = work => Ok(out),
+        () = cancelled => Err(Stopped::Cancelled),
+        () = deadline => Err(Stopped::Deadline),
+    }
+}
+
+/// Counts a document in `pagemill_llm_documents_waiting` while it lives.
+struct Waiting(metrics::Gauge);
+
+impl Waiting {
+    fn new(pipeline: &str) -> Waiting {
+        let gauge = metrics::gauge!(m::LLM_DOCUMENTS_WAITING, "pipeline" => pipeline.to_string());
+        gauge.increment(1.0);
+        Waiting(gauge)
+    }
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        self.0.decrement(1.0);
+    }
 }
 
 /// An LLM summary as the journal keeps it for an unfinished job.
@@ -200,6 +285,7 @@ async fn restored_summary(ctx: &StageContext, job_id: &str, key: &str) -> Option
         summary: Ok((checkpoint.summary, "llm")),
         extracted: checkpoint.extracted,
         warnings: checkpoint.warnings,
+        fails_job: false,
     })
 }
 
@@ -260,6 +346,7 @@ async fn summarize_document(
                         summary: Err(JobError::SummaryFailed("the summarizer panicked".into())),
                         extracted: None,
                         warnings: Vec::new(),
+                        fails_job: false,
                     },
                 };
                 if let Some(key) = key {
@@ -287,6 +374,20 @@ async fn summarize_document(
                     engine: engine.to_string(),
                     text: summary,
                 })
+            }
+            Err(JobError::Cancelled) if done.fails_job => {
+                ctx.count_discarded("summarize", 1);
+                span.in_scope(|| tracing::info!("cancelled while summarizing"));
+                failed = true;
+                result.error = Some(JobError::Cancelled.to_record());
+            }
+            Err(e) if done.fails_job => {
+                ctx.count_error("summarize", e.code());
+                span.in_scope(
+                    || tracing::warn!(code = e.code(), error = %e, "no summary: the job fails"),
+                );
+                failed = true;
+                result.error = Some(e.to_record());
             }
             Err(e) => {
                 ctx.count_error("summarize", e.code());
@@ -320,19 +421,66 @@ async fn summarize_text(
                 summary: summarize_locally(ctx, engine.clone(), text).await,
                 extracted: None,
                 warnings,
+                fails_job: false,
             };
         }
         Engine::Llm(llm, fallback) => (llm, fallback),
     };
+    if info.is_cancelled() {
+        return Summarized::job_fails(JobError::Cancelled);
+    }
     let span = info.span("summarize");
+    let max_job_time = ctx.pipeline.limits.max_job_time;
+    // Without a fallback the document may wait for the server, up to the job's deadline.
+    let deadline = fallback.is_none().then(|| info.submitted + max_job_time);
     // The summary and the extraction go to the server side by side.
-    let (summary, extracted) = futures_util::join!(llm.summarize(name, &text), async {
+    let both = futures_util::future::join(llm.summarize(name, &text), async {
         if llm.extracts() {
             llm.extract(name, &text).await
         } else {
             Ok(None)
         }
     });
+    let (summary, mut extracted) = match until_stopped(info, deadline, both).await {
+        Ok(both) => both,
+        Err(Stopped::Cancelled) => return Summarized::job_fails(JobError::Cancelled),
+        // Out of time before the server said anything.
+        Err(Stopped::Deadline) => {
+            return Summarized::job_fails(JobError::JobTimeout {
+                limit_ms: max_job_time.as_millis() as u64,
+            });
+        }
+    };
+    let summary = match (summary, fallback, deadline) {
+        (Ok(summary), _, _) => Ok((summary, "llm")),
+        (Err(e), Some(local), _) => {
+            span.in_scope(|| tracing::warn!(error = %e, fallback = true, "the LLM failed"));
+            metrics::counter!(m::LLM_FALLBACKS, "pipeline" => ctx.pipeline.name.clone())
+                .increment(1);
+            warnings.push(format!("the LLM failed ({e}); the summary is extractive"));
+            summarize_locally(ctx, local.clone(), text.clone()).await
+        }
+        (Err(e), None, Some(deadline)) if e.is_transient() => {
+            match wait_for_llm(ctx, llm, info, name, &text, deadline, e).await {
+                Ok(summary) => {
+                    // An extraction held back with the summary is asked for again, now that
+                    // the server answers.
+                    if matches!(&extracted, Err(e) if e.is_transient()) {
+                        match until_stopped(info, None, llm.extract(name, &text)).await {
+                            Ok(again) => extracted = again,
+                            Err(_) => return Summarized::job_fails(JobError::Cancelled),
+                        }
+                    }
+                    Ok((summary, "llm"))
+                }
+                Err(error) => return Summarized::job_fails(error),
+            }
+        }
+        (Err(e), None, _) => {
+            span.in_scope(|| tracing::warn!(error = %e, fallback = false, "the LLM failed"));
+            return Summarized::job_fails(JobError::SummaryFailed(e.to_string()));
+        }
+    };
     let extracted = match extracted {
         Ok(object) => object,
         Err(e) => {
@@ -341,26 +489,104 @@ async fn summarize_text(
             None
         }
     };
-    let summary = match summary {
-        Ok(summary) => Ok((summary, "llm")),
-        Err(e) => {
-            span.in_scope(
-                || tracing::warn!(error = %e, fallback = fallback.is_some(), "the LLM failed"),
-            );
-            match fallback {
-                Some(local) => {
-                    metrics::counter!(m::LLM_FALLBACKS, "pipeline" => ctx.pipeline.name.clone())
-                        .increment(1);
-                    warnings.push(format!("the LLM failed ({e}); the summary is extractive"));
-                    summarize_locally(ctx, local.clone(), text.clone()).await
-                }
-                None => Err(JobError::SummaryFailed(e.to_string())),
-            }
-        }
-    };
     Summarized {
         summary,
         extracted,
         warnings,
+        fails_job: false,
+    }
+}
+
+/// With `fallback: none`, after a transient failure (`first`): waits and tries again as the
+/// circuit allows, holding the document's place on the edge, until the summary is written,
+/// the job is cancelled, its `deadline` passes (`llm_unavailable`), or the server fails it
+/// for good (`summary_failed`). Returns the summary or the job's error.
+async fn wait_for_llm(
+    ctx: &StageContext,
+    llm: &llm::LlmSummarizer,
+    info: &JobInfo,
+    name: &str,
+    text: &str,
+    deadline: Instant,
+    first: llm::LlmError,
+) -> Result<String, JobError> {
+    let _waiting = Waiting::new(&ctx.pipeline.name);
+    let started = Instant::now();
+    let span = info.span("summarize");
+    span.in_scope(|| {
+        tracing::warn!(error = %first, "the LLM failed; the document waits for it (no fallback)")
+    });
+    let mut last = first;
+    loop {
+        let round = async {
+            llm.wait_to_retry().await;
+            llm.summarize(name, text).await
+        };
+        match until_stopped(info, Some(deadline), round).await {
+            Ok(Ok(summary)) => {
+                span.in_scope(|| {
+                    tracing::info!(
+                        waited_ms = started.elapsed().as_millis() as u64,
+                        "the LLM answered after the document waited"
+                    )
+                });
+                return Ok(summary);
+            }
+            Ok(Err(e)) if e.is_transient() => {
+                span.in_scope(|| tracing::debug!(error = %e, "the LLM failed again; waiting"));
+                // The server's own failure says more than the circuit's pause that followed.
+                if !matches!(e, llm::LlmError::CircuitOpen(_))
+                    || matches!(last, llm::LlmError::CircuitOpen(_))
+                {
+                    last = e;
+                }
+            }
+            Ok(Err(e)) => return Err(JobError::SummaryFailed(e.to_string())),
+            Err(Stopped::Cancelled) => return Err(JobError::Cancelled),
+            Err(Stopped::Deadline) => {
+                return Err(JobError::LlmUnavailable {
+                    limit_ms: ctx.pipeline.limits.max_job_time.as_millis() as u64,
+                    last: last.to_string(),
+                });
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    #[tokio::test]
+    async fn waiting_ends_with_the_work_at_cancellation_or_at_the_deadline() {
+        let cancel = Arc::new(AtomicBool::new(false));
+        let info = JobInfo::new(
+            "job".into(),
+            "test".into(),
+            Instant::now(),
+            cancel.clone(),
+            &tracing::Span::none(),
+        );
+        let far = Some(Instant::now() + Duration::from_secs(3600));
+        assert_eq!(until_stopped(&info, far, async { 7 }).await, Ok(7));
+
+        // Work that never ends stops at the deadline, not before.
+        let started = Instant::now();
+        let deadline = Some(started + Duration::from_millis(300));
+        let out = until_stopped(&info, deadline, std::future::pending::<()>()).await;
+        assert_eq!(out, Err(Stopped::Deadline));
+        assert!(started.elapsed() >= Duration::from_millis(300));
+
+        // Or when the job is cancelled, with or without a deadline.
+        let flag = cancel.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            flag.store(true, Ordering::SeqCst);
+        });
+        let out = until_stopped(&info, None, std::future::pending::<()>()).await;
+        assert_eq!(out, Err(Stopped::Cancelled));
+        let out = until_stopped(&info, far, std::future::pending::<()>()).await;
+        assert_eq!(out, Err(Stopped::Cancelled));
     }
 }
