@@ -100,18 +100,7 @@ mod tests {
     fn the_short_slice_is_granted_on_this_kernel_or_ignored() {
         std::thread::spawn(|| {
             request_short_slice_for_this_thread();
-            let mut attr: libc::sched_attr = unsafe { std::mem::zeroed() };
-            // SAFETY: sched_getattr writes at most `size` bytes into `attr`.
-            let rc = unsafe {
-                libc::syscall(
-                    libc::SYS_sched_getattr,
-                    0,
-                    &mut attr as *mut libc::sched_attr,
-                    std::mem::size_of::<libc::sched_attr>() as u32,
-                    0,
-                )
-            };
-            assert_eq!(rc, 0);
+            let attr = this_thread();
             assert_eq!(attr.sched_policy, libc::SCHED_OTHER as u32);
             assert_eq!(attr.sched_nice, 0);
             // Kernels before 6.12 report 0 (no custom slice); later ones the slice asked for.

@@ -7,11 +7,10 @@
 //! resolution a line of print is a band of fine texture, a photo or a dark area is mostly
 //! flat, and white paper is zero, so the sum grows with the amount of print, which is what
 //! Tesseract's time grows with. On `scans-24p.pdf` its rank correlation with the pages' OCR
-//! times is 0.84; the count of dark pixels, used before, scored -0.08 (photos are dark and
-//! quick).
+//! times is 0.84; the count of dark pixels scores -0.08 there (photos are dark and quick).
 //!
 //! Two ways to the same measure: [`text_texture`] averages an image already rendered at full
-//! resolution down to [`COST_DPI`], for the OCR stage; [`pdf_page_cost`] renders the PDF
+//! resolution down to [`COST_DPI`], for the OCR stage; [`pdf_page_work`] renders the PDF
 //! page at [`COST_DPI`] itself (~7 ms for a scanned page, against ~50 ms at 300 DPI), for
 //! the render stage to choose its order before rendering.
 
@@ -33,30 +32,28 @@ const MAX_PREVIEW_PIXELS: u64 = 4_000_000;
 /// The text texture of `pixels`, a page at `dpi`.
 pub fn text_texture(pixels: &PagePixels, dpi: u32) -> u64 {
     let factor = (dpi as f32 / COST_DPI as f32).round().max(1.0) as usize;
+    let (w, h) = pixels.dimensions();
     match pixels {
-        PagePixels::Gray(g) => {
-            let (w, h) = g.dimensions();
-            texture_of_rows(g.as_raw(), w as usize, h as usize, factor)
-        }
-        PagePixels::Rgb(c) => {
-            let (w, h) = c.dimensions();
-            let gray: Vec<u8> = c
-                .pixels()
-                .map(|p| crate::stages::ocr::luminance(p.0))
-                .collect();
-            texture_of_rows(&gray, w as usize, h as usize, factor)
-        }
+        PagePixels::Gray(g) => texture_of_rows(g.as_raw(), 1, w as usize, h as usize, factor),
+        PagePixels::Rgb(c) => texture_of_rows(c.as_raw(), 3, w as usize, h as usize, factor),
     }
 }
 
-/// The estimated OCR work of PDF page `index` (0-based), from a rendering at [`COST_DPI`];
-/// `None` for a page whose text layer will be taken (it needs no OCR); 0 for a page too
-/// large to preview.
-pub fn pdf_page_cost(pdf: &Pdf, index: u32, render: &RenderConfig) -> Option<u64> {
-    if super::taken_text_layer(pdf, index, render).is_some() {
-        return None;
+/// What a PDF page will need.
+pub enum PageWork {
+    /// Its text layer is taken: no OCR (here is the layer, so that it is not read twice).
+    TextLayer(pdf::TextLayer),
+    /// OCR, of this estimated amount (0 for a page too large to preview).
+    Ocr(u64),
+}
+
+/// What PDF page `index` (0-based) will need: its text layer, or OCR of the amount a
+/// rendering at [`COST_DPI`] shows.
+pub fn pdf_page_work(pdf: &Pdf, index: u32, render: &RenderConfig) -> PageWork {
+    match super::taken_text_layer(pdf, index, render) {
+        Some(layer) => PageWork::TextLayer(layer),
+        None => PageWork::Ocr(preview_texture(pdf, index)),
     }
-    Some(preview_texture(pdf, index))
 }
 
 fn preview_texture(pdf: &Pdf, index: u32) -> u64 {
@@ -66,27 +63,40 @@ fn preview_texture(pdf: &Pdf, index: u32) -> u64 {
     }
     let preview: GrayImage = pdf::render_pdf_page(pdf, index, COST_DPI);
     let (w, h) = preview.dimensions();
-    texture_of_rows(preview.as_raw(), w as usize, h as usize, 1)
+    texture_of_rows(preview.as_raw(), 1, w as usize, h as usize, 1)
 }
 
-/// Averages `factor` x `factor` blocks of a `width` x `height` image (one byte per pixel,
-/// rows packed) and sums the absolute differences of horizontally neighbouring blocks.
-fn texture_of_rows(pixels: &[u8], width: usize, height: usize, factor: usize) -> u64 {
-    if width == 0 || height == 0 {
-        return 0;
-    }
+/// Averages the gray level of `factor` x `factor` blocks of a `width` x `height` image
+/// (`channels` bytes per pixel: gray, or RGB seen as Tesseract's gray; rows packed) and sums
+/// the absolute differences of horizontally neighbouring blocks.
+fn texture_of_rows(
+    samples: &[u8],
+    channels: usize,
+    width: usize,
+    height: usize,
+    factor: usize,
+) -> u64 {
     let blocks_across = width / factor;
-    if blocks_across < 2 {
+    if height == 0 || blocks_across < 2 {
         return 0;
     }
+    let gray = |pixel: &[u8]| match pixel {
+        [r, g, b] => crate::stages::ocr::luminance([*r, *g, *b]) as u32,
+        [v, ..] => *v as u32,
+        [] => 0,
+    };
     let area = (factor * factor) as u32;
     let mut sums = vec![0u32; blocks_across];
     let mut texture = 0u64;
-    for band in pixels.chunks_exact(width * factor).take(height / factor) {
+    let row_bytes = width * channels;
+    for band in samples
+        .chunks_exact(row_bytes * factor)
+        .take(height / factor)
+    {
         sums.iter_mut().for_each(|s| *s = 0);
-        for row in band.chunks_exact(width) {
-            for (sum, block) in sums.iter_mut().zip(row.chunks_exact(factor)) {
-                *sum += block.iter().map(|&p| p as u32).sum::<u32>();
+        for row in band.chunks_exact(row_bytes) {
+            for (sum, block) in sums.iter_mut().zip(row.chunks_exact(factor * channels)) {
+                *sum += block.chunks_exact(channels).map(gray).sum::<u32>();
             }
         }
         texture += sums
@@ -118,6 +128,22 @@ mod tests {
         let print_cost = text_texture(&print, 300);
         assert!(dark_cost > 0);
         assert!(print_cost > 10 * dark_cost, "{print_cost} vs {dark_cost}");
+    }
+
+    #[test]
+    fn a_colour_page_costs_what_its_gray_version_costs() {
+        let colour = image::RgbImage::from_fn(600, 300, |x, y| {
+            if (y / 24) % 2 == 0 && (x / 6) % 2 == 0 {
+                image::Rgb([200, 30, 40])
+            } else {
+                image::Rgb([250, 250, 240])
+            }
+        });
+        let colour = PagePixels::Rgb(colour);
+        let gray = PagePixels::Gray(colour.clone().into_gray());
+        let cost = text_texture(&colour, 300);
+        assert!(cost > 0);
+        assert_eq!(cost, text_texture(&gray, 300));
     }
 
     #[test]

@@ -55,20 +55,40 @@ impl Pix {
 
     /// Copies an RGB image into Leptonica's 32-bit layout (red in the most significant byte).
     fn from_rgb(rgb: &RgbImage) -> Result<Pix, LeptError> {
-        let (w, h) = (rgb.width() as usize, rgb.height() as usize);
-        // SAFETY: pixCreate allocates h rows of wpl (= w) words; we write within them.
+        Pix::filled_row_by_row(rgb.width(), rgb.height(), 32, rgb.as_raw(), |row, words| {
+            for (word, px) in words.iter_mut().zip(row.chunks_exact(3)) {
+                *word = u32::from_be_bytes([px[0], px[1], px[2], 255]);
+            }
+        })
+    }
+
+    /// A new `width` x `height` image of `depth` bits per pixel, each row of words written by
+    /// `fill` from the matching row of `samples` (rows packed, `samples.len() / height` bytes
+    /// each).
+    fn filled_row_by_row(
+        width: u32,
+        height: u32,
+        depth: i32,
+        samples: &[u8],
+        fill: impl Fn(&[u8], &mut [u32]),
+    ) -> Result<Pix, LeptError> {
+        let h = height as usize;
+        // SAFETY: pixCreate allocates h rows of wpl words, zeroed; `fill` writes within one
+        // row's words at a time.
         unsafe {
-            let pix = Pix::own(capi::pixCreate(w as i32, h as i32, 32), "allocate an image")?;
+            let pix = Pix::own(
+                capi::pixCreate(width as i32, height as i32, depth),
+                "allocate an image",
+            )?;
+            // pixCreate refuses an empty image, so h, the row length and wpl are not 0 here.
             let wpl = capi::pixGetWpl(pix.raw) as usize;
             let data = std::slice::from_raw_parts_mut(capi::pixGetData(pix.raw), wpl * h);
-            for (row, words) in rgb
-                .as_raw()
-                .chunks_exact(3 * w)
+            let row_bytes = samples.len() / h;
+            for (row, words) in samples
+                .chunks_exact(row_bytes)
                 .zip(data.chunks_exact_mut(wpl))
             {
-                for (word, px) in words.iter_mut().zip(row.chunks_exact(3)) {
-                    *word = u32::from_be_bytes([px[0], px[1], px[2], 255]);
-                }
+                fill(row, words);
             }
             Ok(pix)
         }
@@ -93,41 +113,30 @@ impl Pix {
     /// Copies an 8-bit grayscale image into Leptonica's layout (32-bit words, first pixel in
     /// the most significant byte).
     pub fn from_gray(gray: &GrayImage) -> Result<Pix, LeptError> {
-        let (w, h) = (gray.width() as usize, gray.height() as usize);
-        // SAFETY: pixCreate allocates h rows of wpl words, zeroed; we write within them.
-        unsafe {
-            let pix = Pix::own(capi::pixCreate(w as i32, h as i32, 8), "allocate an image")?;
-            let wpl = capi::pixGetWpl(pix.raw) as usize;
-            let data = std::slice::from_raw_parts_mut(capi::pixGetData(pix.raw), wpl * h);
-            for (row, words) in gray
-                .as_raw()
-                .chunks_exact(w)
-                .zip(data.chunks_exact_mut(wpl))
-            {
+        Pix::filled_row_by_row(
+            gray.width(),
+            gray.height(),
+            8,
+            gray.as_raw(),
+            |row, words| {
                 for (word, px) in words.iter_mut().zip(row.chunks(4)) {
                     let mut bytes = [0u8; 4];
                     bytes[..px.len()].copy_from_slice(px);
                     *word = u32::from_be_bytes(bytes);
                 }
-            }
-            Ok(pix)
-        }
+            },
+        )
     }
 
     /// A 1-bit image of `gray` made in one pass, without an 8-bit copy first: pixels darker
     /// than `threshold` become foreground (as [`Pix::threshold`] decides).
     pub fn threshold_gray(gray: &GrayImage, threshold: u8) -> Result<Pix, LeptError> {
-        let (w, h) = (gray.width() as usize, gray.height() as usize);
-        // SAFETY: pixCreate allocates h rows of wpl words, zeroed; we write within them.
-        unsafe {
-            let pix = Pix::own(capi::pixCreate(w as i32, h as i32, 1), "allocate an image")?;
-            let wpl = capi::pixGetWpl(pix.raw) as usize;
-            let data = std::slice::from_raw_parts_mut(capi::pixGetData(pix.raw), wpl * h);
-            for (row, words) in gray
-                .as_raw()
-                .chunks_exact(w)
-                .zip(data.chunks_exact_mut(wpl))
-            {
+        Pix::filled_row_by_row(
+            gray.width(),
+            gray.height(),
+            1,
+            gray.as_raw(),
+            |row, words| {
                 for (word, px) in words.iter_mut().zip(row.chunks(32)) {
                     // The first pixel is the most significant bit.
                     *word = px
@@ -136,9 +145,8 @@ impl Pix {
                         .filter(|&(_, &p)| p < threshold)
                         .fold(0u32, |bits, (i, _)| bits | (1 << (31 - i)));
                 }
-            }
-            Ok(pix)
-        }
+            },
+        )
     }
 
     /// Copies the image back out as 8-bit grayscale, converting from 1 bit if need be.

@@ -207,7 +207,6 @@ impl Actor for RenderStage {
     ) -> Result<(), ActorProcessingErr> {
         let RenderMsg::Document(work, _credit) = msg;
         let ctx = &state.ctx;
-        let labels = ctx.labels("render");
         let RenderWork {
             info,
             source,
@@ -259,7 +258,7 @@ impl Actor for RenderStage {
         }
         let mut not_rendered = pending.len();
         for window in pending.chunks(PLAN_WINDOW) {
-            for index in plan_order(ctx, &document, window).await {
+            for page in plan_order(ctx, &document, window).await {
                 // Lazy rendering: wait for room in OCR before producing this page's pixels.
                 let credit = state.ocr.edge.acquire().await;
                 if info.is_cancelled() {
@@ -273,86 +272,94 @@ impl Actor for RenderStage {
                         .send_now(AssembleMsg::Abandon(info.id.clone(), JobError::Cancelled));
                     return Ok(());
                 }
-                let (doc, pipeline, span) = (
-                    document.clone(),
-                    ctx.pipeline.clone(),
-                    info.span("render").clone(),
-                );
-                let max_job_time = ctx.pipeline.limits.max_job_time;
-                let (prepared, seconds) = if info.submitted.elapsed() >= max_job_time {
-                    // Out of time: the remaining pages fail without being rendered.
-                    let limit_ms = max_job_time.as_millis() as u64;
-                    (Err(JobError::JobTimeout { limit_ms }), 0.0)
-                } else {
-                    ctx.pool
-                        .run(move || {
-                            let _in_span = span.enter();
-                            let started = Instant::now();
-                            let prepared = prepare_page(&doc, index, &pipeline);
-                            (prepared, started.elapsed().as_secs_f64())
-                        })
-                        .await
-                        .unwrap_or_else(|e| (Err(e), 0.0))
-                };
                 not_rendered -= 1;
-                let render_ms = (seconds * 1000.0) as u64;
-                metrics::histogram!(m::STAGE_PROCESSING_SECONDS, &labels).record(seconds);
-                let number = index + 1;
-                ctx.jobs.update(&info.id, |s| s.pages.rendered += 1);
-                info.span("render").in_scope(|| match &prepared {
-                    Ok(input) => tracing::debug!(
-                        page = number,
-                        millis = render_ms,
-                        text_layer = matches!(input, PageInput::TextLayer { .. }),
-                        "page rendered"
-                    ),
-                    Err(e) => {
-                        tracing::warn!(page = number, code = e.code(), error = %e, "page failed")
-                    }
-                });
-                match prepared {
-                    Ok(PageInput::Image(image)) => {
-                        ctx.count_sent("render", 1);
-                        Progress::add(&ctx.progress.pages_rendered, 1);
-                        state.ocr.send_now(OcrMsg::Page(
-                            OcrWork {
-                                info: info.clone(),
-                                number,
-                                image,
-                                render_ms,
-                            },
-                            credit,
-                        ));
-                    }
-                    other => {
-                        drop(credit);
-                        let outcome = match other {
-                            Ok(PageInput::TextLayer { text, invisible }) => {
-                                ctx.count_sent("render", 1);
-                                PageOutcome::TextLayer { text, invisible }
-                            }
-                            Err(e) => {
-                                ctx.count_error("render", e.code());
-                                PageOutcome::Failed(e)
-                            }
-                            Ok(PageInput::Image(_)) => unreachable!("handled above"),
-                        };
-                        let page = FinishedPage {
-                            info: info.clone(),
-                            number,
-                            outcome,
-                            render_ms,
-                        };
-                        state
-                            .assemble
-                            .send_with(|c| AssembleMsg::Page(page, c))
-                            .await;
-                    }
-                }
+                render_page(state, &info, &document, page, credit).await;
             }
         }
         Ok(())
     }
+}
+
+/// Prepares one planned page on the pool (or takes the text layer planning already read)
+/// and passes it on: pixels to OCR with their credit, anything else to the assembler.
+async fn render_page(
+    state: &RenderState,
+    info: &Arc<JobInfo>,
+    document: &Arc<Document>,
+    page: PlannedPage,
+    credit: Credit,
+) {
+    let ctx = &state.ctx;
+    let index = page.index;
+    let max_job_time = ctx.pipeline.limits.max_job_time;
+    let (prepared, seconds) = if let Some(input) = page.text_layer {
+        (Ok(input), 0.0)
+    } else if info.submitted.elapsed() >= max_job_time {
+        // Out of time: the remaining pages fail without being rendered.
+        let limit_ms = max_job_time.as_millis() as u64;
+        (Err(JobError::JobTimeout { limit_ms }), 0.0)
+    } else {
+        let (doc, pipeline, span) = (
+            document.clone(),
+            ctx.pipeline.clone(),
+            info.span("render").clone(),
+        );
+        ctx.pool
+            .run(move || {
+                let _in_span = span.enter();
+                let started = Instant::now();
+                let prepared = prepare_page(&doc, index, &pipeline);
+                (prepared, started.elapsed().as_secs_f64())
+            })
+            .await
+            .unwrap_or_else(|e| (Err(e), 0.0))
+    };
+    let render_ms = (seconds * 1000.0) as u64;
+    metrics::histogram!(m::STAGE_PROCESSING_SECONDS, &ctx.labels("render")).record(seconds);
+    let number = index + 1;
+    ctx.jobs.update(&info.id, |s| s.pages.rendered += 1);
+    info.span("render").in_scope(|| match &prepared {
+        Ok(input) => tracing::debug!(
+            page = number,
+            millis = render_ms,
+            text_layer = matches!(input, PageInput::TextLayer { .. }),
+            "page rendered"
+        ),
+        Err(e) => tracing::warn!(page = number, code = e.code(), error = %e, "page failed"),
+    });
+    let outcome = match prepared {
+        Ok(PageInput::Image(image)) => {
+            ctx.count_sent("render", 1);
+            Progress::add(&ctx.progress.pages_rendered, 1);
+            let work = OcrWork {
+                info: info.clone(),
+                number,
+                image,
+                render_ms,
+            };
+            state.ocr.send_now(OcrMsg::Page(work, credit));
+            return;
+        }
+        Ok(PageInput::TextLayer { text, invisible }) => {
+            ctx.count_sent("render", 1);
+            PageOutcome::TextLayer { text, invisible }
+        }
+        Err(e) => {
+            ctx.count_error("render", e.code());
+            PageOutcome::Failed(e)
+        }
+    };
+    drop(credit);
+    let page = FinishedPage {
+        info: info.clone(),
+        number,
+        outcome,
+        render_ms,
+    };
+    state
+        .assemble
+        .send_with(|c| AssembleMsg::Page(page, c))
+        .await;
 }
 
 /// Pages of one document whose rendering order is planned at once. Planning previews each
@@ -360,21 +367,42 @@ impl Actor for RenderStage {
 /// tenths of a second at most, and ends the document with its lightest pages.
 const PLAN_WINDOW: usize = 32;
 
+/// A page in the order it is to be rendered.
+struct PlannedPage {
+    /// 0-based.
+    index: u32,
+    /// The page's text layer, when planning found it is taken instead of OCR.
+    text_layer: Option<PageInput>,
+}
+
 /// The order to render `pages` (0-based, ascending) of a document in: pages whose text layer
-/// is taken first (they need no OCR), then the heaviest estimated OCR work first (see
-/// [`cost`]), so that no long page is left to run alone at the end. Image documents, and
-/// windows no longer than the pool has threads, keep document order, as does a window whose
-/// previews fail (the real rendering will report why).
-async fn plan_order(ctx: &StageContext, document: &Arc<Document>, pages: &[u32]) -> Vec<u32> {
+/// is taken first (they need no OCR; the layer planning read is kept, not read again), then
+/// the heaviest estimated OCR work first (see [`cost`]), so that no long page is left to run
+/// alone at the end. Image documents, and windows no longer than the pool has threads, keep
+/// document order, as does a window whose previews fail (the real rendering will report why).
+async fn plan_order(
+    ctx: &StageContext,
+    document: &Arc<Document>,
+    pages: &[u32],
+) -> Vec<PlannedPage> {
+    let in_document_order = || {
+        pages
+            .iter()
+            .map(|&index| PlannedPage {
+                index,
+                text_layer: None,
+            })
+            .collect()
+    };
     if !matches!(document.content, Content::Pdf(_)) || pages.len() <= ctx.pipeline.pool.threads {
-        return pages.to_vec();
+        return in_document_order();
     }
     let (doc, render, window) = (
         document.clone(),
         ctx.pipeline.render.clone(),
         pages.to_vec(),
     );
-    let costs = ctx
+    let planned = ctx
         .pool
         .run(move || {
             use rayon::prelude::*;
@@ -383,17 +411,32 @@ async fn plan_order(ctx: &StageContext, document: &Arc<Document>, pages: &[u32])
             };
             window
                 .par_iter()
-                .map(|&index| cost::pdf_page_cost(pdf, index, &render).unwrap_or(u64::MAX))
-                .collect::<Vec<u64>>()
+                .map(|&index| (index, cost::pdf_page_work(pdf, index, &render)))
+                .collect::<Vec<_>>()
         })
         .await;
-    match costs {
-        Ok(costs) if costs.len() == pages.len() => {
-            let mut order: Vec<(u64, u32)> = costs.into_iter().zip(pages.iter().copied()).collect();
-            // Stable: equal estimates keep document order.
-            order.sort_by_key(|&(cost, _)| std::cmp::Reverse(cost));
-            order.into_iter().map(|(_, index)| index).collect()
-        }
-        _ => pages.to_vec(),
-    }
+    let mut planned = match planned {
+        Ok(planned) if planned.len() == pages.len() => planned,
+        _ => return in_document_order(),
+    };
+    // Stable: equal estimates keep document order.
+    planned.sort_by_key(|(_, work)| {
+        std::cmp::Reverse(match work {
+            cost::PageWork::TextLayer(_) => u64::MAX,
+            cost::PageWork::Ocr(cost) => *cost,
+        })
+    });
+    planned
+        .into_iter()
+        .map(|(index, work)| PlannedPage {
+            index,
+            text_layer: match work {
+                cost::PageWork::TextLayer(layer) => Some(PageInput::TextLayer {
+                    text: layer.text,
+                    invisible: layer.invisible,
+                }),
+                cost::PageWork::Ocr(_) => None,
+            },
+        })
+        .collect()
 }
