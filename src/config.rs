@@ -202,6 +202,9 @@ pub struct RawRender {
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct RawPreprocess {
+    /// Soften the edges of black-and-white pages (3x3 mean) before OCR.
+    #[serde(default)]
+    pub smooth_bilevel: Option<bool>,
     /// Detect the skew of the text lines and rotate the page level.
     #[serde(default)]
     pub deskew: Option<bool>,
@@ -532,6 +535,7 @@ pub enum Binarize {
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct PreprocessConfig {
+    pub smooth_bilevel: bool,
     pub deskew: bool,
     pub normalize_contrast: bool,
     pub denoise: bool,
@@ -545,6 +549,7 @@ impl PreprocessConfig {
     /// Every step off.
     pub fn none() -> PreprocessConfig {
         PreprocessConfig {
+            smooth_bilevel: false,
             deskew: false,
             normalize_contrast: false,
             denoise: false,
@@ -557,7 +562,8 @@ impl PreprocessConfig {
 
     /// Whether any step is on.
     pub fn any(&self) -> bool {
-        self.deskew
+        self.smooth_bilevel
+            || self.deskew
             || self.normalize_contrast
             || self.denoise
             || self.binarize != Binarize::None
@@ -1068,6 +1074,7 @@ impl RawPipeline {
         let p = &self.preprocess;
         let off = PreprocessConfig::none();
         let preprocess = PreprocessConfig {
+            smooth_bilevel: p.smooth_bilevel.unwrap_or(true),
             deskew: p.deskew.unwrap_or(true),
             normalize_contrast: p.normalize_contrast.unwrap_or(off.normalize_contrast),
             denoise: p.denoise.unwrap_or(off.denoise),

@@ -19,7 +19,7 @@ use std::time::Instant;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 
-use crate::config::{LimitsConfig, Pipeline, RenderConfig, TextLayerMode};
+use crate::config::{Pipeline, RenderConfig, TextLayerMode};
 use crate::document::{Content, Document};
 use crate::edge::Credit;
 use crate::error::JobError;
@@ -49,7 +49,7 @@ pub fn prepare_page(
     index: u32,
     pipeline: &Pipeline,
 ) -> Result<PageInput, JobError> {
-    let (pixels, dpi) = match page_pixels(doc, index, &pipeline.render, &pipeline.limits)? {
+    let (pixels, dpi) = match page_pixels(doc, index, pipeline)? {
         Pixels::TextLayer(input) => return Ok(input),
         Pixels::Image(pixels, dpi) => (pixels, dpi),
     };
@@ -70,12 +70,8 @@ enum Pixels {
     Image(PagePixels, u32),
 }
 
-fn page_pixels(
-    doc: &Document,
-    index: u32,
-    render: &RenderConfig,
-    limits: &LimitsConfig,
-) -> Result<Pixels, JobError> {
+fn page_pixels(doc: &Document, index: u32, pipeline: &Pipeline) -> Result<Pixels, JobError> {
+    let (render, limits) = (&pipeline.render, &pipeline.limits);
     match &doc.content {
         Content::Pdf(pdf) => {
             if let Some(layer) = taken_text_layer(pdf, index, render) {
@@ -86,10 +82,11 @@ fn page_pixels(
             }
             let (width, height) = pdf::pdf_page_pixel_size(pdf, index, render.dpi);
             check_page_pixels(index, width, height, limits.max_page_pixels)?;
-            Ok(Pixels::Image(
-                PagePixels::Gray(pdf::render_pdf_page(pdf, index, render.dpi)),
-                render.dpi,
-            ))
+            let mut gray = pdf::render_pdf_page(pdf, index, render.dpi);
+            if pipeline.preprocess.smooth_bilevel && pdf::paints_only_bilevel_images(pdf, index) {
+                preprocess::restore_black_and_white(&mut gray);
+            }
+            Ok(Pixels::Image(PagePixels::Gray(gray), render.dpi))
         }
         Content::Image { bytes, pages } => {
             let page = &pages[index as usize];

@@ -6,8 +6,8 @@ use hayro::hayro_interpret::{
     BlendMode, ClipPath, Context, Device, DrawMode, DrawProps, Image, ImageDrawProps,
     InterpreterCache, InterpreterSettings, SoftMask, interpret_page,
 };
-use hayro::hayro_syntax::Pdf;
 use hayro::hayro_syntax::page::Page;
+use hayro::hayro_syntax::{Filter, Pdf};
 use hayro::kurbo::{Affine, BezPath, Point, Rect};
 use hayro::vello_cpu::color::palette::css::WHITE;
 use hayro::{PixmapSettings, RenderCache, RenderSettings};
@@ -161,6 +161,74 @@ impl<'a> Device<'a> for GlyphCollector {
     fn pop_transparency_group(&mut self) {}
 }
 
+/// Whether page `index` (0-based) paints nothing but 1-bit raster images (a black-and-white
+/// scan: CCITT, JBIG2 or any other 1-bit image), apart from invisible text. Such a page is
+/// black and white at heart, whatever gray its rendering shows: hayro blends neighbouring
+/// image rows where its sampling falls between them. Interprets the content stream without
+/// decoding any image.
+pub fn paints_only_bilevel_images(pdf: &Pdf, index: u32) -> bool {
+    let page = &pdf.pages()[index as usize];
+    let cache = InterpreterCache::new();
+    let (w, h) = page.render_dimensions();
+    let transform = page.initial_transform(true);
+    let mut context = Context::new(
+        hayro::hayro_interpret::util::TransformExt::to_kurbo(&transform),
+        Rect::new(0.0, 0.0, w as f64, h as f64),
+        &cache,
+        page.xref(),
+        InterpreterSettings::default(),
+    );
+    let mut survey = BilevelSurvey::default();
+    interpret_page(page, &mut context, &mut survey);
+    survey.bilevel_images > 0 && !survey.anything_else
+}
+
+/// Counts what a page paints: 1-bit raster images, and whether anything else is drawn.
+#[derive(Default)]
+struct BilevelSurvey {
+    bilevel_images: usize,
+    anything_else: bool,
+}
+
+impl<'a> Device<'a> for BilevelSurvey {
+    fn draw_path(&mut self, _: &BezPath, _: DrawProps<'a>, _: &DrawMode) {
+        self.anything_else = true;
+    }
+    fn push_clip_path(&mut self, _: &ClipPath) {}
+    fn push_transparency_group(&mut self, _: f32, _: Option<SoftMask<'a>>, _: BlendMode) {}
+    fn draw_glyph_run(
+        &mut self,
+        _: &hayro::hayro_interpret::font::GlyphRun<'_, 'a>,
+        _: DrawProps<'a>,
+        mode: &DrawMode,
+    ) {
+        if !matches!(mode, DrawMode::Invisible) {
+            self.anything_else = true;
+        }
+    }
+    fn draw_image(&mut self, image: Image<'a, '_>, _: ImageDrawProps<'a>) {
+        // A stencil mask is 1-bit too, but painted in any colour: not counted.
+        let one_bit = match &image {
+            Image::Raster(raster) => {
+                let stream = raster.stream();
+                stream.dict().get::<i32>(b"BitsPerComponent") == Some(1)
+                    || stream
+                        .filters()
+                        .iter()
+                        .any(|f| matches!(f, Filter::CcittFaxDecode | Filter::Jbig2Decode))
+            }
+            Image::Stencil(_) => false,
+        };
+        if one_bit {
+            self.bilevel_images += 1;
+        } else {
+            self.anything_else = true;
+        }
+    }
+    fn pop_clip(&mut self) {}
+    fn pop_transparency_group(&mut self) {}
+}
+
 /// A run of glyphs on one line with no wide gap inside, as text.
 #[derive(Debug)]
 struct Segment {
@@ -291,6 +359,71 @@ fn layout_text(mut glyphs: Vec<PlacedGlyph>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A one-page PDF (72 x 72 pt) that draws an 8x8 gray image of `bits` bits per component
+    /// over the whole page, after the operators in `before`.
+    fn pdf_drawing_an_image(bits: u8, before: &str) -> Vec<u8> {
+        let pixels = vec![0x5a_u8; 8 * bits as usize];
+        let content = format!("{before} q 72 0 0 72 0 0 cm /Im1 Do Q");
+        let mut image = format!(
+            "<< /Type /XObject /Subtype /Image /Width 8 /Height 8 /ColorSpace /DeviceGray \
+             /BitsPerComponent {bits} /Length {} >>\nstream\n",
+            pixels.len()
+        )
+        .into_bytes();
+        image.extend_from_slice(&pixels);
+        image.extend_from_slice(b"\nendstream");
+        let objects: [Vec<u8>; 5] = [
+            b"<< /Type /Catalog /Pages 2 0 R >>".to_vec(),
+            b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>".to_vec(),
+            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 72 72] \
+              /Resources << /XObject << /Im1 5 0 R >> >> /Contents 4 0 R >>"
+                .to_vec(),
+            format!(
+                "<< /Length {} >>\nstream\n{content}\nendstream",
+                content.len()
+            )
+            .into_bytes(),
+            image,
+        ];
+        let mut out = b"%PDF-1.4\n".to_vec();
+        let mut offsets = Vec::new();
+        for (i, object) in objects.iter().enumerate() {
+            offsets.push(out.len());
+            out.extend_from_slice(format!("{} 0 obj\n", i + 1).as_bytes());
+            out.extend_from_slice(object);
+            out.extend_from_slice(b"\nendobj\n");
+        }
+        let xref = out.len();
+        out.extend_from_slice(b"xref\n0 6\n0000000000 65535 f \n");
+        for offset in offsets {
+            out.extend_from_slice(format!("{offset:010} 00000 n \n").as_bytes());
+        }
+        out.extend_from_slice(
+            format!("trailer\n<< /Size 6 /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n").as_bytes(),
+        );
+        out
+    }
+
+    fn bilevel(pdf_bytes: Vec<u8>) -> bool {
+        let pdf = Pdf::new(std::sync::Arc::new(pdf_bytes)).expect("the test PDF parses");
+        paints_only_bilevel_images(&pdf, 0)
+    }
+
+    #[test]
+    fn a_page_of_one_bit_images_is_told_from_other_pages() {
+        assert!(bilevel(pdf_drawing_an_image(1, "")));
+        assert!(!bilevel(pdf_drawing_an_image(8, "")), "an 8-bit image");
+        assert!(
+            !bilevel(pdf_drawing_an_image(1, "0 0 10 10 re f")),
+            "a 1-bit image and a filled rectangle"
+        );
+        let tagged = std::fs::read(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tagged.pdf"),
+        )
+        .unwrap();
+        assert!(!bilevel(tagged), "a born-digital page");
+    }
 
     /// Glyphs of `text` on a line at height `y`, starting at `x`, 10 units per character.
     fn word(text: &str, x: f64, y: f64) -> Vec<PlacedGlyph> {

@@ -1,6 +1,12 @@
-//! Page preprocessing before OCR, in the render stage on the shared pool: upscaling of
-//! low-resolution images, deskew, contrast normalization for faded pages, denoising, adaptive
-//! (Sauvola) binarization and removal of dark scan borders, each chosen in the pipeline YAML.
+//! Page preprocessing before OCR, in the render stage on the shared pool: softening the
+//! edges of black-and-white scans, upscaling of low-resolution images, deskew, contrast
+//! normalization for faded pages, denoising, adaptive (Sauvola) binarization and removal of
+//! dark scan borders, each chosen in the pipeline YAML.
+//!
+//! Tesseract reads a 1-bit scan better once its stair-stepped edges are softened to gray
+//! ones like those of the anti-aliased text its models were trained on (a 3x3 mean; see
+//! `smooth_bilevel` in README.md for the figures), so a black-and-white page gets that unless
+//! upscaling or deskew has already resampled it.
 //!
 //! Orientation (pages turned by 90/180/270°) is decided by Tesseract's OSD in the OCR stage.
 //! Deskew searches ±7° around level, so it levels pages that are slightly skewed, upright or
@@ -11,6 +17,7 @@ use crate::config::{Binarize, PreprocessConfig};
 use crate::error::JobError;
 use crate::limits::MAX_RENDER_SIDE_PX;
 use crate::stages::ocr::PagePixels;
+use image::GrayImage;
 
 use super::lept::{LeptError, Pix};
 
@@ -32,7 +39,8 @@ pub struct Preprocessed {
 }
 
 /// Applies the pipeline's preprocessing steps to one page. A colour page stays in colour
-/// unless a step needs gray (contrast, denoise, binarize, border removal). Upscaling never
+/// unless a step needs gray (contrast, denoise, binarize, border removal) or it is black and white
+/// only. Upscaling never
 /// makes a page larger than `max_pixels`.
 pub fn preprocess(
     pixels: PagePixels,
@@ -47,7 +55,9 @@ pub fn preprocess(
     if !cfg.any() {
         return Ok((pixels, report));
     }
-    let needs_gray = cfg.normalize_contrast
+    let bilevel = cfg.smooth_bilevel && is_bilevel(&pixels);
+    let needs_gray = bilevel
+        || cfg.normalize_contrast
         || cfg.denoise
         || cfg.remove_border
         || cfg.binarize != Binarize::None;
@@ -103,6 +113,10 @@ pub fn preprocess(
             report.deskew_degrees = angle;
         }
     }
+    // Upscaling and rotation already resample a black-and-white page into gray edges.
+    if bilevel && report.deskew_degrees == 0.0 && report.dpi == dpi {
+        changed = Some(current(&mut changed)?.mean_3x3().map_err(failed)?);
+    }
     if cfg.remove_border {
         let pix = current(&mut changed)?;
         let border = pix
@@ -124,10 +138,32 @@ pub fn preprocess(
     }
 }
 
+/// Brings a page drawn from 1-bit scans back to black and white, undoing the gray that
+/// hayro's image sampling blends into some rows, so that [`preprocess`] smooths the scan's
+/// own edges rather than blurred ones.
+pub fn restore_black_and_white(gray: &mut GrayImage) {
+    for v in gray.iter_mut() {
+        *v = if *v < 128 { 0 } else { 255 };
+    }
+}
+
+/// Whether a page is black and white only: a 1-bit scan (a palette one decodes as colour),
+/// or a PDF page drawn from one at its own resolution. Stops at the first other pixel, so
+/// other pages cost little.
+fn is_bilevel(pixels: &PagePixels) -> bool {
+    match pixels {
+        PagePixels::Gray(gray) => gray.as_raw().iter().all(|&v| v == 0 || v == 255),
+        PagePixels::Rgb(rgb) => rgb
+            .as_raw()
+            .chunks_exact(3)
+            .all(|p| p == [0, 0, 0] || p == [255, 255, 255]),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use image::{GrayImage, Luma};
+    use image::{Luma, Rgb, RgbImage};
 
     fn gray(pixels: PagePixels) -> GrayImage {
         match pixels {
@@ -164,6 +200,44 @@ mod tests {
             deskew: true,
             ..PreprocessConfig::none()
         }
+    }
+
+    #[test]
+    fn black_and_white_pages_are_smoothed_unless_deskew_resampled_them() {
+        let cfg = PreprocessConfig {
+            smooth_bilevel: true,
+            ..deskew_only()
+        };
+        let page = lined_page(0.0);
+        let (smoothed, report) = run(page.clone(), 300, &cfg);
+        assert_eq!(report.deskew_degrees, 0.0);
+        // Leptonica's 3x3 mean across the top edge of a line, inside a word: two rows of paper
+        // above the edge, two of ink from it down, the same in three columns.
+        let ink = |x: u32, y: u32| page.get_pixel(x, y)[0] == 0;
+        let (x, top) = (100..800)
+            .flat_map(|x| (20..690).map(move |y| (x, y)))
+            .find(|&(x, y)| {
+                (x - 1..=x + 1)
+                    .all(|x| !ink(x, y - 2) && !ink(x, y - 1) && ink(x, y) && ink(x, y + 1))
+            })
+            .expect("a line's top edge");
+        assert_eq!(smoothed.get_pixel(x, top - 1)[0], 170, "above the edge");
+        assert_eq!(smoothed.get_pixel(x, top)[0], 85, "on the edge");
+        assert_eq!(smoothed.get_pixel(x, top + 1)[0], 0, "inside the line");
+        // Now gray, the page is not smoothed again.
+        assert_eq!(run(smoothed.clone(), 300, &cfg).0, smoothed);
+        // A skewed page is rotated, which leaves gray edges of its own, and not smoothed too.
+        assert_eq!(
+            run(lined_page(4.0), 300, &cfg).0,
+            run(lined_page(4.0), 300, &deskew_only()).0
+        );
+        // A black-and-white palette image decodes as colour: it is smoothed as gray.
+        let colour = RgbImage::from_fn(900, 700, |x, y| {
+            let v = page.get_pixel(x, y)[0];
+            Rgb([v, v, v])
+        });
+        let (out, _) = preprocess(PagePixels::Rgb(colour), 300, &cfg, u64::MAX).unwrap();
+        assert_eq!(gray(out), smoothed);
     }
 
     #[test]
