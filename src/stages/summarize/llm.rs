@@ -11,15 +11,17 @@
 //! - Summaries and extracted objects are cached by document text, model, prompt and
 //!   parameters, so reprocessing a document does not call the server again; identical
 //!   documents at the same time wait for the first one's answer.
-//!
 //! - Flow control belongs to the server and is shared with every pipeline calling it
-//!   ([`super::endpoint`]): a circuit breaker (after `circuit_failures` documents in a row
-//!   the server failed, no request is sent for `circuit_cooldown` and the fallback answers at
-//!   once; then one document probes (half-open) while the others still get the fallback, and
-//!   its success closes the circuit), an adaptive limit of requests in flight
-//!   ([`super::limiter`]: documents wait for room, retries wait without holding it, and the
-//!   parts of a long document go out together under the same limit), and the per-minute
-//!   ceilings.
+//!   ([`super::endpoint`]):
+//!   - a circuit breaker: after `circuit_failures` documents in a row the server failed, no
+//!     request is sent for `circuit_cooldown` (the fallback answers at once); then one
+//!     document probes (half-open) while the others still get the fallback, and its success
+//!     closes the circuit;
+//!   - an adaptive limit of requests in flight ([`super::limiter`]): documents wait for
+//!     room, retries wait without holding it, and the parts of a long document go out
+//!     together under the same limit;
+//!   - optional ceilings of requests and (estimated) tokens per minute (governor's GCRA): a
+//!     request waits for them before it waits for room under the concurrency limit.
 //! - Failures that may pass by themselves ([`LlmError::is_transient`]) can be waited out:
 //!   [`LlmSummarizer::wait_to_retry`] returns when a document whose retries ran out may try
 //!   again, as the circuit allows. The stage does that with `fallback: none`.
@@ -27,9 +29,6 @@
 //!   first `max_input_chars`) is sent with `response_format: json_schema`, the answer is
 //!   checked against the schema, and a non-matching answer is asked for again up to
 //!   `max_attempts` times.
-//!
-//! - Optional ceilings of requests and (estimated) tokens per minute (governor's GCRA): a
-//!   request waits for them before it waits for room under the concurrency limit.
 //!
 //! Emits `pagemill_llm_requests_total`, `pagemill_llm_request_duration_seconds`,
 //! `pagemill_llm_tokens_total` and `pagemill_llm_quota_wait_seconds` (labels `pipeline` and
@@ -156,17 +155,6 @@ pub struct LlmSummarizer {
 impl LlmSummarizer {
     /// The client of `pipeline`, on the endpoint every pipeline at `cfg.base_url` shares.
     pub fn new(cfg: &LlmConfig, languages: &str, pipeline: &str) -> LlmSummarizer {
-        let endpoint = Endpoint::shared(&cfg.base_url, FlowSettings::of(cfg), pipeline);
-        LlmSummarizer::with_endpoint(cfg, languages, pipeline, endpoint)
-    }
-
-    /// The client of `pipeline`, calling `endpoint` under its flow control.
-    pub fn with_endpoint(
-        cfg: &LlmConfig,
-        languages: &str,
-        pipeline: &str,
-        endpoint: Arc<Endpoint>,
-    ) -> LlmSummarizer {
         // Present from the start, so dashboards and alerts see zeros rather than nothing.
         metrics::counter!(m::LLM_FALLBACKS, "pipeline" => pipeline.to_string()).increment(0);
         metrics::counter!(m::LLM_CACHE_HITS, "pipeline" => pipeline.to_string()).increment(0);
@@ -190,7 +178,7 @@ impl LlmSummarizer {
             pipeline: pipeline.to_string(),
             cache: Mutex::default(),
             inflight: Mutex::default(),
-            endpoint,
+            endpoint: Endpoint::shared(&cfg.base_url, FlowSettings::of(cfg), pipeline),
             validator,
         }
     }
