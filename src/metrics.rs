@@ -1,7 +1,8 @@
 //! Every metric name pagemill emits, in one place.
 //!
 //! Names carry the `pagemill_` prefix and base units; `_total` only on counters. Labels are
-//! bounded: `pipeline`, `stage`, `outcome`, `error_type`; never a job id.
+//! bounded: `pipeline`, `stage`, `outcome`, `error_type`, `endpoint` (an LLM server's base
+//! URL, from the pipelines' configuration); never a job id.
 
 /// Items a stage received (counter; labels pipeline, stage).
 pub const STAGE_RECEIVED: &str = "pagemill_stage_received_total";
@@ -54,12 +55,12 @@ pub const JOBS_REJECTED: &str = "pagemill_jobs_rejected_total";
 pub const HTTP_REQUESTS: &str = "pagemill_http_requests_total";
 /// HTTP request duration (histogram; labels route, method).
 pub const HTTP_REQUEST_SECONDS: &str = "pagemill_http_request_duration_seconds";
-/// Requests to the LLM server (counter; labels pipeline, code: the HTTP status or
+/// Requests to the LLM server (counter; labels pipeline, endpoint, code: the HTTP status or
 /// `unreachable`).
 pub const LLM_REQUESTS: &str = "pagemill_llm_requests_total";
-/// Duration of one LLM request (histogram; label pipeline).
+/// Duration of one LLM request (histogram; labels pipeline, endpoint).
 pub const LLM_REQUEST_SECONDS: &str = "pagemill_llm_request_duration_seconds";
-/// Tokens the LLM server reported (counter; labels pipeline, direction: in | out).
+/// Tokens the LLM server reported (counter; labels pipeline, endpoint, direction: in | out).
 pub const LLM_TOKENS: &str = "pagemill_llm_tokens_total";
 /// Summaries served from the cache instead of the LLM (counter; label pipeline).
 pub const LLM_CACHE_HITS: &str = "pagemill_llm_cache_hits_total";
@@ -69,16 +70,19 @@ pub const LLM_SUMMARIES_RESTORED: &str = "pagemill_llm_summaries_restored_total"
 /// Documents summarized by the fallback engine because the LLM failed (counter; label
 /// pipeline).
 pub const LLM_FALLBACKS: &str = "pagemill_llm_fallbacks_total";
-/// 1 while the LLM circuit breaker holds requests back, else 0 (gauge; label pipeline).
+/// 1 while the LLM circuit breaker holds requests back, else 0 (gauge; label endpoint: every
+/// pipeline calling that server shares its circuit).
 pub const LLM_CIRCUIT_OPEN: &str = "pagemill_llm_circuit_open";
 /// Documents waiting in the summarize stage for the LLM server to come back, with
 /// `fallback: none` (gauge; label pipeline). They hold their place on the edge into the stage.
 pub const LLM_DOCUMENTS_WAITING: &str = "pagemill_llm_documents_waiting";
-/// Requests to the LLM server in flight now (gauge; label pipeline).
+/// Requests to the LLM server in flight now, from every pipeline (gauge; label endpoint).
 pub const LLM_REQUESTS_IN_FLIGHT: &str = "pagemill_llm_requests_in_flight";
-/// The adaptive limit of LLM requests in flight at once (gauge; label pipeline).
+/// The adaptive limit of LLM requests in flight at once, shared by every pipeline calling the
+/// server (gauge; label endpoint).
 pub const LLM_CONCURRENCY_LIMIT: &str = "pagemill_llm_concurrency_limit";
-/// Time a request waited for room under the per-minute ceilings (histogram; label pipeline).
+/// Time a request waited for room under the endpoint's per-minute ceilings (histogram; labels
+/// pipeline, endpoint).
 pub const LLM_QUOTA_WAIT_SECONDS: &str = "pagemill_llm_quota_wait_seconds";
 /// Structured extractions (counter; labels pipeline, outcome: valid | invalid | failed).
 /// `invalid` counts answers that did not match the schema, each retried.

@@ -4,8 +4,9 @@
 //! deadline (and can be cancelled meanwhile), 401s that fail a job at once, answers that the
 //! context is too long (map-reduce over smaller parts), a cache that spares repeat calls, a
 //! server with a fixed number of slots (the adaptive concurrency limit), a circuit that
-//! probes once before closing, and structured extraction checked against a schema. The
-//! endpoint is a small local server: no real LLM can be made to fail on cue.
+//! probes once before closing, structured extraction checked against a schema, and two
+//! pipelines sharing one server's concurrency limit and circuit. The endpoint is a small local
+//! server: no real LLM can be made to fail on cue.
 
 mod common;
 
@@ -1024,4 +1025,176 @@ async fn a_job_waiting_for_the_llm_can_be_cancelled() {
     assert_eq!(status["state"], "cancelled", "{status}");
     assert_eq!(status["error"]["code"], "cancelled", "{status}");
     assert_eq!(waiting(&d).await, 0.0);
+}
+
+/// The shipped default pipeline as `name`, summarizing with the fake (fallback extractive);
+/// then `extra` replacements.
+fn llm_yaml(name: &str, fake: &Fake, extra: &[(&str, &str)]) -> String {
+    let base = format!("base_url: {}", fake.base_url);
+    let mut replacements = vec![
+        ("engine: extractive", "engine: llm"),
+        ("base_url: http://127.0.0.1:8000/v1", base.as_str()),
+    ];
+    replacements.extend_from_slice(extra);
+    common::daemon::pipeline_yaml(name, &replacements)
+}
+
+/// The metric label that names the fake as an endpoint.
+fn endpoint_label(fake: &Fake) -> String {
+    format!(r#"endpoint="{}""#, fake.base_url)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pipelines_calling_one_server_share_its_concurrency_limit() {
+    use common::daemon::Daemon;
+    const LIMIT: usize = 3;
+    // The server takes any number of requests; each is answered after 400 ms.
+    let fake = start_fake(Behaviour::Slots {
+        slots: 64,
+        min: Duration::from_millis(400),
+        max: Duration::from_millis(400),
+    })
+    .await;
+    // Pipeline `a` (the first file) fixes the limit at 3; `b` asks for 8, and alone would get
+    // them. Each pipeline's edge lets 8 documents at the server.
+    let edge = ("summarize_documents: 2", "summarize_documents: 8");
+    let a = llm_yaml(
+        "a",
+        &fake,
+        &[("initial: 2", "initial: 3"), ("max: 16", "max: 3"), edge],
+    );
+    let b = llm_yaml(
+        "b",
+        &fake,
+        &[("initial: 2", "initial: 8"), ("max: 16", "max: 8"), edge],
+    );
+    let logs = tempfile::tempdir().unwrap();
+    let log_path = logs.path().join("pagemill.log");
+    let d = Daemon::start_with(
+        &[("a", a), ("b", b)],
+        &[],
+        std::process::Stdio::from(std::fs::File::create(&log_path).unwrap()),
+    );
+    let docs = tempfile::tempdir().unwrap();
+    let mut ids = Vec::new();
+    for (i, file) in distinct_documents(docs.path(), 16).iter().enumerate() {
+        let pipeline = if i % 2 == 0 { "a" } else { "b" };
+        ids.push(d.submit(pipeline, file).await);
+    }
+    for id in &ids {
+        let status = d.wait_final(id).await;
+        assert_eq!(status["state"], "done", "{status}");
+        let result: serde_json::Value = d.get_json(&format!("/v1/jobs/{id}/result")).await;
+        assert_eq!(result["summary"]["engine"], "llm", "{result}");
+    }
+    assert_eq!(fake.requests.load(Ordering::SeqCst), 16);
+    let peak = fake.max_open.load(Ordering::SeqCst);
+    assert!(
+        peak <= LIMIT,
+        "{peak} requests at once from both pipelines; the server's limit is {LIMIT}"
+    );
+    assert_eq!(
+        peak, LIMIT,
+        "the documents of both pipelines filled the limit"
+    );
+
+    // One limit for the server, not one per pipeline.
+    let text = d.get("/metrics").await.text().await.unwrap();
+    let limits: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("pagemill_llm_concurrency_limit{"))
+        .collect();
+    assert_eq!(limits.len(), 1, "{limits:?}");
+    assert!(limits[0].contains(&endpoint_label(&fake)), "{limits:?}");
+    assert_eq!(
+        metric(&text, "pagemill_llm_concurrency_limit", &[]),
+        Some(LIMIT as f64)
+    );
+    // Pipeline `b` was told that its settings do not apply.
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert!(
+        log.lines().any(|l| l.contains("flow settings differ")
+            && l.contains("\"b\"")
+            && l.contains("concurrency.max: 8 (3)")),
+        "{log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_circuit_opened_through_one_pipeline_holds_back_the_other() {
+    use common::daemon::Daemon;
+    const COOLDOWN: Duration = Duration::from_secs(8);
+    let fake = start_fake(Behaviour::Unavailable).await;
+    // No retries: each document that reaches the server sends one request.
+    let flow = [
+        ("max_retries: 4", "max_retries: 0"),
+        ("circuit_failures: 5", "circuit_failures: 2"),
+        ("circuit_cooldown: 30s", "circuit_cooldown: 8s"),
+    ];
+    let d = Daemon::start(&[
+        ("a", llm_yaml("a", &fake, &flow)),
+        ("b", llm_yaml("b", &fake, &flow)),
+    ]);
+    let docs = tempfile::tempdir().unwrap();
+    let files = distinct_documents(docs.path(), 7);
+    let summarize = |pipeline: &'static str, file: &std::path::Path| {
+        let (d, file) = (&d, file.to_path_buf());
+        async move {
+            let id = d.submit(pipeline, &file).await;
+            let status = d.wait_final(&id).await;
+            assert_eq!(status["state"], "done", "{status}");
+            let result: serde_json::Value = d.get_json(&format!("/v1/jobs/{id}/result")).await;
+            (
+                result["summary"]["engine"].as_str().unwrap().to_string(),
+                result["warnings"].to_string(),
+            )
+        }
+    };
+    let circuit_open = || async {
+        let text = d.get("/metrics").await.text().await.unwrap();
+        metric(
+            &text,
+            "pagemill_llm_circuit_open",
+            &[&endpoint_label(&fake)],
+        )
+    };
+
+    // Two documents in a row fail through pipeline `a`: the server's circuit opens.
+    for file in &files[..2] {
+        let (engine, warnings) = summarize("a", file).await;
+        assert_eq!(engine, "extractive", "{warnings}");
+        assert!(warnings.contains("503"), "{warnings}");
+    }
+    let opened = std::time::Instant::now();
+    assert_eq!(fake.requests.load(Ordering::SeqCst), 2);
+    assert_eq!(circuit_open().await, Some(1.0));
+
+    // Pipeline `b` has sent nothing yet, and sends nothing now: the fallback answers at once.
+    for file in &files[2..5] {
+        let (engine, warnings) = summarize("b", file).await;
+        assert_eq!(engine, "extractive", "{warnings}");
+        assert!(warnings.contains("requests are paused"), "{warnings}");
+    }
+    assert!(
+        opened.elapsed() < COOLDOWN - Duration::from_secs(2),
+        "too slow to look at the open circuit: {:?}",
+        opened.elapsed()
+    );
+    assert_eq!(
+        fake.requests.load(Ordering::SeqCst),
+        2,
+        "no request while the circuit is open"
+    );
+
+    // After the cooldown one document probes (here through `b`); the server is back, and its
+    // success closes the circuit for both pipelines.
+    fake.recover();
+    tokio::time::sleep_until((opened + COOLDOWN + Duration::from_millis(200)).into()).await;
+    let (engine, warnings) = summarize("b", &files[5]).await;
+    assert_eq!(engine, "llm", "{warnings}");
+    assert_eq!(fake.requests.load(Ordering::SeqCst), 3, "one probe");
+    assert_eq!(circuit_open().await, Some(0.0));
+    let (engine, warnings) = summarize("a", &files[6]).await;
+    assert_eq!(engine, "llm", "{warnings}");
+    assert_eq!(fake.requests.load(Ordering::SeqCst), 4);
 }

@@ -21,7 +21,7 @@
 //! errors alone, without the latency baseline.
 //!
 //! Emits `pagemill_llm_requests_in_flight` and `pagemill_llm_concurrency_limit` (label
-//! `pipeline`).
+//! `endpoint`: one limiter per server, shared by the pipelines that call it).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -113,15 +113,15 @@ impl Drop for Permit<'_> {
 }
 
 impl Limiter {
-    /// A limiter starting at `initial` requests in flight, never above `max`; `pipeline` labels
+    /// A limiter starting at `initial` requests in flight, never above `max`; `endpoint` labels
     /// its metrics.
-    pub fn new(initial: usize, max: usize, pipeline: &str) -> Limiter {
+    pub fn new(initial: usize, max: usize, endpoint: &str) -> Limiter {
         let max = max.max(1);
         let initial = initial.clamp(1, max);
         let limit_gauge =
-            metrics::gauge!(m::LLM_CONCURRENCY_LIMIT, "pipeline" => pipeline.to_string());
+            metrics::gauge!(m::LLM_CONCURRENCY_LIMIT, "endpoint" => endpoint.to_string());
         let in_flight_gauge =
-            metrics::gauge!(m::LLM_REQUESTS_IN_FLIGHT, "pipeline" => pipeline.to_string());
+            metrics::gauge!(m::LLM_REQUESTS_IN_FLIGHT, "endpoint" => endpoint.to_string());
         limit_gauge.set(initial as f64);
         in_flight_gauge.set(0.0);
         Limiter {

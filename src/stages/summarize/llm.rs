@@ -11,40 +11,39 @@
 //! - Summaries and extracted objects are cached by document text, model, prompt and
 //!   parameters, so reprocessing a document does not call the server again; identical
 //!   documents at the same time wait for the first one's answer.
-//!
-//! - A circuit breaker: after `circuit_failures` documents in a row the LLM failed, no request
-//!   is sent for `circuit_cooldown` (the fallback answers at once); then one document probes
-//!   (half-open) while the others still get the fallback, and its success closes the circuit.
+//! - Flow control belongs to the server and is shared with every pipeline calling it
+//!   ([`super::endpoint`]):
+//!   - a circuit breaker: after `circuit_failures` documents in a row the server failed, no
+//!     request is sent for `circuit_cooldown` (the fallback answers at once); then one
+//!     document probes (half-open) while the others still get the fallback, and its success
+//!     closes the circuit;
+//!   - an adaptive limit of requests in flight ([`super::limiter`]): documents wait for
+//!     room, retries wait without holding it, and the parts of a long document go out
+//!     together under the same limit;
+//!   - optional ceilings of requests and (estimated) tokens per minute (governor's GCRA): a
+//!     request waits for them before it waits for room under the concurrency limit.
 //! - Failures that may pass by themselves ([`LlmError::is_transient`]) can be waited out:
 //!   [`LlmSummarizer::wait_to_retry`] returns when a document whose retries ran out may try
 //!   again, as the circuit allows. The stage does that with `fallback: none`.
-//! - Requests in flight are limited per server by an adaptive limit ([`super::limiter`]):
-//!   documents wait for room, retries wait without holding it, and the parts of a long
-//!   document go out together under the same limit.
 //! - Structured extraction, when the pipeline gives a JSON Schema: the document's text (its
 //!   first `max_input_chars`) is sent with `response_format: json_schema`, the answer is
 //!   checked against the schema, and a non-matching answer is asked for again up to
 //!   `max_attempts` times.
 //!
 //! Emits `pagemill_llm_requests_total`, `pagemill_llm_request_duration_seconds`,
-//! `pagemill_llm_tokens_total`, `pagemill_llm_cache_hits_total`, `pagemill_llm_circuit_open`,
-//! `pagemill_llm_extractions_total`, `pagemill_llm_quota_wait_seconds` and, through the limiter, the in-flight and limit gauges.
-//!
-//! - Optional ceilings of requests and (estimated) tokens per minute (governor's GCRA): a
-//!   request waits for them before it waits for room under the concurrency limit.
+//! `pagemill_llm_tokens_total` and `pagemill_llm_quota_wait_seconds` (labels `pipeline` and
+//! `endpoint`), `pagemill_llm_cache_hits_total` and `pagemill_llm_extractions_total` (label
+//! `pipeline`); the endpoint emits the circuit, in-flight and limit gauges.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use std::num::NonZeroU32;
-
 use backon::{ExponentialBuilder, Retryable};
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+use super::endpoint::{Endpoint, FlowSettings};
 use super::limiter::{Limiter, Outcome};
 use crate::config::LlmConfig;
 use crate::metrics as m;
@@ -119,46 +118,6 @@ impl TryError {
     }
 }
 
-/// The circuit breaker's state; failures count documents in a row the LLM failed.
-#[derive(Debug, Clone, Copy)]
-enum Breaker {
-    /// Requests go out.
-    Closed { failures: u32 },
-    /// No request until `until`.
-    Open { failures: u32, until: Instant },
-    /// One document is probing the server; the others get the fallback meanwhile.
-    Probing { failures: u32 },
-}
-
-impl Default for Breaker {
-    fn default() -> Self {
-        Breaker::Closed { failures: 0 }
-    }
-}
-
-/// Reopens the circuit at once if a probe is dropped before its outcome is known, so that
-/// the next document probes instead of the circuit staying half-open for ever.
-struct ProbeGuard<'a> {
-    llm: &'a LlmSummarizer,
-    armed: bool,
-}
-
-impl Drop for ProbeGuard<'_> {
-    fn drop(&mut self) {
-        if self.armed {
-            let mut b = self.llm.breaker.lock().expect("breaker lock");
-            if let Breaker::Probing { failures } = *b {
-                *b = Breaker::Open {
-                    failures,
-                    until: Instant::now(),
-                };
-            }
-            drop(b);
-            self.llm.breaker_changed.notify_waiters();
-        }
-    }
-}
-
 /// Takes a key's gate out of the in-flight map once nobody else waits on it, however the
 /// caller ends (a document abandoned at its deadline or cancelled included).
 struct GateGuard<'a> {
@@ -187,28 +146,18 @@ pub struct LlmSummarizer {
     cache: Mutex<(HashMap<String, String>, VecDeque<String>)>,
     /// One gate per key being answered: documents with the same key wait for the first.
     inflight: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
-    breaker: Mutex<Breaker>,
-    /// Woken at each change of the breaker, for documents waiting to try again.
-    breaker_changed: tokio::sync::Notify,
-    /// Summaries the server wrote: a document waiting to try again goes as soon as another
-    /// one succeeds.
-    successes: AtomicU64,
-    /// Requests in flight to the server, adapted to its answers.
-    limiter: Limiter,
+    /// The server's flow control, shared with the other pipelines that call it.
+    endpoint: Arc<Endpoint>,
     /// The extraction schema, compiled once; none when extraction is off.
     validator: Option<jsonschema::Validator>,
-    /// Requests per minute, when the pipeline sets a ceiling.
-    requests_per_minute: Option<DefaultDirectRateLimiter>,
-    /// Estimated tokens per minute and that ceiling, when the pipeline sets one.
-    tokens_per_minute: Option<(DefaultDirectRateLimiter, NonZeroU32)>,
 }
 
 impl LlmSummarizer {
+    /// The client of `pipeline`, on the endpoint every pipeline at `cfg.base_url` shares.
     pub fn new(cfg: &LlmConfig, languages: &str, pipeline: &str) -> LlmSummarizer {
         // Present from the start, so dashboards and alerts see zeros rather than nothing.
         metrics::counter!(m::LLM_FALLBACKS, "pipeline" => pipeline.to_string()).increment(0);
         metrics::counter!(m::LLM_CACHE_HITS, "pipeline" => pipeline.to_string()).increment(0);
-        metrics::gauge!(m::LLM_CIRCUIT_OPEN, "pipeline" => pipeline.to_string()).set(0.0);
         metrics::gauge!(m::LLM_DOCUMENTS_WAITING, "pipeline" => pipeline.to_string()).set(0.0);
         let client = reqwest::Client::builder()
             .connect_timeout(cfg.connect_timeout)
@@ -229,21 +178,19 @@ impl LlmSummarizer {
             pipeline: pipeline.to_string(),
             cache: Mutex::default(),
             inflight: Mutex::default(),
-            breaker: Mutex::default(),
-            breaker_changed: tokio::sync::Notify::new(),
-            successes: AtomicU64::new(0),
-            limiter: Limiter::new(cfg.concurrency_initial, cfg.concurrency_max, pipeline),
+            endpoint: Endpoint::shared(&cfg.base_url, FlowSettings::of(cfg), pipeline),
             validator,
-            requests_per_minute: NonZeroU32::new(cfg.max_requests_per_minute)
-                .map(|n| RateLimiter::direct(Quota::per_minute(n))),
-            tokens_per_minute: NonZeroU32::new(cfg.max_tokens_per_minute)
-                .map(|n| (RateLimiter::direct(Quota::per_minute(n)), n)),
         }
     }
 
-    /// The limit of requests in flight to the server.
+    /// The server's flow control, shared with the other pipelines that call it.
+    pub fn endpoint(&self) -> &Arc<Endpoint> {
+        &self.endpoint
+    }
+
+    /// The limit of requests in flight to the server (the endpoint's).
     pub fn limiter(&self) -> &Limiter {
-        &self.limiter
+        self.endpoint.limiter()
     }
 
     /// Whether the pipeline asks for structured extraction.
@@ -342,11 +289,8 @@ impl LlmSummarizer {
     }
 
     async fn summarize_uncached(&self, name: &str, text: &str) -> Result<String, LlmError> {
-        let probe = self.admit()?;
-        let mut guard = ProbeGuard {
-            llm: self,
-            armed: probe,
-        };
+        let admission = self.endpoint.admit()?;
+        let probe = admission.is_probe();
         let mut max_chars = self.cfg.max_input_chars;
         let mut splits = 0;
         let outcome = loop {
@@ -358,100 +302,13 @@ impl LlmSummarizer {
                 other => break other,
             }
         };
-        guard.armed = false;
-        self.record_outcome(outcome, probe)
+        admission.finish(outcome)
     }
 
-    /// Whether a document may call the server: `Ok(true)` if it is the half-open probe.
-    fn admit(&self) -> Result<bool, LlmError> {
-        let mut b = self.breaker.lock().expect("breaker lock");
-        match *b {
-            Breaker::Closed { .. } => Ok(false),
-            Breaker::Open { failures, until } if Instant::now() < until => {
-                Err(LlmError::CircuitOpen(failures))
-            }
-            Breaker::Open { failures, .. } => {
-                *b = Breaker::Probing { failures };
-                Ok(true)
-            }
-            Breaker::Probing { failures } => Err(LlmError::CircuitOpen(failures)),
-        }
-    }
-
-    /// Counts a document's outcome on the breaker: a success closes it, failures in a row
-    /// or a failed probe open it.
-    fn record_outcome(
-        &self,
-        outcome: Result<String, LlmError>,
-        probe: bool,
-    ) -> Result<String, LlmError> {
-        let mut b = self.breaker.lock().expect("breaker lock");
-        let reopen = |failures| Breaker::Open {
-            failures,
-            until: Instant::now() + self.cfg.circuit_cooldown,
-        };
-        *b = match (&outcome, *b) {
-            (Ok(_), _) => {
-                self.successes.fetch_add(1, Ordering::SeqCst);
-                Breaker::default()
-            }
-            // Held back by the circuit: says nothing new about the server.
-            (Err(LlmError::CircuitOpen(_)), state) => state,
-            (Err(_), Breaker::Closed { failures }) if failures + 1 >= self.cfg.circuit_failures => {
-                reopen(failures + 1)
-            }
-            (Err(_), Breaker::Closed { failures }) => Breaker::Closed {
-                failures: failures + 1,
-            },
-            (Err(_), Breaker::Probing { failures }) if probe => reopen(failures + 1),
-            // A document let through before the circuit opened: it is open already.
-            (Err(_), state) => state,
-        };
-        let open = !matches!(*b, Breaker::Closed { .. });
-        metrics::gauge!(m::LLM_CIRCUIT_OPEN, "pipeline" => self.pipeline.clone()).set(if open {
-            1.0
-        } else {
-            0.0
-        });
-        drop(b);
-        self.breaker_changed.notify_waiters();
-        outcome
-    }
-
-    /// Waits until a document whose summary just failed for a transient reason may try again:
-    /// after `circuit_cooldown`, or as soon as another document's summary succeeds; while the
-    /// circuit is open, until its cooldown ends (the first document then probes); while a
-    /// probe is out, until its outcome is known. Sends nothing itself.
+    /// Waits until a document whose summary just failed for a transient reason may try
+    /// again, as the endpoint's circuit allows ([`Endpoint::wait_to_retry`]).
     pub async fn wait_to_retry(&self) {
-        let earliest = Instant::now() + self.cfg.circuit_cooldown;
-        let successes = self.successes.load(Ordering::SeqCst);
-        loop {
-            // Registered before the state is read, so that no change is missed in between.
-            let changed = self.breaker_changed.notified();
-            tokio::pin!(changed);
-            changed.as_mut().enable();
-            let now = Instant::now();
-            let wake = match *self.breaker.lock().expect("breaker lock") {
-                Breaker::Closed { .. }
-                    if now >= earliest || self.successes.load(Ordering::SeqCst) != successes =>
-                {
-                    return;
-                }
-                Breaker::Closed { .. } => Some(earliest),
-                Breaker::Open { until, .. } if now >= until => return,
-                Breaker::Open { until, .. } => Some(until),
-                Breaker::Probing { .. } => None,
-            };
-            match wake {
-                Some(at) => {
-                    tokio::select! {
-                        () = tokio::time::sleep_until(at.into()) => {}
-                        () = &mut changed => {}
-                    }
-                }
-                None => changed.await,
-            }
-        }
+        self.endpoint.wait_to_retry().await
     }
 
     async fn map_reduce(
@@ -518,9 +375,7 @@ impl LlmSummarizer {
             unreachable!("extraction is configured")
         };
         // A paused circuit pauses extraction too; probing is left to summaries.
-        if let Breaker::Open { failures, .. } | Breaker::Probing { failures } =
-            *self.breaker.lock().expect("breaker lock")
-        {
+        if let Some(failures) = self.endpoint.paused() {
             return Err(LlmError::CircuitOpen(failures));
         }
         let text: String = text.chars().take(self.cfg.max_input_chars).collect();
@@ -611,15 +466,15 @@ impl LlmSummarizer {
         tokens: u32,
         probe: bool,
     ) -> Result<String, TryError> {
-        self.wait_for_quota(tokens).await;
-        let permit = self.limiter.acquire().await;
-        if !probe
-            && let Breaker::Open { failures, .. } | Breaker::Probing { failures } =
-                *self.breaker.lock().expect("breaker lock")
-        {
+        if let Some(waited) = self.endpoint.wait_for_quota(tokens).await {
+            metrics::histogram!(m::LLM_QUOTA_WAIT_SECONDS, &self.labels())
+                .record(waited.as_secs_f64());
+        }
+        let permit = self.endpoint.limiter().acquire().await;
+        if !probe && let Some(failures) = self.endpoint.paused() {
             return Err(TryError::fatal(LlmError::CircuitOpen(failures)));
         }
-        let url = format!("{}/chat/completions", self.cfg.base_url);
+        let url = format!("{}/chat/completions", self.endpoint.url());
         let started = Instant::now();
         let mut request = self.client.post(&url).json(body);
         if let Some(key) = key {
@@ -627,14 +482,12 @@ impl LlmSummarizer {
         }
         let outcome = request.send().await;
         let seconds = started.elapsed().as_secs_f64();
-        metrics::histogram!(m::LLM_REQUEST_SECONDS, "pipeline" => self.pipeline.clone())
-            .record(seconds);
+        metrics::histogram!(m::LLM_REQUEST_SECONDS, &self.labels()).record(seconds);
         let response = match outcome {
             Ok(response) => response,
             Err(e) => {
                 permit.finish(Outcome::Overloaded);
-                metrics::counter!(m::LLM_REQUESTS, "pipeline" => self.pipeline.clone(), "code" => "unreachable")
-                    .increment(1);
+                self.count_request("unreachable".into());
                 return Err(TryError {
                     error: LlmError::Unreachable(e.to_string()),
                     retryable: true,
@@ -643,8 +496,7 @@ impl LlmSummarizer {
             }
         };
         let status = response.status();
-        metrics::counter!(m::LLM_REQUESTS, "pipeline" => self.pipeline.clone(), "code" => status.as_u16().to_string())
-            .increment(1);
+        self.count_request(status.as_u16().to_string());
         if status.is_success() {
             return match response.json::<Value>().await {
                 Ok(answer) => {
@@ -692,30 +544,30 @@ impl LlmSummarizer {
         })
     }
 
-    /// Waits until the per-minute ceilings have room for a request of about `tokens` tokens.
-    async fn wait_for_quota(&self, tokens: u32) {
-        if self.requests_per_minute.is_none() && self.tokens_per_minute.is_none() {
-            return;
-        }
-        let started = Instant::now();
-        if let Some(requests) = &self.requests_per_minute {
-            requests.until_ready().await;
-        }
-        if let Some((budget, ceiling)) = &self.tokens_per_minute {
-            // A request larger than a whole minute's ceiling waits for a full minute's room.
-            let n = NonZeroU32::new(tokens.min(ceiling.get())).unwrap_or(NonZeroU32::MIN);
-            let _fits = budget.until_n_ready(n).await;
-        }
-        metrics::histogram!(m::LLM_QUOTA_WAIT_SECONDS, "pipeline" => self.pipeline.clone())
-            .record(started.elapsed().as_secs_f64());
+    /// The `pipeline` and `endpoint` labels of request metrics.
+    fn labels(&self) -> [(&'static str, String); 2] {
+        [
+            ("pipeline", self.pipeline.clone()),
+            ("endpoint", self.endpoint.label().to_string()),
+        ]
+    }
+
+    /// Counts a request by its answer's `code`: the HTTP status, or `unreachable`.
+    fn count_request(&self, code: String) {
+        let [pipeline, endpoint] = self.labels();
+        metrics::counter!(m::LLM_REQUESTS, &[pipeline, endpoint, ("code", code)]).increment(1);
     }
 
     fn read_answer(&self, answer: &Value) -> Result<String, LlmError> {
         let usage = &answer["usage"];
         for (field, direction) in [("prompt_tokens", "in"), ("completion_tokens", "out")] {
             if let Some(n) = usage[field].as_u64() {
-                metrics::counter!(m::LLM_TOKENS, "pipeline" => self.pipeline.clone(), "direction" => direction)
-                    .increment(n);
+                let [pipeline, endpoint] = self.labels();
+                metrics::counter!(
+                    m::LLM_TOKENS,
+                    &[pipeline, endpoint, ("direction", direction.to_string())]
+                )
+                .increment(n);
             }
         }
         answer["choices"][0]["message"]["content"]
@@ -842,69 +694,6 @@ mod tests {
         assert!(check_extraction(&v, r#"{"title": 3}"#).is_err());
         assert!(check_extraction(&v, r#"{"name": "A"}"#).is_err());
         assert!(check_extraction(&v, "The title is A").is_err());
-    }
-
-    /// A client whose circuit cools down for `cooldown`; no request is ever sent.
-    fn client(cooldown: Duration) -> LlmSummarizer {
-        let mut cfg = crate::config::Pipeline::embedded_default().summarize.llm;
-        cfg.circuit_cooldown = cooldown;
-        LlmSummarizer::new(&cfg, "eng", "test")
-    }
-
-    fn set(llm: &LlmSummarizer, state: Breaker) {
-        *llm.breaker.lock().unwrap() = state;
-    }
-
-    #[tokio::test]
-    async fn a_document_tries_again_after_the_cooldown_or_a_success() {
-        let llm = Arc::new(client(Duration::from_millis(300)));
-        let started = Instant::now();
-        llm.wait_to_retry().await;
-        assert!(started.elapsed() >= Duration::from_millis(300));
-
-        // Another document's success ends the pause early.
-        let llm = Arc::new(client(Duration::from_secs(3600)));
-        let other = llm.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            let _ = other.record_outcome(Ok("a summary".into()), false);
-        });
-        tokio::time::timeout(Duration::from_secs(60), llm.wait_to_retry())
-            .await
-            .expect("a success ends the wait");
-    }
-
-    #[tokio::test]
-    async fn a_document_waits_for_the_circuit_and_for_the_probe() {
-        let llm = Arc::new(client(Duration::from_millis(100)));
-        // Open: until the cooldown ends.
-        let started = Instant::now();
-        set(
-            &llm,
-            Breaker::Open {
-                failures: 5,
-                until: started + Duration::from_millis(300),
-            },
-        );
-        llm.wait_to_retry().await;
-        assert!(started.elapsed() >= Duration::from_millis(300));
-
-        // A probe is out: until its outcome; a failed probe reopens the circuit, whose
-        // cooldown is waited out too.
-        set(&llm, Breaker::Probing { failures: 5 });
-        let other = llm.clone();
-        let started = Instant::now();
-        tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            let failed = LlmError::Unreachable("refused".into());
-            let _ = other.record_outcome(Err(failed), true);
-        });
-        llm.wait_to_retry().await;
-        assert!(started.elapsed() >= Duration::from_millis(300));
-        assert!(matches!(
-            *llm.breaker.lock().unwrap(),
-            Breaker::Open { failures: 6, .. }
-        ));
     }
 
     #[test]

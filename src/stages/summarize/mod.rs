@@ -19,7 +19,8 @@
 //!
 //! With an LLM, each document is handled in a task of its own, so the mailbox never waits on
 //! the server and several documents' requests are in flight at once, as many as the adaptive
-//! limit ([`limiter`]) allows. A document keeps its credit on the edge into this stage until
+//! limit ([`limiter`]) allows. That limit, the circuit breaker and the per-minute ceilings are
+//! the server's ([`endpoint`]): pipelines calling the same server share them. A document keeps its credit on the edge into this stage until
 //! its result is handed to save: documents waiting for the server, however long, are bounded
 //! by `edges.summarize_documents`, and a full edge holds assemble back (backpressure, not a
 //! growing queue). A job cancelled while its document is here ends `cancelled` within
@@ -28,6 +29,7 @@
 //! Emits `pagemill_llm_documents_waiting` and, through the client, the `pagemill_llm_*`
 //! metrics.
 
+pub mod endpoint;
 pub mod extractive;
 pub mod limiter;
 pub mod llm;
@@ -139,11 +141,11 @@ impl Actor for SummarizeStage {
         (ctx, save): Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
         let engine = build_engine(&ctx.pipeline);
-        if let Engine::Llm(..) = engine {
+        if let Engine::Llm(llm, _) = &engine {
             // Documents are summarized side by side, up to the edge's capacity.
             let documents = ctx.pipeline.edges.summarize_documents;
             metrics::gauge!(m::STAGE_WORKERS, &ctx.labels("summarize")).set(documents as f64);
-            let max = ctx.pipeline.summarize.llm.concurrency_max;
+            let max = llm.endpoint().settings().concurrency_max;
             if documents < max {
                 tracing::info!(
                     pipeline = %ctx.pipeline.name,
