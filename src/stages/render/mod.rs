@@ -83,7 +83,9 @@ fn page_pixels(doc: &Document, index: u32, pipeline: &Pipeline) -> Result<Pixels
             let (width, height) = pdf::pdf_page_pixel_size(pdf, index, render.dpi);
             check_page_pixels(index, width, height, limits.max_page_pixels)?;
             let mut gray = pdf::render_pdf_page(pdf, index, render.dpi);
-            if pipeline.preprocess.smooth_bilevel && pdf::paints_only_bilevel_images(pdf, index) {
+            if pipeline.preprocess.smooth_bilevel
+                && pdf::drawn_from_bilevel_scan(pdf, index, render.dpi)
+            {
                 preprocess::restore_black_and_white(&mut gray);
             }
             Ok(Pixels::Image(PagePixels::Gray(gray), render.dpi))

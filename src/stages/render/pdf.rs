@@ -161,12 +161,14 @@ impl<'a> Device<'a> for GlyphCollector {
     fn pop_transparency_group(&mut self) {}
 }
 
-/// Whether page `index` (0-based) paints nothing but 1-bit raster images (a black-and-white
-/// scan: CCITT, JBIG2 or any other 1-bit image), apart from invisible text. Such a page is
-/// black and white at heart, whatever gray its rendering shows: hayro blends neighbouring
-/// image rows where its sampling falls between them. Interprets the content stream without
-/// decoding any image.
-pub fn paints_only_bilevel_images(pdf: &Pdf, index: u32) -> bool {
+/// Whether page `index` (0-based), rendered at `dpi`, paints nothing but 1-bit raster images
+/// drawn pixel for pixel (a black-and-white scan at its own resolution, as a scanner or
+/// `tiff2pdf` writes it: CCITT, JBIG2 or any other 1-bit image), apart from invisible text.
+/// Such a page is black and white at heart, whatever gray its rendering shows: hayro blends
+/// neighbouring image rows where its sampling falls between them. An image drawn larger or
+/// smaller is resampled into gray edges of its own, and does not count. Interprets the
+/// content stream without decoding any image.
+pub fn drawn_from_bilevel_scan(pdf: &Pdf, index: u32, dpi: u32) -> bool {
     let page = &pdf.pages()[index as usize];
     let cache = InterpreterCache::new();
     let (w, h) = page.render_dimensions();
@@ -178,16 +180,38 @@ pub fn paints_only_bilevel_images(pdf: &Pdf, index: u32) -> bool {
         page.xref(),
         InterpreterSettings::default(),
     );
-    let mut survey = BilevelSurvey::default();
+    let mut survey = BilevelSurvey {
+        pixels_per_point: dpi as f64 / 72.0,
+        ..BilevelSurvey::default()
+    };
     interpret_page(page, &mut context, &mut survey);
     survey.bilevel_images > 0 && !survey.anything_else
 }
 
-/// Counts what a page paints: 1-bit raster images, and whether anything else is drawn.
+/// How far from one device pixel per image pixel a drawn image may be and still count as
+/// drawn pixel for pixel (a Letter page's 2550 columns at 300 DPI are off by 1e-6).
+const PIXEL_FOR_PIXEL_TOLERANCE: f64 = 0.002;
+
+/// Counts what a page paints: 1-bit raster images drawn pixel for pixel, and whether anything
+/// else is drawn.
 #[derive(Default)]
 struct BilevelSurvey {
+    /// Device pixels per PDF point at the rendering's resolution.
+    pixels_per_point: f64,
     bilevel_images: usize,
     anything_else: bool,
+}
+
+impl BilevelSurvey {
+    /// Whether `transform` (image pixels to points) maps each image pixel onto one device
+    /// pixel: no scaling, and turned by a multiple of 90° if at all.
+    fn pixel_for_pixel(&self, transform: Affine) -> bool {
+        let [a, b, c, d, _, _] = transform.as_coeffs();
+        let one =
+            |v: f64| (v.abs() * self.pixels_per_point - 1.0).abs() <= PIXEL_FOR_PIXEL_TOLERANCE;
+        let zero = |v: f64| v.abs() * self.pixels_per_point <= PIXEL_FOR_PIXEL_TOLERANCE;
+        (one(a) && zero(b) && zero(c) && one(d)) || (zero(a) && one(b) && one(c) && zero(d))
+    }
 }
 
 impl<'a> Device<'a> for BilevelSurvey {
@@ -206,7 +230,7 @@ impl<'a> Device<'a> for BilevelSurvey {
             self.anything_else = true;
         }
     }
-    fn draw_image(&mut self, image: Image<'a, '_>, _: ImageDrawProps<'a>) {
+    fn draw_image(&mut self, image: Image<'a, '_>, props: ImageDrawProps<'a>) {
         // A stencil mask is 1-bit too, but painted in any colour: not counted.
         let one_bit = match &image {
             Image::Raster(raster) => {
@@ -219,7 +243,7 @@ impl<'a> Device<'a> for BilevelSurvey {
             }
             Image::Stencil(_) => false,
         };
-        if one_bit {
+        if one_bit && self.pixel_for_pixel(props.transform) {
             self.bilevel_images += 1;
         } else {
             self.anything_else = true;
@@ -360,11 +384,11 @@ fn layout_text(mut glyphs: Vec<PlacedGlyph>) -> String {
 mod tests {
     use super::*;
 
-    /// A one-page PDF (72 x 72 pt) that draws an 8x8 gray image of `bits` bits per component
-    /// over the whole page, after the operators in `before`.
-    fn pdf_drawing_an_image(bits: u8, before: &str) -> Vec<u8> {
+    /// A one-page PDF (8 x 8 pt) that draws an 8x8 gray image of `bits` bits per component
+    /// over the whole page with the matrix `cm`, after the operators in `before`.
+    fn pdf_drawing_an_image(bits: u8, before: &str, cm: &str) -> Vec<u8> {
         let pixels = vec![0x5a_u8; 8 * bits as usize];
-        let content = format!("{before} q 72 0 0 72 0 0 cm /Im1 Do Q");
+        let content = format!("{before} q {cm} cm /Im1 Do Q");
         let mut image = format!(
             "<< /Type /XObject /Subtype /Image /Width 8 /Height 8 /ColorSpace /DeviceGray \
              /BitsPerComponent {bits} /Length {} >>\nstream\n",
@@ -405,24 +429,46 @@ mod tests {
         out
     }
 
+    /// Whether the page is a black-and-white scan when rendered at 72 DPI, where the test
+    /// page's 8x8 image drawn over 8x8 points is pixel for pixel.
     fn bilevel(pdf_bytes: Vec<u8>) -> bool {
+        bilevel_at(pdf_bytes, 72)
+    }
+
+    fn bilevel_at(pdf_bytes: Vec<u8>, dpi: u32) -> bool {
         let pdf = Pdf::new(std::sync::Arc::new(pdf_bytes)).expect("the test PDF parses");
-        paints_only_bilevel_images(&pdf, 0)
+        drawn_from_bilevel_scan(&pdf, 0, dpi)
     }
 
     #[test]
-    fn a_page_of_one_bit_images_is_told_from_other_pages() {
-        assert!(bilevel(pdf_drawing_an_image(1, "")));
-        assert!(!bilevel(pdf_drawing_an_image(8, "")), "an 8-bit image");
+    fn a_black_and_white_scan_is_told_from_other_pages() {
+        let upright = "8 0 0 8 0 0";
+        assert!(bilevel(pdf_drawing_an_image(1, "", upright)));
         assert!(
-            !bilevel(pdf_drawing_an_image(1, "0 0 10 10 re f")),
+            bilevel(pdf_drawing_an_image(1, "", "0 8 -8 0 8 0")),
+            "turned by 90°, still pixel for pixel"
+        );
+        assert!(
+            !bilevel_at(pdf_drawing_an_image(1, "", upright), 144),
+            "drawn twice as large"
+        );
+        assert!(
+            !bilevel(pdf_drawing_an_image(1, "", "7.9 0 0 7.9 0 0")),
+            "drawn 1% smaller"
+        );
+        assert!(
+            !bilevel(pdf_drawing_an_image(8, "", upright)),
+            "an 8-bit image"
+        );
+        assert!(
+            !bilevel(pdf_drawing_an_image(1, "0 0 4 4 re f", upright)),
             "a 1-bit image and a filled rectangle"
         );
         let tagged = std::fs::read(
             std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tagged.pdf"),
         )
         .unwrap();
-        assert!(!bilevel(tagged), "a born-digital page");
+        assert!(!bilevel_at(tagged, 300), "a born-digital page");
     }
 
     /// Glyphs of `text` on a line at height `y`, starting at `x`, 10 units per character.
