@@ -1,12 +1,12 @@
 //! The LLM summarizer against an OpenAI-compatible endpoint that misbehaves on purpose: 429s
-//! with `Retry-After`, 5xx until retries run out (fallback to the extractive engine), an
-//! outage that documents without a fallback wait out on the bounded edge, up to their job's
-//! deadline (and can be cancelled meanwhile), 401s that fail a job at once, answers that the
-//! context is too long (map-reduce over smaller parts), a cache that spares repeat calls, a
-//! server with a fixed number of slots (the adaptive concurrency limit), a circuit that
-//! probes once before closing, structured extraction checked against a schema, and two
-//! pipelines sharing one server's concurrency limit and circuit. The endpoint is a small local
-//! server: no real LLM can be made to fail on cue.
+//! with `Retry-After` (a pause for every request to the server), 5xx until retries run out
+//! (fallback to the extractive engine), an outage that documents without a fallback wait out
+//! on the bounded edge, up to their job's deadline (and can be cancelled meanwhile), 401s that
+//! fail a job at once, answers that the context is too long (map-reduce over smaller parts), a
+//! cache that spares repeat calls, a server with a fixed number of slots (the adaptive
+//! concurrency limit), a circuit that probes once before closing, structured extraction
+//! checked against a schema, and two pipelines sharing one server's concurrency limit and
+//! circuit. The endpoint is a small local server: no real LLM can be made to fail on cue.
 
 mod common;
 
@@ -85,6 +85,29 @@ async fn rate_limits_are_waited_out_as_retry_after_says() {
     for pair in arrivals.windows(2) {
         assert!(
             pair[1] - pair[0] >= Duration::from_millis(990),
+            "{arrivals:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn retry_after_holds_back_every_request_to_the_server() {
+    // The first request is answered 429 with "Retry-After: 1"; one request at a time, so the
+    // other document's request waits for the room the first one gives back at once.
+    let fake = start_fake(Behaviour::RateLimitedFirst(1)).await;
+    let llm = summarizer(
+        &fake,
+        &[("initial: 2", "initial: 1"), ("max: 16", "max: 1")],
+    );
+    let outcomes = summarize_many(&llm, 2).await;
+    assert!(outcomes.iter().all(Result::is_ok), "{outcomes:?}");
+    assert_eq!(fake.requests.load(Ordering::SeqCst), 3);
+    // Neither the first document's retry nor the other document's request went out within
+    // the second the server asked for.
+    let arrivals = fake.arrivals.lock().unwrap().clone();
+    for later in &arrivals[1..] {
+        assert!(
+            *later - arrivals[0] >= Duration::from_millis(990),
             "{arrivals:?}"
         );
     }

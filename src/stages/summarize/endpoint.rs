@@ -16,6 +16,8 @@
 //!   concurrency, per-minute ceilings, circuit). A later pipeline with other values gets the
 //!   endpoint as it is, and a warning says which values it ignores. Pipelines are started in
 //!   file-name order, so the first is the first file.
+//! - A `Retry-After` pause holds back every request to the server, not only the retry of
+//!   the one it answered ([`Endpoint::hold_off`]).
 //! - The circuit breaker counts documents, in a row, whose summary failed for a reason that
 //!   says something about the server ([`LlmError::is_transient`]): unreachable, timeouts, 429,
 //!   5xx. A pipeline's own mistake (401 for its key, 404 for its model, 400) does not pause
@@ -143,6 +145,9 @@ pub struct Endpoint {
     /// Summaries the server wrote: a document waiting to try again goes as soon as another
     /// one succeeds.
     successes: AtomicU64,
+    /// No request goes out before this: the pause the server last asked for with
+    /// `Retry-After`, whichever pipeline's request it answered.
+    held_until: Mutex<Option<Instant>>,
     /// Requests per minute, when a ceiling is set.
     requests_per_minute: Option<DefaultDirectRateLimiter>,
     /// Estimated tokens per minute and that ceiling, when one is set.
@@ -242,6 +247,7 @@ impl Endpoint {
             breaker: Mutex::default(),
             breaker_changed: tokio::sync::Notify::new(),
             successes: AtomicU64::new(0),
+            held_until: Mutex::default(),
             circuit_gauge,
         }
     }
@@ -374,6 +380,28 @@ impl Endpoint {
                     }
                 }
                 None => changed.await,
+            }
+        }
+    }
+
+    /// Holds every request to the server back for `pause` (at most `longest`), as its
+    /// `Retry-After` asked: the other documents in flight would only be told the same.
+    pub fn hold_off(&self, pause: Duration, longest: Duration) {
+        let until = Instant::now() + pause.min(longest);
+        let mut held = self.held_until.lock().expect("hold lock");
+        if held.is_none_or(|at| at < until) {
+            *held = Some(until);
+        }
+    }
+
+    /// Waits out a pause the server asked for ([`Endpoint::hold_off`]); at once if none.
+    pub async fn wait_out_hold(&self) {
+        loop {
+            let until = *self.held_until.lock().expect("hold lock");
+            match until {
+                Some(at) if at > Instant::now() => tokio::time::sleep_until(at.into()).await,
+                // A later answer may have moved the hold while this one slept: look again.
+                _ => return,
             }
         }
     }

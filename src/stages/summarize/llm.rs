@@ -6,8 +6,8 @@
 //!   `max_input_chars`; each part is summarized, then the parts' summaries are summarized
 //!   (map-reduce). A server that answers that the context is too long gets parts half as long.
 //! - A request answered 429 or 5xx, or that times out or cannot connect, is retried up to
-//!   `max_retries` times with jittered exponential backoff (backon); `Retry-After` is
-//!   honoured.
+//!   `max_retries` times with jittered exponential backoff (backon); a `Retry-After` pause
+//!   holds back every request to that server, from any pipeline, not only the retry.
 //! - Summaries and extracted objects are cached by document text, model, prompt and
 //!   parameters, so reprocessing a document does not call the server again; identical
 //!   documents at the same time wait for the first one's answer.
@@ -456,8 +456,9 @@ impl LlmSummarizer {
             .map_err(|e| e.error)
     }
 
-    /// One try of a chat completion. It waits for room under the concurrency limit and gives
-    /// it back before returning, so that a retry's pause holds no room. A try that gets room
+    /// One try of a chat completion. It waits for room under the concurrency limit and for
+    /// the end of any `Retry-After` pause, and gives the room back before returning, so that
+    /// a retry's own pause holds no room. A try that gets room
     /// after the circuit opened is not sent, unless it belongs to the probe.
     async fn try_once(
         &self,
@@ -471,6 +472,7 @@ impl LlmSummarizer {
                 .record(waited.as_secs_f64());
         }
         let permit = self.endpoint.limiter().acquire().await;
+        self.endpoint.wait_out_hold().await;
         if !probe && let Some(failures) = self.endpoint.paused() {
             return Err(TryError::fatal(LlmError::CircuitOpen(failures)));
         }
@@ -530,6 +532,9 @@ impl LlmSummarizer {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
+        if let Some(pause) = retry_after {
+            self.endpoint.hold_off(pause, BACKOFF_MAX);
+        }
         let text = response.text().await.unwrap_or_default();
         if status.as_u16() == 400 && mentions_context(&text) {
             return Err(TryError::fatal(LlmError::ContextOverflow));
