@@ -82,6 +82,17 @@ pub struct TextLayer {
 /// Extracts page `index`'s text layer by interpreting its content stream with a device that
 /// records glyphs instead of painting them.
 pub fn extract_text_layer(pdf: &Pdf, index: u32) -> TextLayer {
+    let mut device = GlyphCollector::default();
+    interpret(pdf, index, &mut device);
+    TextLayer {
+        invisible: device.glyphs.iter().all(|g| g.invisible) && !device.glyphs.is_empty(),
+        text: layout_text(device.glyphs),
+    }
+}
+
+/// Interprets page `index`'s content stream in points (y growing downwards) with `device`,
+/// which sees what the page draws without anything being painted.
+fn interpret<'a>(pdf: &'a Pdf, index: u32, device: &mut impl Device<'a>) {
     let page = &pdf.pages()[index as usize];
     let cache = InterpreterCache::new();
     let (w, h) = page.render_dimensions();
@@ -93,12 +104,7 @@ pub fn extract_text_layer(pdf: &Pdf, index: u32) -> TextLayer {
         page.xref(),
         InterpreterSettings::default(),
     );
-    let mut device = GlyphCollector::default();
-    interpret_page(page, &mut context, &mut device);
-    TextLayer {
-        invisible: device.glyphs.iter().all(|g| g.invisible) && !device.glyphs.is_empty(),
-        text: layout_text(device.glyphs),
-    }
+    interpret_page(page, &mut context, device);
 }
 
 /// One glyph's text and where it sits on the page (device space, y grows downwards).
@@ -169,22 +175,11 @@ impl<'a> Device<'a> for GlyphCollector {
 /// smaller is resampled into gray edges of its own, and does not count. Interprets the
 /// content stream without decoding any image.
 pub fn drawn_from_bilevel_scan(pdf: &Pdf, index: u32, dpi: u32) -> bool {
-    let page = &pdf.pages()[index as usize];
-    let cache = InterpreterCache::new();
-    let (w, h) = page.render_dimensions();
-    let transform = page.initial_transform(true);
-    let mut context = Context::new(
-        hayro::hayro_interpret::util::TransformExt::to_kurbo(&transform),
-        Rect::new(0.0, 0.0, w as f64, h as f64),
-        &cache,
-        page.xref(),
-        InterpreterSettings::default(),
-    );
     let mut survey = BilevelSurvey {
         pixels_per_point: dpi as f64 / 72.0,
         ..BilevelSurvey::default()
     };
-    interpret_page(page, &mut context, &mut survey);
+    interpret(pdf, index, &mut survey);
     survey.bilevel_images > 0 && !survey.anything_else
 }
 
@@ -397,36 +392,18 @@ mod tests {
         .into_bytes();
         image.extend_from_slice(&pixels);
         image.extend_from_slice(b"\nendstream");
-        let objects: [Vec<u8>; 5] = [
-            b"<< /Type /Catalog /Pages 2 0 R >>".to_vec(),
-            b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>".to_vec(),
-            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 72 72] \
-              /Resources << /XObject << /Im1 5 0 R >> >> /Contents 4 0 R >>"
-                .to_vec(),
-            format!(
-                "<< /Length {} >>\nstream\n{content}\nendstream",
-                content.len()
-            )
-            .into_bytes(),
-            image,
-        ];
-        let mut out = b"%PDF-1.4\n".to_vec();
-        let mut offsets = Vec::new();
-        for (i, object) in objects.iter().enumerate() {
-            offsets.push(out.len());
-            out.extend_from_slice(format!("{} 0 obj\n", i + 1).as_bytes());
-            out.extend_from_slice(object);
-            out.extend_from_slice(b"\nendobj\n");
-        }
-        let xref = out.len();
-        out.extend_from_slice(b"xref\n0 6\n0000000000 65535 f \n");
-        for offset in offsets {
-            out.extend_from_slice(format!("{offset:010} 00000 n \n").as_bytes());
-        }
-        out.extend_from_slice(
-            format!("trailer\n<< /Size 6 /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n").as_bytes(),
+        let content = format!(
+            "<< /Length {} >>\nstream\n{content}\nendstream",
+            content.len()
         );
-        out
+        crate::document::pdf_of_objects(&[
+            b"<< /Type /Catalog /Pages 2 0 R >>",
+            b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 8 8] \
+              /Resources << /XObject << /Im1 5 0 R >> >> /Contents 4 0 R >>",
+            content.as_bytes(),
+            &image,
+        ])
     }
 
     /// Whether the page is a black-and-white scan when rendered at 72 DPI, where the test
