@@ -42,7 +42,8 @@ type Step = Box<dyn Fn(&GrayImage, u32) -> GrayImage>;
 
 fn leptonica(cfg: PreprocessConfig) -> Step {
     Box::new(move |page, dpi| {
-        let (out, _) = preprocess(PagePixels::Gray(page.clone()), dpi, &cfg, u64::MAX)
+        let text = pagemill::stages::render::text_size::TextSize::NONE;
+        let (out, _) = preprocess(PagePixels::Gray(page.clone()), dpi, &text, &cfg, u64::MAX)
             .expect("Leptonica preprocessing");
         out.into_gray()
     })

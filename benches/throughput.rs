@@ -1,17 +1,23 @@
-//! Throughput of `pagemill run` against the OCR-engine bound, measured in the same run.
+//! Throughput and CPU per page of `pagemill run` against the OCR-engine bound as it stood
+//! before pagemill gave Tesseract less work per page: orientation detection plus recognition
+//! of every page at its rendered resolution, measured in the same run.
 //!
-//! 1. Renders every page of the document once (not timed).
-//! 2. OCR-only bounds: the same engine OCRs those pre-rendered pages on a pool of N threads
-//!    with nothing else running (engines warmed first), once taking pages in document order
-//!    from one queue, once in rayon's split-and-steal order (which happens to balance the
-//!    last pages differently).
-//! 3. `pagemill run --threads N` (release binary) on the same document: wall time from
-//!    process start to exit, and the peak RSS of the process.
+//! 1. Renders every page of the document once (not timed), as the default pipeline does but
+//!    without scaling by print size: the pages at their native resolution.
+//! 2. The bound: the same engine detects each page's orientation and recognizes it
+//!    (`orientation: always`), on a pool of N threads taking pages in document order from one
+//!    queue, with nothing else running (engines warmed first). Wall and CPU seconds.
+//! 3. `pagemill run --threads N` (release binary, built-in default pipeline) on the same
+//!    document: wall time from process start to exit, CPU seconds of the process, and its
+//!    peak RSS.
 //!
 //! 2 and 3 alternate for `PAGEMILL_BENCH_ROUNDS` rounds (default 3), so that noise from other
-//! work on the machine hits both. Prints each round, the medians in pages/s, their ratio, and
-//! the peak RSS. Usage:
-//! `cargo bench --bench throughput [-- DOCUMENT [THREADS]]` (default: scans-24p.pdf, 2).
+//! work on the machine hits both. Prints each round, then the medians: pages/s and CPU
+//! seconds per page of each, and pagemill's ratios to the bound (pages/s: higher is better;
+//! CPU per page: lower is better). Usage:
+//! `cargo bench --bench throughput [-- [--threads N] [--ground-truthed] [DOCUMENT...]]`
+//! (default: scans-24p.pdf on 2 threads; `--ground-truthed` adds the corpus's ground-truthed
+//! documents that OCR reads; several documents are one `pagemill run` and one bound).
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -21,39 +27,77 @@ use pagemill::config::Pipeline;
 use pagemill::document::open_document;
 use pagemill::stages::ocr::{PageImage, ocr_page_on_this_thread};
 use pagemill::stages::render::{PageInput, prepare_page};
-use rayon::prelude::*;
+
+/// The corpus's ground-truthed documents that OCR reads (`--ground-truthed`).
+const GROUND_TRUTHED: &[&str] = &[
+    "phototest.tif",
+    "phototest-rotated-R.png",
+    "eurotext.tif",
+    "unlv-8087_054.3B.tif",
+    "linn.png",
+    "kant-aufklaerung-1784-p17.tif",
+    "linn-skew.pdf",
+    "linn-rotated_skew.pdf",
+    "linn-ccitt.pdf",
+    "linn-jbig2.pdf",
+    "linn-cardinal.pdf",
+];
 
 fn main() {
-    let args: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with("--"))
-        .collect();
     let corpus = std::env::var_os("PAGEMILL_CORPUS")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus"));
-    let document = args
-        .first()
-        .map(PathBuf::from)
-        .unwrap_or_else(|| corpus.join("scans-24p.pdf"));
-    let threads: usize = args.get(1).and_then(|t| t.parse().ok()).unwrap_or(2);
-    if !document.is_file() {
+    let mut threads = 2;
+    let mut documents = Vec::new();
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--threads" => {
+                threads = args
+                    .next()
+                    .and_then(|t| t.parse().ok())
+                    .expect("--threads N")
+            }
+            "--ground-truthed" => documents.extend(GROUND_TRUTHED.iter().map(|f| corpus.join(f))),
+            a if a.starts_with("--") => {}
+            document => documents.push(PathBuf::from(document)),
+        }
+    }
+    if documents.is_empty() {
+        documents.push(corpus.join("scans-24p.pdf"));
+    }
+    if let Some(missing) = documents.iter().find(|d| !d.is_file()) {
         eprintln!(
             "*** SKIPPED: {} not found (set PAGEMILL_CORPUS) ***",
-            document.display()
+            missing.display()
         );
         return;
     }
-    let pipeline = Pipeline::embedded_default();
+    // The bound's pipeline: today's default pages at their rendered resolution, OSD on each.
+    let bound = pagemill::config::parse_pipeline(
+        std::path::Path::new("bound.yaml"),
+        "version: 1\npreprocess:\n  target_x_height_px: 0\nocr:\n  orientation: always\n  \
+         skip_pages_without_text: false\n",
+    )
+    .expect("bound pipeline");
 
     // 1. Pre-render every page.
-    let doc = open_document(std::fs::read(&document).unwrap(), &pipeline.limits).unwrap();
-    let pages: Vec<PageImage> = (0..doc.page_count)
-        .filter_map(|i| match prepare_page(&doc, i, &pipeline).unwrap() {
-            PageInput::Image(image) => Some(image),
-            PageInput::TextLayer { .. } => None,
-        })
-        .collect();
+    let mut pages: Vec<PageImage> = Vec::new();
+    for document in &documents {
+        let doc = open_document(std::fs::read(document).unwrap(), &bound.limits).unwrap();
+        pages.extend((0..doc.page_count).filter_map(
+            |i| match prepare_page(&doc, i, &bound).unwrap() {
+                PageInput::Image(image) => Some(image),
+                PageInput::TextLayer { .. } | PageInput::NoText => None,
+            },
+        ));
+    }
     let n = pages.len();
+    if n == 0 {
+        eprintln!("*** SKIPPED: no page to OCR ***");
+        return;
+    }
+    let pipeline = bound;
 
     // 2 and 3, alternated over several rounds so that machine noise hits both alike.
     let exe = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/release/pagemill");
@@ -76,53 +120,51 @@ fn main() {
         )
         .unwrap();
     });
-    let mut in_order_runs = Vec::new();
-    let mut split_runs = Vec::new();
+    let mut bound_runs = Vec::new();
     let mut pagemill_runs = Vec::new();
     for round in 1..=rounds {
-        // OCR-only bounds on `threads` threads, engines warm: pages taken in document
-        // order from one queue (as pagemill takes them), and rayon's split-and-steal order.
-        let in_order = ocr_bound(&pool, &pages, &pipeline, true);
-        let split = ocr_bound(&pool, &pages, &pipeline, false);
+        // The bound on `threads` threads, engines warm, pages taken in document order from
+        // one queue.
+        let bound = ocr_bound(&pool, &pages, &pipeline);
 
-        // The real thing: `pagemill run` in a process of its own.
+        // The real thing: `pagemill run` in a process of its own, built-in defaults.
         let out = tempfile::tempdir().unwrap();
         let cpu_before = cpu_seconds(libc::RUSAGE_CHILDREN);
         let started = Instant::now();
         let status = Command::new(&exe)
             .args(["run", "--threads", &threads.to_string(), "--out"])
             .arg(out.path())
-            .arg(&document)
+            .args(&documents)
             .stderr(std::process::Stdio::null())
             .status()
             .unwrap();
         assert!(status.success());
-        let result_file = std::fs::read_dir(out.path())
+        let results: Vec<pagemill::result::JobResult> = std::fs::read_dir(out.path())
             .unwrap()
-            .next()
-            .unwrap()
-            .unwrap();
-        let result: pagemill::result::JobResult =
-            serde_json::from_slice(&std::fs::read(result_file.path()).unwrap()).unwrap();
+            .map(|f| f.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "json"))
+            .map(|p| serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap())
+            .collect();
+        assert_eq!(results.len(), documents.len());
+        let summed = |f: fn(&pagemill::result::Timings) -> u64| {
+            results.iter().map(|r| f(&r.timings)).sum::<u64>() as f64 / 1e3
+        };
         let run = (
             started.elapsed().as_secs_f64(),
             cpu_seconds(libc::RUSAGE_CHILDREN) - cpu_before,
         );
         println!(
-            "round {round}: bound in order {:.1} s ({:.1} CPU-s), bound split {:.1} s ({:.1} CPU-s), \
-             pagemill run {:.1} s ({:.1} CPU-s; OCR {:.1} s, render {:.1} s summed)",
-            in_order.0,
-            in_order.1,
-            split.0,
-            split.1,
+            "round {round}: bound {:.1} s ({:.1} CPU-s), pagemill run {:.1} s ({:.1} CPU-s; \
+             OCR {:.1} s, render {:.1} s summed)",
+            bound.0,
+            bound.1,
             run.0,
             run.1,
-            result.timings.ocr_ms as f64 / 1e3,
-            result.timings.render_ms as f64 / 1e3,
+            summed(|t| t.ocr_ms),
+            summed(|t| t.render_ms),
         );
-        in_order_runs.push(in_order.0);
-        split_runs.push(split.0);
-        pagemill_runs.push(run.0);
+        bound_runs.push(bound);
+        pagemill_runs.push(run);
     }
     // SAFETY: getrusage only writes into the zeroed struct passed to it.
     let peak_rss_mib = unsafe {
@@ -130,33 +172,41 @@ fn main() {
         libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage);
         usage.ru_maxrss as f64 / 1024.0
     };
-    let in_order_secs = median(&mut in_order_runs);
-    let split_secs = median(&mut split_runs);
-    let run_secs = median(&mut pagemill_runs);
-
-    let rate = |secs: f64| n as f64 / secs;
+    let medians = |runs: &[(f64, f64)]| {
+        let mut wall: Vec<f64> = runs.iter().map(|r| r.0).collect();
+        let mut cpu: Vec<f64> = runs.iter().map(|r| r.1).collect();
+        (median(&mut wall), median(&mut cpu))
+    };
+    let (bound_secs, bound_cpu) = medians(&bound_runs);
+    let (run_secs, run_cpu) = medians(&pagemill_runs);
+    let pages_per_s = |secs: f64| n as f64 / secs;
+    let cpu_per_page = |cpu: f64| cpu / n as f64;
     println!(
-        "document: {} ({n} OCR pages), {threads} threads, medians of {rounds} rounds",
-        document.display()
+        "documents: {} ({n} pages rendered for OCR), {threads} threads, medians of {rounds} rounds",
+        documents
+            .iter()
+            .map(|d| d.file_name().unwrap_or_default().to_string_lossy())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    println!("| | pages/s | CPU s/page |");
+    println!("|---|---|---|");
+    println!(
+        "| engine bound (OSD + recognition, native resolution) | {:.3} | {:.3} |",
+        pages_per_s(bound_secs),
+        cpu_per_page(bound_cpu)
     );
     println!(
-        "OCR-only bound, document order: {:.3} pages/s ({in_order_secs:.1} s)",
-        rate(in_order_secs)
+        "| pagemill run (whole process) | {:.3} | {:.3} |",
+        pages_per_s(run_secs),
+        cpu_per_page(run_cpu)
     );
     println!(
-        "OCR-only bound, rayon split:    {:.3} pages/s ({split_secs:.1} s)",
-        rate(split_secs)
+        "| pagemill / bound | {:.3} | {:.3} |",
+        bound_secs / run_secs,
+        run_cpu / bound_cpu
     );
-    println!(
-        "pagemill run (whole process):   {:.3} pages/s ({run_secs:.1} s)",
-        rate(run_secs)
-    );
-    println!(
-        "ratio to the bounds:            {:.3} (document order), {:.3} (rayon split)",
-        in_order_secs / run_secs,
-        split_secs / run_secs
-    );
-    println!("peak RSS:        {peak_rss_mib:.0} MiB");
+    println!("peak RSS of pagemill run: {peak_rss_mib:.0} MiB");
 }
 
 fn median(values: &mut [f64]) -> f64 {
@@ -176,34 +226,24 @@ fn cpu_seconds(who: libc::c_int) -> f64 {
     secs(usage.ru_utime) + secs(usage.ru_stime)
 }
 
-/// OCRs the pre-rendered pages on `pool`, either taking them in document order from one FIFO
-/// queue or letting rayon split the list and steal; returns wall and CPU seconds.
-fn ocr_bound(
-    pool: &rayon::ThreadPool,
-    pages: &[PageImage],
-    pipeline: &Pipeline,
-    in_order: bool,
-) -> (f64, f64) {
+/// OCRs the pre-rendered pages on `pool`, taking them in document order from one FIFO queue;
+/// returns wall and CPU seconds.
+fn ocr_bound(pool: &rayon::ThreadPool, pages: &[PageImage], pipeline: &Pipeline) -> (f64, f64) {
     let cpu_before = cpu_seconds(libc::RUSAGE_SELF);
     let started = Instant::now();
-    let ocr = |page: &PageImage| {
-        ocr_page_on_this_thread(
-            page.clone(),
-            1,
-            &pipeline.ocr,
-            pipeline.limits.max_ocr_time_per_page,
-        )
-        .unwrap();
-    };
-    if in_order {
-        pool.scope_fifo(|scope| {
-            for page in pages {
-                scope.spawn_fifo(move |_| ocr(page));
-            }
-        });
-    } else {
-        pool.install(|| pages.par_iter().with_max_len(1).for_each(ocr));
-    }
+    pool.scope_fifo(|scope| {
+        for page in pages {
+            scope.spawn_fifo(move |_| {
+                ocr_page_on_this_thread(
+                    page.clone(),
+                    1,
+                    &pipeline.ocr,
+                    pipeline.limits.max_ocr_time_per_page,
+                )
+                .unwrap();
+            });
+        }
+    });
     (
         started.elapsed().as_secs_f64(),
         cpu_seconds(libc::RUSAGE_SELF) - cpu_before,

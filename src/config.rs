@@ -84,8 +84,11 @@ pub enum TextLayerMode {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OrientationMode {
-    /// Detect the orientation with Tesseract's OSD model and rotate the page upright.
+    /// Detect the orientation with Tesseract's OSD model where it pays: on pages whose print
+    /// runs up or down the page, and on pages whose upright recognition reads poorly.
     Auto,
+    /// Detect the orientation of every page before recognizing it.
+    Always,
     /// OCR pages as they are.
     Off,
 }
@@ -220,7 +223,12 @@ pub struct RawPreprocess {
     /// Whiten dark regions touching the page edge (scanner borders).
     #[serde(default)]
     pub remove_border: Option<bool>,
-    /// Images below this resolution are scaled up to `working_dpi`; 0 turns scaling off.
+    /// Scale each page so the x-height of its print is about this many pixels (up for small
+    /// print, down for oversampled pages); 0 turns it off.
+    #[serde(default)]
+    pub target_x_height_px: Option<Spanned<u32>>,
+    /// Images below this resolution are scaled up to `working_dpi` by their declared
+    /// resolution instead of by their print; 0 turns this override off.
     #[serde(default)]
     pub upscale_below_dpi: Option<Spanned<u32>>,
     /// The resolution low-resolution images are scaled to.
@@ -243,6 +251,9 @@ pub struct RawOcr {
     /// Tesseract page segmentation mode (3 = fully automatic).
     #[serde(default)]
     pub page_segmentation_mode: Option<Spanned<u32>>,
+    /// Pages with no letter-sized ink (blank or separator sheets) skip recognition.
+    #[serde(default)]
+    pub skip_pages_without_text: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -541,6 +552,8 @@ pub struct PreprocessConfig {
     pub denoise: bool,
     pub binarize: Binarize,
     pub remove_border: bool,
+    /// The x-height, in pixels, pages are scaled to; 0: no scaling by print size.
+    pub target_x_height_px: u32,
     pub upscale_below_dpi: u32,
     pub working_dpi: u32,
 }
@@ -555,6 +568,7 @@ impl PreprocessConfig {
             denoise: false,
             binarize: Binarize::None,
             remove_border: false,
+            target_x_height_px: 0,
             upscale_below_dpi: 0,
             working_dpi: 300,
         }
@@ -568,6 +582,7 @@ impl PreprocessConfig {
             || self.denoise
             || self.binarize != Binarize::None
             || self.remove_border
+            || self.target_x_height_px > 0
             || self.upscale_below_dpi > 0
     }
 }
@@ -585,6 +600,8 @@ pub struct OcrConfig {
     pub orientation: OrientationMode,
     pub min_orientation_confidence: f32,
     pub page_segmentation_mode: u32,
+    /// Pages with no letter-sized ink skip recognition.
+    pub skip_pages_without_text: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -1069,6 +1086,10 @@ impl RawPipeline {
                 1,
                 13,
             ),
+            skip_pages_without_text: self
+                .ocr
+                .skip_pages_without_text
+                .unwrap_or(limits::DEFAULT_SKIP_PAGES_WITHOUT_TEXT),
         };
 
         let p = &self.preprocess;
@@ -1080,6 +1101,13 @@ impl RawPipeline {
             denoise: p.denoise.unwrap_or(off.denoise),
             binarize: p.binarize.unwrap_or(off.binarize),
             remove_border: p.remove_border.unwrap_or(off.remove_border),
+            target_x_height_px: c.in_range(
+                &p.target_x_height_px,
+                "preprocess.target_x_height_px",
+                limits::DEFAULT_TARGET_X_HEIGHT_PX,
+                0,
+                limits::MAX_TARGET_X_HEIGHT_PX,
+            ),
             upscale_below_dpi: c.in_range(
                 &p.upscale_below_dpi,
                 "preprocess.upscale_below_dpi",

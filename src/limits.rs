@@ -26,6 +26,12 @@ pub const CREDIBLE_DPI: std::ops::RangeInclusive<u32> = 70..=2400;
 
 /// A text layer with fewer non-blank characters than this counts as none.
 pub const DEFAULT_MIN_TEXT_LAYER_CHARS: usize = 16;
+/// The x-height, in pixels, pages are scaled to (`preprocess.target_x_height_px`).
+pub const DEFAULT_TARGET_X_HEIGHT_PX: u32 = 20;
+/// The largest x-height a pipeline may ask for.
+pub const MAX_TARGET_X_HEIGHT_PX: u32 = 200;
+/// Whether pages with no letter-sized ink skip recognition.
+pub const DEFAULT_SKIP_PAGES_WITHOUT_TEXT: bool = true;
 /// OSD confidence needed before a page is turned.
 pub const DEFAULT_MIN_ORIENTATION_CONFIDENCE: f32 = 2.0;
 /// Sentences in an extractive summary.

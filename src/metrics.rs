@@ -35,6 +35,16 @@ pub const JOB_DURATION_SECONDS: &str = "pagemill_job_duration_seconds";
 pub const PAGES: &str = "pagemill_pages_total";
 /// Mean Tesseract confidence per OCRed page, 0-100 (histogram; label pipeline).
 pub const OCR_CONFIDENCE: &str = "pagemill_ocr_page_confidence";
+/// Orientation detections run (counter; label outcome: `turned` or `kept`, after `first_`
+/// (the page's print ran sideways, or `orientation: always`) or `poor_reading_`).
+pub const OCR_ORIENTATION_CHECKS: &str = "pagemill_ocr_orientation_checks_total";
+/// The outcomes of [`OCR_ORIENTATION_CHECKS`], each counted from 0.
+pub const ORIENTATION_CHECK_OUTCOMES: [&str; 4] = [
+    "first_kept",
+    "first_turned",
+    "poor_reading_kept",
+    "poor_reading_turned",
+];
 /// Jobs accepted and not yet finished (gauge; label pipeline).
 pub const JOBS_IN_SYSTEM: &str = "pagemill_jobs_in_system";
 /// Pages of unfinished jobs and uploads, counted against the admission budget (gauge; label
@@ -160,6 +170,13 @@ pub fn describe() {
         "Submission to saved result"
     );
     describe_counter!(PAGES, "Pages finished, by outcome");
+    describe_counter!(
+        OCR_ORIENTATION_CHECKS,
+        "Orientation detections run, by why and what they found"
+    );
+    for outcome in ORIENTATION_CHECK_OUTCOMES {
+        metrics::counter!(OCR_ORIENTATION_CHECKS, "outcome" => outcome).increment(0);
+    }
     describe_histogram!(
         OCR_CONFIDENCE,
         "Mean Tesseract confidence of an OCRed page, 0-100"

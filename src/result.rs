@@ -38,6 +38,16 @@ pub struct SourceRecord {
 pub enum PageSource {
     Ocr,
     TextLayer,
+    /// Neither: the page was not recognized (`skipped` says why).
+    Skipped,
+}
+
+/// Why a page was not recognized.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SkipReason {
+    /// No letter-sized ink on the page: blank, or a separator sheet.
+    NoText,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -53,21 +63,32 @@ pub struct PageRecord {
     /// Clockwise degrees preprocessing turned the page to level its lines (0 if it did not).
     #[serde(default)]
     pub deskew: f32,
+    /// The scale the page was read at: its pixels per source pixel, chosen by the size of its
+    /// print (`preprocess.target_x_height_px`). Word boxes are in the source's pixels.
+    #[serde(default = "unscaled")]
+    pub scale: f32,
     pub words: Vec<WordRecord>,
     pub millis: u64,
     /// Why this page has no text, if it failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<ErrorRecord>,
+    /// Why the page was not recognized, when it was skipped (`ocr.skip_pages_without_text`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<SkipReason>,
     /// hOCR and ALTO fragments for the files written beside the result; not in the JSON.
     #[serde(skip)]
     pub layout: crate::stages::ocr::PageLayout,
+}
+
+fn unscaled() -> f32 {
+    1.0
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct WordRecord {
     pub text: String,
     pub confidence: f32,
-    /// `[left, top, right, bottom]` in pixels of the (upright) page image.
+    /// `[left, top, right, bottom]` in pixels of the (upright) source page image.
     pub bbox: [u32; 4],
 }
 

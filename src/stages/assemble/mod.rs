@@ -15,7 +15,7 @@ use crate::error::JobError;
 use crate::journal::Journal;
 use crate::metrics as m;
 use crate::progress::Progress;
-use crate::result::{JobResult, PageRecord, PageSource, Timings};
+use crate::result::{JobResult, PageRecord, PageSource, SkipReason, Timings};
 use crate::stages::ocr::PageOcr;
 use crate::stages::summarize::SummarizeMsg;
 use crate::stages::{Downstream, JobInfo, SourceInfo};
@@ -39,6 +39,8 @@ pub enum PageOutcome {
         invisible: bool,
     },
     Failed(JobError),
+    /// Not recognized, for this reason.
+    Skipped(SkipReason),
     /// Finished by an earlier run of the job and checkpointed in the journal.
     Restored(Box<PageRecord>),
 }
@@ -84,9 +86,11 @@ fn page_record(page: FinishedPage, assembly: &mut Assembly) -> PageRecord {
                 confidence: Some(ocr.confidence),
                 rotation: ocr.rotation,
                 deskew: ocr.deskew_degrees,
+                scale: ocr.scale,
                 words: ocr.words,
                 millis: ocr.millis + page.render_ms,
                 error: None,
+                skipped: None,
                 layout: ocr.layout,
             }
         }
@@ -103,12 +107,28 @@ fn page_record(page: FinishedPage, assembly: &mut Assembly) -> PageRecord {
                 confidence: None,
                 rotation: 0,
                 deskew: 0.0,
+                scale: 1.0,
                 words: Vec::new(),
                 millis: page.render_ms,
                 error: None,
+                skipped: None,
                 layout: Default::default(),
             }
         }
+        PageOutcome::Skipped(reason) => PageRecord {
+            number,
+            source: PageSource::Skipped,
+            text: String::new(),
+            confidence: None,
+            rotation: 0,
+            deskew: 0.0,
+            scale: 1.0,
+            words: Vec::new(),
+            millis: page.render_ms,
+            error: None,
+            skipped: Some(reason),
+            layout: Default::default(),
+        },
         PageOutcome::Failed(e) => {
             let record = PageRecord {
                 number,
@@ -117,9 +137,11 @@ fn page_record(page: FinishedPage, assembly: &mut Assembly) -> PageRecord {
                 confidence: None,
                 rotation: 0,
                 deskew: 0.0,
+                scale: 1.0,
                 words: Vec::new(),
                 millis: page.render_ms,
                 error: Some(e.to_record()),
+                skipped: None,
                 layout: Default::default(),
             };
             if assembly
@@ -257,10 +279,11 @@ impl Actor for AssembleStage {
                     PageOutcome::TextLayer { .. } => "text_layer",
                     PageOutcome::Failed(_) => "failed",
                     PageOutcome::Restored(_) => "restored",
+                    PageOutcome::Skipped(_) => "skipped",
                 };
                 let checkpoint = matches!(
                     page.outcome,
-                    PageOutcome::Ocr(_) | PageOutcome::TextLayer { .. }
+                    PageOutcome::Ocr(_) | PageOutcome::TextLayer { .. } | PageOutcome::Skipped(_)
                 );
                 metrics::counter!(m::PAGES, "pipeline" => state.ctx.pipeline.name.clone(), "outcome" => outcome_label).increment(1);
                 Progress::add(&state.ctx.progress.pages_finished, 1);

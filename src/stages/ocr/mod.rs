@@ -3,9 +3,17 @@
 //! The pure work is [`ocr_page`]; it runs on the shared CPU pool with the calling thread's own
 //! engines (one per pool thread and language set, created once and reused: loading a model
 //! costs ~150 ms). The actor in [`actor`] schedules pages onto the pool and passes results to
-//! the assembler. Emits `pagemill_pages_total` and `pagemill_ocr_page_confidence`.
+//! the assembler. Emits `pagemill_pages_total`, `pagemill_ocr_page_confidence` and
+//! `pagemill_ocr_orientation_checks_total`.
+//!
+//! Orientation detection (Tesseract's OSD) costs about a fifth of a page's CPU, and nearly
+//! every page is upright. With `orientation: auto` it runs first only on pages whose print
+//! runs up or down the page (measured in the render stage), and otherwise only when the
+//! upright reading is poor (mean confidence below [`POOR_READING_CONFIDENCE`]): then the page
+//! is turned as OSD says and read again, and the better reading is kept.
 
 pub mod actor;
+pub mod layout_scale;
 pub mod tess;
 
 use std::cell::RefCell;
@@ -17,8 +25,14 @@ use image::{GrayImage, RgbImage};
 
 use crate::config::{OcrConfig, OrientationMode};
 use crate::error::JobError;
+use crate::metrics as m;
 use crate::result::WordRecord;
 use tess::Tesseract;
+
+/// An upright reading whose mean word confidence is below this may be of a page turned by
+/// 90, 180 or 270 degrees: orientation detection decides. Upright print reads at 80-95 on
+/// clean scans and in the 60s and 70s on old or poor ones; turned print reads far lower.
+pub const POOR_READING_CONFIDENCE: f32 = 50.0;
 
 /// A page's pixels: grayscale, or colour for colour sources. Tesseract separates ink from
 /// paper on each colour channel, which reads faint or coloured print better than one gray
@@ -79,6 +93,11 @@ pub struct PageImage {
     pub cost: u64,
     /// Clockwise degrees preprocessing turned the page to level its lines.
     pub deskew_degrees: f32,
+    /// How much preprocessing scaled the page: its pixels are this many times the source's.
+    /// Word boxes and layouts are scaled back, so they stay in the source's coordinates.
+    pub scale: f32,
+    /// Whether its print seemed to run up or down the page (see `render::text_size`).
+    pub sideways: bool,
 }
 
 impl PageImage {
@@ -91,6 +110,8 @@ impl PageImage {
             dpi,
             cost,
             deskew_degrees: 0.0,
+            scale: 1.0,
+            sideways: false,
         }
     }
 }
@@ -110,8 +131,12 @@ pub struct PageOcr {
     pub words: Vec<WordRecord>,
     /// Clockwise degrees the page was turned before recognition.
     pub rotation: u32,
+    /// Whether orientation detection ran on the page.
+    pub orientation_checked: bool,
     /// Clockwise degrees preprocessing turned the page to level its lines.
     pub deskew_degrees: f32,
+    /// The scale the page was read at (its pixels per source pixel).
+    pub scale: f32,
     pub millis: u64,
     /// The page as Tesseract lays it out, when the pipeline writes those formats.
     pub layout: PageLayout,
@@ -135,13 +160,16 @@ pub struct PageLayout {
 pub struct PageRaster {
     pub width: u32,
     pub height: u32,
+    /// The image's resolution.
     pub dpi: u32,
+    /// Image pixels per source pixel: word boxes are in the source's coordinates.
+    pub scale: f32,
     pub rgb: bool,
     pub zlib: Vec<u8>,
 }
 
 impl PageRaster {
-    pub fn compress(pixels: &PagePixels, dpi: u32) -> PageRaster {
+    pub fn compress(pixels: &PagePixels, dpi: u32, scale: f32) -> PageRaster {
         use std::io::Write;
         let (width, height) = pixels.dimensions();
         let (samples, rgb) = match pixels {
@@ -156,11 +184,22 @@ impl PageRaster {
             width,
             height,
             dpi,
+            scale,
             rgb,
             zlib: encoder.finish().expect("writing to memory cannot fail"),
         }
     }
 }
+
+/// Tesseract parameters pagemill sets on every recognition engine: each was measured on its
+/// own on the corpus (`cargo bench --bench ocr_settings`, figures in `benches/README.md`) and
+/// kept because it saves CPU without changing a character of any ground-truthed page.
+/// - `tessedit_do_invert=0`: no second reading of each line as white-on-black text;
+/// - `textord_tabfind_find_tables=0`: no table detection in the layout analysis.
+pub const ENGINE_SETTINGS: &[(&str, &str)] = &[
+    ("tessedit_do_invert", "0"),
+    ("textord_tabfind_find_tables", "0"),
+];
 
 /// Engines owned by one pool thread, keyed by language set.
 #[derive(Default)]
@@ -172,8 +211,11 @@ pub struct Engines {
 impl Engines {
     fn text_engine(&mut self, languages: &str) -> Result<&mut Tesseract, JobError> {
         if !self.text.contains_key(languages) {
-            let engine =
+            let mut engine =
                 Tesseract::new(languages).map_err(|e| JobError::OcrFailed(e.to_string()))?;
+            for (name, value) in ENGINE_SETTINGS {
+                engine.set_variable(name, value);
+            }
             self.text.insert(languages.to_string(), engine);
         }
         Ok(self.text.get_mut(languages).expect("inserted above"))
@@ -199,7 +241,7 @@ pub fn warm_engines_on_this_thread(cfg: &OcrConfig) {
     ENGINES.with(|engines| {
         let mut engines = engines.borrow_mut();
         let _ = engines.text_engine(&cfg.languages);
-        if cfg.orientation == OrientationMode::Auto {
+        if cfg.orientation != OrientationMode::Off {
             let _ = engines.osd_engine();
         }
     });
@@ -221,8 +263,10 @@ pub fn ocr_page_on_this_thread(
     ENGINES.with(|engines| ocr_page(&mut engines.borrow_mut(), page, number, cfg, time_limit))
 }
 
-/// OCRs page `number` (1-based): detects its orientation and turns it upright if asked, then
-/// recognizes it, within `time_limit` (else the page fails with `ocr_timeout`).
+/// OCRs page `number` (1-based): turns it upright if asked (see the module doc for when
+/// orientation detection runs), then recognizes it, all within `time_limit` (else the page
+/// fails with `ocr_timeout`). Word boxes and layouts come back in the source page's
+/// coordinates, whatever scale preprocessing read it at.
 pub fn ocr_page(
     engines: &mut Engines,
     page: PageImage,
@@ -231,61 +275,159 @@ pub fn ocr_page(
     time_limit: Duration,
 ) -> Result<PageOcr, JobError> {
     let started = Instant::now();
-    let deskew_degrees = page.deskew_degrees;
-    let mut pixels = page.pixels;
+    let PageImage {
+        pixels,
+        dpi,
+        deskew_degrees,
+        scale,
+        sideways,
+        ..
+    } = page;
+    let detect_first = match cfg.orientation {
+        OrientationMode::Always => true,
+        OrientationMode::Auto => sideways,
+        OrientationMode::Off => false,
+    };
     let mut rotation = 0;
-    if cfg.orientation == OrientationMode::Auto {
-        let osd = engines.osd_engine()?;
-        osd.set_image(&pixels, page.dpi)
-            .map_err(|e| JobError::OcrFailed(e.to_string()))?;
-        if let Some(o) = osd.detect_orientation()
-            && o.confidence >= cfg.min_orientation_confidence
-        {
-            rotation = o.rotate_clockwise;
-        }
-        osd.clear();
-        pixels = pixels.rotated(rotation);
+    let mut orientation_checked = detect_first;
+    if detect_first {
+        rotation = detect_orientation(engines, &pixels, dpi, cfg, Reason::First)?;
     }
-
-    let engine = engines.text_engine(&cfg.languages)?;
-    engine.set_page_segmentation_mode(cfg.page_segmentation_mode);
-    engine
-        .set_image(&pixels, page.dpi)
-        .map_err(|e| JobError::OcrFailed(e.to_string()))?;
-    let raster = cfg
-        .keep_page_image
-        .then(|| PageRaster::compress(&pixels, page.dpi));
-    drop(pixels);
-    let recognized = engine.recognize_within(time_limit);
-    if let Err(e) = recognized {
-        engine.clear();
-        return Err(match e {
+    let mut pixels = pixels.rotated(rotation);
+    let read = |engines: &mut Engines, pixels: &PagePixels| {
+        let left = time_limit.saturating_sub(started.elapsed());
+        recognize(engines, pixels, dpi, number, cfg, left).map_err(|e| match e {
             tess::TessError::Timeout => JobError::OcrTimeout {
                 page: number,
                 limit_ms: time_limit.as_millis() as u64,
             },
             other => JobError::OcrFailed(other.to_string()),
-        });
-    }
-    let text = engine.utf8_text();
-    let words = parse_tsv_words(&engine.tsv_text());
-    let confidence = engine.mean_confidence().max(0) as f32;
-    let index = number.saturating_sub(1);
-    let layout = PageLayout {
-        hocr: cfg.keep_hocr.then(|| engine.hocr_text(index)),
-        alto: cfg.keep_alto.then(|| engine.alto_text(index)),
-        raster,
+        })
     };
-    engine.clear();
+    let mut reading = read(engines, &pixels)?;
+    if cfg.orientation == OrientationMode::Auto
+        && !detect_first
+        && reading.confidence < POOR_READING_CONFIDENCE
+    {
+        orientation_checked = true;
+        let turn = detect_orientation(engines, &pixels, dpi, cfg, Reason::PoorReading)?;
+        if turn != 0 {
+            let turned = pixels.clone().rotated(turn);
+            let again = read(engines, &turned)?;
+            if again.confidence > reading.confidence {
+                (reading, pixels, rotation) = (again, turned, turn);
+            }
+        }
+    }
+    let raster = cfg
+        .keep_page_image
+        .then(|| PageRaster::compress(&pixels, dpi, scale));
+    drop(pixels);
+    let Reading {
+        text,
+        confidence,
+        mut words,
+        hocr,
+        alto,
+    } = reading;
+    let (hocr, alto) = if scale == 1.0 {
+        (hocr, alto)
+    } else {
+        for word in &mut words {
+            word.bbox = word.bbox.map(|v| (v as f32 / scale).round() as u32);
+        }
+        let source_dpi = (dpi as f32 / scale).round() as u32;
+        (
+            hocr.map(|h| layout_scale::hocr_to_source(&h, scale, source_dpi)),
+            alto.map(|a| layout_scale::alto_to_source(&a, scale)),
+        )
+    };
     Ok(PageOcr {
         text,
         confidence,
         words,
         rotation,
+        orientation_checked,
         deskew_degrees,
+        scale,
         millis: started.elapsed().as_millis() as u64,
-        layout,
+        layout: PageLayout { hocr, alto, raster },
     })
+}
+
+/// What one recognition of a page gave.
+struct Reading {
+    text: String,
+    confidence: f32,
+    words: Vec<WordRecord>,
+    hocr: Option<String>,
+    alto: Option<String>,
+}
+
+/// Why orientation detection runs on a page.
+#[derive(Clone, Copy)]
+enum Reason {
+    /// Before recognition: the print runs sideways, or the pipeline says `always`.
+    First,
+    /// After an upright reading with low confidence.
+    PoorReading,
+}
+
+/// Clockwise degrees that turn the page upright, as OSD sees it with enough confidence (0
+/// otherwise).
+fn detect_orientation(
+    engines: &mut Engines,
+    pixels: &PagePixels,
+    dpi: u32,
+    cfg: &OcrConfig,
+    reason: Reason,
+) -> Result<u32, JobError> {
+    let osd = engines.osd_engine()?;
+    osd.set_image(pixels, dpi)
+        .map_err(|e| JobError::OcrFailed(e.to_string()))?;
+    let rotation = osd
+        .detect_orientation()
+        .filter(|o| o.confidence >= cfg.min_orientation_confidence)
+        .map_or(0, |o| o.rotate_clockwise);
+    osd.clear();
+    let outcome = match (reason, rotation) {
+        (Reason::First, 0) => "first_kept",
+        (Reason::First, _) => "first_turned",
+        (Reason::PoorReading, 0) => "poor_reading_kept",
+        (Reason::PoorReading, _) => "poor_reading_turned",
+    };
+    metrics::counter!(m::OCR_ORIENTATION_CHECKS, "outcome" => outcome).increment(1);
+    Ok(rotation)
+}
+
+/// Recognizes `pixels` as page `number` within `time_limit`.
+fn recognize(
+    engines: &mut Engines,
+    pixels: &PagePixels,
+    dpi: u32,
+    number: u32,
+    cfg: &OcrConfig,
+    time_limit: Duration,
+) -> Result<Reading, tess::TessError> {
+    let engine = engines
+        .text_engine(&cfg.languages)
+        .map_err(|_| tess::TessError::Init(cfg.languages.clone()))?;
+    engine.set_page_segmentation_mode(cfg.page_segmentation_mode);
+    engine.set_image(pixels, dpi)?;
+    if let Err(e) = engine.recognize_within(time_limit) {
+        engine.clear();
+        return Err(e);
+    }
+    let index = number.saturating_sub(1);
+    let reading = Reading {
+        text: engine.utf8_text(),
+        words: parse_tsv_words(&engine.tsv_text()),
+        confidence: engine.mean_confidence().max(0) as f32,
+        hocr: cfg.keep_hocr.then(|| engine.hocr_text(index)),
+        alto: cfg.keep_alto.then(|| engine.alto_text(index)),
+    };
+    engine.clear();
+    Ok(reading)
 }
 
 /// Words from Tesseract's TSV: level 5 rows, `left top width height conf text`.

@@ -42,29 +42,62 @@ pub enum TessError {
 impl Tesseract {
     /// Loads `languages` (e.g. "deu+eng") with the LSTM engine, from the default tessdata.
     pub fn new(languages: &str) -> Result<Tesseract, TessError> {
-        Self::with_engine_mode(languages, capi::TessOcrEngineMode_OEM_DEFAULT)
+        Self::with_init_variables(languages, &[])
+    }
+
+    /// Loads `languages` with parameters that only take effect while a model loads (such as
+    /// `load_system_dawg`), each a name and a value.
+    pub fn with_init_variables(
+        languages: &str,
+        variables: &[(&str, &str)],
+    ) -> Result<Tesseract, TessError> {
+        Self::with_engine_mode(languages, capi::TessOcrEngineMode_OEM_DEFAULT, variables)
     }
 
     /// Loads the orientation and script detection model.
     pub fn new_osd() -> Result<Tesseract, TessError> {
-        Self::with_engine_mode("osd", capi::TessOcrEngineMode_OEM_TESSERACT_ONLY)
+        Self::with_engine_mode("osd", capi::TessOcrEngineMode_OEM_TESSERACT_ONLY, &[])
     }
 
     fn with_engine_mode(
         languages: &str,
         mode: capi::TessOcrEngineMode,
+        variables: &[(&str, &str)],
     ) -> Result<Tesseract, TessError> {
-        let lang = CString::new(languages).map_err(|_| TessError::Init(languages.into()))?;
-        // SAFETY: create returns a fresh handle that we own; Init2 reads the C string only
-        // during the call.
+        let init_error = || TessError::Init(languages.into());
+        let lang = CString::new(languages).map_err(|_| init_error())?;
+        let c_strings = |i: usize| -> Result<Vec<CString>, TessError> {
+            variables
+                .iter()
+                .map(|v| CString::new(if i == 0 { v.0 } else { v.1 }).map_err(|_| init_error()))
+                .collect()
+        };
+        let (names, values) = (c_strings(0)?, c_strings(1)?);
+        let mut name_ptrs: Vec<*mut c_char> = names.iter().map(|n| n.as_ptr().cast_mut()).collect();
+        let mut value_ptrs: Vec<*mut c_char> =
+            values.iter().map(|v| v.as_ptr().cast_mut()).collect();
+        // SAFETY: create returns a fresh handle that we own; Init4 reads the C strings (which
+        // outlive the call) only during the call and writes through none of the pointers.
         unsafe {
             let handle = capi::TessBaseAPICreate();
             if handle.is_null() {
-                return Err(TessError::Init(languages.into()));
+                return Err(init_error());
             }
             let engine = Tesseract { handle };
-            if capi::TessBaseAPIInit2(handle, ptr::null(), lang.as_ptr(), mode) != 0 {
-                return Err(TessError::Init(languages.into()));
+            let rc = capi::TessBaseAPIInit4(
+                handle,
+                ptr::null(),
+                lang.as_ptr(),
+                mode,
+                ptr::null_mut(),
+                0,
+                name_ptrs.as_mut_ptr(),
+                value_ptrs.as_mut_ptr(),
+                name_ptrs.len(),
+                0,
+            );
+            if rc != 0 {
+                return Err(init_error());
             }
             let mut engine = engine;
             // Tesseract prints per-page diagnostics ("Detected 451 diacritics", "Invalid

@@ -5,7 +5,7 @@
 use image::{GrayImage, RgbImage};
 use leptess::capi;
 
-use crate::stages::ocr::PagePixels;
+use crate::stages::ocr::{PagePixels, luminance};
 
 /// An owned Leptonica image.
 pub struct Pix {
@@ -147,6 +147,96 @@ impl Pix {
                 }
             },
         )
+    }
+
+    /// [`Pix::threshold_gray`] for gray or colour pages, colour seen as Tesseract's gray.
+    pub fn threshold_pixels(pixels: &PagePixels, threshold: u8) -> Result<Pix, LeptError> {
+        match pixels {
+            PagePixels::Gray(gray) => Pix::threshold_gray(gray, threshold),
+            PagePixels::Rgb(rgb) => {
+                Pix::filled_row_by_row(rgb.width(), rgb.height(), 1, rgb.as_raw(), |row, words| {
+                    for (word, px) in words.iter_mut().zip(row.chunks(96)) {
+                        *word = px
+                            .chunks_exact(3)
+                            .enumerate()
+                            .filter(|&(_, p)| luminance([p[0], p[1], p[2]]) < threshold)
+                            .fold(0u32, |bits, (i, _)| bits | (1 << (31 - i)));
+                    }
+                })
+            }
+        }
+    }
+
+    /// An 8-bit gray copy: colour weighted as Tesseract weighs it, gray as it is.
+    pub fn to_gray_pix(&self) -> Result<Pix, LeptError> {
+        match self.depth() {
+            // SAFETY: valid 32-bit pix; new image owned by the result.
+            32 => Pix::own(
+                unsafe { capi::pixConvertRGBToGray(self.raw, 0.3, 0.5, 0.2) },
+                "convert to gray",
+            ),
+            // SAFETY: valid pix; pixConvertTo8 returns a new image we own.
+            _ => Pix::own(
+                unsafe { capi::pixConvertTo8(self.raw, 0) },
+                "convert to gray",
+            ),
+        }
+    }
+
+    /// An 8-bit gray image with its background (paper, however unevenly lit or tinted)
+    /// brought to one level, 200, so that one threshold separates ink from paper everywhere.
+    pub fn background_normalized(&self) -> Result<Pix, LeptError> {
+        // SAFETY: valid 8-bit pix; no mask or gray map given; new image owned by the result.
+        Pix::own(
+            unsafe {
+                capi::pixBackgroundNormSimple(self.raw, std::ptr::null_mut(), std::ptr::null_mut())
+            },
+            "normalize the background",
+        )
+    }
+
+    /// How many pixels of this 8-bit image have each gray level.
+    pub fn gray_histogram(&self) -> Result<[u64; 256], LeptError> {
+        // SAFETY: valid 8-bit pix; the numa is ours and destroyed below, read through an
+        // out-pointer to a live local.
+        unsafe {
+            let mut numa = capi::pixGetGrayHistogram(self.raw, 1);
+            if numa.is_null() {
+                return Err(LeptError("count gray levels"));
+            }
+            let mut counts = [0u64; 256];
+            let levels = capi::numaGetCount(numa).clamp(0, 256) as usize;
+            for (level, count) in counts.iter_mut().enumerate().take(levels) {
+                let mut value = 0;
+                capi::numaGetIValue(numa, level as i32, &mut value);
+                *count = value.max(0) as u64;
+            }
+            capi::numaDestroy(&mut numa);
+            Ok(counts)
+        }
+    }
+
+    /// The bounding boxes (`x, y, width, height`) of the 8-connected foreground components
+    /// of a 1-bit image.
+    pub fn component_boxes(&self) -> Result<Vec<[u32; 4]>, LeptError> {
+        // SAFETY: valid 1-bit pix; a null pixa asks for boxes only; the boxa is ours and
+        // destroyed below, each box read through out-pointers to live locals.
+        unsafe {
+            let mut boxa = capi::pixConnCompBB(self.raw, 8);
+            if boxa.is_null() {
+                return Err(LeptError("find connected components"));
+            }
+            let count = capi::boxaGetCount(boxa).max(0);
+            let mut boxes = Vec::with_capacity(count as usize);
+            for i in 0..count {
+                let (mut x, mut y, mut w, mut h) = (0, 0, 0, 0);
+                if capi::boxaGetBoxGeometry(boxa, i, &mut x, &mut y, &mut w, &mut h) == 0 {
+                    boxes.push([x, y, w, h].map(|v| v.max(0) as u32));
+                }
+            }
+            capi::boxaDestroy(&mut boxa);
+            Ok(boxes)
+        }
     }
 
     /// Copies the image back out as 8-bit grayscale, converting from 1 bit if need be.

@@ -13,6 +13,7 @@ pub mod image_pages;
 pub mod lept;
 pub mod pdf;
 pub mod preprocess;
+pub mod text_size;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -26,6 +27,7 @@ use crate::error::JobError;
 use crate::limits::MAX_RENDER_SIDE_PX;
 use crate::metrics as m;
 use crate::progress::Progress;
+use crate::result::SkipReason;
 use crate::stages::assemble::{AssembleMsg, Expectation, FinishedPage, PageOutcome};
 use crate::stages::ocr::actor::{OcrMsg, OcrWork};
 use crate::stages::ocr::{PageImage, PagePixels};
@@ -39,11 +41,14 @@ pub enum PageInput {
     Image(PageImage),
     /// The PDF's own text; `invisible` when it is an OCR layer added by another tool.
     TextLayer { text: String, invisible: bool },
+    /// No letter-sized ink on the page (a blank or separator sheet): nothing to recognize.
+    NoText,
 }
 
 /// Prepares page `index` (0-based): its text layer if the pipeline takes it, else its pixels,
-/// after checking the page's pixel count against the limit *before* any pixel is allocated,
-/// then cleaned up by the pipeline's preprocessing steps.
+/// after checking the page's pixel count against the limit *before* any pixel is allocated;
+/// then measures its print ([`text_size`]) and, unless it has none to read, cleans it up and
+/// scales it by the pipeline's preprocessing steps.
 pub fn prepare_page(
     doc: &Document,
     index: u32,
@@ -53,14 +58,22 @@ pub fn prepare_page(
         Pixels::TextLayer(input) => return Ok(input),
         Pixels::Image(pixels, dpi) => (pixels, dpi),
     };
+    let text =
+        text_size::measure(&pixels).map_err(|e| JobError::PreprocessFailed(e.to_string()))?;
+    if pipeline.ocr.skip_pages_without_text && text.letters == 0 {
+        return Ok(PageInput::NoText);
+    }
     let (pixels, done) = preprocess::preprocess(
         pixels,
         dpi,
+        &text,
         &pipeline.preprocess,
         pipeline.limits.max_page_pixels,
     )?;
     let mut image = PageImage::new(pixels, done.dpi);
     image.deskew_degrees = done.deskew_degrees;
+    image.scale = done.scale;
+    image.sideways = text.sideways;
     Ok(PageInput::Image(image))
 }
 
@@ -342,6 +355,10 @@ async fn render_page(
         Ok(PageInput::TextLayer { text, invisible }) => {
             ctx.count_sent("render", 1);
             PageOutcome::TextLayer { text, invisible }
+        }
+        Ok(PageInput::NoText) => {
+            ctx.count_sent("render", 1);
+            PageOutcome::Skipped(SkipReason::NoText)
         }
         Err(e) => {
             ctx.count_error("render", e.code());

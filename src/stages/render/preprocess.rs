@@ -1,7 +1,14 @@
-//! Page preprocessing before OCR, in the render stage on the shared pool: softening the
-//! edges of black-and-white scans, upscaling of low-resolution images, deskew, contrast
-//! normalization for faded pages, denoising, adaptive (Sauvola) binarization and removal of
-//! dark scan borders, each chosen in the pipeline YAML.
+//! Page preprocessing before OCR, in the render stage on the shared pool: scaling the page
+//! so its print reaches Tesseract at the size it reads best, softening the edges of
+//! black-and-white scans, deskew, contrast normalization for faded pages, denoising, adaptive
+//! (Sauvola) binarization and removal of dark scan borders, each chosen in the pipeline YAML.
+//!
+//! Scaling goes by the print, not by the declared resolution ([`super::text_size`]): a page
+//! whose x-height is far below `target_x_height_px` is enlarged, one far above it (a 600-DPI
+//! scan, large print) is reduced, which also makes every later step and recognition cheaper.
+//! Pages within [`KEEP_SCALE`] of the target, and pages with too few letters to measure, are
+//! left as they are: resampling costs sharpness, and gains nothing there.
+//! `upscale_below_dpi` is the older rule by declared resolution, kept as an explicit override.
 //!
 //! Tesseract reads a 1-bit scan better once its stair-stepped edges are softened to gray
 //! ones like those of the anti-aliased text its models were trained on (a 3x3 mean; see
@@ -20,6 +27,22 @@ use crate::stages::ocr::PagePixels;
 use image::GrayImage;
 
 use super::lept::{LeptError, Pix};
+use super::text_size::TextSize;
+
+/// Scale factors within this range of 1 are not applied: the page's print is close enough
+/// to the target that resampling would cost more than it gains.
+pub const KEEP_SCALE: std::ops::RangeInclusive<f32> = 0.8..=1.25;
+/// A page's print is measured from at least this many letters before it is scaled by it.
+pub const MIN_LETTERS_TO_SCALE: usize = 20;
+/// The most a page is enlarged by its print.
+const MAX_SCALE: f32 = 4.0;
+/// The most a page is reduced by its print: halved. A page whose lines of heavy print touch
+/// measures up to twice its true x-height, and is not reduced below readable size so.
+const MIN_SCALE: f32 = 0.5;
+/// Print measured smaller than this is not enlarged: at that size the "letters" are more
+/// likely specks of a picture, a halftone or music than text (10-point print at 72 DPI
+/// measures 4-5 px).
+const MIN_X_HEIGHT_TO_ENLARGE: u32 = 4;
 
 /// The smallest skew worth a rotation, in degrees: below it, rotating costs sharpness and
 /// gains nothing (Leptonica's own deskew uses 0.1°).
@@ -34,23 +57,27 @@ const INK_THRESHOLD: i32 = 160;
 pub struct Preprocessed {
     /// Clockwise degrees the page was turned to level its lines (0 when it was not).
     pub deskew_degrees: f32,
-    /// The resolution after any upscaling.
+    /// The resolution after any scaling.
     pub dpi: u32,
+    /// How much the page was scaled: its pixels are this many times the source's.
+    pub scale: f32,
 }
 
-/// Applies the pipeline's preprocessing steps to one page. A colour page stays in colour
-/// unless a step needs gray (contrast, denoise, binarize, border removal) or it is black and white
-/// only. Upscaling never
-/// makes a page larger than `max_pixels`.
+/// Applies the pipeline's preprocessing steps to one page whose print measures `text`. A
+/// colour page stays in colour unless a step needs gray (contrast, denoise, binarize, border
+/// removal) or it is black and white only. Scaling never makes a page larger than
+/// `max_pixels`.
 pub fn preprocess(
     pixels: PagePixels,
     dpi: u32,
+    text: &TextSize,
     cfg: &PreprocessConfig,
     max_pixels: u64,
 ) -> Result<(PagePixels, Preprocessed), JobError> {
     let mut report = Preprocessed {
         deskew_degrees: 0.0,
         dpi,
+        scale: 1.0,
     };
     if !cfg.any() {
         return Ok((pixels, report));
@@ -76,17 +103,10 @@ pub fn preprocess(
         }
     };
 
-    if cfg.upscale_below_dpi > 0 && dpi < cfg.upscale_below_dpi && dpi > 0 {
-        let factor = cfg.working_dpi as f32 / dpi as f32;
-        let (width, height) = pixels.dimensions();
-        let (w, h) = (width as f32 * factor, height as f32 * factor);
-        if w <= MAX_RENDER_SIDE_PX as f32
-            && h <= MAX_RENDER_SIDE_PX as f32
-            && (w as f64) * (h as f64) <= max_pixels as f64
-        {
-            changed = Some(current(&mut changed)?.scale(factor).map_err(failed)?);
-            report.dpi = cfg.working_dpi;
-        }
+    if let Some(factor) = scale_factor(cfg, dpi, text, pixels.dimensions(), max_pixels) {
+        changed = Some(current(&mut changed)?.scale(factor).map_err(failed)?);
+        report.scale = factor;
+        report.dpi = ((dpi as f32 * factor).round() as u32).max(1);
     }
     if cfg.normalize_contrast {
         changed = Some(
@@ -114,7 +134,7 @@ pub fn preprocess(
         }
     }
     // Upscaling and rotation already resample a black-and-white page into gray edges.
-    if bilevel && report.deskew_degrees == 0.0 && report.dpi == dpi {
+    if bilevel && report.deskew_degrees == 0.0 && report.scale == 1.0 {
         changed = Some(current(&mut changed)?.mean_3x3().map_err(failed)?);
     }
     if cfg.remove_border {
@@ -136,6 +156,42 @@ pub fn preprocess(
         Some(pix) => Ok((pix.to_pixels().map_err(failed)?, report)),
         None => Ok((pixels, report)),
     }
+}
+
+/// How much to scale a page of `dimensions` at `dpi` whose print measures `text`, if at all:
+/// to `working_dpi` when the declared resolution is below `upscale_below_dpi` (the explicit
+/// override), else to bring its x-height to `target_x_height_px`, unless that is within
+/// [`KEEP_SCALE`]. Never past `max_pixels` or the largest side the renderer supports.
+pub fn scale_factor(
+    cfg: &PreprocessConfig,
+    dpi: u32,
+    text: &TextSize,
+    (width, height): (u32, u32),
+    max_pixels: u64,
+) -> Option<f32> {
+    let factor = if cfg.upscale_below_dpi > 0 && dpi < cfg.upscale_below_dpi && dpi > 0 {
+        cfg.working_dpi as f32 / dpi as f32
+    } else if cfg.target_x_height_px > 0
+        && text.letters >= MIN_LETTERS_TO_SCALE
+        && text.x_height > 0
+    {
+        let factor =
+            (cfg.target_x_height_px as f32 / text.x_height as f32).clamp(MIN_SCALE, MAX_SCALE);
+        if KEEP_SCALE.contains(&factor) || (factor > 1.0 && text.x_height < MIN_X_HEIGHT_TO_ENLARGE)
+        {
+            return None;
+        }
+        factor
+    } else {
+        return None;
+    };
+    let (w, h) = (width as f32 * factor, height as f32 * factor);
+    let fits = w >= 1.0
+        && h >= 1.0
+        && w <= MAX_RENDER_SIDE_PX as f32
+        && h <= MAX_RENDER_SIDE_PX as f32
+        && (w as f64) * (h as f64) <= max_pixels as f64;
+    fits.then_some(factor)
 }
 
 /// Brings a page drawn from 1-bit scans back to black and white, undoing the gray that
@@ -173,7 +229,9 @@ mod tests {
     }
 
     fn run(page: GrayImage, dpi: u32, cfg: &PreprocessConfig) -> (GrayImage, Preprocessed) {
-        let (out, report) = preprocess(PagePixels::Gray(page), dpi, cfg, u64::MAX).unwrap();
+        let pixels = PagePixels::Gray(page);
+        let text = super::super::text_size::measure(&pixels).unwrap();
+        let (out, report) = preprocess(pixels, dpi, &text, cfg, u64::MAX).unwrap();
         (gray(out), report)
     }
 
@@ -236,7 +294,14 @@ mod tests {
             let v = page.get_pixel(x, y)[0];
             Rgb([v, v, v])
         });
-        let (out, _) = preprocess(PagePixels::Rgb(colour), 300, &cfg, u64::MAX).unwrap();
+        let (out, _) = preprocess(
+            PagePixels::Rgb(colour),
+            300,
+            &TextSize::NONE,
+            &cfg,
+            u64::MAX,
+        )
+        .unwrap();
         assert_eq!(gray(out), smoothed);
     }
 
@@ -273,9 +338,68 @@ mod tests {
         let (out, report) = run(lined_page(0.0), 300, &cfg);
         assert_eq!((report.dpi, out.width()), (300, 900));
         // Never past the pipeline's pixel limit.
-        let (out, report) =
-            preprocess(PagePixels::Gray(lined_page(0.0)), 100, &cfg, 1_000_000).unwrap();
+        let (out, report) = preprocess(
+            PagePixels::Gray(lined_page(0.0)),
+            100,
+            &TextSize::NONE,
+            &cfg,
+            1_000_000,
+        )
+        .unwrap();
         assert_eq!((report.dpi, out.dimensions()), (100, (900, 700)));
+    }
+
+    #[test]
+    fn pages_are_scaled_by_their_print_within_limits() {
+        let cfg = PreprocessConfig {
+            target_x_height_px: 20,
+            ..PreprocessConfig::none()
+        };
+        let print = |x_height, letters| TextSize {
+            x_height,
+            letters,
+            sideways: false,
+        };
+        let page = (2000, 3000);
+        let factor = |text: TextSize, dpi: u32| scale_factor(&cfg, dpi, &text, page, u64::MAX);
+        // Large print is reduced, small print enlarged, whatever the declared resolution.
+        assert_eq!(factor(print(32, 500), 300), Some(0.625));
+        assert_eq!(factor(print(32, 500), 72), Some(0.625));
+        assert_eq!(factor(print(5, 500), 300), Some(4.0));
+        assert_eq!(factor(print(8, 500), 600), Some(2.5));
+        // Never below half, nor above four times.
+        assert_eq!(factor(print(90, 500), 300), Some(0.5));
+        assert_eq!(factor(print(4, 500), 300), Some(4.0));
+        // Close to the target, or too few letters to tell, or specks: left alone.
+        assert_eq!(factor(print(22, 500), 300), None);
+        assert_eq!(factor(print(17, 500), 300), None);
+        assert_eq!(factor(print(40, 5), 300), None);
+        assert_eq!(factor(print(3, 500), 300), None);
+        // Never past the pixel limit.
+        assert_eq!(
+            scale_factor(&cfg, 300, &print(5, 500), page, 10_000_000),
+            None
+        );
+        // The override by declared resolution wins where it applies.
+        let by_dpi = PreprocessConfig {
+            upscale_below_dpi: 150,
+            working_dpi: 300,
+            ..cfg
+        };
+        assert_eq!(
+            scale_factor(&by_dpi, 100, &print(40, 500), page, u64::MAX),
+            Some(3.0)
+        );
+        assert_eq!(
+            scale_factor(&by_dpi, 300, &print(40, 500), page, u64::MAX),
+            Some(0.5)
+        );
+        // Off: nothing is scaled.
+        let off = PreprocessConfig::none();
+        assert_eq!(
+            scale_factor(&off, 300, &print(40, 500), page, u64::MAX),
+            None
+        );
     }
 
     #[test]

@@ -118,7 +118,8 @@ fn scan_page(page: &PageRecord, raster: &PageRaster, width: f32, height: f32) ->
     content.x_object(IMAGE);
     content.restore_state();
 
-    let scale = 72.0 / raster.dpi.max(1) as f32;
+    // Word boxes are in the source page's pixels; the image may be at another scale.
+    let scale = 72.0 * raster.scale / raster.dpi.max(1) as f32;
     // One size for the page, the median word height, so that the words of a line share it.
     let mut heights: Vec<u32> = page.words.iter().map(|w| w.bbox[3] - w.bbox[1]).collect();
     heights.sort_unstable();

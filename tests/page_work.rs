@@ -1,0 +1,213 @@
+//! Less Tesseract work per page without losing a character, through the whole pipeline with
+//! real Tesseract: pages are scaled by the size of their print whatever resolution they
+//! declare, blank pages skip recognition, and orientation detection runs only where it pays.
+
+mod common;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use common::*;
+use image::GrayImage;
+use pagemill::config::OrientationMode;
+use pagemill::stages::ocr::{Engines, PageImage, PagePixels, ocr_page};
+
+/// Writes `gray` as a PNG declaring `dpi`.
+fn write_png(path: &Path, gray: &GrayImage, dpi: u32) {
+    let file = std::fs::File::create(path).unwrap();
+    let mut encoder = png::Encoder::new(std::io::BufWriter::new(file), gray.width(), gray.height());
+    encoder.set_color(png::ColorType::Grayscale);
+    encoder.set_depth(png::BitDepth::Eight);
+    let per_metre = (dpi as f64 / 0.0254).round() as u32;
+    encoder.set_pixel_dims(Some(png::PixelDimensions {
+        xppu: per_metre,
+        yppu: per_metre,
+        unit: png::Unit::Meter,
+    }));
+    let mut writer = encoder.write_header().unwrap();
+    writer.write_image_data(gray.as_raw()).unwrap();
+    writer.finish().unwrap();
+}
+
+/// The page used: linn.png from the corpus (300 DPI, 10-point print), or the phototest fixture
+/// (200 DPI) on a fresh clone; with its ground truth and resolution.
+fn source_page() -> (GrayImage, String, u32, String) {
+    let (path, dpi) = match corpus("low_and_high_resolution_pages (linn.png; phototest.tif used)") {
+        Some(corpus) => (corpus.join("linn.png"), 300),
+        None => (fixture("phototest.tif"), 200),
+    };
+    let gray = image::open(&path).unwrap().to_luma8();
+    let truth = std::fs::read_to_string(format!("{}.gt.txt", path.display())).unwrap();
+    let name = path.file_name().unwrap().to_string_lossy().into_owned();
+    (gray, truth, dpi, name)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn low_and_high_resolution_pages_read_like_the_original() {
+    let (page, truth, dpi, name) = source_page();
+    let dir = tempfile::tempdir().unwrap();
+    // (file, target resolution, declared resolution)
+    let mut variants: Vec<(PathBuf, u32, u32)> = Vec::new();
+    for (target, declared) in [
+        (dpi, dpi),
+        (72, 72),
+        (72, 300),
+        (100, 100),
+        (100, 300),
+        (2 * dpi, 2 * dpi),
+    ] {
+        let factor = target as f64 / dpi as f64;
+        let (w, h) = (
+            (page.width() as f64 * factor).round() as u32,
+            (page.height() as f64 * factor).round() as u32,
+        );
+        let resized = image::imageops::resize(&page, w, h, image::imageops::FilterType::Triangle);
+        let path = dir.path().join(format!("{target}dpi-as-{declared}.png"));
+        write_png(&path, &resized, declared);
+        variants.push((path, target, declared));
+    }
+    let out = tempfile::tempdir().unwrap();
+    let files: Vec<PathBuf> = variants.iter().map(|v| v.0.clone()).collect();
+    let events = run_files(pipeline(out.path(), &[]), &files, None).await;
+    let mut report = Vec::new();
+    let mut results = Vec::new();
+    for ((_, target, declared), event) in variants.iter().zip(events) {
+        assert!(event.error.is_none(), "{target} dpi: {:?}", event.error);
+        let result = read_result(event.result_path.as_ref().unwrap());
+        let got = 100.0 * cer(&result.text, &truth);
+        let page = &result.pages[0];
+        report.push(format!(
+            "{name} at {target} DPI declared {declared}: CER {got:.2}%, read at scale {:.2}",
+            page.scale
+        ));
+        results.push((*target, got, page.scale, result));
+    }
+    eprintln!("{}", report.join("\n"));
+    let original = results[0].1;
+    for (target, got, _, _) in &results {
+        assert!(
+            *got <= original + 1.0,
+            "{target} DPI: CER {got:.2}% is more than a point worse than the original's {original:.2}%\n{}",
+            report.join("\n")
+        );
+    }
+    // The double-resolution page is reduced to the print size the original is read at, so it
+    // costs no more than 1.2x its pixels (and so about its CPU: the bench measures that).
+    let (_, _, original_scale, _) = &results[0];
+    let (_, _, double_scale, double) = &results[5];
+    let pixels = |scale: f32, factor: f32| (scale * factor).powi(2);
+    assert!(
+        pixels(*double_scale, 2.0) <= 1.2 * pixels(*original_scale, 1.0),
+        "the {}-DPI page is read at scale {double_scale}, the original at {original_scale}",
+        2 * dpi
+    );
+    // Word boxes stay in the source page's coordinates: the double-resolution page's boxes are
+    // about twice the original's.
+    let widest = |r: &pagemill::result::JobResult| {
+        r.pages[0]
+            .words
+            .iter()
+            .map(|w| w.bbox[2])
+            .max()
+            .unwrap_or(0) as f64
+    };
+    let ratio = widest(double) / widest(&results[0].3);
+    assert!((1.9..=2.1).contains(&ratio), "box ratio {ratio}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn blank_pages_skip_recognition_and_say_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut blank = GrayImage::from_pixel(1700, 2200, image::Luma([246]));
+    // Dust: a few specks, none letter-sized.
+    for (x, y) in [(100, 100), (900, 1500), (1600, 40)] {
+        blank.put_pixel(x, y, image::Luma([30]));
+    }
+    let path = dir.path().join("blank.png");
+    write_png(&path, &blank, 200);
+    let out = tempfile::tempdir().unwrap();
+    let events = run_files(
+        pipeline(out.path(), &[]),
+        &[path.clone(), fixture("phototest.tif")],
+        None,
+    )
+    .await;
+    assert!(events[0].error.is_none(), "{:?}", events[0].error);
+    let result = read_result(events[0].result_path.as_ref().unwrap());
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(events[0].result_path.as_ref().unwrap()).unwrap())
+            .unwrap();
+    assert_eq!(json["pages"][0]["source"], "skipped");
+    assert_eq!(json["pages"][0]["skipped"], "no_text");
+    assert!(result.pages[0].text.is_empty());
+    // A page with print is still read.
+    let text = read_result(events[1].result_path.as_ref().unwrap()).text;
+    assert!(text.contains("quick brown dog"), "{text}");
+
+    // With the setting off, the blank page is recognized (and yields nothing).
+    let events = run_files(
+        pipeline(
+            out.path(),
+            &[(
+                "skip_pages_without_text: true",
+                "skip_pages_without_text: false",
+            )],
+        ),
+        &[path],
+        None,
+    )
+    .await;
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(events[0].result_path.as_ref().unwrap()).unwrap())
+            .unwrap();
+    assert_eq!(json["pages"][0]["source"], "ocr");
+}
+
+#[test]
+fn orientation_detection_runs_only_where_the_upright_reading_is_poor() {
+    let out = tempfile::tempdir().unwrap();
+    let cfg = pipeline(out.path(), &[]).ocr;
+    assert_eq!(cfg.orientation, OrientationMode::Auto);
+    let upright = image::open(fixture("phototest.tif")).unwrap().to_luma8();
+    let mut engines = Engines::default();
+    let limit = std::time::Duration::from_secs(120);
+    let read = |engines: &mut Engines, gray: GrayImage| {
+        ocr_page(
+            engines,
+            PageImage::new(PagePixels::Gray(gray), 200),
+            1,
+            &cfg,
+            limit,
+        )
+        .unwrap()
+    };
+    let page = read(&mut engines, upright.clone());
+    assert!(!page.orientation_checked, "an upright page needs no OSD");
+    assert_eq!(page.rotation, 0);
+    assert!(page.text.contains("quick brown dog"), "{}", page.text);
+    for (turned, rotation) in [
+        (image::imageops::rotate90(&upright), 270),
+        (image::imageops::rotate180(&upright), 180),
+        (image::imageops::rotate270(&upright), 90),
+    ] {
+        let page = read(&mut engines, turned);
+        assert!(page.orientation_checked);
+        assert_eq!(page.rotation, rotation, "{}", page.text);
+        assert!(page.text.contains("quick brown dog"), "{}", page.text);
+    }
+    // `always` checks every page.
+    let always = pagemill::config::OcrConfig {
+        orientation: OrientationMode::Always,
+        ..cfg.clone()
+    };
+    let page = ocr_page(
+        &mut engines,
+        PageImage::new(PagePixels::Gray(upright), 200),
+        1,
+        &always,
+        limit,
+    )
+    .unwrap();
+    assert!(page.orientation_checked);
+    let _ = std::io::stderr().flush();
+}
