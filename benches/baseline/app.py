@@ -16,6 +16,10 @@ another worker than the one that accepted the job still finds it; results are JS
   environment, one task per page, engines created once per pool process. Uploads go to a
   spool directory and the pool processes read pages from there.
 
+`BASELINE_ORIENTATION=off` skips orientation detection (recognition only; default `auto`):
+the tuned service with it is the load benchmark's `tuned-recog`, the tuned baseline as the
+seed design would write it.
+
 `BASELINE_DATA_DIR` (default `data`) holds `jobs/`, `results/` and `spool/`.
 """
 

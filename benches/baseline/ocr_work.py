@@ -3,13 +3,15 @@
 A document's pages are rendered at 300 DPI in grayscale (PyMuPDF for PDFs, Pillow for
 images, which keep their own resolution), each page's orientation is detected and the page
 turned upright, then Tesseract recognizes it (tesserocr, English, page segmentation mode 3)
-and the words come back with boxes and confidences. The document gets a short extractive
+and the words come back with boxes and confidences. With `BASELINE_ORIENTATION=off` in the
+environment, orientation detection is skipped: recognition only. The document gets a short extractive
 summary. This is the same work pagemill does per page, so that the load benchmark compares
 architectures and not different amounts of work. The engine bound of the load benchmark
 imports this module too, so that it measures exactly these OCR calls.
 """
 
 import io
+import os
 import re
 import time
 from collections import Counter
@@ -23,6 +25,9 @@ RENDER_DPI = 300
 LANGUAGES = "eng"
 PAGE_SEGMENTATION_MODE = tesserocr.PSM.AUTO
 MIN_ORIENTATION_CONFIDENCE = 2.0
+ORIENTATION = os.environ.get("BASELINE_ORIENTATION", "auto")
+if ORIENTATION not in ("auto", "off"):
+    raise SystemExit(f"BASELINE_ORIENTATION must be auto or off, not {ORIENTATION!r}")
 # Images without a credible resolution in their metadata are taken to be 300 DPI.
 FALLBACK_IMAGE_DPI = 300
 CREDIBLE_DPI = range(70, 2401)
@@ -43,18 +48,23 @@ class PageImage:
 
 
 class Engines:
-    """One orientation engine and one text engine; loading a model takes ~150 ms."""
+    """One orientation engine (none with BASELINE_ORIENTATION=off) and one text engine;
+    loading a model takes ~150 ms."""
 
     def __init__(self):
-        self.osd = tesserocr.PyTessBaseAPI(
-            lang="osd", oem=tesserocr.OEM.TESSERACT_ONLY, psm=tesserocr.PSM.OSD_ONLY
-        )
+        self.osd = None
+        if ORIENTATION == "auto":
+            self.osd = tesserocr.PyTessBaseAPI(
+                lang="osd", oem=tesserocr.OEM.TESSERACT_ONLY, psm=tesserocr.PSM.OSD_ONLY
+            )
         self.text = tesserocr.PyTessBaseAPI(lang=LANGUAGES, psm=PAGE_SEGMENTATION_MODE)
         for api in (self.osd, self.text):
-            api.SetVariable("debug_file", "/dev/null")
+            if api is not None:
+                api.SetVariable("debug_file", "/dev/null")
 
     def close(self):
-        self.osd.End()
+        if self.osd is not None:
+            self.osd.End()
         self.text.End()
 
     def __enter__(self):
@@ -123,14 +133,16 @@ def _turn_clockwise(page: PageImage, degrees: int) -> PageImage:
 
 
 def ocr_page(engines: Engines, page: PageImage, number: int) -> dict:
-    """Detects the page's orientation, turns it upright and recognizes it."""
+    """Detects the page's orientation (unless the engines have no orientation engine),
+    turns it upright and recognizes it."""
     started = time.monotonic()
     rotation = 0
-    _set_image(engines.osd, page)
-    orientation = engines.osd.DetectOrientationScript()
-    engines.osd.Clear()
-    if orientation and orientation["orient_conf"] >= MIN_ORIENTATION_CONFIDENCE:
-        rotation = (360 - orientation["orient_deg"] % 360) % 360
+    if engines.osd is not None:
+        _set_image(engines.osd, page)
+        orientation = engines.osd.DetectOrientationScript()
+        engines.osd.Clear()
+        if orientation and orientation["orient_conf"] >= MIN_ORIENTATION_CONFIDENCE:
+            rotation = (360 - orientation["orient_deg"] % 360) % 360
     if rotation:
         page = _turn_clockwise(page, rotation)
 

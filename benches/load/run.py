@@ -1,8 +1,9 @@
 """Load benchmark: pagemill against the usual FastAPI OCR service, on the same inputs.
 
-Runs three systems one after another on this machine: pagemill (release build, default
+Runs the systems one after another on this machine: pagemill (release build, default
 pipeline) and the reference service in benches/baseline in its "default" and "tuned" forms
-(uvicorn --workers 2). For each it measures
+(uvicorn --workers 2), and "tuned-recog", the tuned form doing recognition only (no
+orientation detection), as the seed design would write it. For each it measures
 
 - pages/s for one large scanned PDF, and for a batch of small jobs submitted at once;
 - the time from submitting that batch to its first finished job;
@@ -11,7 +12,12 @@ pipeline) and the reference service in benches/baseline in its "default" and "tu
   100 ms), and the CPU seconds the tree spent per page;
 - at 10x overload (ten times the batch, submitted as fast as possible): submissions
   accepted and rejected, submission latency, peak RSS. pagemill is sized for the batch there
-  (admission budget = batch size); the reference service has no such setting.
+  (admission budget = batch size); the reference service has no such setting;
+- small jobs behind a big scan (phase "small-behind-big"): a 120-page scan (scans-24p.pdf
+  five times, joined with poppler's pdfunite) is submitted, and once it is being OCRed, a
+  few one-page jobs follow a few seconds apart: the seconds from each one's submission to
+  its result, against the OCR time of one page of the scan (median page time in its result)
+  and the scan's pages/s.
 
 and the OCR-engine bound on the same pages (engine_bound.py: Tesseract alone on pre-rendered
 pages, one single-threaded process per core), measured before and after the systems; each
@@ -20,7 +26,8 @@ under target/bench-results/.
 
 The reference service runs in a virtualenv (target/bench-venv) that this script creates from
 benches/baseline/requirements*.txt; this script itself uses only the standard library.
-Usage: python3 benches/load/run.py [--quick] [--systems pagemill,default,tuned]
+Usage: python3 benches/load/run.py [--quick] [--systems pagemill,default,tuned,tuned-recog]
+           [--phases throughput,overload,small-behind-big] [--pagemill PATH]
 """
 
 import argparse
@@ -45,7 +52,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 BASELINE_DIR = REPO / "benches" / "baseline"
 LOAD_DIR = REPO / "benches" / "load"
-PAGEMILL = REPO / "target" / "release" / "pagemill"
+TARGET_DIR = Path(os.environ.get("CARGO_TARGET_DIR", REPO / "target"))
+PAGEMILL = TARGET_DIR / "release" / "pagemill"
 VENV = REPO / "target" / "bench-venv"
 VENV_PYTHON = VENV / "bin" / "python"
 RESULTS_DIR = REPO / "target" / "bench-results"
@@ -62,6 +70,14 @@ OVERLOAD_FACTOR = 10
 OVERLOAD_SUBMITTERS = 16
 OVERLOAD_SETTLE_SECONDS, QUICK_OVERLOAD_SETTLE_SECONDS = 10.0, 2.0
 WARMUP_JOBS = 4
+# Small jobs behind a big scan: the big one is LARGE_DOCUMENT this many times over (once in
+# --quick); the small jobs are this one-page document, submitted this many seconds apart,
+# the first once this many pages of the big scan are OCRed.
+BIG_SCAN_COPIES, QUICK_BIG_SCAN_COPIES = 5, 1
+BEHIND_BIG_DOCUMENT = "phototest.tif"
+BEHIND_BIG_JOBS, QUICK_BEHIND_BIG_JOBS = 4, 2
+BEHIND_BIG_INTERVAL_SECONDS = 5.0
+BEHIND_BIG_AFTER_PAGES = 2
 BASELINE_WEB_WORKERS = 2
 
 HEALTHZ_INTERVAL = 0.050
@@ -73,12 +89,15 @@ HEALTHZ_TIMEOUT = 10.0
 STARTUP_TIMEOUT = 60.0
 LARGE_JOB_TIMEOUT = 1800.0
 SMALL_JOBS_TIMEOUT = 900.0
+BIG_SCAN_TIMEOUT = 3600.0
 # Accepted jobs whose status has not moved for this long while no other job moved either are
 # counted as lost (the reference service loses the jobs of a worker uvicorn kills).
 STALL_SECONDS = 90.0
 STOP_GRACE_SECONDS = 8.0
 
 TERMINAL_STATES = {"done", "failed", "cancelled"}
+SYSTEMS = ("pagemill", "default", "tuned", "tuned-recog")
+PHASES = ("throughput", "overload", "small-behind-big")
 NETWORK_ERRORS = (OSError, http.client.HTTPException)
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -313,15 +332,26 @@ class HealthProbe:
         }
 
 
+def pages_ocred(status) -> int:
+    """Pages OCRed so far, from a job_state answer (None: not polled yet)."""
+    if status is None:
+        return 0
+    pages = status[2]
+    return (pages[1] if isinstance(pages, tuple) else pages) or 0
+
+
 class JobWatcher:
     """Polls accepted jobs (a few threads, each on one keep-alive connection) until each
-    reaches a final state, noting when it was first seen there."""
+    reaches a final state, noting when it was first seen there. With a `reference` job, also
+    notes how many pages of it were OCRed when each other job was seen final."""
 
-    def __init__(self, system, pollers: int = STATUS_POLLERS):
+    def __init__(self, system, pollers: int = STATUS_POLLERS, reference: str = None):
         self.system = system
         self.lock = threading.Lock()
         self.jobs = [dict() for _ in range(pollers)]  # job id -> last status seen, per poller
         self.finished = {}  # job id -> (seen final at, state, total pages)
+        self.reference = reference
+        self.reference_ocred = {}  # job id -> pages of the reference job OCRed when it finished
         self.last_progress = time.monotonic()
         self._added = 0
         self._stop = threading.Event()
@@ -361,10 +391,24 @@ class JobWatcher:
                     if status != self.jobs[index][job_id]:
                         self.jobs[index][job_id] = status
                         self.last_progress = time.monotonic()
-                    if status[0] in TERMINAL_STATES:
+                    if status[0] in TERMINAL_STATES and job_id not in self.finished:
                         self.finished[job_id] = (time.monotonic(), status[0], status[1])
+                        if self.reference is not None:
+                            self.reference_ocred[job_id] = pages_ocred(
+                                self._latest(self.reference))
             self._stop.wait(STATUS_POLL_INTERVAL)
         client.close()
+
+    def _latest(self, job_id: str):
+        """The last status seen of `job_id` (call with the lock held)."""
+        for polled in self.jobs:
+            if job_id in polled:
+                return polled[job_id]
+        return None
+
+    def latest(self, job_id: str):
+        with self.lock:
+            return self._latest(job_id)
 
     def wait(self, count: int, timeout: float) -> int:
         """Waits until `count` jobs are final; returns how many never got there (lost)."""
@@ -475,23 +519,27 @@ class System:
             STARTED.remove(self)
 
     # adapter: submit returns (response, job id or None); job_state returns
-    # (state, total pages or None, pages OCRed)
+    # (state, total pages or None, pages OCRed); result returns the result JSON of a done job
     def submit(self, client: Client, path: Path):
         raise NotImplementedError
 
     def job_state(self, client: Client, job_id: str):
         raise NotImplementedError
 
+    def result(self, client: Client, job_id: str) -> dict:
+        raise NotImplementedError
+
 
 class Pagemill(System):
     name = "pagemill"
 
-    def __init__(self, work_dir: Path, pipeline: Path = None):
+    def __init__(self, work_dir: Path, pipeline: Path = None, binary: Path = PAGEMILL):
         super().__init__(work_dir)
         self.pipeline = pipeline
+        self.binary = binary
 
     def command(self):
-        command = [str(PAGEMILL), "serve", "--listen", "127.0.0.1:0", "--spool", "spool",
+        command = [str(self.binary), "serve", "--listen", "127.0.0.1:0", "--spool", "spool",
                    "--shutdown-timeout", "2s"]
         if self.pipeline:
             command += ["--pipelines", str(self.pipeline)]
@@ -526,9 +574,13 @@ class Pagemill(System):
         pages = status["pages"]
         return status["state"], pages["total"], (pages["rendered"], pages["ocred"])
 
+    def result(self, client, job_id):
+        return client.request("GET", f"/v1/jobs/{job_id}/result").json()
+
 
 class Baseline(System):
-    """The reference service (benches/baseline), uvicorn with two worker processes."""
+    """The reference service (benches/baseline), uvicorn with two worker processes. `mode`
+    is default, tuned, or tuned-recog: tuned with BASELINE_ORIENTATION=off."""
 
     def __init__(self, work_dir: Path, mode: str):
         super().__init__(work_dir)
@@ -545,9 +597,11 @@ class Baseline(System):
         env = dict(os.environ)
         for name in ("OMP_THREAD_LIMIT", "OMP_NUM_THREADS"):
             env.pop(name, None)
-        if self.mode == "tuned":
+        mode = "tuned" if self.mode == "tuned-recog" else self.mode
+        if mode == "tuned":
             env["OMP_THREAD_LIMIT"] = "1"
-        env.update(BASELINE_MODE=self.mode, BASELINE_DATA_DIR=str(self.work_dir / "data"))
+        env.update(BASELINE_MODE=mode, BASELINE_DATA_DIR=str(self.work_dir / "data"),
+                   BASELINE_ORIENTATION="off" if self.mode == "tuned-recog" else "auto")
         return env
 
     def submit(self, client, path):
@@ -569,6 +623,9 @@ class Baseline(System):
     def job_state(self, client, job_id):
         status = client.request("GET", f"/jobs/{job_id}").json()
         return status["state"], status["pages"]["total"], status["pages"]["ocred"]
+
+    def result(self, client, job_id):
+        return client.request("GET", f"/jobs/{job_id}/result").json()
 
 
 STARTED = []
@@ -715,6 +772,73 @@ def overload_phase(system, documents: list, settle_seconds: float) -> dict:
     }
 
 
+def small_behind_big_phase(system, big: Path, small: Path, count: int) -> dict:
+    """Submits the big scan; once BEHIND_BIG_AFTER_PAGES of its pages are OCRed, submits
+    `count` copies of `small`, BEHIND_BIG_INTERVAL_SECONDS apart, and waits for all of them.
+    Reports each small job's seconds from submission to result, and the big scan's rate and
+    median page time (from its result's per-page times)."""
+    client = Client(system.port)
+    with TreeSampler(system.process.pid) as sampler, \
+            JobWatcher(system, pollers=2) as watcher:
+        started = time.monotonic()
+        response, big_id = system.submit(client, big)
+        if big_id is None:
+            raise BenchError(f"{system.name}: big scan refused: {response.status} "
+                             f"{response.body[:200]!r}")
+        watcher.reference = big_id
+        watcher.add(big_id)
+        deadline = time.monotonic() + STARTUP_TIMEOUT + LARGE_JOB_TIMEOUT
+        while pages_ocred(watcher.latest(big_id)) < BEHIND_BIG_AFTER_PAGES:
+            system.check_alive()
+            if big_id in watcher.finished or time.monotonic() > deadline:
+                raise BenchError(f"{system.name}: the big scan never got going")
+            time.sleep(0.05)
+        small_jobs = []
+        for i in range(count):
+            if i:
+                time.sleep(BEHIND_BIG_INTERVAL_SECONDS)
+            submitted_at = time.monotonic()
+            response, job_id = system.submit(client, small)
+            if job_id is None:
+                raise BenchError(f"{system.name}: small job refused: {response.status} "
+                                 f"{response.body[:200]!r}")
+            small_jobs.append((job_id, submitted_at, pages_ocred(watcher.latest(big_id))))
+            watcher.add(job_id)
+        lost = watcher.wait(count + 1, BIG_SCAN_TIMEOUT)
+    big_at, big_state, big_pages = watcher.finished.get(big_id, (None, "lost", None))
+    big_seconds = big_at - started if big_at else None
+    page_seconds = None
+    if big_state == "done":
+        pages = system.result(client, big_id)["pages"]
+        page_seconds = statistics.median(page["millis"] for page in pages) / 1000
+    client.close()
+    jobs = []
+    for job_id, submitted_at, ocred_before in small_jobs:
+        at, state, _ = watcher.finished.get(job_id, (None, "lost", None))
+        seconds = at - submitted_at if at else None
+        jobs.append({
+            "state": state,
+            "seconds_to_result": round(seconds, 2) if seconds else None,
+            "in_page_times": round(seconds / page_seconds, 2)
+            if seconds and page_seconds else None,
+            "big_scan_pages_ocred_meanwhile":
+                watcher.reference_ocred.get(job_id, 0) - ocred_before if at else None,
+        })
+    return {
+        "lost_jobs": lost,
+        "big_scan": {
+            "state": big_state,
+            "pages": big_pages,
+            "seconds": round(big_seconds, 2) if big_seconds else None,
+            "pages_per_second": big_pages / big_seconds if big_state == "done" else None,
+            "median_page_seconds": round(page_seconds, 3) if page_seconds else None,
+        },
+        "small_document": small.name,
+        "small_jobs": jobs,
+        **sampler.report(big_pages),
+    }
+
+
 # --- setup ------------------------------------------------------------------------------
 
 def ensure_venv():
@@ -760,6 +884,18 @@ def first_pages(source: Path, count: int, target: Path) -> Path:
     return target
 
 
+def united_pdf(source: Path, copies: int, target: Path) -> Path:
+    """`source` `copies` times over in one PDF (poppler's pdfunite)."""
+    if copies == 1:
+        return source
+    pdfunite = shutil.which("pdfunite")
+    if pdfunite is None:
+        raise BenchError("pdfunite not found: install poppler-utils (scripts/setup.sh does)")
+    subprocess.run([pdfunite, *[str(source)] * copies, str(target)], check=True,
+                   capture_output=True)
+    return target
+
+
 def count_pages(paths) -> dict:
     script = (
         "import json, sys\n"
@@ -801,98 +937,148 @@ def render_table(run: dict) -> str:
     names = list(systems)
     bound = run["engine_bound"]
     config = run["config"]
+    phases = config["phases"]
 
     def ratio(name, workload):
         rate = systems[name][workload]["pages_per_second"]
         return number(rate / bound[workload]["pages_per_second"]) if rate else "–"
 
-    rows = [
-        (f"large PDF ({config['large_pages']} p): pages/s",
-         [number(systems[n]["large"]["pages_per_second"], 3) for n in names],
-         number(bound["large"]["pages_per_second"], 3)),
-        ("large PDF: ratio to engine bound", [ratio(n, "large") for n in names], "1.00"),
-        ("large PDF: CPU s per page",
-         [number(systems[n]["large"]["server_cpu_seconds_per_page"]) for n in names], ""),
-        (f"{config['small_jobs']} small jobs: pages/s",
-         [number(systems[n]["small"]["pages_per_second"], 3) for n in names],
-         number(bound["small"]["pages_per_second"], 3)),
-        (f"{config['small_jobs']} small jobs: ratio to engine bound",
-         [ratio(n, "small") for n in names], "1.00"),
-        (f"{config['small_jobs']} small jobs: CPU s per page",
-         [number(systems[n]["small"]["server_cpu_seconds_per_page"]) for n in names], ""),
-        (f"{config['small_jobs']} small jobs: first result (s)",
-         [number(systems[n]["small"]["seconds_to_first_result"]) for n in names], ""),
-        (f"{config['small_jobs']} small jobs: last result (s)",
-         [number(systems[n]["small"]["seconds_to_last_result"]) for n in names], ""),
-        ("/healthz p50 during large PDF (ms)",
-         [number(systems[n]["large"]["healthz"]["p50_ms"], 1) for n in names], ""),
-        ("/healthz p99 during large PDF (ms)",
-         [number(systems[n]["large"]["healthz"]["p99_ms"], 1) for n in names], ""),
-        ("/healthz max during large PDF (ms)",
-         [number(systems[n]["large"]["healthz"]["max_ms"], 1) for n in names], ""),
-        ("peak RSS, large PDF (MiB)",
-         [mib(systems[n]["large"]["peak_rss_bytes"]) for n in names], ""),
-        (f"peak RSS, {config['small_jobs']} small jobs (MiB)",
-         [mib(systems[n]["small"]["peak_rss_bytes"]) for n in names], ""),
-        (f"overload, {config['overload_jobs']} jobs: accepted / rejected",
-         [f"{systems[n]['overload']['accepted']} / {systems[n]['overload']['rejected']}"
-          + (f" (+{systems[n]['overload']['other']} errors)"
-             if systems[n]["overload"]["other"] else "") for n in names], ""),
-        ("overload: submit p99 (ms)",
-         [number(systems[n]["overload"]["submit_p99_ms"], 1) for n in names], ""),
-        ("overload: peak RSS (MiB)",
-         [mib(systems[n]["overload"]["peak_rss_bytes"]) for n in names], ""),
-        ("overload: peak processes in tree",
-         [str(systems[n]["overload"]["peak_processes"]) for n in names], ""),
-        ("accepted jobs lost (large PDF + small jobs)",
-         [str(systems[n]["large"]["lost_jobs"] + systems[n]["small"]["lost_jobs"])
-          for n in names], ""),
+    rows = []
+    if "throughput" in phases:
+        rows += [
+            (f"large PDF ({config['large_pages']} p): pages/s",
+             [number(systems[n]["large"]["pages_per_second"], 3) for n in names],
+             number(bound["large"]["pages_per_second"], 3)),
+            ("large PDF: ratio to engine bound", [ratio(n, "large") for n in names], "1.00"),
+            ("large PDF: CPU s per page",
+             [number(systems[n]["large"]["server_cpu_seconds_per_page"]) for n in names], ""),
+            (f"{config['small_jobs']} small jobs: pages/s",
+             [number(systems[n]["small"]["pages_per_second"], 3) for n in names],
+             number(bound["small"]["pages_per_second"], 3)),
+            (f"{config['small_jobs']} small jobs: ratio to engine bound",
+             [ratio(n, "small") for n in names], "1.00"),
+            (f"{config['small_jobs']} small jobs: CPU s per page",
+             [number(systems[n]["small"]["server_cpu_seconds_per_page"]) for n in names], ""),
+            (f"{config['small_jobs']} small jobs: first result (s)",
+             [number(systems[n]["small"]["seconds_to_first_result"]) for n in names], ""),
+            (f"{config['small_jobs']} small jobs: last result (s)",
+             [number(systems[n]["small"]["seconds_to_last_result"]) for n in names], ""),
+            ("/healthz p50 during large PDF (ms)",
+             [number(systems[n]["large"]["healthz"]["p50_ms"], 1) for n in names], ""),
+            ("/healthz p99 during large PDF (ms)",
+             [number(systems[n]["large"]["healthz"]["p99_ms"], 1) for n in names], ""),
+            ("/healthz max during large PDF (ms)",
+             [number(systems[n]["large"]["healthz"]["max_ms"], 1) for n in names], ""),
+            ("peak RSS, large PDF (MiB)",
+             [mib(systems[n]["large"]["peak_rss_bytes"]) for n in names], ""),
+            (f"peak RSS, {config['small_jobs']} small jobs (MiB)",
+             [mib(systems[n]["small"]["peak_rss_bytes"]) for n in names], ""),
+        ]
+    if "overload" in phases:
+        rows += [
+            (f"overload, {config['overload_jobs']} jobs: accepted / rejected",
+             [f"{systems[n]['overload']['accepted']} / {systems[n]['overload']['rejected']}"
+              + (f" (+{systems[n]['overload']['other']} errors)"
+                 if systems[n]["overload"]["other"] else "") for n in names], ""),
+            ("overload: submit p99 (ms)",
+             [number(systems[n]["overload"]["submit_p99_ms"], 1) for n in names], ""),
+            ("overload: peak RSS (MiB)",
+             [mib(systems[n]["overload"]["peak_rss_bytes"]) for n in names], ""),
+            ("overload: peak processes in tree",
+             [str(systems[n]["overload"]["peak_processes"]) for n in names], ""),
+        ]
+    if "small-behind-big" in phases:
+        def behind(n):
+            return systems[n]["behind_big"]
+
+        def small_seconds(n):
+            return " / ".join(number(job["seconds_to_result"], 1)
+                              for job in behind(n)["small_jobs"])
+
+        def worst(n, key, digits):
+            values = [job[key] for job in behind(n)["small_jobs"]]
+            return "–" if None in values else number(max(values), digits)
+
+        big_pages = config["big_scan_pages"]
+        rows += [
+            (f"big scan ({big_pages} p): pages/s",
+             [number(behind(n)["big_scan"]["pages_per_second"], 3) for n in names], ""),
+            ("big scan: median page time (s)",
+             [number(behind(n)["big_scan"]["median_page_seconds"]) for n in names], ""),
+            ("1-page jobs behind it: time to result (s)",
+             [small_seconds(n) for n in names], ""),
+            ("1-page jobs behind it: worst, in median page times",
+             [worst(n, "in_page_times", 1) for n in names], ""),
+            ("1-page jobs behind it: most big-scan pages done meanwhile",
+             [worst(n, "big_scan_pages_ocred_meanwhile", 0) for n in names], ""),
+        ]
+    lossy = [phase for phase in ("large", "small", "behind_big") if phase in systems[names[0]]]
+    rows += [
+        ("accepted jobs lost",
+         [str(sum(systems[n][phase]["lost_jobs"] for phase in lossy)) for n in names], ""),
         ("server processes that died (all phases)",
-         [str(sum(systems[n][phase]["vanished_processes"]
-                  for phase in ("large", "small", "overload"))) for n in names], ""),
-        ("other CPU load, large PDF / small jobs (cores)",
-         [f"{number(systems[n]['large']['other_cpu_cores'], 1)} / "
-          f"{number(systems[n]['small']['other_cpu_cores'], 1)}" for n in names], ""),
+         [str(sum(result["vanished_processes"] for result in systems[n].values()))
+          for n in names], ""),
+        ("other CPU load per phase (cores)",
+         [" / ".join(number(result["other_cpu_cores"], 1) for result in systems[n].values())
+          for n in names], ""),
     ]
-    header = ("", *names, "engine bound")
+    with_bound = "throughput" in phases
+    header = ("", *names, *(["engine bound"] if with_bound else []))
     widths = [max(len(header[0]), *(len(r[0]) for r in rows))]
     for i in range(len(names)):
         widths.append(max(len(names[i]), *(len(r[1][i]) for r in rows)))
-    widths.append(len(header[-1]))
+    if with_bound:
+        widths.append(len(header[-1]))
     lines = ["  ".join(h.ljust(w) if i == 0 else h.rjust(w)
                        for i, (h, w) in enumerate(zip(header, widths)))]
     lines.append("  ".join("-" * w for w in widths))
     for label, values, bound_value in rows:
         cells = [label.ljust(widths[0])]
-        cells += [v.rjust(w) for v, w in zip(values, widths[1:-1])]
-        cells.append(bound_value.rjust(widths[-1]))
+        cells += [v.rjust(w) for v, w in zip(values, widths[1:1 + len(names)])]
+        if with_bound:
+            cells.append(bound_value.rjust(widths[-1]))
         lines.append("  ".join(cells).rstrip())
     lines.append("")
-    for other in [n for n in names if n != "pagemill" and "pagemill" in systems]:
-        def ratio_to(workload, key):
-            ours, theirs = systems["pagemill"][workload][key], systems[other][workload][key]
-            return f"x{ours / theirs:.2f}" if ours and theirs else "–"
+    if "throughput" in phases:
+        for other in [n for n in names if n != "pagemill" and "pagemill" in systems]:
+            def ratio_to(workload, key):
+                ours, theirs = systems["pagemill"][workload][key], systems[other][workload][key]
+                return f"x{ours / theirs:.2f}" if ours and theirs else "–"
+            lines.append(
+                f"pagemill / {other}: pages/s {ratio_to('large', 'pages_per_second')} (large "
+                f"PDF), {ratio_to('small', 'pages_per_second')} (small jobs); time to first "
+                f"result {ratio_to('small', 'seconds_to_first_result')}; peak RSS "
+                f"{ratio_to('large', 'peak_rss_bytes')} (large PDF)."
+            )
+        lines += [
+            "",
+            f"{config['cores']} cores; large PDF = {config['large_document']}; small jobs "
+            f"cycle through {', '.join(SMALL_DOCUMENTS)}.",
+            "Engine bound: Tesseract alone (orientation detection + recognition, as every "
+            "system but tuned-recog does per page) on pre-rendered pages, "
+            f"{config['cores']} single-threaded processes; mean of runs before/after the "
+            f"systems: large {' / '.join(number(b, 3) for b in bound['large']['runs'])}, small "
+            f"{' / '.join(number(b, 3) for b in bound['small']['runs'])} pages/s.",
+        ]
+    if "overload" in phases:
         lines.append(
-            f"pagemill / {other}: pages/s {ratio_to('large', 'pages_per_second')} (large PDF), "
-            f"{ratio_to('small', 'pages_per_second')} (small jobs); time to first result "
-            f"{ratio_to('small', 'seconds_to_first_result')}; peak RSS "
-            f"{ratio_to('large', 'peak_rss_bytes')} (large PDF)."
-        )
-    lines += [
-        "",
-        f"{config['cores']} cores; large PDF = {config['large_document']}; small jobs cycle "
-        f"through {', '.join(SMALL_DOCUMENTS)}; overload = {OVERLOAD_FACTOR}x the small batch "
-        f"from {OVERLOAD_SUBMITTERS} clients (pagemill admission budget = "
-        f"{config['small_jobs']} pages there; the reference service has no admission limit).",
-        "Engine bound: Tesseract alone (orientation detection + recognition, as every system "
-        f"does per page) on pre-rendered pages, {config['cores']} single-threaded processes; "
-        f"mean of runs before/after the systems: large "
-        f"{' / '.join(number(b, 3) for b in bound['large']['runs'])}, small "
-        f"{' / '.join(number(b, 3) for b in bound['small']['runs'])} pages/s.",
-        "Other CPU load: CPU the rest of the machine used during the phase (this driver, other "
-        "work); where it is high, that system had less than the whole machine and its rates "
-        "are understated.",
-    ]
+            f"Overload = {OVERLOAD_FACTOR}x the small batch from {OVERLOAD_SUBMITTERS} clients "
+            f"(pagemill admission budget = {config['small_jobs']} pages there; the reference "
+            "service has no admission limit).")
+    if "small-behind-big" in phases:
+        lines.append(
+            f"Big scan = {config['large_document']} x{config['big_scan_copies']} "
+            f"({big_pages} pages); {config['behind_big_jobs']} x {BEHIND_BIG_DOCUMENT} "
+            f"submitted {BEHIND_BIG_INTERVAL_SECONDS:.0f} s apart once "
+            f"{BEHIND_BIG_AFTER_PAGES} of its pages were OCRed; time to result from each "
+            "one's submission (status polled every 200 ms).")
+    if "pagemill" in names:
+        lines.append(f"pagemill binary: {config['pagemill_binary']}")
+    lines.append(
+        "Other CPU load: CPU the rest of the machine used during each phase (this driver, "
+        "other work); where it is high, that system had less than the whole machine and its "
+        "rates are understated.")
     return "\n".join(lines)
 
 
@@ -902,30 +1088,51 @@ def main():
     parser = argparse.ArgumentParser(description="pagemill vs the usual FastAPI OCR service")
     parser.add_argument("--quick", action="store_true",
                         help=f"smoke test: {QUICK_LARGE_PAGES}-page PDF, {QUICK_SMALL_JOBS} "
-                             "small jobs, shorter overload")
-    parser.add_argument("--systems", default="pagemill,default,tuned",
-                        help="comma-separated subset of pagemill, default, tuned")
+                             f"small jobs, shorter overload, a {LARGE_DOCUMENT} big scan once "
+                             f"with {QUICK_BEHIND_BIG_JOBS} jobs behind it")
+    parser.add_argument("--systems", default=",".join(SYSTEMS),
+                        help=f"comma-separated subset of {', '.join(SYSTEMS)}")
+    parser.add_argument("--phases", default=",".join(PHASES),
+                        help=f"comma-separated subset of {', '.join(PHASES)} (throughput: the "
+                             "large PDF and the small jobs, with the engine bound)")
+    parser.add_argument("--pagemill", type=Path, default=PAGEMILL,
+                        help="the pagemill binary to measure (default: the release build, "
+                             f"{PAGEMILL})")
     args = parser.parse_args()
     systems_wanted = [s.strip() for s in args.systems.split(",") if s.strip()]
-    unknown = set(systems_wanted) - {"pagemill", "default", "tuned"}
+    unknown = set(systems_wanted) - set(SYSTEMS)
     if unknown:
         raise BenchError(f"unknown systems: {', '.join(sorted(unknown))}")
+    phases = [p.strip() for p in args.phases.split(",") if p.strip()]
+    unknown = set(phases) - set(PHASES)
+    if unknown or not phases:
+        raise BenchError(f"unknown phases: {', '.join(sorted(unknown)) or 'none given'}")
+    pagemill = args.pagemill.resolve()
 
     corpus = Path(os.environ.get("PAGEMILL_CORPUS", REPO.parent / "shared" / "corpus"))
-    needed = [corpus / LARGE_DOCUMENT, *(corpus / name for name in SMALL_DOCUMENTS)]
+    needed = [corpus / LARGE_DOCUMENT, corpus / BEHIND_BIG_DOCUMENT,
+              *(corpus / name for name in SMALL_DOCUMENTS)]
     missing = [str(p) for p in needed if not p.is_file()]
     if missing:
         raise BenchError(f"corpus files missing (set PAGEMILL_CORPUS): {', '.join(missing)}")
-    if "pagemill" in systems_wanted and not os.access(PAGEMILL, os.X_OK):
-        raise BenchError(f"{PAGEMILL} not found: build it first with cargo build --release")
+    if "pagemill" in systems_wanted and not os.access(pagemill, os.X_OK):
+        raise BenchError(f"{pagemill} not found: build it first with cargo build --release")
 
-    ensure_venv()
+    # The reference service, the engine bound and page counting run in the virtualenv.
+    needs_venv = "throughput" in phases or "overload" in phases or \
+        any(s != "pagemill" for s in systems_wanted)
+    if needs_venv:
+        ensure_venv()
     if WORK_DIR.exists():
         shutil.rmtree(WORK_DIR)
     inputs = WORK_DIR / "inputs"
     inputs.mkdir(parents=True)
 
     large = corpus / LARGE_DOCUMENT
+    copies = QUICK_BIG_SCAN_COPIES if args.quick else BIG_SCAN_COPIES
+    big_scan = None
+    if "small-behind-big" in phases:
+        big_scan = united_pdf(large, copies, inputs / f"{large.stem}-x{copies}.pdf")
     if args.quick:
         large = first_pages(large, QUICK_LARGE_PAGES,
                             inputs / f"{large.stem}-first{QUICK_LARGE_PAGES}.pdf")
@@ -934,18 +1141,25 @@ def main():
     overload = [corpus / SMALL_DOCUMENTS[i % len(SMALL_DOCUMENTS)]
                 for i in range(small_jobs * OVERLOAD_FACTOR)]
     settle = QUICK_OVERLOAD_SETTLE_SECONDS if args.quick else OVERLOAD_SETTLE_SECONDS
-    pages_per_document = count_pages([large, *set(small)])
+    behind_big_jobs = QUICK_BEHIND_BIG_JOBS if args.quick else BEHIND_BIG_JOBS
+    pages_per_document = count_pages([large, *set(small)]) if needs_venv else {}
     config = {
         "quick": args.quick,
+        "phases": phases,
         "cores": os.cpu_count(),
-        "large_document": large.name,
-        "large_pages": pages_per_document[large.name],
+        "large_document": large.name if "throughput" in phases else LARGE_DOCUMENT,
+        "large_pages": pages_per_document.get(large.name),
         "small_jobs": small_jobs,
         "small_documents": SMALL_DOCUMENTS,
         "overload_jobs": len(overload),
         "overload_submitters": OVERLOAD_SUBMITTERS,
         "overload_settle_seconds": settle,
         "baseline_web_workers": BASELINE_WEB_WORKERS,
+        "big_scan_copies": copies,
+        "big_scan_pages": None,
+        "behind_big_jobs": behind_big_jobs,
+        "behind_big_interval_seconds": BEHIND_BIG_INTERVAL_SECONDS,
+        "pagemill_binary": str(pagemill),
     }
     run = {
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -953,6 +1167,9 @@ def main():
         "machine": {"load_average_at_start": os.getloadavg(), "python": sys.version.split()[0]},
         "pagemill_commit": subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"],
                                           capture_output=True, text=True).stdout.strip(),
+        "pagemill_version": subprocess.run([str(pagemill), "--version"], capture_output=True,
+                                           text=True).stdout.strip()
+        if "pagemill" in systems_wanted else None,
         "engine_bound": {"large": {"runs": []}, "small": {"runs": []}},
         "systems": {},
     }
@@ -964,49 +1181,72 @@ def main():
             run["engine_bound"][workload]["runs"].append(result["pages_per_second"])
             run["engine_bound"][workload].setdefault("details", []).append(result)
 
-    measure_bound()
+    if "throughput" in phases:
+        measure_bound()
     for wanted in systems_wanted:
         def make(phase, pipeline=None):
             work = WORK_DIR / f"{wanted}-{phase}"
-            return Pagemill(work, pipeline) if wanted == "pagemill" else Baseline(work, wanted)
+            if wanted == "pagemill":
+                return Pagemill(work, pipeline, pagemill)
+            return Baseline(work, wanted)
 
-        system = make("throughput")
-        log(f"{system.name}: starting")
-        system.start()
-        try:
-            warm_up(system, small[0])
-            log(f"{system.name}: large PDF ({config['large_pages']} pages)")
-            large_result = large_job_phase(system, large)
-            log(f"{system.name}: {small_jobs} small jobs")
-            small_result = small_jobs_phase(system, small, pages_per_document)
-        finally:
-            system.stop()
-        pipeline = overload_pipeline(small_jobs, WORK_DIR / "overload-pipeline") \
-            if wanted == "pagemill" else None
-        system = make("overload", pipeline)
-        system.start()
-        try:
-            warm_up(system, small[0])
-            log(f"{system.name}: overload, {len(overload)} jobs")
-            overload_result = overload_phase(system, overload, settle)
-        finally:
-            system.stop()
-        run["systems"][system.name] = {
-            "large": large_result, "small": small_result, "overload": overload_result,
-        }
-    measure_bound()
-    for workload in ("large", "small"):
-        runs = run["engine_bound"][workload]["runs"]
-        run["engine_bound"][workload]["pages_per_second"] = statistics.mean(runs)
+        results = {}
+        if "throughput" in phases:
+            system = make("throughput")
+            log(f"{system.name}: starting")
+            system.start()
+            try:
+                warm_up(system, small[0])
+                log(f"{system.name}: large PDF ({config['large_pages']} pages)")
+                results["large"] = large_job_phase(system, large)
+                log(f"{system.name}: {small_jobs} small jobs")
+                results["small"] = small_jobs_phase(system, small, pages_per_document)
+            finally:
+                system.stop()
+        if "overload" in phases:
+            pipeline = overload_pipeline(small_jobs, WORK_DIR / "overload-pipeline") \
+                if wanted == "pagemill" else None
+            system = make("overload", pipeline)
+            system.start()
+            try:
+                warm_up(system, small[0])
+                log(f"{system.name}: overload, {len(overload)} jobs")
+                results["overload"] = overload_phase(system, overload, settle)
+            finally:
+                system.stop()
+        if "small-behind-big" in phases:
+            system = make("behind-big")
+            system.start()
+            try:
+                warm_up(system, corpus / BEHIND_BIG_DOCUMENT)
+                log(f"{system.name}: {behind_big_jobs} x {BEHIND_BIG_DOCUMENT} behind "
+                    f"{big_scan.name}")
+                results["behind_big"] = small_behind_big_phase(
+                    system, big_scan, corpus / BEHIND_BIG_DOCUMENT, behind_big_jobs)
+            finally:
+                system.stop()
+            config["big_scan_pages"] = config["big_scan_pages"] or \
+                results["behind_big"]["big_scan"]["pages"]
+            log(f"{system.name}: 1-page jobs behind the big scan: " + ", ".join(
+                f"{job['seconds_to_result']} s" for job in results["behind_big"]["small_jobs"])
+                + f"; median page {results['behind_big']['big_scan']['median_page_seconds']} s")
+        run["systems"][system.name] = results
+    if "throughput" in phases:
+        measure_bound()
+        for workload in ("large", "small"):
+            runs = run["engine_bound"][workload]["runs"]
+            run["engine_bound"][workload]["pages_per_second"] = statistics.mean(runs)
     run["machine"]["load_average_at_end"] = os.getloadavg()
 
     table = render_table(run)
     run["table"] = table
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    out = RESULTS_DIR / f"load-{time.strftime('%Y%m%d-%H%M%S')}{'-quick' if args.quick else ''}.json"
+    suffix = ("-quick" if args.quick else "") + \
+        ("" if phases == list(PHASES) else "-" + "-".join(phases))
+    out = RESULTS_DIR / f"load-{time.strftime('%Y%m%d-%H%M%S')}{suffix}.json"
     out.write_text(json.dumps(run, indent=2) + "\n")
     print(table)
-    print(f"\nwritten: {out.relative_to(REPO)}")
+    print(f"\nwritten: {out.relative_to(REPO) if out.is_relative_to(REPO) else out}")
 
 
 if __name__ == "__main__":

@@ -55,8 +55,8 @@ pub struct FinishedPage {
 pub enum AssembleMsg {
     Expect(Expectation),
     Page(FinishedPage, Credit),
-    /// The job stops early (cancelled): finish it now with this error; pages still on their
-    /// way are dropped when they arrive.
+    /// The job stops early (cancelled, or its rendering failed): finish it now with this
+    /// error; pages still on their way are dropped when they arrive.
     Abandon(String, JobError),
 }
 

@@ -1,15 +1,32 @@
-//! The OCR actor: puts pages on the CPU pool, heaviest first, and passes the text on to the
-//! assembler.
+//! The OCR actor: puts pages on the CPU pool, a fair share for every job and each job's
+//! heaviest page first, and passes the text on to the assembler.
 //!
 //! The handler never waits for OCR itself. It keeps as many pages in recognition as the pool
-//! has threads; the other rendered pages wait here, and when a thread frees up the page with
-//! the most estimated work (its text texture) starts next. Starting long pages early keeps the last page of a document from
-//! running alone while the other threads idle. The edge into this stage still bounds how many
-//! page images exist; waiting pages keep their credit.
+//! has threads; the other rendered pages wait here, and when a thread frees up the next page
+//! is chosen in two steps:
+//!
+//! 1. the job: the one with the fewest pages started in this stage so far (least attained
+//!    service), the oldest among equals. A job that just arrived has started none, so a
+//!    one-page job submitted behind a 200-page scan starts at the next free thread, and two
+//!    large jobs take turns page by page. A job is remembered while it is alive anywhere in
+//!    the pipeline, so a large job whose pages briefly stop waiting here does not count as
+//!    new. As long as new small jobs keep arriving, they go before a large one: it gets the
+//!    threads they leave free.
+//! 2. the page: within that job, the one with the most estimated work (its text texture).
+//!    Starting long pages early keeps the last page of a document from running alone while
+//!    the other threads idle.
+//!
+//! The edge into this stage still bounds how many page images exist; waiting pages keep
+//! their credit.
+//!
+//! Pipelines share one CPU pool, and each pipeline's OCR stage keeps at most as many pages on
+//! it as the pool has threads. The pool runs its tasks in the order they came, so a page of
+//! a job in one pipeline waits behind at most the pages the other pipelines have already put
+//! on the pool, never behind all the pages they have waiting.
 
 use std::cmp::Ordering;
-use std::collections::BinaryHeap;
-use std::sync::Arc;
+use std::collections::{BinaryHeap, HashMap};
+use std::sync::{Arc, Weak};
 use std::time::Instant;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
@@ -62,17 +79,85 @@ impl Ord for Waiting {
     }
 }
 
+/// The pages waiting for OCR, per job, and the order they start in (see the module doc).
+/// Generic over the waiting item (its `Ord` says which of one job's items goes first), so
+/// the order can be tested without images.
+struct JobQueues<T> {
+    jobs: HashMap<String, JobQueue<T>>,
+    /// Jobs seen so far; numbers each job's arrival.
+    arrivals: u64,
+}
+
+/// One job in this stage.
+struct JobQueue<T> {
+    /// The job, while any stage still holds it. Once it is gone and none of its pages
+    /// waits, the entry is forgotten.
+    info: Weak<JobInfo>,
+    /// Pages of this job started here: its attained service.
+    started: u64,
+    /// When its first page arrived (the number of jobs before it); the older job goes first
+    /// among equals.
+    arrival: u64,
+    waiting: BinaryHeap<T>,
+}
+
+impl<T: Ord> JobQueues<T> {
+    fn new() -> Self {
+        JobQueues {
+            jobs: HashMap::new(),
+            arrivals: 0,
+        }
+    }
+
+    /// Adds a waiting page of `info`'s job.
+    fn push(&mut self, info: &Arc<JobInfo>, item: T) {
+        let queue = self
+            .jobs
+            .entry(info.id.clone())
+            .or_insert_with(|| JobQueue {
+                info: Weak::new(),
+                started: 0,
+                arrival: 0,
+                waiting: BinaryHeap::new(),
+            });
+        let same_job =
+            queue.info.strong_count() > 0 && std::ptr::eq(queue.info.as_ptr(), Arc::as_ptr(info));
+        if !same_job {
+            // A job new to this stage (or its id run again after the first run was gone).
+            queue.info = Arc::downgrade(info);
+            queue.started = 0;
+            queue.arrival = self.arrivals;
+            self.arrivals += 1;
+        }
+        queue.waiting.push(item);
+    }
+
+    /// The next page to start: the first waiting item of the job with the fewest pages
+    /// started, the oldest job among equals.
+    fn pop(&mut self) -> Option<T> {
+        self.jobs
+            .retain(|_, q| !q.waiting.is_empty() || q.info.strong_count() > 0);
+        let queue = self
+            .jobs
+            .values_mut()
+            .filter(|q| !q.waiting.is_empty())
+            .min_by_key(|q| (q.started, q.arrival))?;
+        queue.started += 1;
+        queue.waiting.pop()
+    }
+}
+
 pub struct OcrStage;
 
 pub struct OcrState {
     ctx: StageContext,
     assemble: Downstream<AssembleMsg>,
-    waiting: BinaryHeap<Waiting>,
+    waiting: JobQueues<Waiting>,
     running: usize,
 }
 
 impl OcrState {
-    /// Starts the heaviest waiting pages while pool threads are free.
+    /// Starts waiting pages, in the order of [`JobQueues::pop`], while pool threads are free.
     fn start_pages(&mut self, myself: &ActorRef<OcrMsg>) {
         while self.running < self.ctx.pipeline.pool.threads {
             let Some(Waiting(work, credit)) = self.waiting.pop() else {
@@ -181,7 +266,7 @@ impl Actor for OcrStage {
         Ok(OcrState {
             ctx,
             assemble,
-            waiting: BinaryHeap::new(),
+            waiting: JobQueues::new(),
             running: 0,
         })
     }
@@ -195,11 +280,82 @@ impl Actor for OcrStage {
         match msg {
             OcrMsg::Page(work, credit) => {
                 state.ctx.count_received("ocr", 1);
-                state.waiting.push(Waiting(work, credit));
+                let info = work.info.clone();
+                state.waiting.push(&info, Waiting(work, credit));
             }
             OcrMsg::Finished => state.running = state.running.saturating_sub(1),
         }
         state.start_pages(&myself);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicBool;
+
+    fn job(id: &str) -> Arc<JobInfo> {
+        Arc::new(JobInfo::new(
+            id.into(),
+            "test".into(),
+            Instant::now(),
+            Arc::new(AtomicBool::new(false)),
+            &tracing::Span::none(),
+        ))
+    }
+
+    /// Items are page costs: within a job, the largest starts first.
+    fn drain(queues: &mut JobQueues<u64>) -> Vec<u64> {
+        std::iter::from_fn(|| queues.pop()).collect()
+    }
+
+    #[test]
+    fn a_new_job_starts_before_the_waiting_pages_of_a_job_already_served() {
+        let (big, small) = (job("big"), job("small"));
+        let mut queues = JobQueues::new();
+        for cost in [50, 90, 70, 30, 60] {
+            queues.push(&big, cost);
+        }
+        assert_eq!(queues.pop(), Some(90));
+        assert_eq!(queues.pop(), Some(70));
+        queues.push(&small, 1);
+        assert_eq!(drain(&mut queues), vec![1, 60, 50, 30]);
+    }
+
+    #[test]
+    fn jobs_take_turns_heaviest_page_first_and_the_older_job_first_among_equals() {
+        let (a, b) = (job("a"), job("b"));
+        let mut queues = JobQueues::new();
+        for cost in [10, 30, 20] {
+            queues.push(&a, cost);
+        }
+        for cost in [200, 100] {
+            queues.push(&b, cost);
+        }
+        assert_eq!(drain(&mut queues), vec![30, 200, 20, 100, 10]);
+    }
+
+    #[test]
+    fn a_job_is_remembered_while_it_is_alive_and_forgotten_once_it_is_gone() {
+        let (big, small) = (job("big"), job("small"));
+        let mut queues = JobQueues::new();
+        queues.push(&big, 90);
+        queues.push(&big, 80);
+        assert_eq!(drain(&mut queues), vec![90, 80]);
+        // No page of the big job waits, yet it has had two pages: the small job goes first.
+        queues.push(&big, 70);
+        queues.push(&small, 1);
+        assert_eq!(drain(&mut queues), vec![1, 70]);
+        drop((big, small));
+        assert_eq!(queues.pop(), None);
+        assert!(queues.jobs.is_empty(), "jobs that are gone are forgotten");
+        // The same id run again is a new job: it starts from nothing.
+        let (again, other) = (job("big"), job("other"));
+        queues.push(&other, 5);
+        queues.push(&other, 4);
+        assert_eq!(queues.pop(), Some(5));
+        queues.push(&again, 60);
+        assert_eq!(drain(&mut queues), vec![60, 4]);
     }
 }

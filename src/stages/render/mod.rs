@@ -6,6 +6,14 @@
 //! Within a window of pages, a PDF's pages are rendered heaviest first by their estimated
 //! OCR work ([`cost`]), so that a document does not end with one long page running alone.
 //! The pure work is [`prepare_page`]; it runs on the shared CPU pool.
+//!
+//! Documents render side by side: the actor announces each document to the assembler, then
+//! hands it to a task of its own, which holds the document's credit on the edge into this
+//! stage (`edges.render_documents`) until its last page is passed on. The edge into OCR hands
+//! out its credits in the order they were asked for, so documents rendering at the same
+//! time take turns page by page: a one-page job submitted behind a 200-page scan has its
+//! page in OCR after a page or two of the scan, not after all of it. A panic in a task
+//! fails that job (an internal error); it never loses it.
 
 pub mod cost;
 pub mod image;
@@ -15,9 +23,11 @@ pub mod pdf;
 pub mod preprocess;
 pub mod text_size;
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Instant;
 
+use futures_util::FutureExt;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 
 use crate::config::{Pipeline, RenderConfig, TextLayerMode};
@@ -192,6 +202,8 @@ pub enum RenderMsg {
 
 pub struct RenderStage;
 
+/// What every document's rendering needs; each document's task holds a copy.
+#[derive(Clone)]
 pub struct RenderState {
     ctx: StageContext,
     ocr: Downstream<OcrMsg>,
@@ -217,7 +229,7 @@ impl Actor for RenderStage {
         msg: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        let RenderMsg::Document(work, _credit) = msg;
+        let RenderMsg::Document(work, credit) = msg;
         let ctx = &state.ctx;
         let RenderWork {
             info,
@@ -241,54 +253,100 @@ impl Actor for RenderStage {
         let Some(document) = document else {
             return Ok(());
         };
-        let mut restored = restored_pages(ctx, &info.id).await;
-        if !restored.is_empty() {
-            info.span("render").in_scope(|| {
-                tracing::info!(
-                    pages = restored.len(),
-                    "resuming: checkpointed pages are not done again"
-                )
-            });
+        // The document renders in a task of its own, so that the next document starts
+        // rendering at once, and the pages of both take turns for room in OCR.
+        tokio::spawn(render_document(state.clone(), info, document, credit));
+        Ok(())
+    }
+}
+
+/// Renders every page of a document, holding `credit` (its place on the edge into this
+/// stage) until the last page is passed on. A panic ends the job with an internal error
+/// instead of losing it: the page it happened on counts as an error, the pages not started
+/// yet as discarded.
+async fn render_document(
+    state: RenderState,
+    info: Arc<JobInfo>,
+    document: Arc<Document>,
+    credit: Credit,
+) {
+    let mut not_rendered = document.page_count;
+    let pages = render_pages(&state, &info, &document, &mut not_rendered);
+    if let Err(panic) = AssertUnwindSafe(pages).catch_unwind().await {
+        let ctx = &state.ctx;
+        let error = JobError::Internal(format!(
+            "rendering the document panicked: {}",
+            crate::pool::panic_message(&panic)
+        ));
+        ctx.count_error("render", error.code());
+        ctx.count_discarded("render", not_rendered as u64);
+        info.span("render")
+            .in_scope(|| tracing::error!(error = %error, "job failed in render"));
+        state
+            .assemble
+            .send_now(AssembleMsg::Abandon(info.id.clone(), error));
+    }
+    drop(credit);
+}
+
+/// The pages of one document, in order: restored pages straight to the assembler, then the
+/// others rendered heaviest first within each window, each only once a credit on the edge
+/// into OCR is held. `not_rendered` counts the pages not started yet.
+async fn render_pages(
+    state: &RenderState,
+    info: &Arc<JobInfo>,
+    document: &Arc<Document>,
+    not_rendered: &mut u32,
+) {
+    let ctx = &state.ctx;
+    let mut restored = restored_pages(ctx, &info.id).await;
+    if !restored.is_empty() {
+        info.span("render").in_scope(|| {
+            tracing::info!(
+                pages = restored.len(),
+                "resuming: checkpointed pages are not done again"
+            )
+        });
+    }
+    let mut pending = Vec::new();
+    for index in 0..document.page_count {
+        if let Some(record) = restored.remove(&(index + 1)) {
+            ctx.count_sent("render", 1);
+            *not_rendered -= 1;
+            let page = FinishedPage {
+                info: info.clone(),
+                number: index + 1,
+                outcome: PageOutcome::Restored(Box::new(record)),
+                render_ms: 0,
+            };
+            state
+                .assemble
+                .send_with(|c| AssembleMsg::Page(page, c))
+                .await;
+            continue;
         }
-        let mut pending = Vec::new();
-        for index in 0..page_count {
-            if let Some(record) = restored.remove(&(index + 1)) {
-                ctx.count_sent("render", 1);
-                let page = FinishedPage {
-                    info: info.clone(),
-                    number: index + 1,
-                    outcome: PageOutcome::Restored(Box::new(record)),
-                    render_ms: 0,
-                };
+        pending.push(index);
+    }
+    for window in pending.chunks(PLAN_WINDOW) {
+        for page in plan_order(ctx, document, window).await {
+            // Lazy rendering: wait for room in OCR before producing this page's pixels. The
+            // edge's credits are handed out in the order they were asked for, so documents
+            // rendering at the same time take turns.
+            let credit = state.ocr.edge.acquire().await;
+            if info.is_cancelled() {
+                // Pages not rendered yet are never rendered; the job ends here.
+                let pages = *not_rendered;
+                ctx.count_discarded("render", pages as u64);
+                info.span("render")
+                    .in_scope(|| tracing::info!(pages_not_rendered = pages, "job cancelled"));
                 state
                     .assemble
-                    .send_with(|c| AssembleMsg::Page(page, c))
-                    .await;
-                continue;
+                    .send_now(AssembleMsg::Abandon(info.id.clone(), JobError::Cancelled));
+                return;
             }
-            pending.push(index);
+            *not_rendered -= 1;
+            render_page(state, info, document, page, credit).await;
         }
-        let mut not_rendered = pending.len();
-        for window in pending.chunks(PLAN_WINDOW) {
-            for page in plan_order(ctx, &document, window).await {
-                // Lazy rendering: wait for room in OCR before producing this page's pixels.
-                let credit = state.ocr.edge.acquire().await;
-                if info.is_cancelled() {
-                    // Pages not rendered yet are never rendered; the job ends here.
-                    ctx.count_discarded("render", not_rendered as u64);
-                    info.span("render").in_scope(|| {
-                        tracing::info!(pages_not_rendered = not_rendered, "job cancelled")
-                    });
-                    state
-                        .assemble
-                        .send_now(AssembleMsg::Abandon(info.id.clone(), JobError::Cancelled));
-                    return Ok(());
-                }
-                not_rendered -= 1;
-                render_page(state, &info, &document, page, credit).await;
-            }
-        }
-        Ok(())
     }
 }
 
