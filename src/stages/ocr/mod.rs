@@ -34,6 +34,13 @@ use tess::Tesseract;
 /// clean scans and in the 60s and 70s on old or poor ones; turned print reads far lower.
 pub const POOR_READING_CONFIDENCE: f32 = 50.0;
 
+/// The resolution Tesseract is told a page scaled by its print has. Its layout heuristics
+/// reckon letter sizes in points from the resolution: a declared resolution that is wrong
+/// (a 72-DPI scan declaring 300) or a true one multiplied by an enlargement would make the
+/// scaled print look tiny or huge to them (a 72-DPI page declared 300 and enlarged read at
+/// 65% CER so). At this resolution the target x-height, 20 px, is ordinary 10-point print.
+pub const SCALED_PAGE_DPI: u32 = 300;
+
 /// A page's pixels: grayscale, or colour for colour sources. Tesseract separates ink from
 /// paper on each colour channel, which reads faint or coloured print better than one gray
 /// channel does (kant-aufklaerung: 13.9% CER from colour, 14.6% from gray).
@@ -288,15 +295,17 @@ pub fn ocr_page(
         OrientationMode::Auto => sideways,
         OrientationMode::Off => false,
     };
+    // The resolution Tesseract is told: the page's own unless it was scaled by its print.
+    let dpi_told = if scale == 1.0 { dpi } else { SCALED_PAGE_DPI };
     let mut rotation = 0;
     let mut orientation_checked = detect_first;
     if detect_first {
-        rotation = detect_orientation(engines, &pixels, dpi, cfg, Reason::First)?;
+        rotation = detect_orientation(engines, &pixels, dpi_told, cfg, Reason::First)?;
     }
     let mut pixels = pixels.rotated(rotation);
     let read = |engines: &mut Engines, pixels: &PagePixels| {
         let left = time_limit.saturating_sub(started.elapsed());
-        recognize(engines, pixels, dpi, number, cfg, left).map_err(|e| match e {
+        recognize(engines, pixels, dpi_told, number, cfg, left).map_err(|e| match e {
             tess::TessError::Timeout => JobError::OcrTimeout {
                 page: number,
                 limit_ms: time_limit.as_millis() as u64,
@@ -310,7 +319,7 @@ pub fn ocr_page(
         && reading.confidence < POOR_READING_CONFIDENCE
     {
         orientation_checked = true;
-        let turn = detect_orientation(engines, &pixels, dpi, cfg, Reason::PoorReading)?;
+        let turn = detect_orientation(engines, &pixels, dpi_told, cfg, Reason::PoorReading)?;
         if turn != 0 {
             let turned = pixels.clone().rotated(turn);
             let again = read(engines, &turned)?;

@@ -36,6 +36,10 @@ pub const KEEP_SCALE: std::ops::RangeInclusive<f32> = 0.8..=1.25;
 pub const MIN_LETTERS_TO_SCALE: usize = 20;
 /// The most a page is enlarged by its print.
 const MAX_SCALE: f32 = 4.0;
+/// Small print measures larger than it is (its letters blur into their neighbours and into
+/// their ascenders), so an enlargement aims this much above the target: 72-DPI print then
+/// lands where 300-DPI print is.
+const ENLARGE_TARGET_FACTOR: f32 = 1.25;
 /// The most a page is reduced by its print: halved. A page whose lines of heavy print touch
 /// measures up to twice its true x-height, and is not reduced below readable size so.
 const MIN_SCALE: f32 = 0.5;
@@ -175,8 +179,11 @@ pub fn scale_factor(
         && text.letters >= MIN_LETTERS_TO_SCALE
         && text.x_height > 0
     {
-        let factor =
-            (cfg.target_x_height_px as f32 / text.x_height as f32).clamp(MIN_SCALE, MAX_SCALE);
+        let mut factor = cfg.target_x_height_px as f32 / text.x_height as f32;
+        if factor > *KEEP_SCALE.end() {
+            factor *= ENLARGE_TARGET_FACTOR;
+        }
+        let factor = factor.clamp(MIN_SCALE, MAX_SCALE);
         if KEEP_SCALE.contains(&factor) || (factor > 1.0 && text.x_height < MIN_X_HEIGHT_TO_ENLARGE)
         {
             return None;
@@ -366,7 +373,7 @@ mod tests {
         assert_eq!(factor(print(32, 500), 300), Some(0.625));
         assert_eq!(factor(print(32, 500), 72), Some(0.625));
         assert_eq!(factor(print(5, 500), 300), Some(4.0));
-        assert_eq!(factor(print(8, 500), 600), Some(2.5));
+        assert_eq!(factor(print(10, 500), 600), Some(2.5));
         // Never below half, nor above four times.
         assert_eq!(factor(print(90, 500), 300), Some(0.5));
         assert_eq!(factor(print(4, 500), 300), Some(4.0));

@@ -171,15 +171,31 @@ mod tests {
     use super::*;
     use image::{GrayImage, Luma};
 
-    /// Lines of "letters": boxes `w` wide and `h` tall (a taller one every fifth, an
-    /// ascender), `gap` apart, on lines `h * 3` apart.
+    /// Lines of "letters" `h` tall (one in five an ascender, half again as tall) and of
+    /// widths varying around `w` as real letters' do, a third of `w` apart, on lines `3 h`
+    /// apart.
     fn print(width: u32, height: u32, w: u32, h: u32) -> GrayImage {
+        let widths = [w / 2, w, w + w / 3, w - w / 4, 2 * w - w / 3];
+        let gap = w / 3;
+        // Where each letter of a line starts, and its width.
+        let mut letters = Vec::new();
+        let mut x = 0;
+        for i in 0.. {
+            let lw = widths[i % widths.len()];
+            if x + lw >= width {
+                break;
+            }
+            letters.push((x, lw));
+            x += lw + gap;
+        }
         GrayImage::from_fn(width, height, |x, y| {
             let (line, in_line) = (y / (h * 3), y % (h * 3));
-            let (letter, in_letter) = (x / (w + w / 2), x % (w + w / 2));
-            let tall = (letter + line) % 5 == 0;
+            let Some(i) = letters.iter().position(|&(lx, lw)| x >= lx && x < lx + lw) else {
+                return Luma([235]);
+            };
+            let tall = (i as u32 + line) % 5 == 0;
             let top = if tall { 0 } else { h / 2 };
-            let ink = in_letter < w && in_line >= top && in_line < h / 2 + h;
+            let ink = in_line >= top && in_line < h / 2 + h;
             Luma([if ink { 20 } else { 235 }])
         })
     }
