@@ -193,7 +193,7 @@ mod tests {
             let Some(i) = letters.iter().position(|&(lx, lw)| x >= lx && x < lx + lw) else {
                 return Luma([235]);
             };
-            let tall = (i as u32 + line) % 5 == 0;
+            let tall = (i as u32 + line).is_multiple_of(5);
             let top = if tall { 0 } else { h / 2 };
             let ink = in_line >= top && in_line < h / 2 + h;
             Luma([if ink { 20 } else { 235 }])
