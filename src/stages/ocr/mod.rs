@@ -9,8 +9,9 @@
 //! Orientation detection (Tesseract's OSD) costs about a fifth of a page's CPU, and nearly
 //! every page is upright. With `orientation: auto` it runs first only on pages whose print
 //! runs up or down the page (measured in the render stage), and otherwise only when the
-//! upright reading is poor (mean confidence below [`POOR_READING_CONFIDENCE`]): then the page
-//! is turned as OSD says and read again, and the better reading is kept.
+//! upright reading is poor (mean confidence below [`POOR_READING_CONFIDENCE`]) or read its
+//! words as vertical text: then the page is turned as OSD says and read again, and the better
+//! reading is kept.
 
 pub mod actor;
 pub mod layout_scale;
@@ -314,16 +315,19 @@ pub fn ocr_page(
         })
     };
     let mut reading = read(engines, &pixels)?;
+    let vertical = reads_vertically(&reading.words);
     if cfg.orientation == OrientationMode::Auto
         && !detect_first
-        && reading.confidence < POOR_READING_CONFIDENCE
+        && (reading.confidence < POOR_READING_CONFIDENCE || vertical)
     {
         orientation_checked = true;
         let turn = detect_orientation(engines, &pixels, dpi_told, cfg, Reason::PoorReading)?;
         if turn != 0 {
             let turned = pixels.clone().rotated(turn);
             let again = read(engines, &turned)?;
-            if again.confidence > reading.confidence {
+            // Vertical words are sideways print read right but laid out wrong: the turned
+            // reading is the one to keep.
+            if vertical || again.confidence > reading.confidence {
                 (reading, pixels, rotation) = (again, turned, turn);
             }
         }
@@ -364,6 +368,22 @@ pub fn ocr_page(
     })
 }
 
+/// Whether most words of three or more characters have boxes taller than wide: print running
+/// up or down the page that Tesseract's layout analysis read as vertical text. Such a page
+/// reads right but lays out wrong (every box on its side), so it is turned upright too.
+fn reads_vertically(words: &[WordRecord]) -> bool {
+    let long = words.iter().filter(|w| w.text.chars().count() >= 3);
+    let (mut count, mut vertical) = (0, 0);
+    for word in long {
+        count += 1;
+        let [left, top, right, bottom] = word.bbox;
+        if bottom.saturating_sub(top) > right.saturating_sub(left) {
+            vertical += 1;
+        }
+    }
+    count > 0 && 2 * vertical > count
+}
+
 /// What one recognition of a page gave.
 struct Reading {
     text: String,
@@ -378,7 +398,7 @@ struct Reading {
 enum Reason {
     /// Before recognition: the print runs sideways, or the pipeline says `always`.
     First,
-    /// After an upright reading with low confidence.
+    /// After an upright reading with low confidence, or of vertical words.
     PoorReading,
 }
 
