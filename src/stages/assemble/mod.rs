@@ -71,6 +71,24 @@ struct Assembly {
     warnings: Vec<String>,
 }
 
+/// The record of a page Tesseract did not read: no text, words, confidence or turn.
+fn unrecognized(number: u32, source: PageSource, millis: u64) -> PageRecord {
+    PageRecord {
+        number,
+        source,
+        text: String::new(),
+        confidence: None,
+        rotation: 0,
+        deskew: 0.0,
+        scale: 1.0,
+        words: Vec::new(),
+        millis,
+        error: None,
+        skipped: None,
+        layout: Default::default(),
+    }
+}
+
 /// Turns a finished page into its record, noting a warning or an error where due.
 fn page_record(page: FinishedPage, assembly: &mut Assembly) -> PageRecord {
     let number = page.number;
@@ -101,48 +119,18 @@ fn page_record(page: FinishedPage, assembly: &mut Assembly) -> PageRecord {
                 ));
             }
             PageRecord {
-                number,
-                source: PageSource::TextLayer,
                 text,
-                confidence: None,
-                rotation: 0,
-                deskew: 0.0,
-                scale: 1.0,
-                words: Vec::new(),
-                millis: page.render_ms,
-                error: None,
-                skipped: None,
-                layout: Default::default(),
+                ..unrecognized(number, PageSource::TextLayer, page.render_ms)
             }
         }
         PageOutcome::Skipped(reason) => PageRecord {
-            number,
-            source: PageSource::Skipped,
-            text: String::new(),
-            confidence: None,
-            rotation: 0,
-            deskew: 0.0,
-            scale: 1.0,
-            words: Vec::new(),
-            millis: page.render_ms,
-            error: None,
             skipped: Some(reason),
-            layout: Default::default(),
+            ..unrecognized(number, PageSource::Skipped, page.render_ms)
         },
         PageOutcome::Failed(e) => {
             let record = PageRecord {
-                number,
-                source: PageSource::Ocr,
-                text: String::new(),
-                confidence: None,
-                rotation: 0,
-                deskew: 0.0,
-                scale: 1.0,
-                words: Vec::new(),
-                millis: page.render_ms,
                 error: Some(e.to_record()),
-                skipped: None,
-                layout: Default::default(),
+                ..unrecognized(number, PageSource::Ocr, page.render_ms)
             };
             if assembly
                 .first_error

@@ -57,7 +57,7 @@ const MAX_INK_LEVEL: u8 = 160;
 /// Measures the print on a page: brings its background to one level (so that unevenly lit
 /// photos and tinted paper threshold like clean scans), thresholds it at its Otsu level,
 /// finds its connected components, and takes the modal height of those shaped like letters.
-/// Takes a few tens of milliseconds for a 300-DPI page. The page is measured at full size:
+/// The page is measured at full size:
 /// at half size the letters of a 300-DPI page run together and measure as tall as their
 /// ascenders (linn.png: 26 px instead of 19).
 pub fn measure(pixels: &PagePixels) -> Result<TextSize, LeptError> {
