@@ -375,6 +375,8 @@ const DEFAULTS: &[(&str, &str)] = &[
     ("enable_noise_removal", "1"),
     ("textord_tabfind_find_tables", "1"),
     ("lstm_use_matrix", "1"),
+    ("paragraph_text_based", "1"),
+    ("textord_tabfind_vertical_text", "1"),
 ];
 
 fn thread_cpu_seconds() -> f64 {

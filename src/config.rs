@@ -483,6 +483,9 @@ pub struct RawSupervisor {
     /// Longest delay between restarts, e.g. "10s".
     #[serde(default, with = "humantime_serde::option")]
     pub restart_backoff_max: Option<Duration>,
+    /// Crashes of a stage one job may cause before it fails with `internal`.
+    #[serde(default)]
+    pub max_job_crashes: Option<Spanned<u32>>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -699,6 +702,7 @@ pub struct EdgesConfig {
 pub struct SupervisorConfig {
     pub restart_backoff_initial: Duration,
     pub restart_backoff_max: Duration,
+    pub max_job_crashes: u32,
 }
 
 impl Pipeline {
@@ -1330,6 +1334,14 @@ impl RawPipeline {
                 .supervisor
                 .restart_backoff_max
                 .unwrap_or(limits::DEFAULT_RESTART_BACKOFF_MAX),
+            max_job_crashes: match &self.supervisor.max_job_crashes {
+                None => limits::DEFAULT_MAX_JOB_CRASHES,
+                Some(s) if s.value == 0 => {
+                    c.push(s, "supervisor.max_job_crashes must be at least 1".into());
+                    limits::DEFAULT_MAX_JOB_CRASHES
+                }
+                Some(s) => s.value,
+            },
         };
         if supervisor.restart_backoff_max < supervisor.restart_backoff_initial {
             c.issues.push(ConfigIssue {

@@ -51,6 +51,9 @@ pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 /// Restart backoff of a crashed stage.
 pub const DEFAULT_RESTART_BACKOFF_INITIAL: Duration = Duration::from_millis(100);
 pub const DEFAULT_RESTART_BACKOFF_MAX: Duration = Duration::from_secs(10);
+/// Crashes of a stage one job may cause before it fails with `internal` instead of running
+/// again.
+pub const DEFAULT_MAX_JOB_CRASHES: u32 = 2;
 
 /// Default longest recognition of one page; a normal 300 DPI page takes a few seconds.
 pub const DEFAULT_MAX_OCR_TIME_PER_PAGE: Duration = Duration::from_secs(120);

@@ -1,11 +1,13 @@
-//! One supervisor per pipeline: builds the stage chain, restarts crashed stages, and is the
-//! handle through which jobs are submitted.
+//! One supervisor per pipeline: builds the stage chain, restarts it when a stage crashes, and
+//! is the handle through which jobs are submitted.
 //!
 //! Stages are spawned sink-first, linked to the supervisor, each holding a [`Downstream`] to
-//! the next. When a stage fails (a panic in its handler), the supervisor restarts it after a
-//! capped exponential backoff, points its senders at the new actor and counts the restart
-//! (`pagemill_stage_restarts_total`). Items that were inside the crashed actor are lost with
-//! it; their jobs do not finish.
+//! the next. When a stage fails (a panic in its handler), the supervisor stops the whole
+//! generation of stages, waits a capped exponential backoff, starts a new generation (the
+//! senders are pointed at the new actors) and runs every unfinished job again from its journal
+//! checkpoints, as [`crate::recovery`] describes: a crash loses no job, and a job that keeps
+//! crashing a stage ends `failed` with `internal`. Each restart is counted
+//! (`pagemill_stage_restarts_total`, by the stage that crashed).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,6 +22,7 @@ use crate::journal::Journal;
 use crate::metrics as m;
 use crate::pool::CpuPool;
 use crate::progress::Progress;
+use crate::recovery::Recovery;
 use crate::stages::Downstream;
 use crate::stages::assemble::{AssembleMsg, AssembleStage};
 use crate::stages::ingest::{IngestMsg, IngestStage, JobRequest, Submission};
@@ -40,6 +43,8 @@ pub struct StageContext {
     pub jobs: Arc<JobRegistry>,
     /// Where finished pages are checkpointed (the daemon's journal; none for `pagemill run`).
     pub journal: Option<Arc<Journal>>,
+    /// The jobs inside the pipeline, to run again if a stage crashes.
+    pub recovery: Arc<Recovery>,
 }
 
 impl StageContext {
@@ -232,7 +237,14 @@ impl Actor for PipelineSupervisor {
             return Ok(());
         };
         let (_, kind) = state.children.remove(pos);
-        tracing::error!(stage = kind.name(), error = %error, "stage crashed; restarting");
+        let panic = error.to_string();
+        tracing::error!(stage = kind.name(), error = %panic, "stage crashed; restarting the pipeline's stages");
+        // The other stages hold parts of the same jobs: the whole generation goes, and the
+        // jobs run again in the next one.
+        for (cell, _) in state.children.drain(..) {
+            cell.unlink(myself.get_cell());
+            let _ = cell.kill_and_wait(Some(Duration::from_secs(10))).await;
+        }
         // Backoff doubles with each restart and resets after a quiet minute.
         if state
             .last_restart
@@ -250,8 +262,33 @@ impl Actor for PipelineSupervisor {
         state.last_restart = Some(Instant::now());
         Progress::add(&state.ctx.progress.restarts, 1);
         metrics::counter!(m::STAGE_RESTARTS, &state.ctx.labels(kind.name())).increment(1);
-        let cell = spawn_stage(kind, &state.ctx, &state.wiring, myself.get_cell()).await?;
-        state.children.push((cell, kind));
+        for kind in SPAWN_ORDER {
+            let cell = spawn_stage(kind, &state.ctx, &state.wiring, myself.get_cell()).await?;
+            state.children.push((cell, kind));
+        }
+        let reruns = state
+            .ctx
+            .recovery
+            .rerun(kind.name(), &panic, sup.max_job_crashes);
+        for rerun in &reruns {
+            let s = &rerun.submission;
+            state.ctx.jobs.update(&s.request.id, |status| {
+                status.pages.rendered = 0;
+                status.pages.ocred = 0;
+            });
+            s.span.in_scope(|| match &s.fail {
+                None => tracing::warn!(attempt = s.attempt, crashes = rerun.crashes, "job runs again after a stage crashed"),
+                Some(e) => tracing::error!(crashes = rerun.crashes, error = %e, "job fails: it crashed stages too often"),
+            });
+        }
+        let ingest = state.wiring.ingest.clone();
+        tokio::spawn(async move {
+            for rerun in reruns {
+                ingest
+                    .send_with(|credit| IngestMsg::Job(rerun.submission, credit))
+                    .await;
+            }
+        });
         Ok(())
     }
 }
@@ -263,6 +300,7 @@ pub struct PipelineHandle {
     pub jobs: Arc<JobRegistry>,
     /// When the pipeline started; admission estimates its drain rate from here.
     pub started: Instant,
+    recovery: Arc<Recovery>,
     ingest: Downstream<IngestMsg>,
     supervisor: ActorRef<SupervisorMsg>,
     join: tokio::task::JoinHandle<()>,
@@ -310,6 +348,7 @@ impl PipelineHandle {
             progress: progress.clone(),
             jobs: jobs.clone(),
             journal: options.journal.clone(),
+            recovery: Arc::new(Recovery::default()),
         };
         let (finished_tx, finished_rx) = unbounded_channel();
         let writer = options.writer.unwrap_or_else(|| {
@@ -345,6 +384,7 @@ impl PipelineHandle {
             metrics::counter!(m::STAGE_DISCARDED, &labels).increment(0);
         }
         let ingest = wiring.ingest.clone();
+        let recovery = ctx.recovery.clone();
         let (supervisor, join) = Actor::spawn(None, PipelineSupervisor, (ctx, wiring))
             .await
             .map_err(anyhow::Error::from)?;
@@ -354,6 +394,7 @@ impl PipelineHandle {
                 progress,
                 jobs,
                 started: Instant::now(),
+                recovery,
                 ingest,
                 supervisor,
                 join,
@@ -383,12 +424,9 @@ impl PipelineHandle {
         let span = crate::stages::job_span(&request.id, &self.pipeline.name);
         crate::stages::stage_span(&span, "ingest", &request.id, &self.pipeline.name)
             .in_scope(|| tracing::info!(name = %request.name, bytes, "job queued"));
-        Registered(Submission {
-            request: request.clone(),
-            submitted: Instant::now(),
-            cancel,
-            span,
-        })
+        let submission = Submission::new(request.clone(), cancel, span);
+        self.recovery.admit(&submission);
+        Registered(submission)
     }
 
     /// Whether the stage supervisor is still running.

@@ -34,6 +34,11 @@ pub struct JobInfo {
     pub submitted: Instant,
     /// Set when the job is cancelled: stages skip its remaining pages.
     pub cancel: Arc<AtomicBool>,
+    /// Set when this attempt at the job was replaced by a new one after a stage crashed
+    /// ([`crate::recovery`]): stages drop its messages.
+    pub superseded: Arc<AtomicBool>,
+    /// How many times the job was run again after a stage crashed (0 the first time).
+    pub attempt: u32,
     /// One span per stage, children of the job's span; every log line about the job is
     /// emitted in one of them, so it carries the job id, pipeline and stage.
     stage_spans: [tracing::Span; STAGES.len()],
@@ -53,12 +58,20 @@ impl JobInfo {
             pipeline,
             submitted,
             cancel,
+            superseded: Arc::new(AtomicBool::new(false)),
+            attempt: 0,
             stage_spans,
         }
     }
 
     pub fn is_cancelled(&self) -> bool {
         self.cancel.load(Ordering::Relaxed)
+    }
+
+    /// Whether a newer attempt at this job has replaced this one: what is left of it is
+    /// dropped.
+    pub fn is_superseded(&self) -> bool {
+        self.superseded.load(Ordering::Relaxed)
     }
 
     /// The span of this job in `stage` (one of [`STAGES`]).

@@ -57,7 +57,7 @@ pub enum AssembleMsg {
     Page(FinishedPage, Credit),
     /// The job stops early (cancelled, or its rendering failed): finish it now with this
     /// error; pages still on their way are dropped when they arrive.
-    Abandon(String, JobError),
+    Abandon(Arc<JobInfo>, JobError),
 }
 
 /// A document whose pages are still coming in.
@@ -240,6 +240,16 @@ impl Actor for AssembleStage {
         msg: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
+        let info = match &msg {
+            AssembleMsg::Expect(e) => &e.info,
+            AssembleMsg::Page(page, _) => &page.info,
+            AssembleMsg::Abandon(info, _) => info,
+        };
+        state.ctx.recovery.handling("assemble", Some(&info.id));
+        if info.is_superseded() {
+            state.ctx.count_discarded("assemble", 1);
+            return Ok(());
+        }
         match msg {
             AssembleMsg::Expect(expectation) => {
                 let id = expectation.info.id.clone();
@@ -282,6 +292,11 @@ impl Actor for AssembleStage {
                     state.ctx.count_discarded("assemble", 1);
                     return Ok(());
                 };
+                crate::faults::inject(
+                    "assemble",
+                    &assembly.expectation.source.record.name,
+                    assembly.received + 1,
+                );
                 state.ctx.count_sent("assemble", 1);
                 let index = (page.number - 1) as usize;
                 let record = page_record(page, assembly);
@@ -299,10 +314,10 @@ impl Actor for AssembleStage {
                 }
                 drop(credit);
             }
-            AssembleMsg::Abandon(id, error) => {
-                if let Some(assembly) = state.open.get_mut(&id) {
+            AssembleMsg::Abandon(info, error) => {
+                if let Some(assembly) = state.open.get_mut(&info.id) {
                     assembly.expectation.error.get_or_insert(error);
-                    state.pass_on(&id).await;
+                    state.pass_on(&info.id).await;
                 }
             }
         }

@@ -41,6 +41,28 @@ pub struct Submission {
     pub cancel: Arc<AtomicBool>,
     /// The job's span, opened when it was registered.
     pub span: tracing::Span,
+    /// Set when this attempt at the job is replaced by a new one after a stage crashed: every
+    /// stage drops what is left of it.
+    pub superseded: Arc<AtomicBool>,
+    /// How many times the job was run again after a stage crashed.
+    pub attempt: u32,
+    /// Set when the job made stages crash too often: it fails with this error unread.
+    pub fail: Option<JobError>,
+}
+
+impl Submission {
+    /// The first attempt at a job, submitted now.
+    pub fn new(request: JobRequest, cancel: Arc<AtomicBool>, span: tracing::Span) -> Submission {
+        Submission {
+            request,
+            submitted: Instant::now(),
+            cancel,
+            span,
+            superseded: Arc::new(AtomicBool::new(false)),
+            attempt: 0,
+            fail: None,
+        }
+    }
 }
 
 pub enum IngestMsg {
@@ -96,21 +118,35 @@ impl Actor for IngestStage {
             submitted,
             cancel,
             span,
+            superseded,
+            attempt,
+            fail,
         } = submission;
         let ctx = &state.ctx;
+        ctx.recovery.handling("ingest", Some(&request.id));
         let labels = ctx.labels("ingest");
         ctx.count_received("ingest", 1);
+        if superseded.load(std::sync::atomic::Ordering::Relaxed) {
+            ctx.count_discarded("ingest", 1);
+            return Ok(());
+        }
+        crate::faults::inject("ingest", &request.name, 0);
         let started = Instant::now();
-        let info = Arc::new(JobInfo::new(
+        let mut info = JobInfo::new(
             request.id.clone(),
             ctx.pipeline.name.as_str().into(),
             submitted,
             cancel,
             &span,
-        ));
+        );
+        info.superseded = superseded;
+        info.attempt = attempt;
+        let info = Arc::new(info);
         ctx.jobs.started(&info.id);
         let limits = ctx.pipeline.limits;
-        let read = if info.is_cancelled() {
+        let read = if let Some(error) = fail {
+            Err(error)
+        } else if info.is_cancelled() {
             Err(JobError::Cancelled)
         } else {
             read_bounded(&request.path, limits.max_document_bytes).await

@@ -163,6 +163,10 @@ impl OcrState {
             let Some(Waiting(work, credit)) = self.waiting.pop() else {
                 return;
             };
+            if work.info.is_superseded() {
+                self.ctx.count_discarded("ocr", 1);
+                continue;
+            }
             self.running += 1;
             spawn_recognition(
                 self.ctx.clone(),
@@ -279,11 +283,19 @@ impl Actor for OcrStage {
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             OcrMsg::Page(work, credit) => {
+                state.ctx.recovery.handling("ocr", Some(&work.info.id));
                 state.ctx.count_received("ocr", 1);
+                if work.info.is_superseded() {
+                    state.ctx.count_discarded("ocr", 1);
+                    return Ok(());
+                }
                 let info = work.info.clone();
                 state.waiting.push(&info, Waiting(work, credit));
             }
-            OcrMsg::Finished => state.running = state.running.saturating_sub(1),
+            OcrMsg::Finished => {
+                state.ctx.recovery.handling("ocr", None);
+                state.running = state.running.saturating_sub(1)
+            }
         }
         state.start_pages(&myself);
         Ok(())

@@ -236,6 +236,11 @@ impl Actor for RenderStage {
             source,
             document,
         } = work;
+        ctx.recovery.handling("render", Some(&info.id));
+        if info.is_superseded() {
+            ctx.count_discarded("render", 1);
+            return Ok(());
+        }
         let (document, error) = match document {
             Ok(d) => (Some(Arc::new(d)), None),
             Err(e) => (None, Some(e)),
@@ -284,7 +289,7 @@ async fn render_document(
             .in_scope(|| tracing::error!(error = %error, "job failed in render"));
         state
             .assemble
-            .send_now(AssembleMsg::Abandon(info.id.clone(), error));
+            .send_now(AssembleMsg::Abandon(info.clone(), error));
     }
     drop(credit);
 }
@@ -333,6 +338,11 @@ async fn render_pages(
             // edge's credits are handed out in the order they were asked for, so documents
             // rendering at the same time take turns.
             let credit = state.ocr.edge.acquire().await;
+            if info.is_superseded() {
+                // A stage crashed and the job runs again from the start: this attempt stops.
+                ctx.count_discarded("render", *not_rendered as u64);
+                return;
+            }
             if info.is_cancelled() {
                 // Pages not rendered yet are never rendered; the job ends here.
                 let pages = *not_rendered;
@@ -341,7 +351,7 @@ async fn render_pages(
                     .in_scope(|| tracing::info!(pages_not_rendered = pages, "job cancelled"));
                 state
                     .assemble
-                    .send_now(AssembleMsg::Abandon(info.id.clone(), JobError::Cancelled));
+                    .send_now(AssembleMsg::Abandon(info.clone(), JobError::Cancelled));
                 return;
             }
             *not_rendered -= 1;

@@ -209,8 +209,13 @@ impl Actor for SaveStage {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         let SaveMsg::Result(info, mut result, credit) = msg;
+        state.ctx.recovery.handling("save", Some(&info.id));
         let labels = state.ctx.labels("save");
         state.ctx.count_received("save", 1);
+        if info.is_superseded() {
+            state.ctx.count_discarded("save", 1);
+            return Ok(());
+        }
         let started = Instant::now();
         result.timings.total_ms = info.submitted.elapsed().as_millis() as u64;
         let writer = state.writer.clone();
@@ -290,6 +295,7 @@ impl Actor for SaveStage {
                 });
             }
         }
+        state.ctx.recovery.finished(&result.id);
         state
             .ctx
             .jobs

@@ -166,7 +166,12 @@ impl Actor for SummarizeStage {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         let SummarizeMsg::Document(info, result, error, credit) = msg;
+        state.ctx.recovery.handling("summarize", Some(&info.id));
         state.ctx.count_received("summarize", 1);
+        if info.is_superseded() {
+            state.ctx.count_discarded("summarize", 1);
+            return Ok(());
+        }
         let work = summarize_document(
             state.ctx.clone(),
             state.engine.clone(),

@@ -1,0 +1,225 @@
+//! A stage that panics in the middle of a job loses no job (`src/recovery.rs`).
+//!
+//! Built only with the `fault-injection` feature (`scripts/test.sh` turns it on), which lets
+//! `PAGEMILL_FAULT` make the assemble stage panic when a chosen page of a chosen document
+//! arrives. The documents are four scanned pages made from `tests/fixtures/phototest.tif`, so
+//! every page goes through real rendering and Tesseract.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::daemon::{Daemon, pipeline_yaml};
+use common::fixture;
+use pagemill::stages::ocr::{PagePixels, PageRaster};
+use pdf_writer::{Content, Filter, Finish, Name, Pdf, Rect, Ref};
+
+/// The page on which the assemble stage panics: the third to arrive, so two are checkpointed.
+const CRASH_AT_ARRIVAL: u32 = 3;
+const PAGES: u32 = 4;
+
+/// Writes `PAGES` copies of phototest.tif (200 DPI) as an image-only PDF.
+fn scanned_pdf(path: &Path) {
+    let gray = image::open(fixture("phototest.tif")).unwrap().to_luma8();
+    let (w, h) = gray.dimensions();
+    let raster = PageRaster::compress(&PagePixels::Gray(gray), 200, 1.0);
+    let (width, height) = (w as f32 * 72.0 / 200.0, h as f32 * 72.0 / 200.0);
+    let mut pdf = Pdf::new();
+    let (catalog, tree) = (Ref::new(1), Ref::new(2));
+    let page_ids: Vec<Ref> = (0..PAGES).map(|i| Ref::new(10 + 3 * i as i32)).collect();
+    pdf.catalog(catalog).pages(tree);
+    pdf.pages(tree)
+        .kids(page_ids.iter().copied())
+        .count(PAGES as i32);
+    for &page_id in &page_ids {
+        let (image_id, content_id) = (Ref::new(page_id.get() + 1), Ref::new(page_id.get() + 2));
+        let mut page = pdf.page(page_id);
+        page.media_box(Rect::new(0.0, 0.0, width, height))
+            .parent(tree)
+            .contents(content_id);
+        page.resources().x_objects().pair(Name(b"Im"), image_id);
+        page.finish();
+        let mut image = pdf.image_xobject(image_id, &raster.zlib);
+        image.filter(Filter::FlateDecode);
+        image.width(w as i32);
+        image.height(h as i32);
+        image.color_space().device_gray();
+        image.bits_per_component(8);
+        image.finish();
+        let mut content = Content::new();
+        content.save_state();
+        content.transform([width, 0.0, 0.0, height, 0.0, 0.0]);
+        content.x_object(Name(b"Im"));
+        content.restore_state();
+        pdf.stream(content_id, &content.finish());
+    }
+    std::fs::write(path, pdf.finish()).unwrap();
+}
+
+/// The value of the metric `name` on the line whose labels include all of `labels`.
+fn metric(text: &str, name: &str, labels: &[&str]) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")))
+        .find(|l| labels.iter().all(|label| l.contains(label)))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} with {labels:?}"))
+}
+
+fn fault(document: &str, times: u32) -> String {
+    format!("assemble:{document}:{CRASH_AT_ARRIVAL}:{times}")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_crashed_stage_loses_no_job_and_a_job_that_always_crashes_fails() {
+    let inputs = tempfile::tempdir().unwrap();
+    let (once, always) = (
+        inputs.path().join("crash-once.pdf"),
+        inputs.path().join("crash-always.pdf"),
+    );
+    scanned_pdf(&once);
+    std::fs::copy(&once, &always).unwrap();
+    let faults = format!(
+        "{},{}",
+        fault("crash-once.pdf", 1),
+        fault("crash-always.pdf", 99)
+    );
+    let mut d = Daemon::start_with_env(
+        &[
+            ("once", pipeline_yaml("once", &[])),
+            ("always", pipeline_yaml("always", &[])),
+        ],
+        &[],
+        &[("PAGEMILL_FAULT", faults.as_str())],
+        Stdio::inherit(),
+    );
+    let once_id = d.submit("once", &once).await;
+    let always_id = d.submit("always", &always).await;
+    // A job that never crashes anything, inside the pipeline while it crashes twice.
+    let bystander_id = d.submit("always", &fixture("phototest.tif")).await;
+
+    let status = d.wait_final(&once_id).await;
+    assert_eq!(status["state"], "done", "{status}");
+    let result = d.get_json(&format!("/v1/jobs/{once_id}/result")).await;
+    let pages = result["pages"].as_array().unwrap();
+    assert_eq!(pages.len(), PAGES as usize);
+    for page in pages {
+        assert!(
+            page["text"].as_str().unwrap().contains("quick brown dog"),
+            "every page is read: {page}"
+        );
+    }
+
+    let status = d.wait_final(&always_id).await;
+    assert_eq!(status["state"], "failed", "{status}");
+    assert_eq!(status["error"]["code"], "internal", "{status}");
+    let message = status["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("crashed 2 times") && message.contains("fault injected in assemble"),
+        "the error names the crashes and the panic: {message}"
+    );
+    let status = d.wait_final(&bystander_id).await;
+    assert_eq!(
+        status["state"], "done",
+        "a job that crashed nothing: {status}"
+    );
+
+    let text = d.get("/metrics").await.text().await.unwrap();
+    let pages_total = |pipeline: &str, outcome: &str| {
+        metric(
+            &text,
+            "pagemill_pages_total",
+            &[
+                &format!("pipeline=\"{pipeline}\""),
+                &format!("outcome=\"{outcome}\""),
+            ],
+        )
+    };
+    // Before the crash: two pages checkpointed, the third OCRed and lost with the stage.
+    // After: the two come back from the journal and only the other two are OCRed again.
+    assert_eq!(pages_total("once", "restored"), 2.0);
+    assert_eq!(pages_total("once", "ocr"), 3.0 + 2.0);
+    let restarts = |pipeline: &str| {
+        metric(
+            &text,
+            "pagemill_stage_restarts_total",
+            &[&format!("pipeline=\"{pipeline}\""), "stage=\"assemble\""],
+        )
+    };
+    assert_eq!(restarts("once"), 1.0);
+    assert_eq!(restarts("always"), 2.0, "max_job_crashes defaults to 2");
+    for pipeline in ["once", "always"] {
+        let in_system = metric(
+            &text,
+            "pagemill_admission_pages_in_system",
+            &[&format!("pipeline=\"{pipeline}\"")],
+        );
+        assert_eq!(in_system, 0.0, "{pipeline}: the admission budget is back");
+    }
+
+    // Nothing is left inside: SIGTERM ends the daemon at once, not at its shutdown timeout
+    // (60 s in these tests).
+    let sent = Instant::now();
+    // SAFETY: sends SIGTERM to the daemon child this test started.
+    unsafe { libc::kill(d.child.id() as libc::pid_t, libc::SIGTERM) };
+    let exit = tokio::task::spawn_blocking(move || (d.child.wait().unwrap(), d))
+        .await
+        .unwrap();
+    let took = sent.elapsed();
+    eprintln!("SIGTERM to exit: {took:?}");
+    assert!(exit.0.success(), "{:?}", exit.0);
+    assert!(
+        took < Duration::from_secs(30),
+        "shutdown waited for jobs that were never going to finish: {took:?}"
+    );
+}
+
+#[test]
+fn pagemill_run_reruns_a_crashed_job_and_exits_1_naming_one_that_always_crashes() {
+    let inputs = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let (once, always) = (
+        inputs.path().join("crash-once.pdf"),
+        inputs.path().join("crash-always.pdf"),
+    );
+    scanned_pdf(&once);
+    std::fs::copy(&once, &always).unwrap();
+    let run = |files: &[&Path]| {
+        Command::new(env!("CARGO_BIN_EXE_pagemill"))
+            .arg("run")
+            .arg("--out")
+            .arg(out.path())
+            .args(files)
+            .env(
+                "PAGEMILL_FAULT",
+                format!(
+                    "{},{}",
+                    fault("crash-once.pdf", 1),
+                    fault("crash-always.pdf", 99)
+                ),
+            )
+            .output()
+            .unwrap()
+    };
+
+    let output = run(&[&once]);
+    assert!(
+        output.status.success(),
+        "a job that crashed a stage once runs again and is done: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    let output = run(&[&always, &fixture("phototest.tif")]);
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(output.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains("failed crash-always.pdf") && said.contains("(internal)"),
+        "{said}"
+    );
+    assert!(said.contains("done   phototest.tif"), "{said}");
+}
