@@ -1466,6 +1466,36 @@ mod tests {
         parse_pipeline(Path::new("t.yaml"), text)
     }
 
+    /// Every key of a JSON value with its value, as `a.b.c = value` lines.
+    fn flatten(prefix: &str, value: &serde_json::Value, out: &mut Vec<String>) {
+        match value {
+            serde_json::Value::Object(map) => {
+                for (key, v) in map {
+                    flatten(&format!("{prefix}{key}."), v, out);
+                }
+            }
+            other => out.push(format!("{} = {other}", prefix.trim_end_matches('.'))),
+        }
+    }
+
+    #[test]
+    fn the_shipped_default_pipeline_says_what_the_built_in_defaults_are() {
+        // Every setting left out of a file takes its built-in default; the shipped default
+        // pipeline writes every setting out. The two must agree key for key, or a user reading
+        // `pipelines/default.yaml` is told a default that is not the one in force.
+        let shipped = Pipeline::embedded_default();
+        let built_in = parse_pipeline(Path::new("default.yaml"), "version: 1\n").unwrap();
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        flatten("", &serde_json::to_value(&shipped).unwrap(), &mut a);
+        flatten("", &serde_json::to_value(&built_in).unwrap(), &mut b);
+        let only_shipped: Vec<&String> = a.iter().filter(|l| !b.contains(l)).collect();
+        let only_built_in: Vec<&String> = b.iter().filter(|l| !a.contains(l)).collect();
+        assert!(
+            only_shipped.is_empty() && only_built_in.is_empty(),
+            "pipelines/default.yaml says {only_shipped:#?}\nthe built-in defaults are {only_built_in:#?}"
+        );
+    }
+
     #[test]
     fn minimal_file_gets_defaults_and_name_from_stem() {
         let p = parse("version: 1\n").unwrap();

@@ -60,6 +60,30 @@ pub enum JobError {
 }
 
 impl JobError {
+    /// Every code [`JobError::code`] returns: the `error_type` label values, which the error
+    /// counters start with at 0 so that panels and alerts see 0 rather than no data.
+    pub const CODES: [&'static str; 19] = [
+        "empty_document",
+        "not_a_document",
+        "unsupported_type",
+        "truncated",
+        "invalid_pdf",
+        "encrypted",
+        "invalid_image",
+        "too_large",
+        "too_many_pages",
+        "too_many_pixels",
+        "preprocess_failed",
+        "ocr_failed",
+        "summary_failed",
+        "ocr_timeout",
+        "job_timeout",
+        "llm_unavailable",
+        "io",
+        "internal",
+        "cancelled",
+    ];
+
     /// Stable machine-readable code, also used as the `error_type` metric label.
     pub fn code(&self) -> &'static str {
         match self {
@@ -99,4 +123,72 @@ impl JobError {
 pub struct ErrorRecord {
     pub code: String,
     pub message: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_lists_the_code_of_every_variant_once() {
+        // One of each variant: a new variant without a line here fails to match below.
+        let every = [
+            JobError::EmptyDocument,
+            JobError::NotADocument,
+            JobError::UnsupportedType(String::new()),
+            JobError::Truncated(String::new()),
+            JobError::InvalidPdf(String::new()),
+            JobError::Encrypted,
+            JobError::InvalidImage(String::new()),
+            JobError::TooLarge { bytes: 0, limit: 0 },
+            JobError::TooManyPages { pages: 0, limit: 0 },
+            JobError::TooManyPixels {
+                page: 0,
+                width: 0,
+                height: 0,
+                limit: 0,
+            },
+            JobError::PreprocessFailed(String::new()),
+            JobError::OcrFailed(String::new()),
+            JobError::SummaryFailed(String::new()),
+            JobError::OcrTimeout {
+                page: 0,
+                limit_ms: 0,
+            },
+            JobError::JobTimeout { limit_ms: 0 },
+            JobError::LlmUnavailable {
+                limit_ms: 0,
+                last: String::new(),
+            },
+            JobError::Io(String::new()),
+            JobError::Internal(String::new()),
+            JobError::Cancelled,
+        ];
+        for e in &every {
+            // Exhaustive: adding a variant breaks this match until it is listed above.
+            match e {
+                JobError::EmptyDocument
+                | JobError::NotADocument
+                | JobError::UnsupportedType(_)
+                | JobError::Truncated(_)
+                | JobError::InvalidPdf(_)
+                | JobError::Encrypted
+                | JobError::InvalidImage(_)
+                | JobError::TooLarge { .. }
+                | JobError::TooManyPages { .. }
+                | JobError::TooManyPixels { .. }
+                | JobError::PreprocessFailed(_)
+                | JobError::OcrFailed(_)
+                | JobError::SummaryFailed(_)
+                | JobError::OcrTimeout { .. }
+                | JobError::JobTimeout { .. }
+                | JobError::LlmUnavailable { .. }
+                | JobError::Io(_)
+                | JobError::Internal(_)
+                | JobError::Cancelled => {}
+            }
+        }
+        let codes: Vec<&str> = every.iter().map(JobError::code).collect();
+        assert_eq!(codes, JobError::CODES);
+    }
 }

@@ -382,6 +382,18 @@ impl PipelineHandle {
             metrics::gauge!(m::STAGE_WORKERS, &labels).set(workers as f64);
             metrics::counter!(m::STAGE_RESTARTS, &labels).increment(0);
             metrics::counter!(m::STAGE_DISCARDED, &labels).increment(0);
+            for error_type in crate::error::JobError::CODES {
+                metrics::counter!(m::STAGE_ERRORS, "pipeline" => pipeline.name.clone(), "stage" => stage, "error_type" => error_type).increment(0);
+            }
+        }
+        // Series whose label values are known start at 0, so that rates and ratios over them
+        // are 0 rather than no data before the first failure.
+        for outcome in ["done", "failed", "cancelled"] {
+            metrics::counter!(m::JOBS_COMPLETED, "pipeline" => pipeline.name.clone(), "outcome" => outcome).increment(0);
+        }
+        for outcome in crate::stages::assemble::PageOutcome::LABELS {
+            metrics::counter!(m::PAGES, "pipeline" => pipeline.name.clone(), "outcome" => outcome)
+                .increment(0);
         }
         let ingest = wiring.ingest.clone();
         let recovery = ctx.recovery.clone();

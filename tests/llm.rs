@@ -218,17 +218,19 @@ async fn an_open_circuit_stops_requests_and_the_fallback_answers() {
         fixture("tagged.pdf"),
     ];
     let events = run_files(p, &files, None).await;
+    let mut paused = 0;
     for event in &events {
         let (engine, _, warnings) = summary_of(event);
         assert_eq!(engine, "extractive", "{warnings:?}");
+        if warnings.iter().any(|w| w.contains("requests are paused")) {
+            paused += 1;
+        }
     }
-    // Two documents failed, then the circuit held the other two back.
+    // The first two documents to reach the summarizer (whichever they are:
+    // text-layer PDFs overtake scans) failed, then the circuit held the other
+    // two back.
     assert_eq!(fake.requests.load(Ordering::SeqCst), 2);
-    let (_, _, warnings) = summary_of(&events[3]);
-    assert!(
-        warnings.iter().any(|w| w.contains("requests are paused")),
-        "{warnings:?}"
-    );
+    assert_eq!(paused, 2, "two documents found the circuit open");
 }
 
 #[tokio::test(flavor = "multi_thread")]

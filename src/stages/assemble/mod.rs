@@ -45,6 +45,22 @@ pub enum PageOutcome {
     Restored(Box<PageRecord>),
 }
 
+impl PageOutcome {
+    /// Every value of [`PageOutcome::label`].
+    pub const LABELS: [&'static str; 5] = ["ocr", "text_layer", "failed", "restored", "skipped"];
+
+    /// The `outcome` label of `pagemill_pages_total`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            PageOutcome::Ocr(_) => "ocr",
+            PageOutcome::TextLayer { .. } => "text_layer",
+            PageOutcome::Failed(_) => "failed",
+            PageOutcome::Restored(_) => "restored",
+            PageOutcome::Skipped(_) => "skipped",
+        }
+    }
+}
+
 pub struct FinishedPage {
     pub info: Arc<JobInfo>,
     pub number: u32,
@@ -272,13 +288,7 @@ impl Actor for AssembleStage {
             }
             AssembleMsg::Page(page, credit) => {
                 state.ctx.count_received("assemble", 1);
-                let outcome_label = match &page.outcome {
-                    PageOutcome::Ocr(_) => "ocr",
-                    PageOutcome::TextLayer { .. } => "text_layer",
-                    PageOutcome::Failed(_) => "failed",
-                    PageOutcome::Restored(_) => "restored",
-                    PageOutcome::Skipped(_) => "skipped",
-                };
+                let outcome_label = page.outcome.label();
                 let checkpoint = matches!(
                     page.outcome,
                     PageOutcome::Ocr(_) | PageOutcome::TextLayer { .. } | PageOutcome::Skipped(_)

@@ -26,9 +26,11 @@
 
 use std::cmp::Ordering;
 use std::collections::{BinaryHeap, HashMap};
+use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Weak};
 use std::time::Instant;
 
+use futures_util::FutureExt;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 
 use crate::edge::Credit;
@@ -179,7 +181,9 @@ impl OcrState {
     }
 }
 
-/// Recognizes one page on the pool, passes it on, then tells the actor its thread is free.
+/// Recognizes one page on the pool, passes it on, then tells the actor its thread is free. A
+/// panic outside the pool (which turns its own into errors) fails the page with `internal`
+/// instead of losing it.
 fn spawn_recognition(
     ctx: StageContext,
     assemble: Downstream<AssembleMsg>,
@@ -188,63 +192,19 @@ fn spawn_recognition(
     credit: Credit,
 ) {
     tokio::spawn(async move {
-        let labels = ctx.labels("ocr");
-        let started = Instant::now();
-        let cfg = ctx.pipeline.ocr.clone();
-        let OcrWork {
-            info,
-            number,
-            image,
-            render_ms,
-        } = work;
-        let span = info.span("ocr").clone();
-        let limits = ctx.pipeline.limits;
-        let job_time_left = limits.max_job_time.saturating_sub(info.submitted.elapsed());
-        let result = if info.is_cancelled() {
-            Err(JobError::Cancelled)
-        } else if job_time_left.is_zero() {
-            Err(JobError::JobTimeout {
-                limit_ms: limits.max_job_time.as_millis() as u64,
-            })
-        } else {
-            let limit = limits.max_ocr_time_per_page.min(job_time_left);
-            ctx.pool
-                .run(move || span.in_scope(|| ocr_page_on_this_thread(image, number, &cfg, limit)))
-                .await
-                .and_then(|r| r)
-        };
-        let span = info.span("ocr");
+        let (info, number, render_ms) = (work.info.clone(), work.number, work.render_ms);
+        let outcome = AssertUnwindSafe(recognize(&ctx, work))
+            .catch_unwind()
+            .await
+            .unwrap_or_else(|panic| {
+                let error = JobError::Internal(format!(
+                    "recognizing page {number} panicked: {}",
+                    crate::pool::panic_message(&panic)
+                ));
+                ctx.count_error("ocr", error.code());
+                PageOutcome::Failed(error)
+            });
         let _ = myself.send_message(OcrMsg::Finished);
-        metrics::histogram!(m::STAGE_PROCESSING_SECONDS, &labels)
-            .record(started.elapsed().as_secs_f64());
-        let outcome = match result {
-            Ok(ocr) => {
-                ctx.count_sent("ocr", 1);
-                span.in_scope(|| {
-                    tracing::debug!(
-                        page = number,
-                        confidence = ocr.confidence,
-                        rotation = ocr.rotation,
-                        millis = ocr.millis,
-                        "page recognized"
-                    )
-                });
-                metrics::histogram!(m::OCR_CONFIDENCE, "pipeline" => ctx.pipeline.name.clone())
-                    .record(ocr.confidence as f64);
-                PageOutcome::Ocr(ocr)
-            }
-            Err(JobError::Cancelled) => {
-                ctx.count_discarded("ocr", 1);
-                PageOutcome::Failed(JobError::Cancelled)
-            }
-            Err(e) => {
-                ctx.count_error("ocr", e.code());
-                span.in_scope(
-                    || tracing::warn!(page = number, code = e.code(), error = %e, "page failed"),
-                );
-                PageOutcome::Failed(e)
-            }
-        };
         let page = FinishedPage {
             info,
             number,
@@ -255,6 +215,66 @@ fn spawn_recognition(
         // Only now is this page out of the OCR stage: its slot frees for the next render.
         drop(credit);
     });
+}
+
+/// Recognizes one page on the pool, within the job's time left.
+async fn recognize(ctx: &StageContext, work: OcrWork) -> PageOutcome {
+    let labels = ctx.labels("ocr");
+    let started = Instant::now();
+    let cfg = ctx.pipeline.ocr.clone();
+    let OcrWork {
+        info,
+        number,
+        image,
+        ..
+    } = work;
+    let span = info.span("ocr").clone();
+    let limits = ctx.pipeline.limits;
+    let job_time_left = limits.max_job_time.saturating_sub(info.submitted.elapsed());
+    let result = if info.is_cancelled() {
+        Err(JobError::Cancelled)
+    } else if job_time_left.is_zero() {
+        Err(JobError::JobTimeout {
+            limit_ms: limits.max_job_time.as_millis() as u64,
+        })
+    } else {
+        let limit = limits.max_ocr_time_per_page.min(job_time_left);
+        ctx.pool
+            .run(move || span.in_scope(|| ocr_page_on_this_thread(image, number, &cfg, limit)))
+            .await
+            .and_then(|r| r)
+    };
+    let span = info.span("ocr");
+    metrics::histogram!(m::STAGE_PROCESSING_SECONDS, &labels)
+        .record(started.elapsed().as_secs_f64());
+    match result {
+        Ok(ocr) => {
+            ctx.count_sent("ocr", 1);
+            span.in_scope(|| {
+                tracing::debug!(
+                    page = number,
+                    confidence = ocr.confidence,
+                    rotation = ocr.rotation,
+                    millis = ocr.millis,
+                    "page recognized"
+                )
+            });
+            metrics::histogram!(m::OCR_CONFIDENCE, "pipeline" => ctx.pipeline.name.clone())
+                .record(ocr.confidence as f64);
+            PageOutcome::Ocr(ocr)
+        }
+        Err(JobError::Cancelled) => {
+            ctx.count_discarded("ocr", 1);
+            PageOutcome::Failed(JobError::Cancelled)
+        }
+        Err(e) => {
+            ctx.count_error("ocr", e.code());
+            span.in_scope(
+                || tracing::warn!(page = number, code = e.code(), error = %e, "page failed"),
+            );
+            PageOutcome::Failed(e)
+        }
+    }
 }
 
 impl Actor for OcrStage {
