@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use pagemill::journal::{Journal, JournalJob, now_ms};
+use pagemill::service::journal::{Journal, JournalJob, now_ms};
 
 fn job(id: String) -> JournalJob {
     JournalJob {

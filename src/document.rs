@@ -12,7 +12,7 @@ use image::ImageDecoder;
 
 use crate::config::LimitsConfig;
 use crate::error::JobError;
-use crate::stages::ingest::detect::{MediaType, detect_media_type};
+use crate::model::media_type::{MediaType, detect_media_type};
 use crate::stages::render::image_pages::{PageReader, tiff_directory_offsets};
 
 /// A document ready to be rendered page by page.
@@ -59,6 +59,16 @@ const _: () = {
 
 /// Detects the type, opens the document and checks the byte and page limits.
 pub fn open_document(bytes: Vec<u8>, limits: &LimitsConfig) -> Result<Document, JobError> {
+    let media_type = detect_media_type(&bytes)?;
+    open_document_as(bytes, media_type, limits)
+}
+
+/// Opens a document whose type is already known and checks the byte and page limits.
+pub fn open_document_as(
+    bytes: Vec<u8>,
+    media_type: MediaType,
+    limits: &LimitsConfig,
+) -> Result<Document, JobError> {
     let len = bytes.len() as u64;
     if len > limits.max_document_bytes {
         return Err(JobError::TooLarge {
@@ -66,7 +76,6 @@ pub fn open_document(bytes: Vec<u8>, limits: &LimitsConfig) -> Result<Document, 
             limit: limits.max_document_bytes,
         });
     }
-    let media_type = detect_media_type(&bytes)?;
     let doc = match media_type {
         MediaType::Pdf => open_pdf(bytes)?,
         MediaType::Png | MediaType::Jpeg | MediaType::Tiff => {

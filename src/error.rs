@@ -125,6 +125,13 @@ pub struct ErrorRecord {
     pub message: String,
 }
 
+impl ErrorRecord {
+    /// Whether the job ended because it was cancelled rather than because it failed.
+    pub fn is_cancellation(&self) -> bool {
+        self.code == JobError::Cancelled.code()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use crate::error::JobError;
+use crate::stages::Stage;
 use crate::stages::ingest::{JobRequest, Submission};
 
 /// One job inside the pipeline, as it was submitted.
@@ -37,7 +38,7 @@ struct InFlight {
 pub struct Recovery {
     jobs: Mutex<HashMap<String, InFlight>>,
     /// The job of the message each stage is handling (none for messages about no job).
-    handling: Mutex<HashMap<&'static str, Option<String>>>,
+    handling: Mutex<HashMap<Stage, Option<String>>>,
 }
 
 /// One job to run again after a crash.
@@ -68,7 +69,7 @@ impl Recovery {
     }
 
     /// Notes the job whose message `stage` is handling now.
-    pub fn handling(&self, stage: &'static str, job: Option<&str>) {
+    pub fn handling(&self, stage: Stage, job: Option<&str>) {
         self.handling
             .lock()
             .expect("recovery lock poisoned")
@@ -79,10 +80,10 @@ impl Recovery {
     /// the pipeline and returns their next attempts, oldest job first. The job `stage` was
     /// handling is charged with the crash (every job, when it was handling none); a job charged
     /// `max_crashes` times is sent to fail with `internal`.
-    pub fn rerun(&self, stage: &'static str, panic: &str, max_crashes: u32) -> Vec<Rerun> {
+    pub fn rerun(&self, stage: Stage, panic: &str, max_crashes: u32) -> Vec<Rerun> {
         let culprit = {
             let mut handling = self.handling.lock().expect("recovery lock poisoned");
-            let culprit = handling.get(stage).cloned().flatten();
+            let culprit = handling.get(&stage).cloned().flatten();
             handling.clear();
             culprit
         };
@@ -132,11 +133,7 @@ mod tests {
 
     fn submission(id: &str) -> Submission {
         Submission::new(
-            JobRequest {
-                id: id.into(),
-                name: format!("{id}.pdf"),
-                path: PathBuf::from(id),
-            },
+            JobRequest::new(id, format!("{id}.pdf"), PathBuf::from(id)),
             Arc::new(AtomicBool::new(false)),
             tracing::Span::none(),
         )
@@ -148,10 +145,10 @@ mod tests {
         let (a, b) = (submission("a"), submission("b"));
         recovery.admit(&a);
         recovery.admit(&b);
-        recovery.handling("ocr", Some("a"));
-        recovery.handling("assemble", Some("b"));
+        recovery.handling(Stage::Ocr, Some("a"));
+        recovery.handling(Stage::Assemble, Some("b"));
 
-        let first = recovery.rerun("assemble", "boom", 2);
+        let first = recovery.rerun(Stage::Assemble, "boom", 2);
         assert!(
             a.superseded.load(Ordering::Relaxed),
             "old attempts are superseded"
@@ -171,8 +168,8 @@ mod tests {
             "b made assemble crash once"
         );
 
-        recovery.handling("assemble", Some("b"));
-        let second = recovery.rerun("assemble", "boom", 2);
+        recovery.handling(Stage::Assemble, Some("b"));
+        let second = recovery.rerun(Stage::Assemble, "boom", 2);
         assert_eq!(by_id(&second, "a"), (0, 2, false));
         assert_eq!(
             by_id(&second, "b"),
@@ -188,8 +185,8 @@ mod tests {
 
         // A crash while handling no job charges every job; finished jobs are not run again.
         recovery.finished("b");
-        recovery.handling("ocr", None);
-        let third = recovery.rerun("ocr", "boom", 2);
+        recovery.handling(Stage::Ocr, None);
+        let third = recovery.rerun(Stage::Ocr, "boom", 2);
         assert_eq!(third.len(), 1);
         assert_eq!(by_id(&third, "a"), (1, 3, false));
     }

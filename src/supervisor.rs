@@ -17,22 +17,19 @@ use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
 use crate::config::Pipeline;
 use crate::edge::{Credit, Edge};
-use crate::jobs::JobRegistry;
-use crate::journal::Journal;
 use crate::metrics as m;
 use crate::pool::CpuPool;
 use crate::progress::Progress;
 use crate::recovery::Recovery;
-use crate::stages::Downstream;
+use crate::service::jobs::JobRegistry;
+use crate::service::journal::Journal;
 use crate::stages::assemble::{AssembleMsg, AssembleStage};
 use crate::stages::ingest::{IngestMsg, IngestStage, JobRequest, Submission};
 use crate::stages::ocr::actor::{OcrMsg, OcrStage};
 use crate::stages::render::{RenderMsg, RenderStage};
 use crate::stages::save::{FileWriter, JobFinished, ResultWriter, SaveMsg, SaveStage};
 use crate::stages::summarize::{SummarizeMsg, SummarizeStage};
-
-/// The stages of every pipeline, in order; their names are the `stage` metric label.
-pub const STAGES: [&str; 6] = ["ingest", "render", "ocr", "assemble", "summarize", "save"];
+use crate::stages::{Downstream, Stage};
 
 /// What every stage of a pipeline shares.
 #[derive(Clone)]
@@ -49,30 +46,30 @@ pub struct StageContext {
 
 impl StageContext {
     /// The `pipeline` and `stage` metric labels.
-    pub fn labels(&self, stage: &'static str) -> [(&'static str, String); 2] {
+    pub fn labels(&self, stage: Stage) -> [(&'static str, String); 2] {
         [
             ("pipeline", self.pipeline.name.clone()),
-            ("stage", stage.to_string()),
+            ("stage", stage.name().to_string()),
         ]
     }
 
     /// Counts items into a stage. Each ends as exactly one of sent, error or discarded.
-    pub fn count_received(&self, stage: &'static str, n: u64) {
+    pub fn count_received(&self, stage: Stage, n: u64) {
         metrics::counter!(m::STAGE_RECEIVED, &self.labels(stage)).increment(n);
     }
 
     /// Counts items a stage passed on in good order.
-    pub fn count_sent(&self, stage: &'static str, n: u64) {
+    pub fn count_sent(&self, stage: Stage, n: u64) {
         metrics::counter!(m::STAGE_SENT, &self.labels(stage)).increment(n);
     }
 
     /// Counts an item that failed in a stage, by error type.
-    pub fn count_error(&self, stage: &'static str, error_type: &'static str) {
-        metrics::counter!(m::STAGE_ERRORS, "pipeline" => self.pipeline.name.clone(), "stage" => stage, "error_type" => error_type).increment(1);
+    pub fn count_error(&self, stage: Stage, error_type: &'static str) {
+        metrics::counter!(m::STAGE_ERRORS, "pipeline" => self.pipeline.name.clone(), "stage" => stage.name(), "error_type" => error_type).increment(1);
     }
 
     /// Counts items a stage dropped unprocessed.
-    pub fn count_discarded(&self, stage: &'static str, n: u64) {
+    pub fn count_discarded(&self, stage: Stage, n: u64) {
         metrics::counter!(m::STAGE_DISCARDED, &self.labels(stage)).increment(n);
     }
 }
@@ -90,36 +87,12 @@ pub struct Wiring {
     finished: UnboundedSender<JobFinished>,
 }
 
-/// The stage a child actor is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum StageKind {
-    Ingest,
-    Render,
-    Ocr,
-    Assemble,
-    Summarize,
-    Save,
-}
-
-impl StageKind {
-    fn name(self) -> &'static str {
-        match self {
-            StageKind::Ingest => "ingest",
-            StageKind::Render => "render",
-            StageKind::Ocr => "ocr",
-            StageKind::Assemble => "assemble",
-            StageKind::Summarize => "summarize",
-            StageKind::Save => "save",
-        }
-    }
-}
-
 pub struct PipelineSupervisor;
 
 pub struct SupervisorState {
     ctx: StageContext,
     wiring: Wiring,
-    children: Vec<(ActorCell, StageKind)>,
+    children: Vec<(ActorCell, Stage)>,
     restarts: u32,
     last_restart: Option<Instant>,
 }
@@ -128,14 +101,14 @@ pub enum SupervisorMsg {}
 
 /// Spawns one stage linked to `supervisor` and returns its cell.
 async fn spawn_stage(
-    kind: StageKind,
+    kind: Stage,
     ctx: &StageContext,
     w: &Wiring,
     supervisor: ActorCell,
 ) -> Result<ActorCell, ActorProcessingErr> {
     let c = ctx.clone();
     let cell = match kind {
-        StageKind::Save => {
+        Stage::Save => {
             let (a, _) = Actor::spawn_linked(
                 None,
                 SaveStage,
@@ -146,26 +119,26 @@ async fn spawn_stage(
             w.save.set(a.clone());
             a.get_cell()
         }
-        StageKind::Summarize => {
+        Stage::Summarize => {
             let (a, _) =
                 Actor::spawn_linked(None, SummarizeStage, (c, w.save.clone()), supervisor).await?;
             w.summarize.set(a.clone());
             a.get_cell()
         }
-        StageKind::Assemble => {
+        Stage::Assemble => {
             let (a, _) =
                 Actor::spawn_linked(None, AssembleStage, (c, w.summarize.clone()), supervisor)
                     .await?;
             w.assemble.set(a.clone());
             a.get_cell()
         }
-        StageKind::Ocr => {
+        Stage::Ocr => {
             let (a, _) =
                 Actor::spawn_linked(None, OcrStage, (c, w.assemble.clone()), supervisor).await?;
             w.ocr.set(a.clone());
             a.get_cell()
         }
-        StageKind::Render => {
+        Stage::Render => {
             let (a, _) = Actor::spawn_linked(
                 None,
                 RenderStage,
@@ -176,7 +149,7 @@ async fn spawn_stage(
             w.render.set(a.clone());
             a.get_cell()
         }
-        StageKind::Ingest => {
+        Stage::Ingest => {
             let (a, _) =
                 Actor::spawn_linked(None, IngestStage, (c, w.render.clone()), supervisor).await?;
             w.ingest.set(a.clone());
@@ -186,15 +159,10 @@ async fn spawn_stage(
     Ok(cell)
 }
 
-/// Spawn order: sinks first, so every stage's downstream exists when it starts.
-const SPAWN_ORDER: [StageKind; 6] = [
-    StageKind::Save,
-    StageKind::Summarize,
-    StageKind::Assemble,
-    StageKind::Ocr,
-    StageKind::Render,
-    StageKind::Ingest,
-];
+/// Spawn order: the last stage first, so every stage's downstream exists when it starts.
+fn spawn_order() -> impl Iterator<Item = Stage> {
+    Stage::ALL.into_iter().rev()
+}
 
 impl Actor for PipelineSupervisor {
     type Msg = SupervisorMsg;
@@ -207,7 +175,7 @@ impl Actor for PipelineSupervisor {
         (ctx, wiring): Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
         let mut children = Vec::new();
-        for kind in SPAWN_ORDER {
+        for kind in spawn_order() {
             let cell = spawn_stage(kind, &ctx, &wiring, myself.get_cell()).await?;
             children.push((cell, kind));
         }
@@ -261,15 +229,12 @@ impl Actor for PipelineSupervisor {
         state.restarts += 1;
         state.last_restart = Some(Instant::now());
         Progress::add(&state.ctx.progress.restarts, 1);
-        metrics::counter!(m::STAGE_RESTARTS, &state.ctx.labels(kind.name())).increment(1);
-        for kind in SPAWN_ORDER {
+        metrics::counter!(m::STAGE_RESTARTS, &state.ctx.labels(kind)).increment(1);
+        for kind in spawn_order() {
             let cell = spawn_stage(kind, &state.ctx, &state.wiring, myself.get_cell()).await?;
             state.children.push((cell, kind));
         }
-        let reruns = state
-            .ctx
-            .recovery
-            .rerun(kind.name(), &panic, sup.max_job_crashes);
+        let reruns = state.ctx.recovery.rerun(kind, &panic, sup.max_job_crashes);
         for rerun in &reruns {
             let s = &rerun.submission;
             state.ctx.jobs.update(&s.request.id, |status| {
@@ -360,30 +325,34 @@ impl PipelineHandle {
         let e = &pipeline.edges;
         let name = pipeline.name.as_str();
         let wiring = Wiring {
-            ingest: Downstream::new(Edge::new(name, "ingest", e.ingest_documents)),
-            render: Downstream::new(Edge::new(name, "render", e.render_documents)),
-            ocr: Downstream::new(Edge::new(name, "ocr", e.ocr_pages)),
-            assemble: Downstream::new(Edge::new(name, "assemble", e.assemble_pages)),
-            summarize: Downstream::new(Edge::new(name, "summarize", e.summarize_documents)),
-            save: Downstream::new(Edge::new(name, "save", e.save_documents)),
+            ingest: Downstream::new(Edge::new(name, Stage::Ingest.name(), e.ingest_documents)),
+            render: Downstream::new(Edge::new(name, Stage::Render.name(), e.render_documents)),
+            ocr: Downstream::new(Edge::new(name, Stage::Ocr.name(), e.ocr_pages)),
+            assemble: Downstream::new(Edge::new(name, Stage::Assemble.name(), e.assemble_pages)),
+            summarize: Downstream::new(Edge::new(
+                name,
+                Stage::Summarize.name(),
+                e.summarize_documents,
+            )),
+            save: Downstream::new(Edge::new(name, Stage::Save.name(), e.save_documents)),
             writer,
             finished: finished_tx,
         };
-        for stage in STAGES {
-            let workers = if stage == "ocr" {
+        for stage in Stage::ALL {
+            let workers = if stage == Stage::Ocr {
                 pipeline.pool.threads
             } else {
                 1
             };
             let labels = [
                 ("pipeline", pipeline.name.clone()),
-                ("stage", stage.to_string()),
+                ("stage", stage.name().to_string()),
             ];
             metrics::gauge!(m::STAGE_WORKERS, &labels).set(workers as f64);
             metrics::counter!(m::STAGE_RESTARTS, &labels).increment(0);
             metrics::counter!(m::STAGE_DISCARDED, &labels).increment(0);
             for error_type in crate::error::JobError::CODES {
-                metrics::counter!(m::STAGE_ERRORS, "pipeline" => pipeline.name.clone(), "stage" => stage, "error_type" => error_type).increment(0);
+                metrics::counter!(m::STAGE_ERRORS, "pipeline" => pipeline.name.clone(), "stage" => stage.name(), "error_type" => error_type).increment(0);
             }
         }
         // Series whose label values are known start at 0, so that rates and ratios over them
@@ -434,8 +403,13 @@ impl PipelineHandle {
             .jobs
             .register(&request.id, &self.pipeline.name, &request.name, bytes);
         let span = crate::stages::job_span(&request.id, &self.pipeline.name);
-        crate::stages::stage_span(&span, "ingest", &request.id, &self.pipeline.name)
-            .in_scope(|| tracing::info!(name = %request.name, bytes, "job queued"));
+        crate::stages::stage_span(
+            &span,
+            Stage::Ingest.name(),
+            &request.id,
+            &self.pipeline.name,
+        )
+        .in_scope(|| tracing::info!(name = %request.name, bytes, "job queued"));
         let submission = Submission::new(request.clone(), cancel, span);
         self.recovery.admit(&submission);
         Registered(submission)

@@ -91,11 +91,11 @@ async fn a_held_save_stage_bounds_pages_and_documents_exactly_by_the_config() {
         let handle = handle.clone();
         tokio::spawn(async move {
             for i in 0..jobs {
-                let request = JobRequest {
-                    id: format!("job-{i:03}"),
-                    name: "phototest.tif".into(),
-                    path: fixture("phototest.tif"),
-                };
+                let request = JobRequest::new(
+                    format!("job-{i:03}"),
+                    "phototest.tif",
+                    fixture("phototest.tif"),
+                );
                 handle.submit(request).await;
             }
         })
@@ -175,13 +175,10 @@ async fn a_crashed_stage_is_restarted_and_the_pipeline_keeps_working() {
     )
     .await
     .unwrap();
-    let request = |i: usize| JobRequest {
-        id: format!("job-{i}"),
-        name: "tagged.pdf".into(),
-        path: fixture("tagged.pdf"),
-    };
+    let request =
+        |i: usize| JobRequest::new(format!("job-{i}"), "tagged.pdf", fixture("tagged.pdf"));
     handle.submit(request(0)).await;
-    // The job inside the crashed save actor is lost with it (there is no journal yet).
+    // The job inside the crashed save actor is run again by the restarted stages.
     tokio::time::timeout(Duration::from_secs(60), async {
         while Progress::get(&handle.progress.restarts) == 0 {
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -189,18 +186,23 @@ async fn a_crashed_stage_is_restarted_and_the_pipeline_keeps_working() {
     })
     .await
     .expect("the supervisor restarts the crashed stage");
-    // The restarted stage saves the next jobs.
+    // The restarted stages save it and the next jobs.
     handle.submit(request(1)).await;
     handle.submit(request(2)).await;
-    for _ in 0..2 {
+    let mut ids = Vec::new();
+    for _ in 0..3 {
         let event = tokio::time::timeout(Duration::from_secs(120), finished.recv())
             .await
             .unwrap()
             .unwrap();
         assert!(event.error.is_none());
         assert!(event.result_path.unwrap().is_file());
+        ids.push(event.id);
     }
+    ids.sort();
+    assert_eq!(ids, ["job-0", "job-1", "job-2"]);
     assert_eq!(Progress::get(&handle.progress.restarts), 1);
-    assert_eq!(writer.writes.load(Ordering::SeqCst), 3);
+    // The write that crashed, then one per job.
+    assert_eq!(writer.writes.load(Ordering::SeqCst), 4);
     handle.stop().await;
 }

@@ -54,14 +54,7 @@ async fn a_one_page_job_submitted_behind_a_large_one_finishes_first_and_soon() {
     let handle = Arc::new(handle);
     let ocred = |id: &str| handle.jobs.get(id).map_or(0, |s| s.pages.ocred);
 
-    handle.enqueue(
-        JobRequest {
-            id: "large".into(),
-            name: "large.tif".into(),
-            path: large,
-        },
-        0,
-    );
+    handle.enqueue(JobRequest::new("large", "large.tif", large), 0);
     // The small job comes once the large one is in full swing: OCR is busy with its pages
     // and the edge into OCR is full of them.
     tokio::time::timeout(Duration::from_secs(300), async {
@@ -73,11 +66,7 @@ async fn a_one_page_job_submitted_behind_a_large_one_finishes_first_and_soon() {
     .expect("the large job gets going");
     let before = ocred("large");
     handle.enqueue(
-        JobRequest {
-            id: "small".into(),
-            name: "phototest.tif".into(),
-            path: fixture("phototest.tif"),
-        },
+        JobRequest::new("small", "phototest.tif", fixture("phototest.tif")),
         0,
     );
 

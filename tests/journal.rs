@@ -384,7 +384,7 @@ async fn a_full_disk_answers_507_leaves_no_partial_files_and_recovers() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_corrupt_journal_entry_is_quarantined_and_startup_continues() {
-    use pagemill::journal::{Journal, JournalJob, now_ms};
+    use pagemill::service::journal::{Journal, JournalJob, now_ms};
     // A journal left by an earlier run: one good unfinished job, one damaged entry.
     let state = tempfile::tempdir().unwrap();
     let (spool, journal_path) = (state.path().join("spool"), state.path().join("j.sqlite"));

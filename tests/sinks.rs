@@ -13,13 +13,18 @@ use common::postgres::{self, Postgres};
 use warp::Filter;
 use warp::http::{HeaderMap, StatusCode};
 
-/// A receiver that answers 503 to its first `failures` deliveries, and records them all.
+/// A receiver that answers `failure` (503 unless said otherwise) to its first `failures`
+/// deliveries, and records them all.
 struct Receiver {
     url: String,
     deliveries: Mutex<Vec<(HeaderMap, Vec<u8>)>>,
 }
 
 async fn start_receiver(failures: usize) -> Arc<Receiver> {
+    start_receiver_failing_with(failures, StatusCode::SERVICE_UNAVAILABLE).await
+}
+
+async fn start_receiver_failing_with(failures: usize, failure: StatusCode) -> Arc<Receiver> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let receiver = Arc::new(Receiver {
         url: format!("http://{}/hook", listener.local_addr().unwrap()),
@@ -34,7 +39,7 @@ async fn start_receiver(failures: usize) -> Arc<Receiver> {
             let mut deliveries = state.deliveries.lock().unwrap();
             deliveries.push((headers, body.to_vec()));
             let status = if deliveries.len() <= failures {
-                StatusCode::SERVICE_UNAVAILABLE
+                failure
             } else {
                 StatusCode::OK
             };
@@ -122,6 +127,77 @@ async fn a_webhook_that_keeps_failing_leaves_a_dead_letter_and_the_result() {
     assert_eq!(letters, vec![(id.clone(), "webhook".to_string())]);
     let metrics = d.get("/metrics").await.text().await.unwrap();
     assert_eq!(counter(&metrics, "outcome=\"dead_letter\""), 1.0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_webhook_that_refuses_the_result_is_not_asked_again() {
+    let receiver = start_receiver_failing_with(usize::MAX, StatusCode::UNPROCESSABLE_ENTITY).await;
+    let url = format!("webhook:\n    url: {}", receiver.url);
+    let yaml = pipeline_yaml(
+        "default",
+        &[
+            ("webhook:\n    url: \"\"", url.as_str()),
+            ("max_retries: 5", "max_retries: 3"),
+        ],
+    );
+    let d = Daemon::start(&[("default", yaml)]);
+    let id = d.submit("default", &fixture("tagged.pdf")).await;
+    let status = d.wait_final(&id).await;
+    assert_eq!(status["state"], "done");
+    // A 422 says the receiver will never take this result: one attempt, no retries.
+    assert_eq!(receiver.deliveries.lock().unwrap().len(), 1);
+    assert_eq!(
+        status["sinks"]["webhook"]["state"], "dead_letter",
+        "{status}"
+    );
+    assert_eq!(status["sinks"]["webhook"]["attempts"], 1, "{status}");
+    let metrics = d.get("/metrics").await.text().await.unwrap();
+    assert_eq!(counter(&metrics, "outcome=\"retried\""), 0.0);
+    assert_eq!(counter(&metrics, "outcome=\"dead_letter\""), 1.0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_row_that_breaks_a_constraint_is_not_written_again() {
+    // The SQLite table exists already, with a rule no result row meets.
+    let yaml = pipeline_yaml(
+        "default",
+        &[
+            (
+                "sqlite:\n    path: \"\"",
+                "sqlite:\n    path: data/results.sqlite",
+            ),
+            ("max_retries: 5", "max_retries: 3"),
+        ],
+    );
+    let prepare = |dir: &std::path::Path| {
+        std::fs::create_dir_all(dir.join("data")).unwrap();
+        rusqlite::Connection::open(dir.join("data/results.sqlite"))
+            .unwrap()
+            .execute_batch(
+                "CREATE TABLE results (id TEXT PRIMARY KEY, pipeline TEXT NOT NULL,
+                     name TEXT NOT NULL, sha256 TEXT NOT NULL, state TEXT NOT NULL,
+                     error_code TEXT, pages INTEGER NOT NULL CHECK (pages > 1000),
+                     summary_engine TEXT, summary TEXT, text TEXT NOT NULL,
+                     result TEXT NOT NULL, saved_at TEXT NOT NULL)",
+            )
+            .unwrap();
+    };
+    let d = Daemon::start_prepared(
+        &[("default", yaml)],
+        &[],
+        &[],
+        std::process::Stdio::inherit(),
+        prepare,
+    );
+    let id = d.submit("default", &fixture("tagged.pdf")).await;
+    let status = d.wait_final(&id).await;
+    assert_eq!(
+        status["sinks"]["sqlite"]["state"], "dead_letter",
+        "{status}"
+    );
+    assert_eq!(status["sinks"]["sqlite"]["attempts"], 1, "{status}");
+    let error = status["sinks"]["sqlite"]["error"].as_str().unwrap();
+    assert!(error.contains("CHECK constraint failed"), "{error}");
 }
 
 /// The default pipeline with the SQLite sink at `data/results.sqlite` and the PostgreSQL sink

@@ -137,7 +137,7 @@ pub async fn run_batch(
                     .map(|n| n.to_string_lossy().into_owned())
                     .unwrap_or_default();
                 let id = format!("{:04}-{}", i + 1, uuid::Uuid::now_v7().simple());
-                handle.submit(JobRequest { id, name, path }).await;
+                handle.submit(JobRequest::new(id, name, path)).await;
             }
         })
     };

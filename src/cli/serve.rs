@@ -5,10 +5,9 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -17,10 +16,10 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use crate::config::{Pipeline, load_pipeline};
 use crate::http::{AppState, serve as serve_http};
-use crate::jobs::JobRegistry;
-use crate::journal::Journal;
 use crate::pool::CpuPool;
-use crate::stages::ingest::JobRequest;
+use crate::service::intake::Intake;
+use crate::service::jobs::JobRegistry;
+use crate::service::journal::Journal;
 use crate::supervisor::{PipelineHandle, StartOptions};
 
 #[derive(Debug, Args)]
@@ -142,22 +141,18 @@ async fn run(args: ServeArgs, pipelines: Vec<Pipeline>) -> anyhow::Result<()> {
         tracing::info!(pipeline = %name, "pipeline started");
         handles.insert(name, Arc::new(handle));
     }
-    let state = Arc::new(AppState {
-        journal: journal.clone(),
-        pipelines: handles,
-        jobs,
-        spool: args.spool.clone(),
-        metrics: Some(metrics),
-        shutting_down: AtomicBool::new(false),
-        uploading: Default::default(),
-    });
-    for handle in state.pipelines.values() {
+    let intake = Arc::new(Intake::new(handles, jobs, journal, args.spool.clone()));
+    for handle in intake.pipelines().values() {
         crate::stages::save::remove_leftover_temporaries(&handle.pipeline.save.directory);
     }
-    resume_unfinished(&state, &args.spool)?;
+    intake.resume_unfinished()?;
+    let state = Arc::new(AppState {
+        intake: intake.clone(),
+        metrics: Some(metrics),
+    });
 
     let shutdown = {
-        let state = state.clone();
+        let intake = intake.clone();
         let timeout = args.shutdown_timeout;
         async move {
             let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
@@ -169,7 +164,7 @@ async fn run(args: ServeArgs, pipelines: Vec<Pipeline>) -> anyhow::Result<()> {
                 timeout = %humantime::format_duration(timeout),
                 "stopping: no new jobs; waiting for accepted ones"
             );
-            state.shutting_down.store(true, Ordering::SeqCst);
+            intake.stop_accepting();
             tokio::spawn(async move {
                 tokio::select! {
                     _ = tokio::signal::ctrl_c() => {}
@@ -179,7 +174,7 @@ async fn run(args: ServeArgs, pipelines: Vec<Pipeline>) -> anyhow::Result<()> {
                 std::process::exit(130);
             });
             let deadline = Instant::now() + timeout;
-            while Instant::now() < deadline && !all_idle(&state) {
+            while Instant::now() < deadline && !intake.all_idle() {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
@@ -192,63 +187,5 @@ async fn run(args: ServeArgs, pipelines: Vec<Pipeline>) -> anyhow::Result<()> {
     serve_http(state.clone(), args.listen, bound, shutdown).await?;
     pool.on_every_thread(crate::stages::ocr::release_engines_on_this_thread);
     tracing::info!("stopped");
-    Ok(())
-}
-
-fn all_idle(state: &AppState) -> bool {
-    state
-        .pipelines
-        .keys()
-        .all(|name| state.jobs.usage(name).jobs == 0)
-}
-
-/// Resumes the jobs an earlier run accepted and did not finish (their uploads wait in the
-/// spool under their ids), and removes spool files no unfinished job owns (uploads cut off
-/// mid-way). A job whose pipeline is not loaded now stays in the journal with its upload, for
-/// a start that loads it.
-fn resume_unfinished(state: &AppState, spool: &Path) -> anyhow::Result<()> {
-    let found = state.journal.unfinished()?;
-    for entry in &found.quarantined {
-        tracing::error!(entry = %entry, "quarantined an unreadable journal entry");
-    }
-    let mut keep = std::collections::HashSet::new();
-    let mut resumed = 0;
-    for job in &found.jobs {
-        let path = spool.join(&job.id);
-        if !path.is_file() {
-            tracing::error!(job_id = %job.id, pipeline = %job.pipeline, "cannot resume a journaled job: its upload is gone");
-            state
-                .journal
-                .finish(&job.id, "failed", Some("upload_missing"), None)?;
-            continue;
-        }
-        keep.insert(std::ffi::OsString::from(&job.id));
-        match state.pipelines.get(&job.pipeline) {
-            None => {
-                tracing::warn!(job_id = %job.id, pipeline = %job.pipeline, "a journaled job waits for its pipeline, which is not loaded")
-            }
-            Some(handle) => {
-                handle.enqueue(
-                    JobRequest {
-                        id: job.id.clone(),
-                        name: job.name.clone(),
-                        path,
-                    },
-                    job.bytes,
-                );
-                resumed += 1;
-            }
-        }
-    }
-    if resumed > 0 {
-        tracing::info!(jobs = resumed, "resumed unfinished jobs from the journal");
-    }
-    if let Ok(entries) = std::fs::read_dir(spool) {
-        for entry in entries.flatten() {
-            if !keep.contains(&entry.file_name()) {
-                let _ = std::fs::remove_file(entry.path());
-            }
-        }
-    }
     Ok(())
 }

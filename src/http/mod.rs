@@ -7,12 +7,9 @@
 
 mod api;
 
-use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Serialize;
@@ -20,45 +17,96 @@ use warp::http::StatusCode;
 use warp::reply::Response;
 use warp::{Filter, Reply};
 
-use crate::jobs::JobRegistry;
+use crate::error::JobError;
 use crate::metrics as m;
-use crate::supervisor::PipelineHandle;
+use crate::service::intake::{Intake, IntakeError};
+use crate::service::jobs::JobState;
 
 /// The OpenAPI document of this API, served at `/v1/openapi.json`.
 pub const OPENAPI: &str = include_str!("openapi.json");
 
 /// What every handler shares.
 pub struct AppState {
-    pub pipelines: BTreeMap<String, Arc<PipelineHandle>>,
-    /// Every accepted job, durably; see [`crate::journal`].
-    pub journal: Arc<crate::journal::Journal>,
-    pub jobs: Arc<JobRegistry>,
-    /// Uploaded documents wait here until their job is finished.
-    pub spool: PathBuf,
+    /// The job service: admission, spool, journal, registry, lookups.
+    pub intake: Arc<Intake>,
     pub metrics: Option<PrometheusHandle>,
-    /// Set when the daemon is stopping: no new jobs, not ready.
-    pub shutting_down: AtomicBool,
-    /// Pages and bytes of submissions still uploading, per pipeline: admitted, not yet in
-    /// the job registry.
-    pub uploading: std::sync::Mutex<std::collections::HashMap<String, (u64, u64)>>,
 }
 
-/// An API error: `{"error": {"code": ..., "message": ...}}` with a status code.
-#[derive(Debug)]
-pub struct ApiError {
-    pub status: StatusCode,
-    pub code: &'static str,
-    pub message: String,
-    pub retry_after_secs: Option<u64>,
+/// An API error: `{"error": {"code": ..., "message": ...}}`; each kind carries its status and
+/// its stable code.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error(transparent)]
+    Intake(#[from] IntakeError),
+    #[error("{0}")]
+    BadMultipart(String),
+    #[error("no job {0:?}")]
+    UnknownJob(String),
+    #[error("job {id} is {state:?}; its result is not ready")]
+    NotFinished { id: String, state: JobState },
+    #[error("job {id} is already {state:?}")]
+    AlreadyFinished { id: String, state: JobState },
+    #[error("job {0} finished but its result could not be read")]
+    ResultMissing(String),
+    #[error("since: {0} (expected RFC 3339, e.g. 2026-11-26T03:00:00Z)")]
+    BadQuery(String),
+    #[error("{0}")]
+    JournalUnreadable(String),
+    #[error("metrics are off")]
+    NoMetrics,
+    #[error("no such route")]
+    NotFound,
+    #[error("this route does not take that method")]
+    MethodNotAllowed,
+    #[error("{0}")]
+    BadRequest(String),
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError {
-            status,
-            code,
-            message: message.into(),
-            retry_after_secs: None,
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::Intake(e) => match e {
+                IntakeError::UnknownPipeline(_) => StatusCode::NOT_FOUND,
+                IntakeError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+                IntakeError::AdmissionFull { .. } => StatusCode::TOO_MANY_REQUESTS,
+                IntakeError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+                IntakeError::BadIdempotencyKey | IntakeError::BadBody(_) => StatusCode::BAD_REQUEST,
+                IntakeError::SpoolUnwritable(_) | IntakeError::JournalUnwritable(_) => {
+                    StatusCode::INSUFFICIENT_STORAGE
+                }
+                IntakeError::Unreadable(JobError::EmptyDocument) => StatusCode::BAD_REQUEST,
+                IntakeError::Unreadable(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                IntakeError::IdempotencyKeyReused { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            },
+            ApiError::BadMultipart(_) | ApiError::BadQuery(_) | ApiError::BadRequest(_) => {
+                StatusCode::BAD_REQUEST
+            }
+            ApiError::UnknownJob(_) | ApiError::NoMetrics | ApiError::NotFound => {
+                StatusCode::NOT_FOUND
+            }
+            ApiError::NotFinished { .. } | ApiError::AlreadyFinished { .. } => StatusCode::CONFLICT,
+            ApiError::ResultMissing(_) | ApiError::JournalUnreadable(_) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+        }
+    }
+
+    /// The stable machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::Intake(e) => e.code(),
+            ApiError::BadMultipart(_) => "bad_multipart",
+            ApiError::UnknownJob(_) => "unknown_job",
+            ApiError::NotFinished { .. } => "not_finished",
+            ApiError::AlreadyFinished { .. } => "already_finished",
+            ApiError::ResultMissing(_) => "result_missing",
+            ApiError::BadQuery(_) => "bad_query",
+            ApiError::JournalUnreadable(_) => "journal_unreadable",
+            ApiError::NoMetrics => "no_metrics",
+            ApiError::NotFound => "not_found",
+            ApiError::MethodNotAllowed => "method_not_allowed",
+            ApiError::BadRequest(_) => "bad_request",
         }
     }
 
@@ -72,17 +120,24 @@ impl ApiError {
             code: &'a str,
             message: &'a str,
         }
+        let message = self.to_string();
         let body = Body {
             error: Inner {
-                code: self.code,
-                message: &self.message,
+                code: self.code(),
+                message: &message,
             },
         };
-        let mut response = json(self.status, &body);
-        if let Some(secs) = self.retry_after_secs {
+        let mut response = json(self.status(), &body);
+        if let ApiError::Intake(IntakeError::AdmissionFull {
+            retry_after_secs, ..
+        }) = self
+        {
             response.headers_mut().insert(
                 warp::http::header::RETRY_AFTER,
-                secs.to_string().parse().expect("digits are a valid header"),
+                retry_after_secs
+                    .to_string()
+                    .parse()
+                    .expect("digits are a valid header"),
             );
         }
         response
@@ -96,22 +151,77 @@ pub fn json<T: Serialize>(status: StatusCode, body: &T) -> Response {
     response
 }
 
+/// One route the daemon serves: its method and path template (`{name}` matches one segment).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route {
+    pub method: &'static str,
+    pub template: &'static str,
+}
+
+/// Every route, once: request metrics are labelled by these templates, and a test holds the
+/// OpenAPI document ([`OPENAPI`]) to exactly this list.
+pub const ROUTES: &[Route] = &[
+    Route {
+        method: "POST",
+        template: "/v1/pipelines/{pipeline}/jobs",
+    },
+    Route {
+        method: "GET",
+        template: "/v1/jobs",
+    },
+    Route {
+        method: "GET",
+        template: "/v1/jobs/{id}",
+    },
+    Route {
+        method: "DELETE",
+        template: "/v1/jobs/{id}",
+    },
+    Route {
+        method: "GET",
+        template: "/v1/jobs/{id}/result",
+    },
+    Route {
+        method: "GET",
+        template: "/v1/jobs/{id}/events",
+    },
+    Route {
+        method: "GET",
+        template: "/v1/pipelines",
+    },
+    Route {
+        method: "GET",
+        template: "/v1/openapi.json",
+    },
+    Route {
+        method: "GET",
+        template: "/healthz",
+    },
+    Route {
+        method: "GET",
+        template: "/readyz",
+    },
+    Route {
+        method: "GET",
+        template: "/metrics",
+    },
+];
+
 /// The route template a path belongs to: a bounded metric label, never a job id.
 pub fn route_label(path: &str) -> &'static str {
     let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
-    match parts.as_slice() {
-        ["v1", "pipelines"] => "/v1/pipelines",
-        ["v1", "pipelines", _, "jobs"] => "/v1/pipelines/{pipeline}/jobs",
-        ["v1", "jobs"] => "/v1/jobs",
-        ["v1", "jobs", _] => "/v1/jobs/{id}",
-        ["v1", "jobs", _, "result"] => "/v1/jobs/{id}/result",
-        ["v1", "jobs", _, "events"] => "/v1/jobs/{id}/events",
-        ["v1", "openapi.json"] => "/v1/openapi.json",
-        ["healthz"] => "/healthz",
-        ["readyz"] => "/readyz",
-        ["metrics"] => "/metrics",
-        _ => "other",
-    }
+    ROUTES
+        .iter()
+        .map(|r| r.template)
+        .find(|template| {
+            let pattern: Vec<&str> = template.trim_matches('/').split('/').collect();
+            pattern.len() == parts.len()
+                && pattern
+                    .iter()
+                    .zip(&parts)
+                    .all(|(p, s)| p == s || (p.starts_with('{') && p.ends_with('}')))
+        })
+        .unwrap_or("other")
 }
 
 /// Every route of the daemon, with request metrics and JSON errors for unknown routes.
@@ -177,8 +287,7 @@ pub fn routes(
                 "text/plain; version=0.0.4",
             )
             .into_response(),
-            None => ApiError::new(StatusCode::NOT_FOUND, "no_metrics", "metrics are off")
-                .into_response(),
+            None => ApiError::NoMetrics.into_response(),
         });
 
     let api = submit
@@ -205,18 +314,14 @@ pub fn routes(
 
     api.recover(|rejection: warp::Rejection| async move {
         let error = if rejection.is_not_found() {
-            ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route")
+            ApiError::NotFound
         } else if rejection
             .find::<warp::reject::MethodNotAllowed>()
             .is_some()
         {
-            ApiError::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
-                "this route does not take that method",
-            )
+            ApiError::MethodNotAllowed
         } else {
-            ApiError::new(StatusCode::BAD_REQUEST, "bad_request", format!("{rejection:?}"))
+            ApiError::BadRequest(format!("{rejection:?}"))
         };
         Ok::<_, Infallible>(error.into_response())
     })
@@ -253,10 +358,8 @@ impl AppState {
     /// Sets the admission gauges of every pipeline from the job registry and the uploads in
     /// progress; called just before the metrics are rendered.
     pub fn sample_admission(&self) {
-        let uploading = self.uploading.lock().expect("admission lock poisoned");
-        for (name, handle) in &self.pipelines {
-            let usage = self.jobs.usage(name);
-            let (pages, bytes) = uploading.get(name).copied().unwrap_or_default();
+        for (name, handle) in self.intake.pipelines() {
+            let (usage, pages, bytes) = self.intake.admission_usage(name);
             let budget = handle.pipeline.admission;
             let label = [("pipeline", name.clone())];
             metrics::gauge!(m::JOBS_IN_SYSTEM, &label).set(usage.jobs as f64);
@@ -268,8 +371,53 @@ impl AppState {
                 .set(budget.max_bytes_in_system as f64);
         }
     }
+}
 
-    pub fn is_shutting_down(&self) -> bool {
-        self.shutting_down.load(Ordering::SeqCst)
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_route_table_and_the_openapi_document_list_the_same_routes() {
+        let doc: serde_json::Value = serde_json::from_str(OPENAPI).unwrap();
+        let mut documented: Vec<(String, String)> = doc["paths"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .flat_map(|(path, operations)| {
+                operations
+                    .as_object()
+                    .unwrap()
+                    .keys()
+                    .filter(|k| ["get", "post", "put", "delete", "patch"].contains(&k.as_str()))
+                    .map(move |method| (method.to_uppercase(), path.clone()))
+            })
+            .collect();
+        let mut table: Vec<(String, String)> = ROUTES
+            .iter()
+            .map(|r| (r.method.to_string(), r.template.to_string()))
+            .collect();
+        documented.sort();
+        table.sort();
+        assert_eq!(documented, table);
+    }
+
+    #[test]
+    fn paths_are_labelled_by_their_template() {
+        assert_eq!(route_label("/v1/jobs/0193abc"), "/v1/jobs/{id}");
+        assert_eq!(
+            route_label("/v1/jobs/0193abc/result"),
+            "/v1/jobs/{id}/result"
+        );
+        assert_eq!(
+            route_label("/v1/pipelines/p/jobs"),
+            "/v1/pipelines/{pipeline}/jobs"
+        );
+        assert_eq!(route_label("/v1/pipelines"), "/v1/pipelines");
+        assert_eq!(route_label("/v1/jobs/a/b/c"), "other");
+        assert_eq!(route_label("/"), "other");
+        for route in ROUTES {
+            assert_eq!(route_label(route.template), route.template);
+        }
     }
 }

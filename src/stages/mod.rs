@@ -23,7 +23,47 @@ use ractor::ActorRef;
 
 use crate::edge::{Credit, Edge};
 use crate::result::SourceRecord;
-use crate::supervisor::STAGES;
+
+/// The stages of every pipeline, in the order a job goes through them. This is the one list
+/// of them: their names are the `stage` metric label and log field, and the supervisor
+/// spawns them in the reverse order (downstream first).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Stage {
+    Ingest,
+    Render,
+    Ocr,
+    Assemble,
+    Summarize,
+    Save,
+}
+
+impl Stage {
+    pub const ALL: [Stage; 6] = [
+        Stage::Ingest,
+        Stage::Render,
+        Stage::Ocr,
+        Stage::Assemble,
+        Stage::Summarize,
+        Stage::Save,
+    ];
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            Stage::Ingest => "ingest",
+            Stage::Render => "render",
+            Stage::Ocr => "ocr",
+            Stage::Assemble => "assemble",
+            Stage::Summarize => "summarize",
+            Stage::Save => "save",
+        }
+    }
+}
+
+impl std::fmt::Display for Stage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
 
 /// Identity of one job, shared by every message about it.
 #[derive(Debug)]
@@ -41,7 +81,7 @@ pub struct JobInfo {
     pub attempt: u32,
     /// One span per stage, children of the job's span; every log line about the job is
     /// emitted in one of them, so it carries the job id, pipeline and stage.
-    stage_spans: [tracing::Span; STAGES.len()],
+    stage_spans: [tracing::Span; Stage::ALL.len()],
 }
 
 impl JobInfo {
@@ -52,7 +92,8 @@ impl JobInfo {
         cancel: Arc<AtomicBool>,
         job_span: &tracing::Span,
     ) -> JobInfo {
-        let stage_spans = STAGES.map(|stage| stage_span(job_span, stage, &id, &pipeline));
+        let stage_spans =
+            Stage::ALL.map(|stage| stage_span(job_span, stage.name(), &id, &pipeline));
         JobInfo {
             id,
             pipeline,
@@ -74,13 +115,9 @@ impl JobInfo {
         self.superseded.load(Ordering::Relaxed)
     }
 
-    /// The span of this job in `stage` (one of [`STAGES`]).
-    pub fn span(&self, stage: &str) -> &tracing::Span {
-        let index = STAGES
-            .iter()
-            .position(|s| *s == stage)
-            .expect("stage names come from STAGES");
-        &self.stage_spans[index]
+    /// The span of this job in `stage`.
+    pub fn span(&self, stage: Stage) -> &tracing::Span {
+        &self.stage_spans[stage as usize]
     }
 }
 

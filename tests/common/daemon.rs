@@ -96,7 +96,19 @@ impl Daemon {
         env: &[(&str, &str)],
         stderr: Stdio,
     ) -> Daemon {
+        Daemon::start_prepared(pipelines, args, env, stderr, |_| {})
+    }
+
+    /// Starts in a new directory after `prepare` has put files in it (a database, a spool).
+    pub fn start_prepared(
+        pipelines: &[(&str, String)],
+        args: &[&str],
+        env: &[(&str, &str)],
+        stderr: Stdio,
+        prepare: impl FnOnce(&Path),
+    ) -> Daemon {
         let dir = tempfile::tempdir().unwrap();
+        prepare(dir.path());
         let pipeline_dir = dir.path().join("pipelines");
         std::fs::create_dir(&pipeline_dir).unwrap();
         for (name, yaml) in pipelines {

@@ -93,7 +93,7 @@ pub async fn run_files(
         tokio::spawn(async move {
             for (path, id) in files.into_iter().zip(ids) {
                 let name = path.file_name().unwrap().to_string_lossy().into_owned();
-                handle.submit(JobRequest { id, name, path }).await;
+                handle.submit(JobRequest::new(id, name, path)).await;
             }
         })
     };

@@ -12,13 +12,13 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 
 use crate::edge::Credit;
 use crate::error::JobError;
-use crate::journal::Journal;
 use crate::metrics as m;
 use crate::progress::Progress;
 use crate::result::{JobResult, PageRecord, PageSource, SkipReason, Timings};
+use crate::service::journal::Journal;
 use crate::stages::ocr::PageOcr;
 use crate::stages::summarize::SummarizeMsg;
-use crate::stages::{Downstream, JobInfo, SourceInfo};
+use crate::stages::{Downstream, JobInfo, SourceInfo, Stage};
 use crate::supervisor::StageContext;
 
 /// What render tells the assembler about a document before its pages.
@@ -261,9 +261,9 @@ impl Actor for AssembleStage {
             AssembleMsg::Page(page, _) => &page.info,
             AssembleMsg::Abandon(info, _) => info,
         };
-        state.ctx.recovery.handling("assemble", Some(&info.id));
+        state.ctx.recovery.handling(Stage::Assemble, Some(&info.id));
         if info.is_superseded() {
-            state.ctx.count_discarded("assemble", 1);
+            state.ctx.count_discarded(Stage::Assemble, 1);
             return Ok(());
         }
         match msg {
@@ -287,7 +287,7 @@ impl Actor for AssembleStage {
                 }
             }
             AssembleMsg::Page(page, credit) => {
-                state.ctx.count_received("assemble", 1);
+                state.ctx.count_received(Stage::Assemble, 1);
                 let outcome_label = page.outcome.label();
                 let checkpoint = matches!(
                     page.outcome,
@@ -299,15 +299,15 @@ impl Actor for AssembleStage {
                 state.ctx.jobs.update(&id, |s| s.pages.ocred += 1);
                 let Some(assembly) = state.open.get_mut(&id) else {
                     // The job was abandoned (cancelled) while this page was in OCR.
-                    state.ctx.count_discarded("assemble", 1);
+                    state.ctx.count_discarded(Stage::Assemble, 1);
                     return Ok(());
                 };
                 crate::faults::inject(
-                    "assemble",
+                    Stage::Assemble,
                     &assembly.expectation.source.record.name,
                     assembly.received + 1,
                 );
-                state.ctx.count_sent("assemble", 1);
+                state.ctx.count_sent(Stage::Assemble, 1);
                 let index = (page.number - 1) as usize;
                 let record = page_record(page, assembly);
                 if checkpoint && let Some(journal) = &state.ctx.journal {

@@ -1,10 +1,9 @@
-//! Ingest stage: reads a submitted file, hashes it, detects its type and opens it.
+//! Ingest stage: reads a submitted file and opens it; hashes it and detects its type unless
+//! intake already did (an upload is hashed and typed while it streams to the spool).
 //!
 //! The pure work is [`ingest_bytes`]; the actor reads the file (I/O on tokio), runs the
 //! parsing on the CPU pool and passes the opened document, or the reason it cannot be opened,
 //! to render. Emits stage received/sent/errors metrics with `stage="ingest"`.
-
-pub mod detect;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -15,14 +14,15 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 use sha2::{Digest, Sha256};
 
 use crate::config::LimitsConfig;
-use crate::document::{Document, open_document};
+use crate::document::{Document, open_document_as};
 use crate::edge::Credit;
 use crate::error::JobError;
 use crate::metrics as m;
+use crate::model::media_type::{MediaType, detect_media_type};
 use crate::progress::Progress;
 use crate::result::SourceRecord;
 use crate::stages::render::{RenderMsg, RenderWork};
-use crate::stages::{Downstream, JobInfo, SourceInfo};
+use crate::stages::{Downstream, JobInfo, SourceInfo, Stage};
 use crate::supervisor::StageContext;
 
 /// A job handed to the pipeline: a file on disk and the name to report it under.
@@ -31,6 +31,29 @@ pub struct JobRequest {
     pub id: String,
     pub name: String,
     pub path: PathBuf,
+    /// What intake learned about the file, if it read it.
+    pub known: Option<KnownSource>,
+}
+
+impl JobRequest {
+    /// A job whose file nothing has read yet.
+    pub fn new(id: impl Into<String>, name: impl Into<String>, path: impl Into<PathBuf>) -> Self {
+        JobRequest {
+            id: id.into(),
+            name: name.into(),
+            path: path.into(),
+            known: None,
+        }
+    }
+}
+
+/// A document's facts, learned once by whoever first read it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KnownSource {
+    /// Hex SHA-256 of the whole file.
+    pub sha256: String,
+    pub media_type: MediaType,
+    pub bytes: u64,
 }
 
 /// A job on its way into the pipeline.
@@ -69,21 +92,29 @@ pub enum IngestMsg {
     Job(Submission, Credit),
 }
 
-/// Hashes and opens a document's bytes, checking the pipeline's limits.
+/// Hashes, types and opens a document's bytes, checking the pipeline's limits. What `known`
+/// already says (from intake) is not worked out again.
 pub fn ingest_bytes(
     name: &str,
     bytes: Vec<u8>,
+    known: Option<&KnownSource>,
     limits: &LimitsConfig,
 ) -> (SourceRecord, Result<Document, JobError>) {
+    let media_type = match known {
+        Some(k) => Ok(k.media_type),
+        None => detect_media_type(&bytes),
+    };
     let record = SourceRecord {
         name: name.to_string(),
-        sha256: format!("{:x}", Sha256::digest(&bytes)),
+        sha256: match known {
+            Some(k) => k.sha256.clone(),
+            None => format!("{:x}", Sha256::digest(&bytes)),
+        },
         bytes: bytes.len() as u64,
-        media_type: detect::detect_media_type(&bytes)
-            .ok()
-            .map(|t| t.as_str().to_string()),
+        media_type: media_type.as_ref().ok().map(|t| t.as_str().to_string()),
     };
-    (record, open_document(bytes, limits))
+    let document = media_type.and_then(|t| open_document_as(bytes, t, limits));
+    (record, document)
 }
 
 pub struct IngestStage;
@@ -123,14 +154,14 @@ impl Actor for IngestStage {
             fail,
         } = submission;
         let ctx = &state.ctx;
-        ctx.recovery.handling("ingest", Some(&request.id));
-        let labels = ctx.labels("ingest");
-        ctx.count_received("ingest", 1);
+        ctx.recovery.handling(Stage::Ingest, Some(&request.id));
+        let labels = ctx.labels(Stage::Ingest);
+        ctx.count_received(Stage::Ingest, 1);
         if superseded.load(std::sync::atomic::Ordering::Relaxed) {
-            ctx.count_discarded("ingest", 1);
+            ctx.count_discarded(Stage::Ingest, 1);
             return Ok(());
         }
-        crate::faults::inject("ingest", &request.name, 0);
+        crate::faults::inject(Stage::Ingest, &request.name, 0);
         let started = Instant::now();
         let mut info = JobInfo::new(
             request.id.clone(),
@@ -155,17 +186,18 @@ impl Actor for IngestStage {
             Ok(bytes) => {
                 Progress::add(&ctx.progress.documents_loaded, 1);
                 let name = request.name.clone();
+                let known = request.known.clone();
                 ctx.pool
-                    .run(move || ingest_bytes(&name, bytes, &limits))
+                    .run(move || ingest_bytes(&name, bytes, known.as_ref(), &limits))
                     .await
                     .unwrap_or_else(|e| (unread_source(&request), Err(e)))
             }
             Err(e) => (unread_source(&request), Err(e)),
         };
-        let span = info.span("ingest");
+        let span = info.span(Stage::Ingest);
         match &document {
             Ok(doc) => {
-                ctx.count_sent("ingest", 1);
+                ctx.count_sent(Stage::Ingest, 1);
                 span.in_scope(|| {
                     tracing::info!(name = %record.name, bytes = record.bytes,
                     media_type = record.media_type.as_deref().unwrap_or("unknown"),
@@ -173,11 +205,11 @@ impl Actor for IngestStage {
                 });
             }
             Err(JobError::Cancelled) => {
-                ctx.count_discarded("ingest", 1);
+                ctx.count_discarded(Stage::Ingest, 1);
                 span.in_scope(|| tracing::info!("job cancelled before it was read"));
             }
             Err(e) => {
-                ctx.count_error("ingest", e.code());
+                ctx.count_error(Stage::Ingest, e.code());
                 span.in_scope(|| tracing::warn!(code = e.code(), error = %e, "document refused"));
             }
         }

@@ -38,7 +38,7 @@ use crate::error::JobError;
 use crate::metrics as m;
 use crate::stages::assemble::{AssembleMsg, FinishedPage, PageOutcome};
 use crate::stages::ocr::{PageImage, ocr_page_on_this_thread};
-use crate::stages::{Downstream, JobInfo};
+use crate::stages::{Downstream, JobInfo, Stage};
 use crate::supervisor::StageContext;
 
 /// A rendered page waiting for OCR.
@@ -166,7 +166,7 @@ impl OcrState {
                 return;
             };
             if work.info.is_superseded() {
-                self.ctx.count_discarded("ocr", 1);
+                self.ctx.count_discarded(Stage::Ocr, 1);
                 continue;
             }
             self.running += 1;
@@ -201,7 +201,7 @@ fn spawn_recognition(
                     "recognizing page {number} panicked: {}",
                     crate::pool::panic_message(&panic)
                 ));
-                ctx.count_error("ocr", error.code());
+                ctx.count_error(Stage::Ocr, error.code());
                 PageOutcome::Failed(error)
             });
         let _ = myself.send_message(OcrMsg::Finished);
@@ -219,7 +219,7 @@ fn spawn_recognition(
 
 /// Recognizes one page on the pool, within the job's time left.
 async fn recognize(ctx: &StageContext, work: OcrWork) -> PageOutcome {
-    let labels = ctx.labels("ocr");
+    let labels = ctx.labels(Stage::Ocr);
     let started = Instant::now();
     let cfg = ctx.pipeline.ocr.clone();
     let OcrWork {
@@ -228,7 +228,7 @@ async fn recognize(ctx: &StageContext, work: OcrWork) -> PageOutcome {
         image,
         ..
     } = work;
-    let span = info.span("ocr").clone();
+    let span = info.span(Stage::Ocr).clone();
     let limits = ctx.pipeline.limits;
     let job_time_left = limits.max_job_time.saturating_sub(info.submitted.elapsed());
     let result = if info.is_cancelled() {
@@ -244,12 +244,12 @@ async fn recognize(ctx: &StageContext, work: OcrWork) -> PageOutcome {
             .await
             .and_then(|r| r)
     };
-    let span = info.span("ocr");
+    let span = info.span(Stage::Ocr);
     metrics::histogram!(m::STAGE_PROCESSING_SECONDS, &labels)
         .record(started.elapsed().as_secs_f64());
     match result {
         Ok(ocr) => {
-            ctx.count_sent("ocr", 1);
+            ctx.count_sent(Stage::Ocr, 1);
             span.in_scope(|| {
                 tracing::debug!(
                     page = number,
@@ -264,11 +264,11 @@ async fn recognize(ctx: &StageContext, work: OcrWork) -> PageOutcome {
             PageOutcome::Ocr(ocr)
         }
         Err(JobError::Cancelled) => {
-            ctx.count_discarded("ocr", 1);
+            ctx.count_discarded(Stage::Ocr, 1);
             PageOutcome::Failed(JobError::Cancelled)
         }
         Err(e) => {
-            ctx.count_error("ocr", e.code());
+            ctx.count_error(Stage::Ocr, e.code());
             span.in_scope(
                 || tracing::warn!(page = number, code = e.code(), error = %e, "page failed"),
             );
@@ -303,17 +303,17 @@ impl Actor for OcrStage {
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             OcrMsg::Page(work, credit) => {
-                state.ctx.recovery.handling("ocr", Some(&work.info.id));
-                state.ctx.count_received("ocr", 1);
+                state.ctx.recovery.handling(Stage::Ocr, Some(&work.info.id));
+                state.ctx.count_received(Stage::Ocr, 1);
                 if work.info.is_superseded() {
-                    state.ctx.count_discarded("ocr", 1);
+                    state.ctx.count_discarded(Stage::Ocr, 1);
                     return Ok(());
                 }
                 let info = work.info.clone();
                 state.waiting.push(&info, Waiting(work, credit));
             }
             OcrMsg::Finished => {
-                state.ctx.recovery.handling("ocr", None);
+                state.ctx.recovery.handling(Stage::Ocr, None);
                 state.running = state.running.saturating_sub(1)
             }
         }

@@ -6,7 +6,7 @@ use image::{ImageReader, Limits};
 
 use crate::error::JobError;
 use crate::limits::{CREDIBLE_DPI, FALLBACK_IMAGE_DPI};
-use crate::stages::ingest::detect::MediaType;
+use crate::model::media_type::MediaType;
 use crate::stages::ocr::PagePixels;
 
 /// Decodes an image into 8-bit grayscale, or 8-bit RGB if it has colour. `max_pixels` bounds

@@ -41,7 +41,7 @@ use crate::result::SkipReason;
 use crate::stages::assemble::{AssembleMsg, Expectation, FinishedPage, PageOutcome};
 use crate::stages::ocr::actor::{OcrMsg, OcrWork};
 use crate::stages::ocr::{PageImage, PagePixels};
-use crate::stages::{Downstream, JobInfo, SourceInfo};
+use crate::stages::{Downstream, JobInfo, SourceInfo, Stage};
 use crate::supervisor::StageContext;
 
 /// What one page turned into.
@@ -236,9 +236,9 @@ impl Actor for RenderStage {
             source,
             document,
         } = work;
-        ctx.recovery.handling("render", Some(&info.id));
+        ctx.recovery.handling(Stage::Render, Some(&info.id));
         if info.is_superseded() {
-            ctx.count_discarded("render", 1);
+            ctx.count_discarded(Stage::Render, 1);
             return Ok(());
         }
         let (document, error) = match document {
@@ -247,7 +247,7 @@ impl Actor for RenderStage {
         };
         let page_count = document.as_ref().map_or(0, |d| d.page_count);
         // Render counts pages: a document that could not be opened brings none.
-        ctx.count_received("render", page_count as u64);
+        ctx.count_received(Stage::Render, page_count as u64);
         // The assembler learns what to expect before any page of this job can reach it.
         state.assemble.send_now(AssembleMsg::Expect(Expectation {
             info: info.clone(),
@@ -283,9 +283,9 @@ async fn render_document(
             "rendering the document panicked: {}",
             crate::pool::panic_message(&panic)
         ));
-        ctx.count_error("render", error.code());
-        ctx.count_discarded("render", not_rendered as u64);
-        info.span("render")
+        ctx.count_error(Stage::Render, error.code());
+        ctx.count_discarded(Stage::Render, not_rendered as u64);
+        info.span(Stage::Render)
             .in_scope(|| tracing::error!(error = %error, "job failed in render"));
         state
             .assemble
@@ -306,7 +306,7 @@ async fn render_pages(
     let ctx = &state.ctx;
     let mut restored = restored_pages(ctx, &info.id).await;
     if !restored.is_empty() {
-        info.span("render").in_scope(|| {
+        info.span(Stage::Render).in_scope(|| {
             tracing::info!(
                 pages = restored.len(),
                 "resuming: checkpointed pages are not done again"
@@ -316,7 +316,7 @@ async fn render_pages(
     let mut pending = Vec::new();
     for index in 0..document.page_count {
         if let Some(record) = restored.remove(&(index + 1)) {
-            ctx.count_sent("render", 1);
+            ctx.count_sent(Stage::Render, 1);
             *not_rendered -= 1;
             let page = FinishedPage {
                 info: info.clone(),
@@ -340,14 +340,14 @@ async fn render_pages(
             let credit = state.ocr.edge.acquire().await;
             if info.is_superseded() {
                 // A stage crashed and the job runs again from the start: this attempt stops.
-                ctx.count_discarded("render", *not_rendered as u64);
+                ctx.count_discarded(Stage::Render, *not_rendered as u64);
                 return;
             }
             if info.is_cancelled() {
                 // Pages not rendered yet are never rendered; the job ends here.
                 let pages = *not_rendered;
-                ctx.count_discarded("render", pages as u64);
-                info.span("render")
+                ctx.count_discarded(Stage::Render, pages as u64);
+                info.span(Stage::Render)
                     .in_scope(|| tracing::info!(pages_not_rendered = pages, "job cancelled"));
                 state
                     .assemble
@@ -382,7 +382,7 @@ async fn render_page(
         let (doc, pipeline, span) = (
             document.clone(),
             ctx.pipeline.clone(),
-            info.span("render").clone(),
+            info.span(Stage::Render).clone(),
         );
         ctx.pool
             .run(move || {
@@ -395,10 +395,10 @@ async fn render_page(
             .unwrap_or_else(|e| (Err(e), 0.0))
     };
     let render_ms = (seconds * 1000.0) as u64;
-    metrics::histogram!(m::STAGE_PROCESSING_SECONDS, &ctx.labels("render")).record(seconds);
+    metrics::histogram!(m::STAGE_PROCESSING_SECONDS, &ctx.labels(Stage::Render)).record(seconds);
     let number = index + 1;
     ctx.jobs.update(&info.id, |s| s.pages.rendered += 1);
-    info.span("render").in_scope(|| match &prepared {
+    info.span(Stage::Render).in_scope(|| match &prepared {
         Ok(input) => tracing::debug!(
             page = number,
             millis = render_ms,
@@ -409,7 +409,7 @@ async fn render_page(
     });
     let outcome = match prepared {
         Ok(PageInput::Image(image)) => {
-            ctx.count_sent("render", 1);
+            ctx.count_sent(Stage::Render, 1);
             Progress::add(&ctx.progress.pages_rendered, 1);
             let work = OcrWork {
                 info: info.clone(),
@@ -421,15 +421,15 @@ async fn render_page(
             return;
         }
         Ok(PageInput::TextLayer { text, invisible }) => {
-            ctx.count_sent("render", 1);
+            ctx.count_sent(Stage::Render, 1);
             PageOutcome::TextLayer { text, invisible }
         }
         Ok(PageInput::NoText) => {
-            ctx.count_sent("render", 1);
+            ctx.count_sent(Stage::Render, 1);
             PageOutcome::Skipped(SkipReason::NoText)
         }
         Err(e) => {
-            ctx.count_error("render", e.code());
+            ctx.count_error(Stage::Render, e.code());
             PageOutcome::Failed(e)
         }
     };

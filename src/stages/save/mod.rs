@@ -24,11 +24,11 @@ use tokio::sync::mpsc::UnboundedSender;
 
 use crate::config::OutputFormat;
 use crate::edge::Credit;
-use crate::jobs::DeliveryState;
 use crate::metrics as m;
 use crate::progress::Progress;
 use crate::result::JobResult;
-use crate::stages::JobInfo;
+use crate::service::jobs::DeliveryState;
+use crate::stages::{JobInfo, Stage};
 use crate::supervisor::StageContext;
 
 /// Where results go. Implementations block (files, databases); the stage runs them off the
@@ -113,7 +113,7 @@ async fn deliver_to_sinks(
     let deliveries = sinks.iter().map(|sink| {
         let body = body.clone();
         async move {
-            let progress = |d: &crate::jobs::SinkDelivery| {
+            let progress = |d: &crate::service::jobs::SinkDelivery| {
                 ctx.jobs.update(&result.id, |s| {
                     s.sinks.insert(sink.name().to_string(), d.clone());
                 })
@@ -209,11 +209,11 @@ impl Actor for SaveStage {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         let SaveMsg::Result(info, mut result, credit) = msg;
-        state.ctx.recovery.handling("save", Some(&info.id));
-        let labels = state.ctx.labels("save");
-        state.ctx.count_received("save", 1);
+        state.ctx.recovery.handling(Stage::Save, Some(&info.id));
+        let labels = state.ctx.labels(Stage::Save);
+        state.ctx.count_received(Stage::Save, 1);
         if info.is_superseded() {
-            state.ctx.count_discarded("save", 1);
+            state.ctx.count_discarded(Stage::Save, 1);
             return Ok(());
         }
         let started = Instant::now();
@@ -226,13 +226,13 @@ impl Actor for SaveStage {
         .await;
         let (result, path) = match written {
             Ok((result, Ok(path))) => {
-                state.ctx.count_sent("save", 1);
+                state.ctx.count_sent(Stage::Save, 1);
                 (result, Some(path))
             }
             Ok((result, Err(e))) => {
-                info.span("save")
+                info.span(Stage::Save)
                     .in_scope(|| tracing::error!(error = %e, "cannot save the result"));
-                state.ctx.count_error("save", "io");
+                state.ctx.count_error(Stage::Save, "io");
                 let mut result = result;
                 result
                     .error
@@ -245,10 +245,10 @@ impl Actor for SaveStage {
             .record(started.elapsed().as_secs_f64());
         let outcome = match &result.error {
             None => "done",
-            Some(e) if e.code == "cancelled" => "cancelled",
+            Some(e) if e.is_cancellation() => "cancelled",
             Some(_) => "failed",
         };
-        let span = info.span("save");
+        let span = info.span(Stage::Save);
         let total_ms = result.timings.total_ms;
         let pages = result.pages.len();
         span.in_scope(|| match &result.error {

@@ -13,7 +13,7 @@ use tokio_postgres::{Client, NoTls};
 use crate::config::PostgresSinkConfig;
 use crate::result::JobResult;
 
-use super::sinks::ResultRow;
+use super::sinks::{ResultRow, SinkError};
 
 pub struct PostgresSink {
     pub cfg: PostgresSinkConfig,
@@ -58,9 +58,9 @@ impl PostgresSink {
     }
 
     /// Writes (or replaces) the row of `result`; `body` is its saved JSON.
-    pub async fn upsert(&self, result: &JobResult, body: &[u8]) -> Result<(), String> {
-        let json: serde_json::Value =
-            serde_json::from_slice(body).map_err(|e| format!("result JSON: {e}"))?;
+    pub async fn upsert(&self, result: &JobResult, body: &[u8]) -> Result<(), SinkError> {
+        let json: serde_json::Value = serde_json::from_slice(body)
+            .map_err(|e| SinkError::Permanent(format!("result JSON: {e}")))?;
         let mut client = self.client.lock().await;
         let attempt = async {
             if client.is_none() {
@@ -102,11 +102,27 @@ impl PostgresSink {
         };
         let outcome = match tokio::time::timeout(self.cfg.timeout, attempt).await {
             Ok(Ok(_)) => return Ok(()),
-            Ok(Err(e)) => format!("PostgreSQL: {e}"),
-            Err(_) => format!("PostgreSQL: no answer within {:?}", self.cfg.timeout),
+            Ok(Err(e)) => classify(&e),
+            Err(_) => SinkError::Transient(format!(
+                "PostgreSQL: no answer within {:?}",
+                self.cfg.timeout
+            )),
         };
         // Start over with a fresh connection next time.
         *client = None;
         Err(outcome)
+    }
+}
+
+/// A failed statement as a sink error: an error of SQLSTATE class 22 (data exception) or 23
+/// (integrity constraint violation) is the row being refused, for good; anything else (no
+/// connection, a server shutting down, serialization failures) may pass.
+fn classify(e: &tokio_postgres::Error) -> SinkError {
+    let message = format!("PostgreSQL: {e}");
+    match e.code().map(|state| state.code()) {
+        Some(code) if code.starts_with("22") || code.starts_with("23") => {
+            SinkError::Permanent(message)
+        }
+        _ => SinkError::Transient(message),
     }
 }

@@ -5,8 +5,11 @@
 //! finished in the journal, so a crash in between delivers it again on restart. Every sink is
 //! idempotent by job id (an upsert keyed by id, an `Idempotency-Key` header), so a second
 //! delivery replaces the first instead of adding to it. A failed attempt is retried with
-//! jittered exponential backoff (backon); when retries run out the delivery becomes a dead
-//! letter in the journal and the result stays in the results directory. Each attempt shows in
+//! jittered exponential backoff (backon), when it may pass later ([`SinkError::Transient`]: the
+//! sink unreachable, busy or failing); a refusal that would repeat ([`SinkError::Permanent`]:
+//! a 4xx answer, a row that breaks a constraint) is not retried. When retries run out, or at
+//! once for a refusal, the delivery becomes a dead letter in the journal and the result stays
+//! in the results directory. Each attempt shows in
 //! the job's status (`sinks`) and in `pagemill_sink_deliveries_total`.
 
 use std::sync::Arc;
@@ -16,11 +19,29 @@ use std::time::Duration;
 use backon::{ExponentialBuilder, Retryable};
 
 use crate::config::Pipeline;
-use crate::jobs::{DeliveryState, SinkDelivery};
 use crate::metrics as m;
 use crate::result::JobResult;
+use crate::service::jobs::{DeliveryState, SinkDelivery};
 
 use super::{postgres, sqlite, webhook};
+
+/// A failed delivery attempt, and whether another attempt can help.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SinkError {
+    /// The sink may take the same result later: it was unreachable, busy, timed out, or
+    /// failed on its side.
+    #[error("{0}")]
+    Transient(String),
+    /// The sink refused this result for good: the same attempt would fail the same way.
+    #[error("{0}")]
+    Permanent(String),
+}
+
+impl SinkError {
+    pub fn is_transient(&self) -> bool {
+        matches!(self, SinkError::Transient(_))
+    }
+}
 
 /// One delivery target of a pipeline.
 pub enum Sink {
@@ -74,22 +95,22 @@ impl Sink {
         &self,
         result: &Arc<JobResult>,
         body: &Arc<Vec<u8>>,
-    ) -> Result<(), String> {
+    ) -> Result<(), SinkError> {
         match self {
             Sink::Webhook(s) => s.post(&result.id, body).await,
             Sink::Sqlite(s) => {
                 let (s, result, body) = (s.clone(), result.clone(), body.clone());
                 tokio::task::spawn_blocking(move || s.upsert(&result, &body))
                     .await
-                    .map_err(|e| format!("the SQLite sink stopped: {e}"))?
+                    .map_err(|e| SinkError::Transient(format!("the SQLite sink stopped: {e}")))?
             }
             Sink::Postgres(s) => s.upsert(result, body).await,
         }
     }
 }
 
-/// Delivers a result to `sink`, retrying failed attempts; `progress` sees the delivery after
-/// every attempt. Returns the final state: delivered, or a dead letter with the last error.
+/// Delivers a result to `sink`, retrying attempts that failed transiently; `progress` sees the
+/// delivery after every attempt. Returns the final state: delivered, or a dead letter with the last error.
 pub async fn deliver(
     sink: &Arc<Sink>,
     pipeline: &str,
@@ -111,13 +132,14 @@ pub async fn deliver(
                 .with_max_times(sink.max_retries() as usize)
                 .with_jitter(),
         )
-        .notify(|error: &String, _| {
+        .when(SinkError::is_transient)
+        .notify(|error: &SinkError, _| {
             metrics::counter!(m::SINK_DELIVERIES, "pipeline" => pipeline.to_string(), "sink" => name, "outcome" => "retried")
                 .increment(1);
             progress(&SinkDelivery {
                 state: DeliveryState::Retrying,
                 attempts: attempts.load(Ordering::Relaxed),
-                error: Some(error.clone()),
+                error: Some(error.to_string()),
             });
         })
         .await;
@@ -128,7 +150,7 @@ pub async fn deliver(
             DeliveryState::DeadLetter
         },
         attempts: attempts.load(Ordering::Relaxed),
-        error: delivered.err(),
+        error: delivered.err().map(|e| e.to_string()),
     };
     let outcome = match delivery.state {
         DeliveryState::Delivered => "delivered",
@@ -164,7 +186,7 @@ impl<'a> ResultRow<'a> {
             sha256: &result.source.sha256,
             state: match &result.error {
                 None => "done",
-                Some(e) if e.code == "cancelled" => "cancelled",
+                Some(e) if e.is_cancellation() => "cancelled",
                 Some(_) => "failed",
             },
             error_code: result.error.as_ref().map(|e| e.code.as_str()),

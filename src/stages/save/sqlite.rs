@@ -11,7 +11,7 @@ use rusqlite::{Connection, params};
 use crate::config::SqliteSinkConfig;
 use crate::result::JobResult;
 
-use super::sinks::ResultRow;
+use super::sinks::{ResultRow, SinkError};
 
 pub struct SqliteSink {
     pub cfg: SqliteSinkConfig,
@@ -55,7 +55,7 @@ impl SqliteSink {
     }
 
     /// Writes (or replaces) the row of `result`; `body` is its saved JSON.
-    pub fn upsert(&self, result: &JobResult, body: &[u8]) -> Result<(), String> {
+    pub fn upsert(&self, result: &JobResult, body: &[u8]) -> Result<(), SinkError> {
         let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
         if conn.is_none() {
             *conn = Some(self.open().map_err(|e| self.error(e))?);
@@ -97,7 +97,23 @@ impl SqliteSink {
         })
     }
 
-    fn error(&self, e: rusqlite::Error) -> String {
-        format!("SQLite {}: {e}", self.cfg.path.display())
+    /// A failed statement as a sink error: a row the table refuses (a constraint it breaks, a
+    /// value of the wrong type or size) is refused for good; anything else (busy, locked, I/O,
+    /// a database that cannot be opened yet) may pass.
+    fn error(&self, e: rusqlite::Error) -> SinkError {
+        let message = format!("SQLite {}: {e}", self.cfg.path.display());
+        let refused = matches!(
+            e.sqlite_error_code(),
+            Some(
+                rusqlite::ErrorCode::ConstraintViolation
+                    | rusqlite::ErrorCode::TypeMismatch
+                    | rusqlite::ErrorCode::TooBig
+            )
+        );
+        if refused {
+            SinkError::Permanent(message)
+        } else {
+            SinkError::Transient(message)
+        }
     }
 }

@@ -11,6 +11,8 @@ use sha2::Sha256;
 
 use crate::config::WebhookConfig;
 
+use super::sinks::SinkError;
+
 /// The HMAC-SHA256 signature header value of `body` under `secret`.
 pub fn signature(secret: &[u8], body: &[u8]) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes keys of any length");
@@ -39,7 +41,7 @@ impl WebhookSink {
     }
 
     /// One delivery attempt: POSTs `body` (the result JSON of job `job_id`).
-    pub async fn post(&self, job_id: &str, body: &[u8]) -> Result<(), String> {
+    pub async fn post(&self, job_id: &str, body: &[u8]) -> Result<(), SinkError> {
         let mut request = self
             .client
             .post(&self.cfg.url)
@@ -56,18 +58,43 @@ impl WebhookSink {
         if let Some(secret) = secret {
             request = request.header("x-pagemill-signature", signature(secret.as_bytes(), body));
         }
-        let response = request.send().await.map_err(|e| e.to_string())?;
-        let status = response.status();
-        if status.is_success() {
-            Ok(())
-        } else {
-            Err(format!("the receiver answered {status}"))
-        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| SinkError::Transient(e.to_string()))?;
+        answer_to_outcome(response.status())
+    }
+}
+
+/// What a receiver's status code means for the delivery: a 2xx took it; a 4xx refused it for
+/// good, except 408 (timeout), 425 (too early) and 429 (too many requests), which ask to come
+/// back; anything else is the receiver failing, which may pass.
+fn answer_to_outcome(status: reqwest::StatusCode) -> Result<(), SinkError> {
+    let message = format!("the receiver answered {status}");
+    match status.as_u16() {
+        200..=299 => Ok(()),
+        408 | 425 | 429 => Err(SinkError::Transient(message)),
+        400..=499 => Err(SinkError::Permanent(message)),
+        _ => Err(SinkError::Transient(message)),
     }
 }
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn client_errors_are_final_except_those_that_ask_to_come_back() {
+        use reqwest::StatusCode as S;
+        let transient = |s: S| super::answer_to_outcome(s).unwrap_err().is_transient();
+        assert!(super::answer_to_outcome(S::NO_CONTENT).is_ok());
+        assert!(!transient(S::BAD_REQUEST));
+        assert!(!transient(S::UNPROCESSABLE_ENTITY));
+        assert!(!transient(S::NOT_FOUND));
+        assert!(transient(S::TOO_MANY_REQUESTS));
+        assert!(transient(S::REQUEST_TIMEOUT));
+        assert!(transient(S::SERVICE_UNAVAILABLE));
+        assert!(transient(S::INTERNAL_SERVER_ERROR));
+    }
+
     use super::*;
 
     #[test]

@@ -46,8 +46,8 @@ use crate::error::JobError;
 use crate::metrics as m;
 use crate::result::{JobResult, SummaryRecord};
 use crate::stages::Downstream;
-use crate::stages::JobInfo;
 use crate::stages::save::SaveMsg;
+use crate::stages::{JobInfo, Stage};
 use crate::supervisor::StageContext;
 
 /// How often a document waiting for the LLM looks whether its job was cancelled.
@@ -144,7 +144,7 @@ impl Actor for SummarizeStage {
         if let Engine::Llm(llm, _) = &engine {
             // Documents are summarized side by side, up to the edge's capacity.
             let documents = ctx.pipeline.edges.summarize_documents;
-            metrics::gauge!(m::STAGE_WORKERS, &ctx.labels("summarize")).set(documents as f64);
+            metrics::gauge!(m::STAGE_WORKERS, &ctx.labels(Stage::Summarize)).set(documents as f64);
             let max = llm.endpoint().settings().concurrency_max;
             if documents < max {
                 tracing::info!(
@@ -166,10 +166,13 @@ impl Actor for SummarizeStage {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         let SummarizeMsg::Document(info, result, error, credit) = msg;
-        state.ctx.recovery.handling("summarize", Some(&info.id));
-        state.ctx.count_received("summarize", 1);
+        state
+            .ctx
+            .recovery
+            .handling(Stage::Summarize, Some(&info.id));
+        state.ctx.count_received(Stage::Summarize, 1);
         if info.is_superseded() {
-            state.ctx.count_discarded("summarize", 1);
+            state.ctx.count_discarded(Stage::Summarize, 1);
             return Ok(());
         }
         let work = summarize_document(
@@ -326,7 +329,7 @@ async fn summarize_document(
 ) {
     let mut failed = false;
     if error.is_none() {
-        let labels = ctx.labels("summarize");
+        let labels = ctx.labels(Stage::Summarize);
         let started = Instant::now();
         let text: Arc<str> = std::mem::take(&mut result.text).into();
         // A resumed job may have its LLM summary in the journal already.
@@ -366,7 +369,7 @@ async fn summarize_document(
         result.text = text.to_string();
         result.warnings.extend(done.warnings);
         result.extracted = done.extracted;
-        let span = info.span("summarize");
+        let span = info.span(Stage::Summarize);
         match done.summary {
             Ok((summary, engine)) => {
                 span.in_scope(|| {
@@ -383,13 +386,13 @@ async fn summarize_document(
                 })
             }
             Err(JobError::Cancelled) if done.fails_job => {
-                ctx.count_discarded("summarize", 1);
+                ctx.count_discarded(Stage::Summarize, 1);
                 span.in_scope(|| tracing::info!("cancelled while summarizing"));
                 failed = true;
                 result.error = Some(JobError::Cancelled.to_record());
             }
             Err(e) if done.fails_job => {
-                ctx.count_error("summarize", e.code());
+                ctx.count_error(Stage::Summarize, e.code());
                 span.in_scope(
                     || tracing::warn!(code = e.code(), error = %e, "no summary: the job fails"),
                 );
@@ -397,7 +400,7 @@ async fn summarize_document(
                 result.error = Some(e.to_record());
             }
             Err(e) => {
-                ctx.count_error("summarize", e.code());
+                ctx.count_error(Stage::Summarize, e.code());
                 span.in_scope(|| tracing::warn!(code = e.code(), error = %e, "no summary"));
                 failed = true;
                 result.warnings.push(format!("no summary: {e}"));
@@ -408,7 +411,7 @@ async fn summarize_document(
     }
     save.send_with(|c| SaveMsg::Result(info, result, c)).await;
     if !failed {
-        ctx.count_sent("summarize", 1);
+        ctx.count_sent(Stage::Summarize, 1);
     }
     drop(credit);
 }
@@ -436,7 +439,7 @@ async fn summarize_text(
     if info.is_cancelled() {
         return Summarized::job_fails(JobError::Cancelled);
     }
-    let span = info.span("summarize");
+    let span = info.span(Stage::Summarize);
     let max_job_time = ctx.pipeline.limits.max_job_time;
     // Without a fallback the document may wait for the server, up to the job's deadline.
     let deadline = fallback.is_none().then(|| info.submitted + max_job_time);
@@ -519,7 +522,7 @@ async fn wait_for_llm(
 ) -> Result<String, JobError> {
     let _waiting = Waiting::new(&ctx.pipeline.name);
     let started = Instant::now();
-    let span = info.span("summarize");
+    let span = info.span(Stage::Summarize);
     span.in_scope(|| {
         tracing::warn!(error = %first, "the LLM failed; the document waits for it (no fallback)")
     });

@@ -19,7 +19,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use serde::Serialize;
 
-use crate::jobs::SinkDelivery;
+use crate::service::jobs::SinkDelivery;
 
 /// A job as the journal records it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

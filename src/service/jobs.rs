@@ -208,7 +208,7 @@ impl JobRegistry {
         self.update(id, |s| {
             s.state = match &error {
                 None => JobState::Done,
-                Some(e) if e.code == "cancelled" => JobState::Cancelled,
+                Some(e) if e.is_cancellation() => JobState::Cancelled,
                 Some(_) => JobState::Failed,
             };
             s.error = error;

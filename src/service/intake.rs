@@ -1,0 +1,484 @@
+//! Intake: how a document becomes an accepted job, whatever brought it (the HTTP edge today,
+//! a queue consumer tomorrow).
+//!
+//! A submission is first admitted against its pipeline's budget ([`Intake::admit`]); its
+//! document then streams into the spool, durably, hashed and typed on the way
+//! ([`Admission::spool`]); the job is recorded in the journal, honouring idempotency keys, and
+//! handed to the pipeline ([`Admission::accept`]). What intake learns about the document
+//! (SHA-256, media type, size) travels with the job, so ingest works out none of it again.
+//! Every refusal is an [`IntakeError`] with a stable code; the HTTP layer only translates.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncWriteExt;
+
+use crate::error::JobError;
+use crate::model::media_type::detect_media_type;
+use crate::progress::Progress;
+use crate::service::jobs::{JobRegistry, JobStatus, Usage};
+use crate::service::journal::{self, Journal, JournalJob};
+use crate::stages::ingest::{JobRequest, KnownSource};
+use crate::supervisor::PipelineHandle;
+
+/// Longest wait intake suggests before a refused submission is tried again, in seconds.
+pub const MAX_RETRY_AFTER_SECS: u64 = 600;
+/// Longest `Idempotency-Key` accepted, in bytes.
+pub const MAX_IDEMPOTENCY_KEY_BYTES: usize = 255;
+/// Bytes kept from the start of a document for type detection.
+const HEAD_BYTES: usize = 1024;
+
+/// Why a submission was refused. Each has a stable code, the same in every API.
+#[derive(Debug, thiserror::Error)]
+pub enum IntakeError {
+    #[error("no pipeline named {0:?}; GET /v1/pipelines lists them")]
+    UnknownPipeline(String),
+    #[error("the daemon is stopping and accepts no new jobs")]
+    ShuttingDown,
+    #[error(
+        "pipeline {pipeline:?} has {pages} pages and {bytes} bytes in progress (budget {max_pages} pages, {max_bytes} bytes); retry later"
+    )]
+    AdmissionFull {
+        pipeline: String,
+        pages: u64,
+        bytes: u64,
+        max_pages: u64,
+        max_bytes: u64,
+        /// When the pipeline should have room again, from the rate its pages finish at.
+        retry_after_secs: u64,
+    },
+    #[error("this pipeline accepts documents of at most {limit} bytes")]
+    TooLarge { limit: u64 },
+    #[error("Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY_BYTES} characters")]
+    BadIdempotencyKey,
+    #[error("cannot read the body: {0}")]
+    BadBody(String),
+    #[error("cannot store the upload: {0}")]
+    SpoolUnwritable(std::io::Error),
+    /// The document is empty or of a type pagemill does not read.
+    #[error(transparent)]
+    Unreadable(JobError),
+    #[error("this Idempotency-Key was used for job {existing} with a different document")]
+    IdempotencyKeyReused { existing: String },
+    #[error("cannot record the job: {0}")]
+    JournalUnwritable(String),
+}
+
+impl IntakeError {
+    /// The stable machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            IntakeError::UnknownPipeline(_) => "unknown_pipeline",
+            IntakeError::ShuttingDown => "shutting_down",
+            IntakeError::AdmissionFull { .. } => "admission_full",
+            IntakeError::TooLarge { .. } => "too_large",
+            IntakeError::BadIdempotencyKey => "bad_idempotency_key",
+            IntakeError::BadBody(_) => "bad_body",
+            IntakeError::SpoolUnwritable(_) => "spool_unwritable",
+            IntakeError::Unreadable(JobError::EmptyDocument) => "empty_document",
+            IntakeError::Unreadable(_) => "unsupported_media_type",
+            IntakeError::IdempotencyKeyReused { .. } => "idempotency_key_reused",
+            IntakeError::JournalUnwritable(_) => "journal_unwritable",
+        }
+    }
+}
+
+/// What [`Admission::accept`] did with a submission.
+#[derive(Debug)]
+pub enum Accepted {
+    /// A new job, registered and on its way into the pipeline.
+    New(JobStatus),
+    /// Its idempotency key belongs to an earlier job with the same document: that job, if
+    /// it is still known.
+    Existing {
+        id: String,
+        status: Option<JobStatus>,
+    },
+}
+
+/// The way in for jobs, shared by everything that submits them.
+pub struct Intake {
+    pipelines: BTreeMap<String, Arc<PipelineHandle>>,
+    pub(crate) jobs: Arc<JobRegistry>,
+    pub(crate) journal: Arc<Journal>,
+    spool: PathBuf,
+    /// Set when the daemon is stopping: no new jobs.
+    shutting_down: AtomicBool,
+    /// Pages and bytes of submissions still uploading, per pipeline: admitted, not yet in the
+    /// job registry.
+    uploading: Mutex<HashMap<String, (u64, u64)>>,
+}
+
+impl Intake {
+    pub fn new(
+        pipelines: BTreeMap<String, Arc<PipelineHandle>>,
+        jobs: Arc<JobRegistry>,
+        journal: Arc<Journal>,
+        spool: PathBuf,
+    ) -> Intake {
+        Intake {
+            pipelines,
+            jobs,
+            journal,
+            spool,
+            shutting_down: AtomicBool::new(false),
+            uploading: Mutex::default(),
+        }
+    }
+
+    /// The running pipelines, by name.
+    pub fn pipelines(&self) -> &BTreeMap<String, Arc<PipelineHandle>> {
+        &self.pipelines
+    }
+
+    /// Where uploads wait until their job is finished.
+    pub fn spool(&self) -> &Path {
+        &self.spool
+    }
+
+    /// Refuses every submission from now on.
+    pub fn stop_accepting(&self) {
+        self.shutting_down.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::SeqCst)
+    }
+
+    /// Whether no pipeline has an unfinished job.
+    pub fn all_idle(&self) -> bool {
+        self.pipelines
+            .keys()
+            .all(|name| self.jobs.usage(name).jobs == 0)
+    }
+
+    /// What `pipeline` holds against its admission budget: its registered unfinished jobs,
+    /// plus the pages and bytes of submissions still uploading.
+    pub fn admission_usage(&self, pipeline: &str) -> (Usage, u64, u64) {
+        let uploading = self.uploading.lock().expect("admission lock poisoned");
+        let (pages, bytes) = uploading.get(pipeline).copied().unwrap_or_default();
+        (self.jobs.usage(pipeline), pages, bytes)
+    }
+
+    /// Admits a submission to `pipeline` while its unfinished pages and bytes (registered
+    /// jobs plus uploads in progress) are under budget; otherwise refuses it, suggesting when
+    /// to retry from the rate pages have been finishing at. Checking and reserving happen
+    /// under one lock, so concurrent submissions cannot all slip through. `declared_bytes` is
+    /// the size the client announced, if any.
+    pub fn admit(
+        self: &Arc<Self>,
+        pipeline: &str,
+        declared_bytes: Option<u64>,
+        idempotency_key: Option<String>,
+    ) -> Result<Admission, IntakeError> {
+        let handle = self
+            .pipelines
+            .get(pipeline)
+            .ok_or_else(|| IntakeError::UnknownPipeline(pipeline.to_string()))?
+            .clone();
+        if self.is_shutting_down() {
+            return Err(IntakeError::ShuttingDown);
+        }
+        let reservation = self.reserve(&handle, declared_bytes.unwrap_or(0))?;
+        let limit = handle.pipeline.limits.max_document_bytes;
+        if declared_bytes.is_some_and(|n| n > limit) {
+            return Err(IntakeError::TooLarge { limit });
+        }
+        if idempotency_key
+            .as_ref()
+            .is_some_and(|k| k.is_empty() || k.len() > MAX_IDEMPOTENCY_KEY_BYTES)
+        {
+            return Err(IntakeError::BadIdempotencyKey);
+        }
+        Ok(Admission {
+            intake: self.clone(),
+            handle,
+            id: uuid::Uuid::now_v7().simple().to_string(),
+            idempotency_key,
+            _reservation: reservation,
+        })
+    }
+
+    /// Resumes the jobs an earlier run accepted and did not finish (their uploads wait in the
+    /// spool under their ids), and removes spool files no unfinished job owns (uploads cut off
+    /// mid-way). A job whose pipeline is not loaded now stays in the journal with its upload, for
+    /// a start that loads it.
+    pub fn resume_unfinished(&self) -> anyhow::Result<()> {
+        let spool = self.spool.as_path();
+        let found = self.journal.unfinished()?;
+        for entry in &found.quarantined {
+            tracing::error!(entry = %entry, "quarantined an unreadable journal entry");
+        }
+        let mut keep = std::collections::HashSet::new();
+        let mut resumed = 0;
+        for job in &found.jobs {
+            let path = spool.join(&job.id);
+            if !path.is_file() {
+                tracing::error!(job_id = %job.id, pipeline = %job.pipeline, "cannot resume a journaled job: its upload is gone");
+                self.journal
+                    .finish(&job.id, "failed", Some("upload_missing"), None)?;
+                continue;
+            }
+            keep.insert(std::ffi::OsString::from(&job.id));
+            match self.pipelines.get(&job.pipeline) {
+                None => {
+                    tracing::warn!(job_id = %job.id, pipeline = %job.pipeline, "a journaled job waits for its pipeline, which is not loaded")
+                }
+                Some(handle) => {
+                    handle.enqueue(
+                        JobRequest::new(job.id.clone(), job.name.clone(), path),
+                        job.bytes,
+                    );
+                    resumed += 1;
+                }
+            }
+        }
+        if resumed > 0 {
+            tracing::info!(jobs = resumed, "resumed unfinished jobs from the journal");
+        }
+        if let Ok(entries) = std::fs::read_dir(spool) {
+            for entry in entries.flatten() {
+                if !keep.contains(&entry.file_name()) {
+                    let _ = std::fs::remove_file(entry.path());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn reserve(
+        self: &Arc<Self>,
+        handle: &PipelineHandle,
+        incoming_bytes: u64,
+    ) -> Result<Reservation, IntakeError> {
+        let budget = handle.pipeline.admission;
+        let name = &handle.pipeline.name;
+        let mut uploading = self.uploading.lock().expect("admission lock poisoned");
+        let registered = self.jobs.usage(name);
+        let in_flight = uploading.entry(name.clone()).or_default();
+        let pages = registered.pages + in_flight.0;
+        let bytes = registered.bytes + in_flight.1;
+        if pages < budget.max_pages_in_system
+            && bytes.saturating_add(incoming_bytes) <= budget.max_bytes_in_system
+        {
+            in_flight.0 += 1;
+            in_flight.1 += incoming_bytes;
+            return Ok(Reservation {
+                intake: self.clone(),
+                pipeline: name.clone(),
+                bytes: incoming_bytes,
+            });
+        }
+        drop(uploading);
+        let excess_pages = (pages + 1)
+            .saturating_sub(budget.max_pages_in_system)
+            .max(1);
+        let finished = Progress::get(&handle.progress.pages_finished) as f64;
+        let rate = finished / handle.started.elapsed().as_secs_f64().max(1.0);
+        let wait = if rate > 0.0 {
+            (excess_pages as f64 / rate).ceil() as u64
+        } else {
+            MAX_RETRY_AFTER_SECS.min(30)
+        };
+        Err(IntakeError::AdmissionFull {
+            pipeline: name.clone(),
+            pages,
+            bytes,
+            max_pages: budget.max_pages_in_system,
+            max_bytes: budget.max_bytes_in_system,
+            retry_after_secs: wait.clamp(1, MAX_RETRY_AFTER_SECS),
+        })
+    }
+}
+
+/// A submission counted against its pipeline's admission budget until the job registry
+/// counts it (or the submission fails).
+struct Reservation {
+    intake: Arc<Intake>,
+    pipeline: String,
+    bytes: u64,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        let mut uploading = self
+            .intake
+            .uploading
+            .lock()
+            .expect("admission lock poisoned");
+        if let Some((pages, bytes)) = uploading.get_mut(&self.pipeline) {
+            *pages -= 1;
+            *bytes -= self.bytes;
+        }
+    }
+}
+
+/// An admitted submission: it holds its share of the budget until it is accepted or dropped.
+pub struct Admission {
+    intake: Arc<Intake>,
+    handle: Arc<PipelineHandle>,
+    id: String,
+    idempotency_key: Option<String>,
+    _reservation: Reservation,
+}
+
+/// A document written to the spool, hashed and typed.
+pub struct Spooled {
+    path: PathBuf,
+    known: KnownSource,
+}
+
+impl Admission {
+    /// The id the job will have.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Streams the document into `<spool>/<id>`, durably, refusing more than the pipeline's
+    /// `max_document_bytes` and anything that is not a document pagemill reads. The file
+    /// appears under its final name only when complete, and is removed if refused.
+    pub async fn spool<S, E>(&self, chunks: S) -> Result<Spooled, IntakeError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        let spool = self.intake.spool.as_path();
+        let limit = self.handle.pipeline.limits.max_document_bytes;
+        let (path, bytes, head, sha256) = write_durably(spool, &self.id, chunks, limit).await?;
+        match detect_media_type(&head) {
+            Ok(media_type) => Ok(Spooled {
+                path,
+                known: KnownSource {
+                    sha256,
+                    media_type,
+                    bytes,
+                },
+            }),
+            Err(e) => {
+                let _ = tokio::fs::remove_file(&path).await;
+                Err(IntakeError::Unreadable(e))
+            }
+        }
+    }
+
+    /// Records the job in the journal (durable before this returns) and hands it to the
+    /// pipeline under `name`; or, when its idempotency key is already taken, answers with the
+    /// earlier job and drops the upload.
+    pub async fn accept(self, spooled: Spooled, name: String) -> Result<Accepted, IntakeError> {
+        let pipeline = self.handle.pipeline.name.clone();
+        let record = JournalJob {
+            id: self.id.clone(),
+            pipeline: pipeline.clone(),
+            name: name.clone(),
+            spool_path: spooled.path.to_string_lossy().into_owned(),
+            bytes: spooled.known.bytes,
+            sha256: spooled.known.sha256.clone(),
+            idempotency_key: self.idempotency_key.clone(),
+            state: "accepted".into(),
+            submitted_at_ms: journal::now_ms(),
+            finished_at_ms: None,
+            error_code: None,
+            result_path: None,
+        };
+        let journal = self.intake.journal.clone();
+        let accepted = tokio::task::spawn_blocking(move || journal.accept(&record))
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|r| r.map_err(|e| e.to_string()));
+        match accepted {
+            Ok(journal::Accepted::New) => {}
+            Ok(journal::Accepted::Existing {
+                id: existing,
+                same_body,
+            }) => {
+                let _ = tokio::fs::remove_file(&spooled.path).await;
+                if !same_body {
+                    return Err(IntakeError::IdempotencyKeyReused { existing });
+                }
+                let status = self.intake.status(&existing).await;
+                return Ok(Accepted::Existing {
+                    id: existing,
+                    status,
+                });
+            }
+            Err(e) => {
+                let _ = tokio::fs::remove_file(&spooled.path).await;
+                return Err(IntakeError::JournalUnwritable(e));
+            }
+        }
+        let bytes = spooled.known.bytes;
+        let request = JobRequest {
+            id: self.id.clone(),
+            name,
+            path: spooled.path,
+            known: Some(spooled.known),
+        };
+        self.handle.enqueue(request, bytes);
+        metrics::counter!(crate::metrics::JOBS_ACCEPTED, "pipeline" => pipeline).increment(1);
+        let status = self
+            .intake
+            .jobs
+            .get(&self.id)
+            .expect("registered by enqueue");
+        Ok(Accepted::New(status))
+    }
+}
+
+/// Writes chunks to `<spool>/<id>.part`, fsyncs it, renames it to `<spool>/<id>` and fsyncs
+/// the directory; returns the path, the size, the first bytes and the hex SHA-256.
+async fn write_durably<S, E>(
+    spool: &Path,
+    id: &str,
+    mut chunks: S,
+    limit: u64,
+) -> Result<(PathBuf, u64, Vec<u8>, String), IntakeError>
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+    E: std::fmt::Display,
+{
+    let io = IntakeError::SpoolUnwritable;
+    tokio::fs::create_dir_all(spool).await.map_err(io)?;
+    let partial = spool.join(format!("{id}.part"));
+    let path = spool.join(id);
+    let mut file = tokio::fs::File::create(&partial).await.map_err(io)?;
+    let mut written = 0u64;
+    let mut head = Vec::new();
+    let mut hasher = Sha256::new();
+    let outcome: Result<(), IntakeError> = async {
+        while let Some(chunk) = chunks.next().await {
+            let chunk = chunk.map_err(|e| IntakeError::BadBody(e.to_string()))?;
+            written += chunk.len() as u64;
+            if written > limit {
+                return Err(IntakeError::TooLarge { limit });
+            }
+            if head.len() < HEAD_BYTES {
+                head.extend_from_slice(&chunk[..chunk.len().min(HEAD_BYTES - head.len())]);
+            }
+            hasher.update(&chunk);
+            file.write_all(&chunk).await.map_err(io)?;
+        }
+        file.sync_all().await.map_err(io)?;
+        Ok(())
+    }
+    .await;
+    if let Err(e) = outcome {
+        drop(file);
+        let _ = tokio::fs::remove_file(&partial).await;
+        return Err(e);
+    }
+    tokio::fs::rename(&partial, &path).await.map_err(io)?;
+    // The rename is durable only once the directory is: the journal row that follows must
+    // never outlive the file it points to.
+    tokio::fs::File::open(spool)
+        .await
+        .map_err(io)?
+        .sync_all()
+        .await
+        .map_err(io)?;
+    Ok((path, written, head, format!("{:x}", hasher.finalize())))
+}

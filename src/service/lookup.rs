@@ -1,0 +1,83 @@
+//! Finding jobs: the registry knows the jobs of this process, the journal every job ever
+//! accepted. Lookups try the registry first and fall back to the journal, so a job submitted
+//! before a restart still has a status, a place in listings and its result.
+
+use std::path::PathBuf;
+
+use crate::error::ErrorRecord;
+use crate::service::intake::Intake;
+use crate::service::jobs::{JobState, JobStatus};
+use crate::service::journal::{JournalJob, ListFilter};
+
+impl Intake {
+    /// A job's status from the registry, else from the journal (jobs of an earlier run).
+    pub async fn status(&self, id: &str) -> Option<JobStatus> {
+        if let Some(status) = self.jobs.get(id) {
+            return Some(status);
+        }
+        let (journal, id) = (self.journal.clone(), id.to_string());
+        tokio::task::spawn_blocking(move || {
+            let mut status = journal_status(&journal.get(&id).ok().flatten()?);
+            status.sinks = journal.deliveries(&id).unwrap_or_default();
+            Some(status)
+        })
+        .await
+        .ok()
+        .flatten()
+    }
+
+    /// Jobs from the journal matching `filter`, oldest first, each with its live status when
+    /// this process runs it.
+    pub async fn list(&self, filter: ListFilter) -> Result<Vec<JobStatus>, String> {
+        let journal = self.journal.clone();
+        let jobs = tokio::task::spawn_blocking(move || journal.list(&filter))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        Ok(jobs
+            .iter()
+            .map(|j| self.jobs.get(&j.id).unwrap_or_else(|| journal_status(j)))
+            .collect())
+    }
+
+    /// Where a finished job's result was written.
+    pub async fn result_path(&self, id: &str) -> Option<PathBuf> {
+        if let Some(path) = self.jobs.result_path(id) {
+            return Some(path);
+        }
+        let (journal, id) = (self.journal.clone(), id.to_string());
+        tokio::task::spawn_blocking(move || journal.get(&id).ok().flatten()?.result_path)
+            .await
+            .ok()
+            .flatten()
+            .map(PathBuf::from)
+    }
+}
+
+/// A journaled job as a status: what is known of jobs this process did not run itself.
+fn journal_status(job: &JournalJob) -> JobStatus {
+    let state = match job.state.as_str() {
+        "done" => JobState::Done,
+        "failed" => JobState::Failed,
+        "cancelled" => JobState::Cancelled,
+        _ => JobState::Queued,
+    };
+    JobStatus {
+        id: job.id.clone(),
+        pipeline: job.pipeline.clone(),
+        name: job.name.clone(),
+        state,
+        submitted_at: humantime::format_rfc3339_millis(
+            std::time::UNIX_EPOCH + std::time::Duration::from_millis(job.submitted_at_ms as u64),
+        )
+        .to_string(),
+        bytes: job.bytes,
+        pages: Default::default(),
+        timings: Default::default(),
+        error: job.error_code.as_ref().map(|code| ErrorRecord {
+            code: code.clone(),
+            message: format!("the job failed ({code})"),
+        }),
+        sinks: Default::default(),
+    }
+}
