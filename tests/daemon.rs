@@ -398,6 +398,38 @@ async fn the_openapi_document_describes_the_served_routes() {
 #[tokio::test(flavor = "multi_thread")]
 async fn metrics_have_histogram_buckets_and_process_figures() {
     let d = Daemon::start(&[("default", pipeline_yaml("default", &[]))]);
+    // Before anything has failed, the failure series exist at 0, so that ratios and alert
+    // rules over them read 0 rather than no data.
+    let fresh = d.get("/metrics").await.text().await.unwrap();
+    let value = |metric: &str, labels: &[&str]| -> Option<f64> {
+        fresh
+            .lines()
+            .find(|l| l.starts_with(&format!("{metric}{{")) && labels.iter().all(|x| l.contains(x)))
+            .map(|l| l.rsplit(' ').next().unwrap().parse().unwrap())
+    };
+    for stage in ["ingest", "render", "ocr", "assemble", "summarize", "save"] {
+        let stage = format!("stage=\"{stage}\"");
+        for code in ["internal", "invalid_pdf", "ocr_timeout"] {
+            let code = format!("error_type=\"{code}\"");
+            assert_eq!(
+                value("pagemill_stage_errors_total", &[&stage, &code]),
+                Some(0.0),
+                "{stage} {code}"
+            );
+        }
+    }
+    for outcome in ["done", "failed", "cancelled"] {
+        let outcome = format!("outcome=\"{outcome}\"");
+        assert_eq!(
+            value("pagemill_jobs_completed_total", &[&outcome]),
+            Some(0.0),
+            "{outcome}"
+        );
+    }
+    assert_eq!(
+        value("pagemill_pages_total", &["outcome=\"failed\""]),
+        Some(0.0)
+    );
     let id = d.submit("default", &fixture("phototest.tif")).await;
     d.wait_final(&id).await;
     // A failing document exercises the error counters.
