@@ -30,9 +30,9 @@ use std::sync::Mutex;
 
 use pagemill::config::Pipeline;
 use pagemill::config::PreprocessConfig;
-use pagemill::document::open_document;
 use pagemill::eval::char_errors;
-use pagemill::stages::ocr::PageImage;
+use pagemill::model::document::open_document;
+use pagemill::model::page::PageImage;
 use pagemill::stages::ocr::tess::Tesseract;
 use pagemill::stages::render::lept::Pix;
 use pagemill::stages::render::{PageInput, prepare_page, preprocess, text_size};

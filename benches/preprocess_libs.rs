@@ -23,7 +23,8 @@ use imageproc::contrast::{adaptive_threshold, stretch_contrast};
 use imageproc::integral_image::{integral_image, integral_squared_image, sum_image_pixels};
 use imageproc::stats::percentile;
 use pagemill::config::{Binarize, PreprocessConfig};
-use pagemill::stages::ocr::{Engines, PageImage, PagePixels, ocr_page};
+use pagemill::model::page::{PageImage, PagePixels};
+use pagemill::stages::ocr::{Engines, ocr_page};
 use pagemill::stages::render::preprocess::preprocess;
 use pagemill::stages::render::{PageInput, prepare_page};
 
@@ -141,7 +142,7 @@ fn main() {
     );
     for name in PAGES {
         let bytes = std::fs::read(corpus.join(name)).unwrap();
-        let doc = pagemill::document::open_document(bytes, &pipeline.limits).unwrap();
+        let doc = pagemill::model::document::open_document(bytes, &pipeline.limits).unwrap();
         let Ok(PageInput::Image(decoded)) = prepare_page(&doc, 0, &pipeline) else {
             panic!("{name}: no page image");
         };

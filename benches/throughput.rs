@@ -24,8 +24,9 @@ use std::process::Command;
 use std::time::Instant;
 
 use pagemill::config::Pipeline;
-use pagemill::document::open_document;
-use pagemill::stages::ocr::{PageImage, ocr_page_on_this_thread};
+use pagemill::model::document::open_document;
+use pagemill::model::page::PageImage;
+use pagemill::stages::ocr::ocr_page_on_this_thread;
 use pagemill::stages::render::{PageInput, prepare_page};
 
 /// The corpus's ground-truthed documents that OCR reads (`--ground-truthed`).
@@ -139,14 +140,14 @@ fn main() {
             .status()
             .unwrap();
         assert!(status.success());
-        let results: Vec<pagemill::result::JobResult> = std::fs::read_dir(out.path())
+        let results: Vec<pagemill::model::result::JobResult> = std::fs::read_dir(out.path())
             .unwrap()
             .map(|f| f.unwrap().path())
             .filter(|p| p.extension().is_some_and(|e| e == "json"))
             .map(|p| serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap())
             .collect();
         assert_eq!(results.len(), documents.len());
-        let summed = |f: fn(&pagemill::result::Timings) -> u64| {
+        let summed = |f: fn(&pagemill::model::result::Timings) -> u64| {
             results.iter().map(|r| f(&r.timings)).sum::<u64>() as f64 / 1e3
         };
         let run = (

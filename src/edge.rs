@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::metrics as m;
+use crate::runtime::metrics as m;
 
 /// One bounded edge into a stage.
 #[derive(Clone)]

@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use crate::error::JobError;
+use crate::model::error::JobError;
 use crate::stages::Stage;
 use crate::stages::ingest::{JobRequest, Submission};
 

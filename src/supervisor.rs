@@ -17,10 +17,10 @@ use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
 use crate::config::Pipeline;
 use crate::edge::{Credit, Edge};
-use crate::metrics as m;
-use crate::pool::CpuPool;
 use crate::progress::Progress;
 use crate::recovery::Recovery;
+use crate::runtime::metrics as m;
+use crate::runtime::pool::CpuPool;
 use crate::service::jobs::JobRegistry;
 use crate::service::journal::Journal;
 use crate::stages::assemble::{AssembleMsg, AssembleStage};
@@ -351,7 +351,7 @@ impl PipelineHandle {
             metrics::gauge!(m::STAGE_WORKERS, &labels).set(workers as f64);
             metrics::counter!(m::STAGE_RESTARTS, &labels).increment(0);
             metrics::counter!(m::STAGE_DISCARDED, &labels).increment(0);
-            for error_type in crate::error::JobError::CODES {
+            for error_type in crate::model::error::JobError::CODES {
                 metrics::counter!(m::STAGE_ERRORS, "pipeline" => pipeline.name.clone(), "stage" => stage.name(), "error_type" => error_type).increment(0);
             }
         }

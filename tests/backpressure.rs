@@ -8,9 +8,9 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use common::*;
-use pagemill::pool::CpuPool;
+use pagemill::model::result::JobResult;
 use pagemill::progress::Progress;
-use pagemill::result::JobResult;
+use pagemill::runtime::pool::CpuPool;
 use pagemill::stages::ingest::JobRequest;
 use pagemill::stages::save::{FileWriter, ResultWriter};
 use pagemill::supervisor::{PipelineHandle, StartOptions};

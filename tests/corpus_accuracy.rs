@@ -98,7 +98,7 @@ async fn born_digital_pdfs_take_their_text_layer() {
             result
                 .pages
                 .iter()
-                .all(|p| p.source == pagemill::result::PageSource::TextLayer),
+                .all(|p| p.source == pagemill::model::result::PageSource::TextLayer),
             "{name}: every page should come from the text layer"
         );
         let gt = read_gt(&corpus, name);

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use common::daemon::{Daemon, pipeline_yaml};
 use common::fixture;
-use pagemill::stages::ocr::{PagePixels, PageRaster};
+use pagemill::model::page::{PagePixels, PageRaster};
 use pdf_writer::{Content, Filter, Finish, Name, Pdf, Rect, Ref};
 
 /// The page on which the assemble stage panics: the third to arrive, so two are checkpointed.

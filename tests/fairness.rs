@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
-use pagemill::pool::CpuPool;
+use pagemill::runtime::pool::CpuPool;
 use pagemill::stages::ingest::JobRequest;
 use pagemill::supervisor::{PipelineHandle, StartOptions};
 

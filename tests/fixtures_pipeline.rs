@@ -3,7 +3,7 @@
 mod common;
 
 use common::*;
-use pagemill::result::PageSource;
+use pagemill::model::result::PageSource;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_tiff_is_ocred_and_a_born_digital_pdf_takes_its_text_layer() {

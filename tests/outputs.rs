@@ -11,7 +11,7 @@ use std::process::Command;
 
 use common::*;
 use pagemill::eval::word_match;
-use pagemill::result::{JobResult, PageSource};
+use pagemill::model::result::{JobResult, PageSource};
 use serde_json::Value;
 
 fn venv_tool(name: &str) -> PathBuf {

@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 use common::*;
 use image::GrayImage;
 use pagemill::config::OrientationMode;
-use pagemill::stages::ocr::{Engines, PageImage, PagePixels, ocr_page};
+use pagemill::model::page::{PageImage, PagePixels};
+use pagemill::stages::ocr::{Engines, ocr_page};
 
 /// Writes `gray` as a PNG declaring `dpi`.
 fn write_png(path: &Path, gray: &GrayImage, dpi: u32) {
@@ -107,7 +108,7 @@ async fn low_and_high_resolution_pages_read_like_the_original() {
     );
     // Word boxes stay in the source page's coordinates: the double-resolution page's boxes are
     // about twice the original's.
-    let widest = |r: &pagemill::result::JobResult| {
+    let widest = |r: &pagemill::model::result::JobResult| {
         r.pages[0]
             .words
             .iter()

@@ -324,14 +324,15 @@ async fn a_second_delivery_of_a_job_replaces_its_row() {
             table: "documents".into(),
             max_retries: 0,
         });
-    let mut result: pagemill::result::JobResult = serde_json::from_value(serde_json::json!({
-        "id": "job-1", "pipeline": "default",
-        "source": {"name": "a.pdf", "sha256": "00", "bytes": 3, "media_type": null},
-        "pages": [], "text": "first", "summary": null, "warnings": [], "error": null,
-        "timings": {"total_ms": 0, "ingest_ms": 0, "render_ms": 0, "ocr_ms": 0,
-            "summarize_ms": 0}
-    }))
-    .unwrap();
+    let mut result: pagemill::model::result::JobResult =
+        serde_json::from_value(serde_json::json!({
+            "id": "job-1", "pipeline": "default",
+            "source": {"name": "a.pdf", "sha256": "00", "bytes": 3, "media_type": null},
+            "pages": [], "text": "first", "summary": null, "warnings": [], "error": null,
+            "timings": {"total_ms": 0, "ingest_ms": 0, "render_ms": 0, "ocr_ms": 0,
+                "summarize_ms": 0}
+        }))
+        .unwrap();
     for text in ["first", "second"] {
         result.text = text.into();
         let body = serde_json::to_vec(&result).unwrap();

@@ -8,7 +8,7 @@ use clap::Args;
 use serde::Serialize;
 
 use crate::eval::{WordMatch, char_errors, word_match};
-use crate::result::JobResult;
+use crate::model::result::JobResult;
 
 #[derive(Debug, Args)]
 pub struct EvalArgs {

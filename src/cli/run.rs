@@ -11,8 +11,8 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::config::{Pipeline, load_pipeline};
-use crate::pool::CpuPool;
 use crate::progress::Progress;
+use crate::runtime::pool::CpuPool;
 use crate::stages::ingest::JobRequest;
 use crate::stages::save::JobFinished;
 use crate::supervisor::{PipelineHandle, StartOptions};

@@ -16,7 +16,7 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use crate::config::{Pipeline, load_pipeline};
 use crate::http::{AppState, serve as serve_http};
-use crate::pool::CpuPool;
+use crate::runtime::pool::CpuPool;
 use crate::service::intake::Intake;
 use crate::service::jobs::JobRegistry;
 use crate::service::journal::Journal;
@@ -96,22 +96,22 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(super::EXIT_USAGE));
         }
     };
-    crate::sched::request_short_slice_for_this_thread();
+    crate::runtime::sched::request_short_slice_for_this_thread();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        .on_thread_start(crate::sched::request_short_slice_for_this_thread)
+        .on_thread_start(crate::runtime::sched::request_short_slice_for_this_thread)
         .build()?;
     runtime.block_on(run(args, pipelines))?;
     Ok(ExitCode::SUCCESS)
 }
 
 async fn run(args: ServeArgs, pipelines: Vec<Pipeline>) -> anyhow::Result<()> {
-    let metrics = crate::telemetry::install()?;
+    let metrics = crate::runtime::telemetry::install()?;
     let threads = args
         .threads
         .unwrap_or_else(|| pipelines.iter().map(|p| p.pool.threads).max().unwrap_or(1));
     let pool = CpuPool::below_edge_priority(threads)?;
-    crate::telemetry::spawn_upkeep(metrics.clone(), pool.clone());
+    crate::runtime::telemetry::spawn_upkeep(metrics.clone(), pool.clone());
     let jobs = Arc::new(JobRegistry::default());
     let journal = Arc::new(
         Journal::open(&args.journal)

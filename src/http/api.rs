@@ -12,7 +12,7 @@ use warp::http::{HeaderMap, StatusCode};
 use warp::reply::Response;
 
 use super::{ApiError, AppState, json};
-use crate::metrics as m;
+use crate::runtime::metrics as m;
 use crate::service::intake::{Accepted, Admission, Spooled};
 use crate::service::jobs::JobStatus;
 use crate::service::journal::ListFilter;

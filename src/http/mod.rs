@@ -17,8 +17,8 @@ use warp::http::StatusCode;
 use warp::reply::Response;
 use warp::{Filter, Reply};
 
-use crate::error::JobError;
-use crate::metrics as m;
+use crate::model::error::JobError;
+use crate::runtime::metrics as m;
 use crate::service::intake::{Intake, IntakeError};
 use crate::service::jobs::JobState;
 

@@ -18,7 +18,7 @@ use futures_util::{Stream, StreamExt};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
-use crate::error::JobError;
+use crate::model::error::JobError;
 use crate::model::media_type::detect_media_type;
 use crate::progress::Progress;
 use crate::service::jobs::{JobRegistry, JobStatus, Usage};
@@ -419,7 +419,8 @@ impl Admission {
             known: Some(spooled.known),
         };
         self.handle.enqueue(request, bytes);
-        metrics::counter!(crate::metrics::JOBS_ACCEPTED, "pipeline" => pipeline).increment(1);
+        metrics::counter!(crate::runtime::metrics::JOBS_ACCEPTED, "pipeline" => pipeline)
+            .increment(1);
         let status = self
             .intake
             .jobs

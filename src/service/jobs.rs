@@ -14,7 +14,7 @@ use std::time::{Instant, SystemTime};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use crate::error::ErrorRecord;
+use crate::model::error::ErrorRecord;
 
 /// Finished jobs remembered for status queries.
 pub const MAX_FINISHED_JOBS: usize = 10_000;

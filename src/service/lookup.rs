@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use crate::error::ErrorRecord;
+use crate::model::error::ErrorRecord;
 use crate::service::intake::Intake;
 use crate::service::jobs::{JobState, JobStatus};
 use crate::service::journal::{JournalJob, ListFilter};

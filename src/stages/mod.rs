@@ -22,7 +22,7 @@ use std::time::Instant;
 use ractor::ActorRef;
 
 use crate::edge::{Credit, Edge};
-use crate::result::SourceRecord;
+use crate::model::result::SourceRecord;
 
 /// The stages of every pipeline, in the order a job goes through them. This is the one list
 /// of them: their names are the `stage` metric label and log field, and the supervisor

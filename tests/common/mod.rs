@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use pagemill::config::{Pipeline, parse_pipeline};
-use pagemill::pool::CpuPool;
-use pagemill::result::JobResult;
+use pagemill::model::result::JobResult;
+use pagemill::runtime::pool::CpuPool;
 use pagemill::stages::ingest::JobRequest;
 use pagemill::stages::save::{JobFinished, ResultWriter};
 use pagemill::supervisor::{PipelineHandle, StartOptions};

@@ -11,12 +11,12 @@ use std::sync::Arc;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 
 use crate::edge::Credit;
-use crate::error::JobError;
-use crate::metrics as m;
+use crate::model::error::JobError;
+use crate::model::page::PageOcr;
+use crate::model::result::{JobResult, PageRecord, PageSource, SkipReason, Timings};
 use crate::progress::Progress;
-use crate::result::{JobResult, PageRecord, PageSource, SkipReason, Timings};
+use crate::runtime::metrics as m;
 use crate::service::journal::Journal;
-use crate::stages::ocr::PageOcr;
 use crate::stages::summarize::SummarizeMsg;
 use crate::stages::{Downstream, JobInfo, SourceInfo, Stage};
 use crate::supervisor::StageContext;

@@ -14,13 +14,13 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 use sha2::{Digest, Sha256};
 
 use crate::config::LimitsConfig;
-use crate::document::{Document, open_document_as};
 use crate::edge::Credit;
-use crate::error::JobError;
-use crate::metrics as m;
+use crate::model::document::{Document, open_document_as};
+use crate::model::error::JobError;
 use crate::model::media_type::{MediaType, detect_media_type};
+use crate::model::result::SourceRecord;
 use crate::progress::Progress;
-use crate::result::SourceRecord;
+use crate::runtime::metrics as m;
 use crate::stages::render::{RenderMsg, RenderWork};
 use crate::stages::{Downstream, JobInfo, SourceInfo, Stage};
 use crate::supervisor::StageContext;

@@ -34,10 +34,11 @@ use futures_util::FutureExt;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 
 use crate::edge::Credit;
-use crate::error::JobError;
-use crate::metrics as m;
+use crate::model::error::JobError;
+use crate::model::page::PageImage;
+use crate::runtime::metrics as m;
 use crate::stages::assemble::{AssembleMsg, FinishedPage, PageOutcome};
-use crate::stages::ocr::{PageImage, ocr_page_on_this_thread};
+use crate::stages::ocr::ocr_page_on_this_thread;
 use crate::stages::{Downstream, JobInfo, Stage};
 use crate::supervisor::StageContext;
 
@@ -199,7 +200,7 @@ fn spawn_recognition(
             .unwrap_or_else(|panic| {
                 let error = JobError::Internal(format!(
                     "recognizing page {number} panicked: {}",
-                    crate::pool::panic_message(&panic)
+                    crate::runtime::pool::panic_message(&panic)
                 ));
                 ctx.count_error(Stage::Ocr, error.code());
                 PageOutcome::Failed(error)

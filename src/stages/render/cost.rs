@@ -17,7 +17,7 @@
 use image::GrayImage;
 
 use crate::config::RenderConfig;
-use crate::stages::ocr::PagePixels;
+use crate::model::page::{PageImage, PagePixels};
 use hayro::hayro_syntax::Pdf;
 
 use crate::stages::render::pdf;
@@ -81,7 +81,7 @@ fn texture_of_rows(
         return 0;
     }
     let gray = |pixel: &[u8]| match pixel {
-        [r, g, b] => crate::stages::ocr::luminance([*r, *g, *b]) as u32,
+        [r, g, b] => crate::model::page::luminance([*r, *g, *b]) as u32,
         [v, ..] => *v as u32,
         [] => 0,
     };
@@ -105,6 +105,23 @@ fn texture_of_rows(
             .sum::<u64>();
     }
     texture
+}
+
+/// Page images are made here, where their OCR work can be estimated.
+impl PageImage {
+    /// Wraps rendered or decoded pixels, estimating their OCR work (one pass over the pixels).
+    pub fn new(pixels: impl Into<PagePixels>, dpi: u32) -> PageImage {
+        let pixels = pixels.into();
+        let cost = text_texture(&pixels, dpi);
+        PageImage {
+            pixels,
+            dpi,
+            cost,
+            deskew_degrees: 0.0,
+            scale: 1.0,
+            sideways: false,
+        }
+    }
 }
 
 #[cfg(test)]

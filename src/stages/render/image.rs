@@ -4,10 +4,10 @@ use std::io::{BufRead, Seek};
 
 use image::{ImageReader, Limits};
 
-use crate::error::JobError;
 use crate::limits::{CREDIBLE_DPI, FALLBACK_IMAGE_DPI};
+use crate::model::error::JobError;
 use crate::model::media_type::MediaType;
-use crate::stages::ocr::PagePixels;
+use crate::model::page::PagePixels;
 
 /// Decodes an image into 8-bit grayscale, or 8-bit RGB if it has colour. `max_pixels` bounds
 /// the decoder's allocation as a second line of defence behind the header check done at

@@ -5,7 +5,7 @@
 use image::{GrayImage, RgbImage};
 use leptess::capi;
 
-use crate::stages::ocr::{PagePixels, luminance};
+use crate::model::page::{PagePixels, luminance};
 
 /// An owned Leptonica image.
 pub struct Pix {

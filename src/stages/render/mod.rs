@@ -17,7 +17,6 @@
 
 pub mod cost;
 pub mod image;
-pub mod image_pages;
 pub mod lept;
 pub mod pdf;
 pub mod preprocess;
@@ -31,16 +30,16 @@ use futures_util::FutureExt;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 
 use crate::config::{Pipeline, RenderConfig, TextLayerMode};
-use crate::document::{Content, Document};
 use crate::edge::Credit;
-use crate::error::JobError;
 use crate::limits::MAX_RENDER_SIDE_PX;
-use crate::metrics as m;
+use crate::model::document::{Content, Document};
+use crate::model::error::JobError;
+use crate::model::page::{PageImage, PagePixels};
+use crate::model::result::SkipReason;
 use crate::progress::Progress;
-use crate::result::SkipReason;
+use crate::runtime::metrics as m;
 use crate::stages::assemble::{AssembleMsg, Expectation, FinishedPage, PageOutcome};
 use crate::stages::ocr::actor::{OcrMsg, OcrWork};
-use crate::stages::ocr::{PageImage, PagePixels};
 use crate::stages::{Downstream, JobInfo, SourceInfo, Stage};
 use crate::supervisor::StageContext;
 
@@ -121,7 +120,7 @@ fn page_pixels(doc: &Document, index: u32, pipeline: &Pipeline) -> Result<Pixels
                 page.height as u64,
                 limits.max_page_pixels,
             )?;
-            let reader = image_pages::PageReader::new(bytes, page.directory);
+            let reader = crate::model::image_pages::PageReader::new(bytes, page.directory);
             let pixels =
                 image::decode_page(reader.clone(), doc.media_type, limits.max_page_pixels)?;
             Ok(Pixels::Image(
@@ -151,7 +150,7 @@ pub fn taken_text_layer(
 async fn restored_pages(
     ctx: &StageContext,
     job_id: &str,
-) -> std::collections::HashMap<u32, crate::result::PageRecord> {
+) -> std::collections::HashMap<u32, crate::model::result::PageRecord> {
     let Some(journal) = ctx.journal.clone() else {
         return Default::default();
     };
@@ -193,7 +192,7 @@ fn check_page_pixels(index: u32, width: u64, height: u64, max_pixels: u64) -> Re
 pub struct RenderWork {
     pub info: Arc<JobInfo>,
     pub source: SourceInfo,
-    pub document: Result<crate::document::Document, JobError>,
+    pub document: Result<crate::model::document::Document, JobError>,
 }
 
 pub enum RenderMsg {
@@ -281,7 +280,7 @@ async fn render_document(
         let ctx = &state.ctx;
         let error = JobError::Internal(format!(
             "rendering the document panicked: {}",
-            crate::pool::panic_message(&panic)
+            crate::runtime::pool::panic_message(&panic)
         ));
         ctx.count_error(Stage::Render, error.code());
         ctx.count_discarded(Stage::Render, not_rendered as u64);

@@ -396,7 +396,7 @@ mod tests {
             "<< /Length {} >>\nstream\n{content}\nendstream",
             content.len()
         );
-        crate::document::pdf_of_objects(&[
+        crate::model::document::pdf_of_objects(&[
             b"<< /Type /Catalog /Pages 2 0 R >>",
             b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
             b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 8 8] \

@@ -21,9 +21,9 @@
 //! use Leptonica, the image library Tesseract itself is built on.
 
 use crate::config::{Binarize, PreprocessConfig};
-use crate::error::JobError;
 use crate::limits::MAX_RENDER_SIDE_PX;
-use crate::stages::ocr::PagePixels;
+use crate::model::error::JobError;
+use crate::model::page::PagePixels;
 use image::GrayImage;
 
 use super::lept::{LeptError, Pix};

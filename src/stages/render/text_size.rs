@@ -13,7 +13,7 @@
 //! their heights lie in lines running up or down the page (turned by 90 or 270 degrees), a
 //! hint that orientation detection has work to do.
 
-use crate::stages::ocr::PagePixels;
+use crate::model::page::PagePixels;
 
 use super::lept::{LeptError, Pix};
 

@@ -6,7 +6,7 @@
 use std::fmt::Write as _;
 
 use crate::config::OutputFormat;
-use crate::result::{JobResult, PageSource};
+use crate::model::result::{JobResult, PageSource};
 
 /// The file name suffix of a format.
 pub fn extension(format: OutputFormat) -> &'static str {

@@ -24,9 +24,9 @@ use tokio::sync::mpsc::UnboundedSender;
 
 use crate::config::OutputFormat;
 use crate::edge::Credit;
-use crate::metrics as m;
+use crate::model::result::JobResult;
 use crate::progress::Progress;
-use crate::result::JobResult;
+use crate::runtime::metrics as m;
 use crate::service::jobs::DeliveryState;
 use crate::stages::{JobInfo, Stage};
 use crate::supervisor::StageContext;
@@ -162,7 +162,7 @@ pub struct JobFinished {
     pub id: String,
     pub name: String,
     /// `None` when the job succeeded.
-    pub error: Option<crate::error::ErrorRecord>,
+    pub error: Option<crate::model::error::ErrorRecord>,
     pub result_path: Option<PathBuf>,
     pub pages: u32,
 }
@@ -236,7 +236,7 @@ impl Actor for SaveStage {
                 let mut result = result;
                 result
                     .error
-                    .get_or_insert(crate::error::JobError::Io(e.to_string()).to_record());
+                    .get_or_insert(crate::model::error::JobError::Io(e.to_string()).to_record());
                 (result, None)
             }
             Err(join) => return Err(join.into()),

@@ -11,7 +11,7 @@ use tokio_postgres::types::Json;
 use tokio_postgres::{Client, NoTls};
 
 use crate::config::PostgresSinkConfig;
-use crate::result::JobResult;
+use crate::model::result::JobResult;
 
 use super::sinks::{ResultRow, SinkError};
 

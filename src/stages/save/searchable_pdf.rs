@@ -12,8 +12,8 @@
 use pdf_writer::types::TextRenderingMode;
 use pdf_writer::{Content, Filter, Finish, Name, Pdf, Rect, Ref, Str};
 
-use crate::result::{JobResult, PageRecord};
-use crate::stages::ocr::PageRaster;
+use crate::model::page::PageRaster;
+use crate::model::result::{JobResult, PageRecord};
 
 const FONT: Name<'static> = Name(b"F1");
 const IMAGE: Name<'static> = Name(b"Im1");

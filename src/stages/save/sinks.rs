@@ -19,8 +19,8 @@ use std::time::Duration;
 use backon::{ExponentialBuilder, Retryable};
 
 use crate::config::Pipeline;
-use crate::metrics as m;
-use crate::result::JobResult;
+use crate::model::result::JobResult;
+use crate::runtime::metrics as m;
 use crate::service::jobs::{DeliveryState, SinkDelivery};
 
 use super::{postgres, sqlite, webhook};

@@ -9,7 +9,7 @@ use std::sync::Mutex;
 use rusqlite::{Connection, params};
 
 use crate::config::SqliteSinkConfig;
-use crate::result::JobResult;
+use crate::model::result::JobResult;
 
 use super::sinks::{ResultRow, SinkError};
 

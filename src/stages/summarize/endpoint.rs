@@ -38,7 +38,7 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use super::limiter::Limiter;
 use super::llm::LlmError;
 use crate::config::LlmConfig;
-use crate::metrics as m;
+use crate::runtime::metrics as m;
 
 /// The endpoints pipelines use now, by normalized base URL.
 static ENDPOINTS: LazyLock<Mutex<HashMap<String, Weak<Endpoint>>>> = LazyLock::new(Mutex::default);

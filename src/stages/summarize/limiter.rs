@@ -28,7 +28,7 @@ use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::metrics as m;
+use crate::runtime::metrics as m;
 
 /// Factor the limit is multiplied by (rounded down, by one at least) when the server shows it
 /// has too much. Vector's default: gentle enough that the limit hovers near the server's

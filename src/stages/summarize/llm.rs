@@ -46,7 +46,7 @@ use sha2::{Digest, Sha256};
 use super::endpoint::{Endpoint, FlowSettings};
 use super::limiter::{Limiter, Outcome};
 use crate::config::LlmConfig;
-use crate::metrics as m;
+use crate::runtime::metrics as m;
 
 /// Most summaries kept in the cache.
 const CACHE_ENTRIES: usize = 1024;

@@ -42,9 +42,9 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 
 use crate::config::{LlmFallback, SummarizeEngineKind};
 use crate::edge::Credit;
-use crate::error::JobError;
-use crate::metrics as m;
-use crate::result::{JobResult, SummaryRecord};
+use crate::model::error::JobError;
+use crate::model::result::{JobResult, SummaryRecord};
+use crate::runtime::metrics as m;
 use crate::stages::Downstream;
 use crate::stages::save::SaveMsg;
 use crate::stages::{JobInfo, Stage};

@@ -8,6 +8,9 @@
 //! that the errors after it are found too. Unknown keys are all found by a separate walk. A
 //! file with several mistakes is reported in one go.
 
+pub mod env;
+mod keys;
+
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -714,7 +717,7 @@ impl Pipeline {
 }
 
 /// The shipped default pipeline, compiled in so the daemon runs without any file.
-pub const DEFAULT_PIPELINE_YAML: &str = include_str!("../pipelines/default.yaml");
+pub const DEFAULT_PIPELINE_YAML: &str = include_str!("../../pipelines/default.yaml");
 
 /// Reads and validates one pipeline file.
 pub fn load_pipeline(path: &Path) -> Result<Pipeline, ConfigError> {
@@ -731,7 +734,7 @@ pub fn load_pipeline(path: &Path) -> Result<Pipeline, ConfigError> {
 
 /// Parses and validates pipeline YAML; `file` names it in errors and gives the default name.
 pub fn parse_pipeline(file: &Path, text: &str) -> Result<Pipeline, ConfigError> {
-    let interpolated = crate::config_env::interpolate(text, |name| std::env::var(name).ok());
+    let interpolated = crate::config::env::interpolate(text, |name| std::env::var(name).ok());
     let text = match &interpolated {
         Ok(text) => text.as_str(),
         Err(unset) => {
@@ -752,7 +755,7 @@ pub fn parse_pipeline(file: &Path, text: &str) -> Result<Pipeline, ConfigError> 
         }
     };
     // Unknown keys: all of them, from a walk over the YAML tree.
-    let mut issues = crate::config_keys::unknown_keys(file, text);
+    let mut issues = crate::config::keys::unknown_keys(file, text);
     let walk_found_unknown_keys = !issues.is_empty();
     let (raw, parse_issues) = parse_recovering(file, text);
     for issue in parse_issues {
@@ -1056,7 +1059,7 @@ impl RawPipeline {
                 for lang in &s.value {
                     if !is_valid_language_code(lang) {
                         c.push(s, format!("ocr.languages: {lang:?} is not a language code"));
-                    } else if !crate::stages::ocr::language_installed(lang) {
+                    } else if !crate::runtime::tessdata::language_installed(lang) {
                         c.push(
                             s,
                             format!(

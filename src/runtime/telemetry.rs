@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
-use crate::metrics as m;
-use crate::pool::CpuPool;
+use crate::runtime::metrics as m;
+use crate::runtime::pool::CpuPool;
 
 /// Installs the global recorder. Call once per process.
 pub fn install() -> anyhow::Result<PrometheusHandle> {

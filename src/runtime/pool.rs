@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Instant;
 
-use crate::error::JobError;
+use crate::model::error::JobError;
 
 /// A handle to the shared rayon pool; cheap to clone.
 #[derive(Clone)]
@@ -56,7 +56,7 @@ impl CpuPool {
             .thread_name(|i| format!("pagemill-cpu-{i}"))
             .start_handler(move |_| {
                 if lowered {
-                    crate::sched::lower_this_thread_priority();
+                    crate::runtime::sched::lower_this_thread_priority();
                 }
             })
             .build()

@@ -11,9 +11,9 @@ use hayro::hayro_syntax::{LoadPdfError, Pdf};
 use image::ImageDecoder;
 
 use crate::config::LimitsConfig;
-use crate::error::JobError;
+use crate::model::error::JobError;
+use crate::model::image_pages::{PageReader, tiff_directory_offsets};
 use crate::model::media_type::{MediaType, detect_media_type};
-use crate::stages::render::image_pages::{PageReader, tiff_directory_offsets};
 
 /// A document ready to be rendered page by page.
 #[derive(Clone)]

@@ -2,7 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::ErrorRecord;
+use crate::model::error::ErrorRecord;
+use crate::model::page::WordRecord;
 
 /// One job's result, written as `<id>.json` by the save stage.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -77,19 +78,11 @@ pub struct PageRecord {
     pub skipped: Option<SkipReason>,
     /// hOCR and ALTO fragments for the files written beside the result; not in the JSON.
     #[serde(skip)]
-    pub layout: crate::stages::ocr::PageLayout,
+    pub layout: crate::model::page::PageLayout,
 }
 
 fn unscaled() -> f32 {
     1.0
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct WordRecord {
-    pub text: String,
-    pub confidence: f32,
-    /// `[left, top, right, bottom]` in pixels of the (upright) source page image.
-    pub bbox: [u32; 4],
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
