@@ -28,8 +28,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use pagemill::config::Pipeline;
-use pagemill::config::PreprocessConfig;
+use pagemill::config::{Pipeline, PreprocessConfig};
 use pagemill::eval::char_errors;
 use pagemill::model::document::open_document;
 use pagemill::model::page::PageImage;

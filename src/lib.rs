@@ -6,15 +6,11 @@
 
 pub mod cli;
 pub mod config;
-pub mod edge;
 pub mod eval;
-pub mod faults;
 pub mod http;
 pub mod limits;
 pub mod model;
-pub mod progress;
-pub mod recovery;
+pub mod pipeline;
 pub mod runtime;
 pub mod service;
 pub mod stages;
-pub mod supervisor;

@@ -9,11 +9,11 @@ use std::time::Duration;
 
 use common::*;
 use pagemill::model::result::JobResult;
-use pagemill::progress::Progress;
+use pagemill::pipeline::messages::JobRequest;
+use pagemill::pipeline::progress::Progress;
+use pagemill::pipeline::supervisor::{PipelineHandle, StartOptions};
 use pagemill::runtime::pool::CpuPool;
-use pagemill::stages::ingest::JobRequest;
 use pagemill::stages::save::{FileWriter, ResultWriter};
-use pagemill::supervisor::{PipelineHandle, StartOptions};
 
 /// A result writer that blocks every write until the gate opens.
 struct GatedWriter {

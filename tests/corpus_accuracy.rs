@@ -177,7 +177,7 @@ async fn preprocessing_finds_more_words_on_faded_and_low_resolution_scans() {
     )
     .await;
     for ((name, with), without) in names.iter().zip(with).zip(without) {
-        let count = |e: &pagemill::stages::save::JobFinished| {
+        let count = |e: &pagemill::pipeline::messages::JobFinished| {
             dictionary_words(&read_result(e.result_path.as_ref().unwrap()).text)
         };
         let (with, without) = (count(&with), count(&without));

@@ -1,4 +1,4 @@
-//! A stage that panics in the middle of a job loses no job (`src/recovery.rs`).
+//! A stage that panics in the middle of a job loses no job (`src/pipeline/recovery.rs`).
 //!
 //! Built only with the `fault-injection` feature (`scripts/test.sh` turns it on), which lets
 //! `PAGEMILL_FAULT` make the assemble stage panic when a chosen page of a chosen document

@@ -9,9 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
+use pagemill::pipeline::messages::JobRequest;
+use pagemill::pipeline::supervisor::{PipelineHandle, StartOptions};
 use pagemill::runtime::pool::CpuPool;
-use pagemill::stages::ingest::JobRequest;
-use pagemill::supervisor::{PipelineHandle, StartOptions};
 
 /// Pages of the large job.
 const LARGE_PAGES: usize = 40;

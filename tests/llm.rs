@@ -33,7 +33,7 @@ fn llm_pipeline(
     pipeline(out, &replacements)
 }
 
-fn summary_of(event: &pagemill::stages::save::JobFinished) -> (String, String, Vec<String>) {
+fn summary_of(event: &pagemill::pipeline::messages::JobFinished) -> (String, String, Vec<String>) {
     let result = read_result(event.result_path.as_ref().unwrap());
     let summary = result.summary.expect("a summary");
     (summary.engine, summary.text, result.warnings)

@@ -11,11 +11,10 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::config::{Pipeline, load_pipeline};
-use crate::progress::Progress;
+use crate::pipeline::messages::{JobFinished, JobRequest};
+use crate::pipeline::progress::Progress;
+use crate::pipeline::supervisor::{PipelineHandle, StartOptions};
 use crate::runtime::pool::CpuPool;
-use crate::stages::ingest::JobRequest;
-use crate::stages::save::JobFinished;
-use crate::supervisor::{PipelineHandle, StartOptions};
 
 /// The pipeline a batch command runs: `--pipeline` and `--threads`.
 #[derive(Debug, Args)]

@@ -16,11 +16,11 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use crate::config::{Pipeline, load_pipeline};
 use crate::http::{AppState, serve as serve_http};
+use crate::pipeline::supervisor::{PipelineHandle, StartOptions};
 use crate::runtime::pool::CpuPool;
 use crate::service::intake::Intake;
 use crate::service::jobs::JobRegistry;
 use crate::service::journal::Journal;
-use crate::supervisor::{PipelineHandle, StartOptions};
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {

@@ -20,11 +20,11 @@ use tokio::io::AsyncWriteExt;
 
 use crate::model::error::JobError;
 use crate::model::media_type::detect_media_type;
-use crate::progress::Progress;
+use crate::pipeline::messages::{JobRequest, KnownSource};
+use crate::pipeline::progress::Progress;
+use crate::pipeline::supervisor::PipelineHandle;
 use crate::service::jobs::{JobRegistry, JobStatus, Usage};
-use crate::service::journal::{self, Journal, JournalJob};
-use crate::stages::ingest::{JobRequest, KnownSource};
-use crate::supervisor::PipelineHandle;
+use crate::service::journal::{self, Journal, JournalHandle, JournalJob};
 
 /// Longest wait intake suggests before a refused submission is tried again, in seconds.
 pub const MAX_RETRY_AFTER_SECS: u64 = 600;
@@ -105,7 +105,7 @@ pub enum Accepted {
 pub struct Intake {
     pipelines: BTreeMap<String, Arc<PipelineHandle>>,
     pub(crate) jobs: Arc<JobRegistry>,
-    pub(crate) journal: Arc<Journal>,
+    pub(crate) journal: JournalHandle,
     spool: PathBuf,
     /// Set when the daemon is stopping: no new jobs.
     shutting_down: AtomicBool,
@@ -124,7 +124,7 @@ impl Intake {
         Intake {
             pipelines,
             jobs,
-            journal,
+            journal: JournalHandle::new(journal),
             spool,
             shutting_down: AtomicBool::new(false),
             uploading: Mutex::default(),
@@ -210,7 +210,8 @@ impl Intake {
     /// a start that loads it.
     pub fn resume_unfinished(&self) -> anyhow::Result<()> {
         let spool = self.spool.as_path();
-        let found = self.journal.unfinished()?;
+        let journal = self.journal.blocking();
+        let found = journal.unfinished()?;
         for entry in &found.quarantined {
             tracing::error!(entry = %entry, "quarantined an unreadable journal entry");
         }
@@ -220,8 +221,7 @@ impl Intake {
             let path = spool.join(&job.id);
             if !path.is_file() {
                 tracing::error!(job_id = %job.id, pipeline = %job.pipeline, "cannot resume a journaled job: its upload is gone");
-                self.journal
-                    .finish(&job.id, "failed", Some("upload_missing"), None)?;
+                journal.finish(&job.id, "failed", Some("upload_missing"), None)?;
                 continue;
             }
             keep.insert(std::ffi::OsString::from(&job.id));
@@ -385,12 +385,7 @@ impl Admission {
             error_code: None,
             result_path: None,
         };
-        let journal = self.intake.journal.clone();
-        let accepted = tokio::task::spawn_blocking(move || journal.accept(&record))
-            .await
-            .map_err(|e| e.to_string())
-            .and_then(|r| r.map_err(|e| e.to_string()));
-        match accepted {
+        match self.intake.journal.accept(record).await {
             Ok(journal::Accepted::New) => {}
             Ok(journal::Accepted::Existing {
                 id: existing,
@@ -408,7 +403,7 @@ impl Admission {
             }
             Err(e) => {
                 let _ = tokio::fs::remove_file(&spooled.path).await;
-                return Err(IntakeError::JournalUnwritable(e));
+                return Err(IntakeError::JournalUnwritable(e.to_string()));
             }
         }
         let bytes = spooled.known.bytes;

@@ -10,10 +10,12 @@
 //! (group commit): one fsync for many submissions, so durability does not cap intake.
 //!
 //! SQLite is compiled into pagemill (rusqlite's `bundled` feature): nothing to install.
+//! SQLite blocks, so async code reaches the journal through a [`JournalHandle`], whose calls
+//! run on tokio's blocking threads.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
-use std::sync::{Mutex, mpsc};
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
@@ -484,6 +486,131 @@ impl Journal {
             row_to_job,
         )?;
         Ok(rows.filter_map(Result::ok).collect())
+    }
+}
+
+/// The journal as async code reaches it: each call runs on tokio's blocking threads, so no
+/// caller blocks an async thread on SQLite or spawns the blocking task itself.
+#[derive(Clone)]
+pub struct JournalHandle(Arc<Journal>);
+
+/// A journal call that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    #[error(transparent)]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("the journal call did not finish: {0}")]
+    Stopped(#[from] tokio::task::JoinError),
+}
+
+impl JournalHandle {
+    pub fn new(journal: Arc<Journal>) -> JournalHandle {
+        JournalHandle(journal)
+    }
+
+    /// The journal itself, for code that may block (start-up, before serving).
+    pub fn blocking(&self) -> &Journal {
+        &self.0
+    }
+
+    async fn run<T: Send + 'static>(
+        &self,
+        call: impl FnOnce(&Journal) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, JournalError> {
+        let journal = self.0.clone();
+        Ok(tokio::task::spawn_blocking(move || call(&journal)).await??)
+    }
+
+    /// See [`Journal::accept`].
+    pub async fn accept(&self, job: JournalJob) -> Result<Accepted, JournalError> {
+        self.run(move |j| j.accept(&job)).await
+    }
+
+    /// See [`Journal::finish`].
+    pub async fn finish(
+        &self,
+        id: &str,
+        state: &'static str,
+        error_code: Option<String>,
+        result_path: Option<String>,
+    ) -> Result<(), JournalError> {
+        let id = id.to_owned();
+        self.run(move |j| j.finish(&id, state, error_code.as_deref(), result_path.as_deref()))
+            .await
+    }
+
+    /// Records how a job's delivery to `sink` ended, and a dead letter if it became one.
+    pub async fn record_delivery(
+        &self,
+        job_id: &str,
+        sink: &'static str,
+        delivery: SinkDelivery,
+    ) -> Result<(), JournalError> {
+        let id = job_id.to_owned();
+        self.run(move |j| {
+            j.record_delivery(&id, sink, &delivery)?;
+            match (delivery.state, &delivery.error) {
+                (crate::service::jobs::DeliveryState::DeadLetter, Some(error)) => {
+                    j.dead_letter(&id, sink, error)
+                }
+                _ => Ok(()),
+            }
+        })
+        .await
+    }
+
+    /// See [`Journal::deliveries`].
+    pub async fn deliveries(
+        &self,
+        job_id: &str,
+    ) -> Result<BTreeMap<String, SinkDelivery>, JournalError> {
+        let id = job_id.to_owned();
+        self.run(move |j| j.deliveries(&id)).await
+    }
+
+    /// See [`Journal::checkpoint_page`].
+    pub async fn checkpoint_page(
+        &self,
+        job_id: &str,
+        number: u32,
+        record: String,
+    ) -> Result<(), JournalError> {
+        let id = job_id.to_owned();
+        self.run(move |j| j.checkpoint_page(&id, number, &record))
+            .await
+    }
+
+    /// See [`Journal::checkpoints`].
+    pub async fn checkpoints(&self, job_id: &str) -> Result<HashMap<u32, String>, JournalError> {
+        let id = job_id.to_owned();
+        self.run(move |j| j.checkpoints(&id)).await
+    }
+
+    /// See [`Journal::checkpoint_summary`].
+    pub async fn checkpoint_summary(
+        &self,
+        job_id: &str,
+        record: String,
+    ) -> Result<(), JournalError> {
+        let id = job_id.to_owned();
+        self.run(move |j| j.checkpoint_summary(&id, &record)).await
+    }
+
+    /// See [`Journal::summary_checkpoint`].
+    pub async fn summary_checkpoint(&self, job_id: &str) -> Result<Option<String>, JournalError> {
+        let id = job_id.to_owned();
+        self.run(move |j| j.summary_checkpoint(&id)).await
+    }
+
+    /// See [`Journal::get`].
+    pub async fn get(&self, id: &str) -> Result<Option<JournalJob>, JournalError> {
+        let id = id.to_owned();
+        self.run(move |j| j.get(&id)).await
+    }
+
+    /// See [`Journal::list`].
+    pub async fn list(&self, filter: ListFilter) -> Result<Vec<JournalJob>, JournalError> {
+        self.run(move |j| j.list(&filter)).await
     }
 }
 

@@ -15,25 +15,15 @@ impl Intake {
         if let Some(status) = self.jobs.get(id) {
             return Some(status);
         }
-        let (journal, id) = (self.journal.clone(), id.to_string());
-        tokio::task::spawn_blocking(move || {
-            let mut status = journal_status(&journal.get(&id).ok().flatten()?);
-            status.sinks = journal.deliveries(&id).unwrap_or_default();
-            Some(status)
-        })
-        .await
-        .ok()
-        .flatten()
+        let mut status = journal_status(&self.journal.get(id).await.ok().flatten()?);
+        status.sinks = self.journal.deliveries(id).await.unwrap_or_default();
+        Some(status)
     }
 
     /// Jobs from the journal matching `filter`, oldest first, each with its live status when
     /// this process runs it.
     pub async fn list(&self, filter: ListFilter) -> Result<Vec<JobStatus>, String> {
-        let journal = self.journal.clone();
-        let jobs = tokio::task::spawn_blocking(move || journal.list(&filter))
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?;
+        let jobs = self.journal.list(filter).await.map_err(|e| e.to_string())?;
         Ok(jobs
             .iter()
             .map(|j| self.jobs.get(&j.id).unwrap_or_else(|| journal_status(j)))
@@ -45,12 +35,8 @@ impl Intake {
         if let Some(path) = self.jobs.result_path(id) {
             return Some(path);
         }
-        let (journal, id) = (self.journal.clone(), id.to_string());
-        tokio::task::spawn_blocking(move || journal.get(&id).ok().flatten()?.result_path)
-            .await
-            .ok()
-            .flatten()
-            .map(PathBuf::from)
+        let job = self.journal.get(id).await.ok().flatten()?;
+        job.result_path.map(PathBuf::from)
     }
 }
 

@@ -11,10 +11,10 @@ use std::time::Duration;
 
 use pagemill::config::{Pipeline, parse_pipeline};
 use pagemill::model::result::JobResult;
+use pagemill::pipeline::messages::{JobFinished, JobRequest};
+use pagemill::pipeline::supervisor::{PipelineHandle, StartOptions};
 use pagemill::runtime::pool::CpuPool;
-use pagemill::stages::ingest::JobRequest;
-use pagemill::stages::save::{JobFinished, ResultWriter};
-use pagemill::supervisor::{PipelineHandle, StartOptions};
+use pagemill::stages::save::ResultWriter;
 use unicode_normalization::UnicodeNormalization;
 
 /// The shared corpus: `PAGEMILL_CORPUS`, else `../shared/corpus` beside the repository.

@@ -6,75 +6,20 @@
 //! page *text* is held here; page images never reach this stage.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 
-use crate::edge::Credit;
 use crate::model::error::JobError;
-use crate::model::page::PageOcr;
-use crate::model::result::{JobResult, PageRecord, PageSource, SkipReason, Timings};
-use crate::progress::Progress;
+use crate::model::result::{JobResult, PageRecord, PageSource, Timings};
+use crate::pipeline::context::StageContext;
+use crate::pipeline::edge::Downstream;
+use crate::pipeline::messages::{
+    AssembleMsg, Expectation, FinishedPage, PageOutcome, SummarizeMsg,
+};
+use crate::pipeline::progress::Progress;
+use crate::pipeline::stage::Stage;
 use crate::runtime::metrics as m;
-use crate::service::journal::Journal;
-use crate::stages::summarize::SummarizeMsg;
-use crate::stages::{Downstream, JobInfo, SourceInfo, Stage};
-use crate::supervisor::StageContext;
-
-/// What render tells the assembler about a document before its pages.
-pub struct Expectation {
-    pub info: Arc<JobInfo>,
-    pub source: SourceInfo,
-    pub page_count: u32,
-    /// Set when the document could not be opened; no pages follow.
-    pub error: Option<JobError>,
-}
-
-/// How one page ended.
-#[derive(Debug)]
-pub enum PageOutcome {
-    Ocr(PageOcr),
-    TextLayer {
-        text: String,
-        invisible: bool,
-    },
-    Failed(JobError),
-    /// Not recognized, for this reason.
-    Skipped(SkipReason),
-    /// Finished by an earlier run of the job and checkpointed in the journal.
-    Restored(Box<PageRecord>),
-}
-
-impl PageOutcome {
-    /// Every value of [`PageOutcome::label`].
-    pub const LABELS: [&'static str; 5] = ["ocr", "text_layer", "failed", "restored", "skipped"];
-
-    /// The `outcome` label of `pagemill_pages_total`.
-    pub fn label(&self) -> &'static str {
-        match self {
-            PageOutcome::Ocr(_) => "ocr",
-            PageOutcome::TextLayer { .. } => "text_layer",
-            PageOutcome::Failed(_) => "failed",
-            PageOutcome::Restored(_) => "restored",
-            PageOutcome::Skipped(_) => "skipped",
-        }
-    }
-}
-
-pub struct FinishedPage {
-    pub info: Arc<JobInfo>,
-    pub number: u32,
-    pub outcome: PageOutcome,
-    pub render_ms: u64,
-}
-
-pub enum AssembleMsg {
-    Expect(Expectation),
-    Page(FinishedPage, Credit),
-    /// The job stops early (cancelled, or its rendering failed): finish it now with this
-    /// error; pages still on their way are dropped when they arrive.
-    Abandon(Arc<JobInfo>, JobError),
-}
+use crate::service::journal::JournalHandle;
 
 /// A document whose pages are still coming in.
 struct Assembly {
@@ -162,14 +107,12 @@ fn page_record(page: FinishedPage, assembly: &mut Assembly) -> PageRecord {
 
 /// Journals a finished page so that a resumed job skips it. A failure only costs the page
 /// being done again after a restart, so it is logged, not fatal.
-async fn checkpoint_page(journal: Arc<Journal>, id: &str, record: &PageRecord) {
-    let (id, number) = (id.to_string(), record.number);
+async fn checkpoint_page(journal: &JournalHandle, id: &str, record: &PageRecord) {
+    let number = record.number;
     let Ok(json) = serde_json::to_string(record) else {
         return;
     };
-    let written =
-        tokio::task::spawn_blocking(move || journal.checkpoint_page(&id, number, &json)).await;
-    if let Ok(Err(e)) = written {
+    if let Err(e) = journal.checkpoint_page(id, number, json).await {
         tracing::warn!(page = number, error = %e, "cannot checkpoint a page");
     }
 }
@@ -302,7 +245,7 @@ impl Actor for AssembleStage {
                     state.ctx.count_discarded(Stage::Assemble, 1);
                     return Ok(());
                 };
-                crate::faults::inject(
+                crate::pipeline::faults::inject(
                     Stage::Assemble,
                     &assembly.expectation.source.record.name,
                     assembly.received + 1,
@@ -311,7 +254,7 @@ impl Actor for AssembleStage {
                 let index = (page.number - 1) as usize;
                 let record = page_record(page, assembly);
                 if checkpoint && let Some(journal) = &state.ctx.journal {
-                    checkpoint_page(journal.clone(), &id, &record).await;
+                    checkpoint_page(journal, &id, &record).await;
                 }
                 if let Some(slot) = assembly.pages.get_mut(index)
                     && slot.is_none()

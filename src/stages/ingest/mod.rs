@@ -5,92 +5,26 @@
 //! parsing on the CPU pool and passes the opened document, or the reason it cannot be opened,
 //! to render. Emits stage received/sent/errors metrics with `stage="ingest"`.
 
-use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use sha2::{Digest, Sha256};
 
 use crate::config::LimitsConfig;
-use crate::edge::Credit;
 use crate::model::document::{Document, open_document_as};
 use crate::model::error::JobError;
-use crate::model::media_type::{MediaType, detect_media_type};
+use crate::model::media_type::detect_media_type;
 use crate::model::result::SourceRecord;
-use crate::progress::Progress;
+use crate::pipeline::context::StageContext;
+use crate::pipeline::edge::Downstream;
+use crate::pipeline::job::{JobInfo, SourceInfo};
+use crate::pipeline::messages::{
+    IngestMsg, JobRequest, KnownSource, RenderMsg, RenderWork, Submission,
+};
+use crate::pipeline::progress::Progress;
+use crate::pipeline::stage::Stage;
 use crate::runtime::metrics as m;
-use crate::stages::render::{RenderMsg, RenderWork};
-use crate::stages::{Downstream, JobInfo, SourceInfo, Stage};
-use crate::supervisor::StageContext;
-
-/// A job handed to the pipeline: a file on disk and the name to report it under.
-#[derive(Debug, Clone)]
-pub struct JobRequest {
-    pub id: String,
-    pub name: String,
-    pub path: PathBuf,
-    /// What intake learned about the file, if it read it.
-    pub known: Option<KnownSource>,
-}
-
-impl JobRequest {
-    /// A job whose file nothing has read yet.
-    pub fn new(id: impl Into<String>, name: impl Into<String>, path: impl Into<PathBuf>) -> Self {
-        JobRequest {
-            id: id.into(),
-            name: name.into(),
-            path: path.into(),
-            known: None,
-        }
-    }
-}
-
-/// A document's facts, learned once by whoever first read it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KnownSource {
-    /// Hex SHA-256 of the whole file.
-    pub sha256: String,
-    pub media_type: MediaType,
-    pub bytes: u64,
-}
-
-/// A job on its way into the pipeline.
-pub struct Submission {
-    pub request: JobRequest,
-    /// When it was submitted; the job's total time counts from here.
-    pub submitted: Instant,
-    pub cancel: Arc<AtomicBool>,
-    /// The job's span, opened when it was registered.
-    pub span: tracing::Span,
-    /// Set when this attempt at the job is replaced by a new one after a stage crashed: every
-    /// stage drops what is left of it.
-    pub superseded: Arc<AtomicBool>,
-    /// How many times the job was run again after a stage crashed.
-    pub attempt: u32,
-    /// Set when the job made stages crash too often: it fails with this error unread.
-    pub fail: Option<JobError>,
-}
-
-impl Submission {
-    /// The first attempt at a job, submitted now.
-    pub fn new(request: JobRequest, cancel: Arc<AtomicBool>, span: tracing::Span) -> Submission {
-        Submission {
-            request,
-            submitted: Instant::now(),
-            cancel,
-            span,
-            superseded: Arc::new(AtomicBool::new(false)),
-            attempt: 0,
-            fail: None,
-        }
-    }
-}
-
-pub enum IngestMsg {
-    Job(Submission, Credit),
-}
 
 /// Hashes, types and opens a document's bytes, checking the pipeline's limits. What `known`
 /// already says (from intake) is not worked out again.
@@ -161,7 +95,7 @@ impl Actor for IngestStage {
             ctx.count_discarded(Stage::Ingest, 1);
             return Ok(());
         }
-        crate::faults::inject(Stage::Ingest, &request.name, 0);
+        crate::pipeline::faults::inject(Stage::Ingest, &request.name, 0);
         let started = Instant::now();
         let mut info = JobInfo::new(
             request.id.clone(),

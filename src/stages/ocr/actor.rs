@@ -33,28 +33,14 @@ use std::time::Instant;
 use futures_util::FutureExt;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 
-use crate::edge::Credit;
 use crate::model::error::JobError;
-use crate::model::page::PageImage;
-use crate::runtime::metrics as m;
-use crate::stages::assemble::{AssembleMsg, FinishedPage, PageOutcome};
+use crate::pipeline::context::StageContext;
+use crate::pipeline::edge::{Credit, Downstream};
+use crate::pipeline::events::PageRecognized;
+use crate::pipeline::job::JobInfo;
+use crate::pipeline::messages::{AssembleMsg, FinishedPage, OcrMsg, OcrWork, PageOutcome};
+use crate::pipeline::stage::Stage;
 use crate::stages::ocr::ocr_page_on_this_thread;
-use crate::stages::{Downstream, JobInfo, Stage};
-use crate::supervisor::StageContext;
-
-/// A rendered page waiting for OCR.
-pub struct OcrWork {
-    pub info: Arc<JobInfo>,
-    pub number: u32,
-    pub image: PageImage,
-    pub render_ms: u64,
-}
-
-pub enum OcrMsg {
-    Page(OcrWork, Credit),
-    /// A page's recognition finished and its thread is free.
-    Finished,
-}
 
 /// A waiting page, ordered by its estimated OCR work; among equals, the earlier page first.
 struct Waiting(OcrWork, Credit);
@@ -220,7 +206,7 @@ fn spawn_recognition(
 
 /// Recognizes one page on the pool, within the job's time left.
 async fn recognize(ctx: &StageContext, work: OcrWork) -> PageOutcome {
-    let labels = ctx.labels(Stage::Ocr);
+    let _labels = ctx.labels(Stage::Ocr);
     let started = Instant::now();
     let cfg = ctx.pipeline.ocr.clone();
     let OcrWork {
@@ -245,36 +231,16 @@ async fn recognize(ctx: &StageContext, work: OcrWork) -> PageOutcome {
             .await
             .and_then(|r| r)
     };
-    let span = info.span(Stage::Ocr);
-    metrics::histogram!(m::STAGE_PROCESSING_SECONDS, &labels)
-        .record(started.elapsed().as_secs_f64());
+    PageRecognized {
+        info: &info,
+        number,
+        seconds: started.elapsed().as_secs_f64(),
+        result: result.as_ref(),
+    }
+    .emit(ctx);
     match result {
-        Ok(ocr) => {
-            ctx.count_sent(Stage::Ocr, 1);
-            span.in_scope(|| {
-                tracing::debug!(
-                    page = number,
-                    confidence = ocr.confidence,
-                    rotation = ocr.rotation,
-                    millis = ocr.millis,
-                    "page recognized"
-                )
-            });
-            metrics::histogram!(m::OCR_CONFIDENCE, "pipeline" => ctx.pipeline.name.clone())
-                .record(ocr.confidence as f64);
-            PageOutcome::Ocr(ocr)
-        }
-        Err(JobError::Cancelled) => {
-            ctx.count_discarded(Stage::Ocr, 1);
-            PageOutcome::Failed(JobError::Cancelled)
-        }
-        Err(e) => {
-            ctx.count_error(Stage::Ocr, e.code());
-            span.in_scope(
-                || tracing::warn!(page = number, code = e.code(), error = %e, "page failed"),
-            );
-            PageOutcome::Failed(e)
-        }
+        Ok(ocr) => PageOutcome::Ocr(ocr),
+        Err(e) => PageOutcome::Failed(e),
     }
 }
 

@@ -21,11 +21,10 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use crate::model::page::{PageImage, PageLayout, PageOcr, PagePixels, PageRaster};
+use crate::model::page::{PageImage, PageLayout, PageOcr, PagePixels, PageRaster, WordRecord};
 
 use crate::config::{OcrConfig, OrientationMode};
 use crate::model::error::JobError;
-use crate::model::page::WordRecord;
 use crate::runtime::metrics as m;
 use tess::Tesseract;
 

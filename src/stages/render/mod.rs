@@ -30,18 +30,19 @@ use futures_util::FutureExt;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 
 use crate::config::{Pipeline, RenderConfig, TextLayerMode};
-use crate::edge::Credit;
 use crate::limits::MAX_RENDER_SIDE_PX;
 use crate::model::document::{Content, Document};
 use crate::model::error::JobError;
 use crate::model::page::{PageImage, PagePixels};
 use crate::model::result::SkipReason;
-use crate::progress::Progress;
-use crate::runtime::metrics as m;
-use crate::stages::assemble::{AssembleMsg, Expectation, FinishedPage, PageOutcome};
-use crate::stages::ocr::actor::{OcrMsg, OcrWork};
-use crate::stages::{Downstream, JobInfo, SourceInfo, Stage};
-use crate::supervisor::StageContext;
+use crate::pipeline::context::StageContext;
+use crate::pipeline::edge::{Credit, Downstream};
+use crate::pipeline::events::{PageRendered, Rendered};
+use crate::pipeline::job::JobInfo;
+use crate::pipeline::messages::{
+    AssembleMsg, Expectation, FinishedPage, OcrMsg, OcrWork, PageOutcome, RenderMsg, RenderWork,
+};
+use crate::pipeline::stage::Stage;
 
 /// What one page turned into.
 #[derive(Debug)]
@@ -160,10 +161,8 @@ async fn restored_pages(
     if ocr.keep_hocr || ocr.keep_alto || ocr.keep_page_image {
         return Default::default();
     }
-    let id = job_id.to_string();
-    let stored = tokio::task::spawn_blocking(move || journal.checkpoints(&id)).await;
-    match stored {
-        Ok(Ok(pages)) => pages
+    match journal.checkpoints(job_id).await {
+        Ok(pages) => pages
             .into_iter()
             .filter_map(|(n, json)| serde_json::from_str(&json).ok().map(|r| (n, r)))
             .collect(),
@@ -186,17 +185,6 @@ fn check_page_pixels(index: u32, width: u64, height: u64, max_pixels: u64) -> Re
         });
     }
     Ok(())
-}
-
-/// An opened document (or the reason it could not be opened) on its way to rendering.
-pub struct RenderWork {
-    pub info: Arc<JobInfo>,
-    pub source: SourceInfo,
-    pub document: Result<crate::model::document::Document, JobError>,
-}
-
-pub enum RenderMsg {
-    Document(RenderWork, Credit),
 }
 
 pub struct RenderStage;
@@ -394,22 +382,21 @@ async fn render_page(
             .unwrap_or_else(|e| (Err(e), 0.0))
     };
     let render_ms = (seconds * 1000.0) as u64;
-    metrics::histogram!(m::STAGE_PROCESSING_SECONDS, &ctx.labels(Stage::Render)).record(seconds);
     let number = index + 1;
-    ctx.jobs.update(&info.id, |s| s.pages.rendered += 1);
-    info.span(Stage::Render).in_scope(|| match &prepared {
-        Ok(input) => tracing::debug!(
-            page = number,
-            millis = render_ms,
-            text_layer = matches!(input, PageInput::TextLayer { .. }),
-            "page rendered"
-        ),
-        Err(e) => tracing::warn!(page = number, code = e.code(), error = %e, "page failed"),
-    });
+    PageRendered {
+        info,
+        number,
+        seconds,
+        rendered: match &prepared {
+            Ok(PageInput::Image(_)) => Rendered::ForOcr,
+            Ok(PageInput::TextLayer { .. }) => Rendered::TextLayer,
+            Ok(PageInput::NoText) => Rendered::NoText,
+            Err(e) => Rendered::Failed(e),
+        },
+    }
+    .emit(ctx);
     let outcome = match prepared {
         Ok(PageInput::Image(image)) => {
-            ctx.count_sent(Stage::Render, 1);
-            Progress::add(&ctx.progress.pages_rendered, 1);
             let work = OcrWork {
                 info: info.clone(),
                 number,
@@ -419,18 +406,9 @@ async fn render_page(
             state.ocr.send_now(OcrMsg::Page(work, credit));
             return;
         }
-        Ok(PageInput::TextLayer { text, invisible }) => {
-            ctx.count_sent(Stage::Render, 1);
-            PageOutcome::TextLayer { text, invisible }
-        }
-        Ok(PageInput::NoText) => {
-            ctx.count_sent(Stage::Render, 1);
-            PageOutcome::Skipped(SkipReason::NoText)
-        }
-        Err(e) => {
-            ctx.count_error(Stage::Render, e.code());
-            PageOutcome::Failed(e)
-        }
+        Ok(PageInput::TextLayer { text, invisible }) => PageOutcome::TextLayer { text, invisible },
+        Ok(PageInput::NoText) => PageOutcome::Skipped(SkipReason::NoText),
+        Err(e) => PageOutcome::Failed(e),
     };
     drop(credit);
     let page = FinishedPage {

@@ -23,13 +23,12 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::config::OutputFormat;
-use crate::edge::Credit;
 use crate::model::result::JobResult;
-use crate::progress::Progress;
+use crate::pipeline::context::StageContext;
+use crate::pipeline::messages::{JobFinished, SaveMsg};
+use crate::pipeline::progress::Progress;
+use crate::pipeline::stage::Stage;
 use crate::runtime::metrics as m;
-use crate::service::jobs::DeliveryState;
-use crate::stages::{JobInfo, Stage};
-use crate::supervisor::StageContext;
 
 /// Where results go. Implementations block (files, databases); the stage runs them off the
 /// async threads.
@@ -128,18 +127,12 @@ async fn deliver_to_sinks(
         }
     });
     let ended = futures_util::future::join_all(deliveries).await;
-    if let Some(journal) = ctx.journal.clone() {
-        let id = result.id.clone();
-        let _ = tokio::task::spawn_blocking(move || {
-            for (sink, delivery) in ended {
-                let _ = journal.record_delivery(&id, sink, &delivery);
-                if let (DeliveryState::DeadLetter, Some(error)) = (delivery.state, &delivery.error)
-                {
-                    let _ = journal.dead_letter(&id, sink, error);
-                }
+    if let Some(journal) = &ctx.journal {
+        for (sink, delivery) in ended {
+            if let Err(e) = journal.record_delivery(&result.id, sink, delivery).await {
+                tracing::warn!(sink, error = %e, "cannot journal a delivery");
             }
-        })
-        .await;
+        }
     }
 }
 
@@ -154,21 +147,6 @@ pub fn remove_leftover_temporaries(dir: &Path) {
             }
         }
     }
-}
-
-/// Sent when a job's result has been saved.
-#[derive(Debug, Clone)]
-pub struct JobFinished {
-    pub id: String,
-    pub name: String,
-    /// `None` when the job succeeded.
-    pub error: Option<crate::model::error::ErrorRecord>,
-    pub result_path: Option<PathBuf>,
-    pub pages: u32,
-}
-
-pub enum SaveMsg {
-    Result(Arc<JobInfo>, JobResult, Credit),
 }
 
 pub struct SaveStage;
@@ -276,20 +254,15 @@ impl Actor for SaveStage {
         // from here on cannot run it again. A result that could not be written leaves the job
         // unfinished there: the next start runs it again.
         if let (Some(journal), Some(written)) = (&state.ctx.journal, &path) {
-            let journal = journal.clone();
-            let (id, code) = (
-                result.id.clone(),
-                result.error.as_ref().map(|e| e.code.clone()),
-            );
+            let code = result.error.as_ref().map(|e| e.code.clone());
             let written = written.to_string_lossy().into_owned();
-            let marked = tokio::task::spawn_blocking(move || {
-                journal.finish(&id, outcome, code.as_deref(), Some(&written))
-            })
-            .await;
-            if !matches!(marked, Ok(Ok(()))) {
+            if let Err(error) = journal
+                .finish(&result.id, outcome, code, Some(written))
+                .await
+            {
                 span.in_scope(|| {
                     tracing::error!(
-                        ?marked,
+                        %error,
                         "cannot journal the finished job; it will run again"
                     )
                 });

@@ -41,14 +41,14 @@ use futures_util::FutureExt;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 
 use crate::config::{LlmFallback, SummarizeEngineKind};
-use crate::edge::Credit;
 use crate::model::error::JobError;
 use crate::model::result::{JobResult, SummaryRecord};
+use crate::pipeline::context::StageContext;
+use crate::pipeline::edge::{Credit, Downstream};
+use crate::pipeline::job::JobInfo;
+use crate::pipeline::messages::{SaveMsg, SummarizeMsg};
+use crate::pipeline::stage::Stage;
 use crate::runtime::metrics as m;
-use crate::stages::Downstream;
-use crate::stages::save::SaveMsg;
-use crate::stages::{JobInfo, Stage};
-use crate::supervisor::StageContext;
 
 /// How often a document waiting for the LLM looks whether its job was cancelled.
 pub const CANCEL_POLL: Duration = Duration::from_millis(100);
@@ -115,11 +115,6 @@ async fn summarize_locally(
         .await
         .and_then(|r| r)
         .map(|s| (s, name))
-}
-
-pub enum SummarizeMsg {
-    /// A complete document; the error is set when the job failed.
-    Document(Arc<JobInfo>, JobResult, Option<JobError>, Credit),
 }
 
 pub struct SummarizeStage;
@@ -282,11 +277,7 @@ struct SummaryCheckpoint {
 /// The LLM summary a run before a restart made of this job, from the journal.
 async fn restored_summary(ctx: &StageContext, job_id: &str, key: &str) -> Option<Summarized> {
     let journal = ctx.journal.clone()?;
-    let id = job_id.to_string();
-    let stored = tokio::task::spawn_blocking(move || journal.summary_checkpoint(&id))
-        .await
-        .ok()?
-        .ok()??;
+    let stored = journal.summary_checkpoint(job_id).await.ok()??;
     let checkpoint: SummaryCheckpoint = serde_json::from_str(&stored).ok()?;
     if checkpoint.key != key {
         return None;
@@ -313,8 +304,9 @@ async fn checkpoint_summary(ctx: &StageContext, job_id: &str, key: String, done:
     let Ok(record) = serde_json::to_string(&record) else {
         return;
     };
-    let id = job_id.to_string();
-    let _ = tokio::task::spawn_blocking(move || journal.checkpoint_summary(&id, &record)).await;
+    if let Err(e) = journal.checkpoint_summary(job_id, record).await {
+        tracing::warn!(error = %e, "cannot checkpoint the summary");
+    }
 }
 
 /// Summarizes one document and hands it to save, then frees its credit.

@@ -10,7 +10,7 @@
 
 /// Panics here if the fault set in `PAGEMILL_FAULT` says so.
 #[cfg(feature = "fault-injection")]
-pub fn inject(stage: crate::stages::Stage, document: &str, item: u32) {
+pub fn inject(stage: crate::pipeline::stage::Stage, document: &str, item: u32) {
     use std::sync::OnceLock;
     use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -57,4 +57,4 @@ pub fn inject(stage: crate::stages::Stage, document: &str, item: u32) {
 /// Does nothing: faults are injected only in builds with the `fault-injection` feature.
 #[cfg(not(feature = "fault-injection"))]
 #[inline(always)]
-pub fn inject(_stage: crate::stages::Stage, _document: &str, _item: u32) {}
+pub fn inject(_stage: crate::pipeline::stage::Stage, _document: &str, _item: u32) {}

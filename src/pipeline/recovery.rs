@@ -18,8 +18,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use crate::model::error::JobError;
-use crate::stages::Stage;
-use crate::stages::ingest::{JobRequest, Submission};
+use crate::pipeline::messages::{JobRequest, Submission};
+use crate::pipeline::stage::Stage;
 
 /// One job inside the pipeline, as it was submitted.
 struct InFlight {

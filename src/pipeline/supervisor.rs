@@ -5,7 +5,7 @@
 //! the next. When a stage fails (a panic in its handler), the supervisor stops the whole
 //! generation of stages, waits a capped exponential backoff, starts a new generation (the
 //! senders are pointed at the new actors) and runs every unfinished job again from its journal
-//! checkpoints, as [`crate::recovery`] describes: a crash loses no job, and a job that keeps
+//! checkpoints, as [`crate::pipeline::recovery`] describes: a crash loses no job, and a job that keeps
 //! crashing a stage ends `failed` with `internal`. Each restart is counted
 //! (`pagemill_stage_restarts_total`, by the stage that crashed).
 
@@ -16,63 +16,25 @@ use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, SupervisionEvent};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
 use crate::config::Pipeline;
-use crate::edge::{Credit, Edge};
-use crate::progress::Progress;
-use crate::recovery::Recovery;
+use crate::pipeline::context::StageContext;
+use crate::pipeline::edge::{Credit, Downstream, Edge};
+use crate::pipeline::messages::{
+    AssembleMsg, IngestMsg, JobFinished, JobRequest, OcrMsg, RenderMsg, SaveMsg, Submission,
+    SummarizeMsg,
+};
+use crate::pipeline::progress::Progress;
+use crate::pipeline::recovery::Recovery;
+use crate::pipeline::stage::Stage;
 use crate::runtime::metrics as m;
 use crate::runtime::pool::CpuPool;
 use crate::service::jobs::JobRegistry;
-use crate::service::journal::Journal;
-use crate::stages::assemble::{AssembleMsg, AssembleStage};
-use crate::stages::ingest::{IngestMsg, IngestStage, JobRequest, Submission};
-use crate::stages::ocr::actor::{OcrMsg, OcrStage};
-use crate::stages::render::{RenderMsg, RenderStage};
-use crate::stages::save::{FileWriter, JobFinished, ResultWriter, SaveMsg, SaveStage};
-use crate::stages::summarize::{SummarizeMsg, SummarizeStage};
-use crate::stages::{Downstream, Stage};
-
-/// What every stage of a pipeline shares.
-#[derive(Clone)]
-pub struct StageContext {
-    pub pipeline: Arc<Pipeline>,
-    pub pool: CpuPool,
-    pub progress: Arc<Progress>,
-    pub jobs: Arc<JobRegistry>,
-    /// Where finished pages are checkpointed (the daemon's journal; none for `pagemill run`).
-    pub journal: Option<Arc<Journal>>,
-    /// The jobs inside the pipeline, to run again if a stage crashes.
-    pub recovery: Arc<Recovery>,
-}
-
-impl StageContext {
-    /// The `pipeline` and `stage` metric labels.
-    pub fn labels(&self, stage: Stage) -> [(&'static str, String); 2] {
-        [
-            ("pipeline", self.pipeline.name.clone()),
-            ("stage", stage.name().to_string()),
-        ]
-    }
-
-    /// Counts items into a stage. Each ends as exactly one of sent, error or discarded.
-    pub fn count_received(&self, stage: Stage, n: u64) {
-        metrics::counter!(m::STAGE_RECEIVED, &self.labels(stage)).increment(n);
-    }
-
-    /// Counts items a stage passed on in good order.
-    pub fn count_sent(&self, stage: Stage, n: u64) {
-        metrics::counter!(m::STAGE_SENT, &self.labels(stage)).increment(n);
-    }
-
-    /// Counts an item that failed in a stage, by error type.
-    pub fn count_error(&self, stage: Stage, error_type: &'static str) {
-        metrics::counter!(m::STAGE_ERRORS, "pipeline" => self.pipeline.name.clone(), "stage" => stage.name(), "error_type" => error_type).increment(1);
-    }
-
-    /// Counts items a stage dropped unprocessed.
-    pub fn count_discarded(&self, stage: Stage, n: u64) {
-        metrics::counter!(m::STAGE_DISCARDED, &self.labels(stage)).increment(n);
-    }
-}
+use crate::service::journal::{Journal, JournalHandle};
+use crate::stages::assemble::AssembleStage;
+use crate::stages::ingest::IngestStage;
+use crate::stages::ocr::actor::OcrStage;
+use crate::stages::render::RenderStage;
+use crate::stages::save::{FileWriter, ResultWriter, SaveStage};
+use crate::stages::summarize::SummarizeStage;
 
 /// The downstream handles of every stage, kept so a restarted stage can be re-wired.
 #[derive(Clone)]
@@ -312,7 +274,7 @@ impl PipelineHandle {
             pool,
             progress: progress.clone(),
             jobs: jobs.clone(),
-            journal: options.journal.clone(),
+            journal: options.journal.clone().map(JournalHandle::new),
             recovery: Arc::new(Recovery::default()),
         };
         let (finished_tx, finished_rx) = unbounded_channel();
@@ -360,7 +322,7 @@ impl PipelineHandle {
         for outcome in ["done", "failed", "cancelled"] {
             metrics::counter!(m::JOBS_COMPLETED, "pipeline" => pipeline.name.clone(), "outcome" => outcome).increment(0);
         }
-        for outcome in crate::stages::assemble::PageOutcome::LABELS {
+        for outcome in crate::pipeline::messages::PageOutcome::LABELS {
             metrics::counter!(m::PAGES, "pipeline" => pipeline.name.clone(), "outcome" => outcome)
                 .increment(0);
         }
@@ -402,8 +364,8 @@ impl PipelineHandle {
         let cancel = self
             .jobs
             .register(&request.id, &self.pipeline.name, &request.name, bytes);
-        let span = crate::stages::job_span(&request.id, &self.pipeline.name);
-        crate::stages::stage_span(
+        let span = crate::pipeline::job::job_span(&request.id, &self.pipeline.name);
+        crate::pipeline::job::stage_span(
             &span,
             Stage::Ingest.name(),
             &request.id,

@@ -6,9 +6,10 @@
 //! output on. Items inside a stage plus its queue therefore never exceed the edge's capacity,
 //! and a full edge makes the sender wait: backpressure, measured as time blocked.
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
+use ractor::ActorRef;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::runtime::metrics as m;
@@ -77,6 +78,53 @@ impl Edge {
         Credit {
             _permit: permit,
             depth: self.depth.clone(),
+        }
+    }
+}
+
+/// The next stage and the bounded edge into it. The supervisor sets the actor when it spawns
+/// the stage and swaps it when it restarts a crashed one; senders always reach the live one.
+pub struct Downstream<M: ractor::Message> {
+    pub edge: Edge,
+    actor: Arc<RwLock<Option<ActorRef<M>>>>,
+}
+
+impl<M: ractor::Message> Clone for Downstream<M> {
+    fn clone(&self) -> Self {
+        Downstream {
+            edge: self.edge.clone(),
+            actor: self.actor.clone(),
+        }
+    }
+}
+
+impl<M: ractor::Message> Downstream<M> {
+    /// An edge whose stage is not spawned yet.
+    pub fn new(edge: Edge) -> Self {
+        Downstream {
+            edge,
+            actor: Arc::new(RwLock::new(None)),
+        }
+    }
+
+    /// Points senders at a (re)started actor.
+    pub fn set(&self, actor: ActorRef<M>) {
+        *self.actor.write().expect("downstream lock poisoned") = Some(actor);
+    }
+
+    /// Waits for room on the edge, then sends the message built around the credit.
+    pub async fn send_with(&self, build: impl FnOnce(Credit) -> M) {
+        let credit = self.edge.acquire().await;
+        self.send_now(build(credit));
+    }
+
+    /// Sends a message that already holds its credit (or needs none).
+    pub fn send_now(&self, msg: M) {
+        let actor = self.actor.read().expect("downstream lock poisoned").clone();
+        match actor.map(|a| a.send_message(msg)) {
+            Some(Ok(())) => {}
+            Some(Err(e)) => tracing::error!(error = %e, "a stage is gone; message dropped"),
+            None => tracing::error!("a stage was never started; message dropped"),
         }
     }
 }
