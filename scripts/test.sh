@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh --install-only
 cargo fmt --all -- --check
-# `fault-injection` lets tests/crash_recovery.rs make a stage panic (src/faults.rs); the
+# `fault-injection` lets tests/crash_recovery.rs make a stage panic (src/pipeline/faults.rs); the
 # daemon as shipped is built without it, and linted that way too.
 cargo clippy --locked -- -D warnings
 cargo clippy --all-targets --locked --features fault-injection -- -D warnings

@@ -9,6 +9,7 @@ pub mod config;
 pub mod eval;
 pub mod http;
 pub mod limits;
+pub mod llm;
 pub mod model;
 pub mod pipeline;
 pub mod runtime;

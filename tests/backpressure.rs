@@ -1,6 +1,6 @@
 //! Flow control and supervision, on the real pipeline with a held (or crashing) save stage.
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

@@ -5,7 +5,7 @@
 //! take their text layer; faded and low-resolution scans gain dictionary words from the
 //! `faded-scans` pipeline's preprocessing.
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 

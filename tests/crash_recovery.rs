@@ -5,7 +5,7 @@
 //! arrives. The documents are four scanned pages made from `tests/fixtures/phototest.tif`, so
 //! every page goes through real rendering and Tesseract.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::{Command, Stdio};

@@ -1,7 +1,7 @@
 //! Black-box tests of `pagemill serve` on a real port: the jobs API, errors, admission,
 //! cancellation, events, OpenAPI, metrics, readiness and graceful shutdown.
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};

@@ -3,7 +3,7 @@
 //! on the alert rules and their unit tests, and every dashboard variable and panel query run
 //! against a real Prometheus scraping a daemon under a short load, which must answer with data.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, HashSet};
 use std::fs::File;

@@ -2,7 +2,7 @@
 //! all of its pages. Real rendering and Tesseract on the repository's fixtures; the claims
 //! are about order (pages of the large job done meanwhile), not about seconds.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::sync::Arc;

@@ -1,6 +1,6 @@
 //! The real path on the repository's own fixtures: runs without the shared corpus.
 
-mod common;
+use crate::common;
 
 use common::*;
 use pagemill::model::result::PageSource;

@@ -2,7 +2,7 @@
 //! restart with exactly one result each; `Idempotency-Key` maps a resubmission to its job,
 //! across restarts too; `GET /v1/jobs` lists jobs from the journal.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;

@@ -8,7 +8,7 @@
 //! checked against a schema, and two pipelines sharing one server's concurrency limit and
 //! circuit. The endpoint is a small local server: no real LLM can be made to fail on cue.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -16,7 +16,8 @@ use std::time::Duration;
 
 use common::fake_llm::{Behaviour, Fake, start_fake, valid_extraction};
 use common::*;
-use pagemill::stages::summarize::llm::{LlmError, LlmSummarizer};
+use pagemill::llm::client::LlmSummarizer;
+use pagemill::llm::error::LlmError;
 
 fn llm_pipeline(
     out: &std::path::Path,

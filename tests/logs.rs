@@ -1,7 +1,7 @@
 //! The daemon's JSON logs: every line is one JSON object, and every line about a job carries
 //! its job id, pipeline and stage, inside a job span and a stage span.
 
-mod common;
+use crate::common;
 
 use std::process::Stdio;
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! No module of `src` imports, directly or through others, a module that imports it back.
 //!
 //! Modules are the top-level ones, with the packages (`model`, `pipeline`, `stages`,
-//! `service`, `http`, `runtime`, `cli`) split into their children: `stages::ocr` and
+//! `service`, `http`, `runtime`, `cli`, `llm`) split into their children: `stages::ocr` and
 //! `stages::render` are two modules, `config` and its private helpers one. A module uses
 //! another when its code (outside `#[cfg(test)]`) names a path `crate::other…`, lists one in
 //! `use crate::{…}`, or reaches a sibling through `super::`.
@@ -9,8 +9,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-const PACKAGES: [&str; 7] = [
-    "model", "pipeline", "stages", "service", "http", "runtime", "cli",
+const PACKAGES: [&str; 8] = [
+    "model", "pipeline", "stages", "service", "http", "runtime", "cli", "llm",
 ];
 
 /// The module a path (`["stages", "ocr", "tess"]`) belongs to.

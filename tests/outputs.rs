@@ -4,7 +4,7 @@
 //! poppler's `pdftotext` and `pdfinfo`, all against the result JSON.
 //! The Python tools live in `target/test-venv`, which `scripts/setup.sh` installs.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

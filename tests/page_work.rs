@@ -2,7 +2,7 @@
 //! real Tesseract: pages are scaled by the size of their print whatever resolution they
 //! declare, blank pages skip recognition, and orientation detection runs only where it pays.
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

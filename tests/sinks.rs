@@ -3,7 +3,7 @@
 //! SQLite sink; the PostgreSQL sink against a real PostgreSQL server, up from the start or
 //! coming up while deliveries are being retried.
 
-mod common;
+use crate::common;
 
 use std::sync::{Arc, Mutex};
 

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use fake_llm::{Behaviour, start_fake};
 use pagemill::config::Pipeline;
-use pagemill::stages::summarize::llm::LlmSummarizer;
+use pagemill::llm::client::LlmSummarizer;
 
 const DOCUMENTS: usize = 40;
 const SLOTS: usize = 4;

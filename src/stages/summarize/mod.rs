@@ -1,7 +1,7 @@
 //! Summarize stage: one summary per document, from a pluggable engine.
 //!
 //! [`Summarizer`] is the interface of local engines; [`extractive::summarize`] is the default
-//! (no network) and runs on the CPU pool. [`llm::LlmSummarizer`] calls an LLM server from the
+//! (no network) and runs on the CPU pool. [`LlmSummarizer`] calls an LLM server from the
 //! stage itself (network I/O never holds a pool thread). Failed documents pass through
 //! unsummarized.
 //!
@@ -9,9 +9,9 @@
 //!
 //! - `extractive`: the local engine writes the summary at once (`summary.engine` says so,
 //!   with a warning).
-//! - `none`: a failure that may pass ([`llm::LlmError::is_transient`]: the server down,
+//! - `none`: a failure that may pass ([`LlmError::is_transient`]: the server down,
 //!   429/5xx, timeouts, retries run out, the circuit open) makes the document wait in this
-//!   stage and try again as the circuit breaker allows ([`llm::LlmSummarizer::wait_to_retry`]),
+//!   stage and try again as the circuit breaker allows ([`LlmSummarizer::wait_to_retry`]),
 //!   until the job's deadline (`limits.max_job_time` from submission); then the job fails
 //!   `llm_unavailable` (or `job_timeout` if the server never failed it but had not answered).
 //!   Any other failure (400, 401, 404, a context overflow even in small parts) fails the job
@@ -29,10 +29,7 @@
 //! Emits `pagemill_llm_documents_waiting` and, through the client, the `pagemill_llm_*`
 //! metrics.
 
-pub mod endpoint;
 pub mod extractive;
-pub mod limiter;
-pub mod llm;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -41,6 +38,8 @@ use futures_util::FutureExt;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 
 use crate::config::{LlmFallback, SummarizeEngineKind};
+use crate::llm::client::LlmSummarizer;
+use crate::llm::error::LlmError;
 use crate::model::error::JobError;
 use crate::model::result::{JobResult, SummaryRecord};
 use crate::pipeline::context::StageContext;
@@ -81,7 +80,7 @@ impl Summarizer for ExtractiveSummarizer {
 pub enum Engine {
     Local(Arc<dyn Summarizer>),
     /// An LLM, with the local engine to fall back to, if any.
-    Llm(Arc<llm::LlmSummarizer>, Option<Arc<dyn Summarizer>>),
+    Llm(Arc<LlmSummarizer>, Option<Arc<dyn Summarizer>>),
 }
 
 /// Builds the engine a pipeline asks for.
@@ -93,7 +92,7 @@ pub fn build_engine(pipeline: &crate::config::Pipeline) -> Engine {
     match cfg.engine {
         SummarizeEngineKind::Extractive => Engine::Local(extractive),
         SummarizeEngineKind::Llm => Engine::Llm(
-            Arc::new(llm::LlmSummarizer::new(
+            Arc::new(LlmSummarizer::new(
                 &cfg.llm,
                 &pipeline.ocr.languages,
                 &pipeline.name,
@@ -266,7 +265,7 @@ impl Drop for Waiting {
 /// An LLM summary as the journal keeps it for an unfinished job.
 #[derive(serde::Serialize, serde::Deserialize)]
 struct SummaryCheckpoint {
-    /// [`llm::LlmSummarizer::checkpoint_key`]: a restart with another text, model, prompt or
+    /// [`LlmSummarizer::checkpoint_key`]: a restart with another text, model, prompt or
     /// schema asks the server again.
     key: String,
     summary: String,
@@ -505,12 +504,12 @@ async fn summarize_text(
 /// for good (`summary_failed`). Returns the summary or the job's error.
 async fn wait_for_llm(
     ctx: &StageContext,
-    llm: &llm::LlmSummarizer,
+    llm: &LlmSummarizer,
     info: &JobInfo,
     name: &str,
     text: &str,
     deadline: Instant,
-    first: llm::LlmError,
+    first: LlmError,
 ) -> Result<String, JobError> {
     let _waiting = Waiting::new(&ctx.pipeline.name);
     let started = Instant::now();
@@ -537,8 +536,8 @@ async fn wait_for_llm(
             Ok(Err(e)) if e.is_transient() => {
                 span.in_scope(|| tracing::debug!(error = %e, "the LLM failed again; waiting"));
                 // The server's own failure says more than the circuit's pause that followed.
-                if !matches!(e, llm::LlmError::CircuitOpen(_))
-                    || matches!(last, llm::LlmError::CircuitOpen(_))
+                if !matches!(e, LlmError::CircuitOpen(_))
+                    || matches!(last, LlmError::CircuitOpen(_))
                 {
                     last = e;
                 }

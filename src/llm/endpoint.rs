@@ -35,8 +35,8 @@ use std::time::{Duration, Instant};
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
+use super::error::LlmError;
 use super::limiter::Limiter;
-use super::llm::LlmError;
 use crate::config::LlmConfig;
 use crate::runtime::metrics as m;
 
