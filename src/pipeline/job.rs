@@ -22,6 +22,8 @@ pub struct JobInfo {
     pub superseded: Arc<AtomicBool>,
     /// How many times the job was run again after a stage crashed (0 the first time).
     pub attempt: u32,
+    /// The submitted document's name (empty until ingest has the job).
+    pub document: Arc<str>,
     /// One span per stage, children of the job's span; every log line about the job is
     /// emitted in one of them, so it carries the job id, pipeline and stage.
     stage_spans: [tracing::Span; Stage::ALL.len()],
@@ -44,6 +46,7 @@ impl JobInfo {
             cancel,
             superseded: Arc::new(AtomicBool::new(false)),
             attempt: 0,
+            document: Arc::from(""),
             stage_spans,
         }
     }

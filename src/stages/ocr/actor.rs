@@ -180,7 +180,11 @@ fn spawn_recognition(
 ) {
     tokio::spawn(async move {
         let (info, number, render_ms) = (work.info.clone(), work.number, work.render_ms);
-        let outcome = AssertUnwindSafe(recognize(&ctx, work))
+        let recognizing = async {
+            crate::pipeline::faults::inject(Stage::Ocr, &info.document, number);
+            recognize(&ctx, work).await
+        };
+        let outcome = AssertUnwindSafe(recognizing)
             .catch_unwind()
             .await
             .unwrap_or_else(|panic| {
@@ -206,7 +210,6 @@ fn spawn_recognition(
 
 /// Recognizes one page on the pool, within the job's time left.
 async fn recognize(ctx: &StageContext, work: OcrWork) -> PageOutcome {
-    let _labels = ctx.labels(Stage::Ocr);
     let started = Instant::now();
     let cfg = ctx.pipeline.ocr.clone();
     let OcrWork {
