@@ -10,6 +10,17 @@ use super::check::Checker;
 use super::check::ConfigIssue;
 use crate::limits;
 
+/// Document bytes accepted into one pipeline and not yet finished.
+pub const DEFAULT_ADMISSION_BYTES: u64 = 1024 * 1024 * 1024;
+/// Pages accepted by the daemon into one pipeline and not yet finished.
+pub const DEFAULT_ADMISSION_PAGES: u64 = 1000;
+/// Crashes of a stage one job may cause before it fails with `internal` instead of running
+/// again.
+pub const DEFAULT_MAX_JOB_CRASHES: u32 = 2;
+/// Restart backoff of a crashed stage.
+pub const DEFAULT_RESTART_BACKOFF_INITIAL: Duration = Duration::from_millis(100);
+pub const DEFAULT_RESTART_BACKOFF_MAX: Duration = Duration::from_secs(10);
+
 /// The capacity of each edge a pipeline leaves out.
 pub const DEFAULT_EDGES: EdgesConfig = EdgesConfig {
     ingest_documents: 2,
@@ -137,19 +148,19 @@ pub(crate) fn validate(
         max_pages_in_system: c.in_range(
             &admission_raw.max_pages_in_system,
             "admission.max_pages_in_system",
-            limits::DEFAULT_ADMISSION_PAGES,
+            DEFAULT_ADMISSION_PAGES,
             1,
             10_000_000,
         ),
         max_bytes_in_system: match &admission_raw.max_bytes_in_system {
-            None => limits::DEFAULT_ADMISSION_BYTES,
+            None => DEFAULT_ADMISSION_BYTES,
             Some(s) if s.value.as_u64() < max_document_bytes => {
                 c.push(
                     s,
                     "admission.max_bytes_in_system must be at least limits.max_document_bytes"
                         .into(),
                 );
-                limits::DEFAULT_ADMISSION_BYTES
+                DEFAULT_ADMISSION_BYTES
             }
             Some(s) => s.value.as_u64(),
         },
@@ -158,15 +169,15 @@ pub(crate) fn validate(
     let supervisor = SupervisorConfig {
         restart_backoff_initial: supervisor_raw
             .restart_backoff_initial
-            .unwrap_or(limits::DEFAULT_RESTART_BACKOFF_INITIAL),
+            .unwrap_or(DEFAULT_RESTART_BACKOFF_INITIAL),
         restart_backoff_max: supervisor_raw
             .restart_backoff_max
-            .unwrap_or(limits::DEFAULT_RESTART_BACKOFF_MAX),
+            .unwrap_or(DEFAULT_RESTART_BACKOFF_MAX),
         max_job_crashes: match &supervisor_raw.max_job_crashes {
-            None => limits::DEFAULT_MAX_JOB_CRASHES,
+            None => DEFAULT_MAX_JOB_CRASHES,
             Some(s) if s.value == 0 => {
                 c.push(s, "supervisor.max_job_crashes must be at least 1".into());
-                limits::DEFAULT_MAX_JOB_CRASHES
+                DEFAULT_MAX_JOB_CRASHES
             }
             Some(s) => s.value,
         },

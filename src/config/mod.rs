@@ -381,7 +381,6 @@ fn is_valid_name(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::limits;
     use std::time::Duration;
 
     fn parse(text: &str) -> Result<Pipeline, ConfigError> {
@@ -422,7 +421,7 @@ mod tests {
     fn minimal_file_gets_defaults_and_name_from_stem() {
         let p = parse("version: 1\n").unwrap();
         assert_eq!(p.name, "t");
-        assert_eq!(p.render.dpi, limits::DEFAULT_DPI);
+        assert_eq!(p.render.dpi, render::DEFAULT_DPI);
         assert_eq!(p.ocr.languages, "eng");
     }
 

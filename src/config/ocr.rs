@@ -5,7 +5,11 @@ use serde_saphyr::Spanned;
 
 use super::check::Checker;
 use super::save::OutputFormat;
-use crate::limits;
+
+/// OSD confidence needed before a page is turned.
+pub const DEFAULT_MIN_ORIENTATION_CONFIDENCE: f32 = 2.0;
+/// Whether pages with no letter-sized ink skip recognition.
+pub const DEFAULT_SKIP_PAGES_WITHOUT_TEXT: bool = true;
 
 /// The Tesseract language models a pipeline reads with unless it names others.
 pub const DEFAULT_LANGUAGES: &str = "eng";
@@ -95,7 +99,7 @@ pub(crate) fn validate(c: &mut Checker<'_>, raw: &RawOcr, formats: &[OutputForma
         min_orientation_confidence: c.in_range(
             &raw.min_orientation_confidence,
             "ocr.min_orientation_confidence",
-            limits::DEFAULT_MIN_ORIENTATION_CONFIDENCE,
+            DEFAULT_MIN_ORIENTATION_CONFIDENCE,
             0.0,
             100.0,
         ),
@@ -108,7 +112,7 @@ pub(crate) fn validate(c: &mut Checker<'_>, raw: &RawOcr, formats: &[OutputForma
         ),
         skip_pages_without_text: raw
             .skip_pages_without_text
-            .unwrap_or(limits::DEFAULT_SKIP_PAGES_WITHOUT_TEXT),
+            .unwrap_or(DEFAULT_SKIP_PAGES_WITHOUT_TEXT),
     }
 }
 

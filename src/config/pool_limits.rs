@@ -9,6 +9,17 @@ use serde_saphyr::Spanned;
 use super::check::Checker;
 use crate::limits;
 
+/// Largest document accepted unless a pipeline says otherwise.
+pub const DEFAULT_MAX_DOCUMENT_BYTES: u64 = 50 * 1024 * 1024;
+/// Default longest job, from submission to its last page.
+pub const DEFAULT_MAX_JOB_TIME: Duration = Duration::from_secs(3600);
+/// Default longest recognition of one page; a normal 300 DPI page takes a few seconds.
+pub const DEFAULT_MAX_OCR_TIME_PER_PAGE: Duration = Duration::from_secs(120);
+/// Most pages per document unless a pipeline says otherwise.
+pub const DEFAULT_MAX_PAGES: u32 = 2000;
+/// Most pixels in one page image: an A2 page at 300 DPI is ~35 Mpx.
+pub const DEFAULT_MAX_PAGE_PIXELS: u64 = 50_000_000;
+
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct RawPool {
@@ -70,10 +81,10 @@ pub(crate) fn validate(
     };
 
     let max_document_bytes = match &raw.max_document_bytes {
-        None => limits::DEFAULT_MAX_DOCUMENT_BYTES,
+        None => DEFAULT_MAX_DOCUMENT_BYTES,
         Some(s) if s.value.as_u64() == 0 => {
             c.push(s, "limits.max_document_bytes must be above 0".into());
-            limits::DEFAULT_MAX_DOCUMENT_BYTES
+            DEFAULT_MAX_DOCUMENT_BYTES
         }
         Some(s) => s.value.as_u64(),
     };
@@ -82,21 +93,21 @@ pub(crate) fn validate(
         max_pages: c.in_range(
             &raw.max_pages,
             "limits.max_pages",
-            limits::DEFAULT_MAX_PAGES,
+            DEFAULT_MAX_PAGES,
             1,
             limits::HARD_MAX_PAGES,
         ),
         max_page_pixels: c.in_range(
             &raw.max_page_pixels,
             "limits.max_page_pixels",
-            limits::DEFAULT_MAX_PAGE_PIXELS,
+            DEFAULT_MAX_PAGE_PIXELS,
             1,
             limits::HARD_MAX_PAGE_PIXELS,
         ),
         max_ocr_time_per_page: raw
             .max_ocr_time_per_page
-            .unwrap_or(limits::DEFAULT_MAX_OCR_TIME_PER_PAGE),
-        max_job_time: raw.max_job_time.unwrap_or(limits::DEFAULT_MAX_JOB_TIME),
+            .unwrap_or(DEFAULT_MAX_OCR_TIME_PER_PAGE),
+        max_job_time: raw.max_job_time.unwrap_or(DEFAULT_MAX_JOB_TIME),
     };
     (PoolConfig { threads }, limits)
 }

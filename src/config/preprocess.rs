@@ -6,6 +6,9 @@ use serde_saphyr::Spanned;
 use super::check::Checker;
 use crate::limits;
 
+/// The x-height, in pixels, pages are scaled to (`preprocess.target_x_height_px`).
+pub const DEFAULT_TARGET_X_HEIGHT_PX: u32 = 20;
+
 /// Adaptive binarization before OCR.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -107,7 +110,7 @@ pub(crate) fn validate(c: &mut Checker<'_>, raw: &RawPreprocess) -> PreprocessCo
         target_x_height_px: c.in_range(
             &p.target_x_height_px,
             "preprocess.target_x_height_px",
-            limits::DEFAULT_TARGET_X_HEIGHT_PX,
+            DEFAULT_TARGET_X_HEIGHT_PX,
             0,
             limits::MAX_TARGET_X_HEIGHT_PX,
         ),

@@ -6,6 +6,11 @@ use serde_saphyr::Spanned;
 use super::check::Checker;
 use crate::limits;
 
+/// PDF render resolution.
+pub const DEFAULT_DPI: u32 = 300;
+/// A text layer with fewer non-blank characters than this counts as none.
+pub const DEFAULT_MIN_TEXT_LAYER_CHARS: usize = 16;
+
 /// Whether a PDF page's own text layer replaces rendering and OCR.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -43,7 +48,7 @@ pub(crate) fn validate(c: &mut Checker<'_>, raw: &RawRender) -> RenderConfig {
         dpi: c.in_range(
             &raw.dpi,
             "render.dpi",
-            limits::DEFAULT_DPI,
+            DEFAULT_DPI,
             limits::MIN_DPI,
             limits::MAX_DPI,
         ),
@@ -51,7 +56,7 @@ pub(crate) fn validate(c: &mut Checker<'_>, raw: &RawRender) -> RenderConfig {
         min_text_layer_chars: c.in_range(
             &raw.min_text_layer_chars,
             "render.min_text_layer_chars",
-            limits::DEFAULT_MIN_TEXT_LAYER_CHARS,
+            DEFAULT_MIN_TEXT_LAYER_CHARS,
             1,
             100_000,
         ),

@@ -8,7 +8,9 @@ use serde_saphyr::Spanned;
 
 use super::check::Checker;
 use super::check::table_name;
-use crate::limits;
+
+/// Where results go unless a pipeline says otherwise.
+pub const DEFAULT_RESULTS_DIR: &str = "results";
 
 /// Retries of a failed delivery, for every sink, unless the pipeline says otherwise.
 pub const DEFAULT_SINK_MAX_RETRIES: u32 = 5;
@@ -139,7 +141,7 @@ pub struct WebhookConfig {
 /// Checks `save:`.
 pub(crate) fn validate(c: &mut Checker<'_>, raw: &RawSave) -> SaveConfig {
     let directory = match &raw.directory {
-        None => PathBuf::from(limits::DEFAULT_RESULTS_DIR),
+        None => PathBuf::from(DEFAULT_RESULTS_DIR),
         Some(s) if s.value.as_os_str().is_empty() => {
             c.push(s, "save.directory must not be empty".into());
             PathBuf::new()

@@ -8,6 +8,21 @@ use serde_saphyr::Spanned;
 use super::check::Checker;
 use crate::limits;
 
+/// Where `engine: llm` sends requests unless the pipeline says otherwise.
+pub const DEFAULT_LLM_BASE_URL: &str = "http://127.0.0.1:8000/v1";
+/// LLM requests in flight at first, before the limit adapts to the server.
+pub const DEFAULT_LLM_CONCURRENCY_INITIAL: usize = 2;
+/// Most LLM requests in flight, however well the server answers.
+pub const DEFAULT_LLM_CONCURRENCY_MAX: usize = 16;
+/// Prompt of the structured extraction.
+pub const DEFAULT_LLM_EXTRACT_PROMPT: &str = "Extract the fields described by the JSON schema from the following document, in {language}. Answer with one JSON object. Document name: {name}.\n\n{text}";
+/// The model asked for unless the pipeline says otherwise.
+pub const DEFAULT_LLM_MODEL: &str = "default";
+/// The prompt unless the pipeline gives one.
+pub const DEFAULT_LLM_PROMPT: &str = "Summarize the following document in a few sentences, in {language}. Document name: {name}.\n\n{text}";
+/// Sentences in an extractive summary.
+pub const DEFAULT_SUMMARY_SENTENCES: usize = 5;
+
 /// Defaults of the `summarize.llm` keys a pipeline leaves out (`pipelines/default.yaml` says
 /// the same; a test keeps them in agreement).
 pub const DEFAULT_LLM_MAX_TOKENS: u32 = 400;
@@ -199,7 +214,7 @@ pub(crate) fn validate(c: &mut Checker<'_>, raw: &RawSummarize) -> SummarizeConf
             String::new()
         }
         Some(p) => p.value.clone(),
-        None => limits::DEFAULT_LLM_PROMPT.to_string(),
+        None => DEFAULT_LLM_PROMPT.to_string(),
     };
     let base_url = match &l.base_url {
         Some(u) if !(u.value.starts_with("http://") || u.value.starts_with("https://")) => {
@@ -210,14 +225,11 @@ pub(crate) fn validate(c: &mut Checker<'_>, raw: &RawSummarize) -> SummarizeConf
             String::new()
         }
         Some(u) => u.value.trim_end_matches('/').to_string(),
-        None => limits::DEFAULT_LLM_BASE_URL.to_string(),
+        None => DEFAULT_LLM_BASE_URL.to_string(),
     };
     let llm = LlmConfig {
         base_url,
-        model: l
-            .model
-            .clone()
-            .unwrap_or_else(|| limits::DEFAULT_LLM_MODEL.into()),
+        model: l.model.clone().unwrap_or_else(|| DEFAULT_LLM_MODEL.into()),
         api_key_env: l.api_key_env.clone().filter(|v| !v.is_empty()),
         max_tokens: c.in_range(
             &l.max_tokens,
@@ -262,14 +274,14 @@ pub(crate) fn validate(c: &mut Checker<'_>, raw: &RawSummarize) -> SummarizeConf
         concurrency_initial: c.in_range(
             &l.concurrency.initial,
             "summarize.llm.concurrency.initial",
-            limits::DEFAULT_LLM_CONCURRENCY_INITIAL,
+            DEFAULT_LLM_CONCURRENCY_INITIAL,
             1,
             limits::MAX_LLM_CONCURRENCY,
         ),
         concurrency_max: c.in_range(
             &l.concurrency.max,
             "summarize.llm.concurrency.max",
-            limits::DEFAULT_LLM_CONCURRENCY_MAX,
+            DEFAULT_LLM_CONCURRENCY_MAX,
             1,
             limits::MAX_LLM_CONCURRENCY,
         ),
@@ -306,7 +318,7 @@ pub(crate) fn validate(c: &mut Checker<'_>, raw: &RawSummarize) -> SummarizeConf
         max_sentences: c.in_range(
             &raw.max_sentences,
             "summarize.max_sentences",
-            limits::DEFAULT_SUMMARY_SENTENCES,
+            DEFAULT_SUMMARY_SENTENCES,
             1,
             100,
         ),
@@ -340,7 +352,7 @@ fn validate_extract(c: &mut Checker<'_>, x: &RawLlmExtract) -> Option<ExtractCon
             String::new()
         }
         Some(p) => p.value.clone(),
-        None => limits::DEFAULT_LLM_EXTRACT_PROMPT.to_string(),
+        None => DEFAULT_LLM_EXTRACT_PROMPT.to_string(),
     };
     let name = match &x.name {
         Some(n) if !is_valid_schema_name(&n.value) => {

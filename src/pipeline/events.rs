@@ -1,9 +1,10 @@
-//! What happens to a page in a stage, recorded once: each event's `emit` updates the stage
+//! What happens to a page or a job in a stage, recorded once: each event's `emit` updates the stage
 //! metrics, the job registry, the progress counters and the log together, so a stage says
 //! what happened instead of doing that bookkeeping by hand at every turn.
 
 use crate::model::error::JobError;
 use crate::model::page::PageOcr;
+use crate::model::result::JobResult;
 use crate::pipeline::context::StageContext;
 use crate::pipeline::job::JobInfo;
 use crate::pipeline::progress::Progress;
@@ -94,5 +95,61 @@ impl PageRecognized<'_> {
                     .in_scope(|| tracing::warn!(page, code = e.code(), error = %e, "page failed"));
             }
         }
+    }
+}
+
+/// A page reached the assembler, read or not (`outcome` is its `pagemill_pages_total` label).
+pub struct PageAssembled<'a> {
+    pub info: &'a JobInfo,
+    pub outcome: &'static str,
+}
+
+impl PageAssembled<'_> {
+    pub fn emit(&self, ctx: &StageContext) {
+        metrics::counter!(m::PAGES, "pipeline" => ctx.pipeline.name.clone(), "outcome" => self.outcome)
+            .increment(1);
+        Progress::add(&ctx.progress.pages_finished, 1);
+        ctx.jobs.update(&self.info.id, |s| s.pages.ocred += 1);
+    }
+}
+
+/// A job's result was saved (or could not be), after `seconds` in the save stage.
+pub struct JobSaved<'a> {
+    pub info: &'a JobInfo,
+    pub result: &'a JobResult,
+    pub seconds: f64,
+}
+
+impl JobSaved<'_> {
+    /// `done`, `failed` or `cancelled`: the `outcome` label and the journal's final state.
+    pub fn outcome(&self) -> &'static str {
+        match &self.result.error {
+            None => "done",
+            Some(e) if e.is_cancellation() => "cancelled",
+            Some(_) => "failed",
+        }
+    }
+
+    pub fn emit(&self, ctx: &StageContext) {
+        let stage = Stage::Save;
+        metrics::histogram!(m::STAGE_PROCESSING_SECONDS, &ctx.labels(stage)).record(self.seconds);
+        let outcome = self.outcome();
+        let (pages, total_ms) = (self.result.pages.len(), self.result.timings.total_ms);
+        self.info.span(stage).in_scope(|| match &self.result.error {
+            None => tracing::info!(outcome, pages, total_ms, "job finished"),
+            Some(e) => tracing::warn!(outcome, pages, total_ms, code = %e.code,
+                error = %e.message, "job finished"),
+        });
+        let progress = &ctx.progress;
+        let counter = match self.result.error {
+            None => &progress.jobs_done,
+            Some(_) => &progress.jobs_failed,
+        };
+        Progress::add(counter, 1);
+        let pipeline = ctx.pipeline.name.clone();
+        metrics::counter!(m::JOBS_COMPLETED, "pipeline" => pipeline.clone(), "outcome" => outcome)
+            .increment(1);
+        metrics::histogram!(m::JOB_DURATION_SECONDS, "pipeline" => pipeline, "outcome" => outcome)
+            .record(self.info.submitted.elapsed().as_secs_f64());
     }
 }

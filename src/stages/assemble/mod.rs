@@ -13,12 +13,11 @@ use crate::model::error::JobError;
 use crate::model::result::{JobResult, PageRecord, PageSource, Timings};
 use crate::pipeline::context::StageContext;
 use crate::pipeline::edge::Downstream;
+use crate::pipeline::events::PageAssembled;
 use crate::pipeline::messages::{
     AssembleMsg, Expectation, FinishedPage, PageOutcome, SummarizeMsg,
 };
-use crate::pipeline::progress::Progress;
 use crate::pipeline::stage::Stage;
-use crate::runtime::metrics as m;
 use crate::service::journal::JournalHandle;
 
 /// A document whose pages are still coming in.
@@ -236,10 +235,12 @@ impl Actor for AssembleStage {
                     page.outcome,
                     PageOutcome::Ocr(_) | PageOutcome::TextLayer { .. } | PageOutcome::Skipped(_)
                 );
-                metrics::counter!(m::PAGES, "pipeline" => state.ctx.pipeline.name.clone(), "outcome" => outcome_label).increment(1);
-                Progress::add(&state.ctx.progress.pages_finished, 1);
+                PageAssembled {
+                    info: &page.info,
+                    outcome: outcome_label,
+                }
+                .emit(&state.ctx);
                 let id = page.info.id.clone();
-                state.ctx.jobs.update(&id, |s| s.pages.ocred += 1);
                 let Some(assembly) = state.open.get_mut(&id) else {
                     // The job was abandoned (cancelled) while this page was in OCR.
                     state.ctx.count_discarded(Stage::Assemble, 1);

@@ -25,10 +25,9 @@ use tokio::sync::mpsc::UnboundedSender;
 use crate::config::OutputFormat;
 use crate::model::result::JobResult;
 use crate::pipeline::context::StageContext;
+use crate::pipeline::events::JobSaved;
 use crate::pipeline::messages::{JobFinished, SaveMsg};
-use crate::pipeline::progress::Progress;
 use crate::pipeline::stage::Stage;
-use crate::runtime::metrics as m;
 
 /// Where results go. Implementations block (files, databases); the stage runs them off the
 /// async threads.
@@ -188,7 +187,6 @@ impl Actor for SaveStage {
     ) -> Result<(), ActorProcessingErr> {
         let SaveMsg::Result(info, mut result, credit) = msg;
         state.ctx.recovery.handling(Stage::Save, Some(&info.id));
-        let labels = state.ctx.labels(Stage::Save);
         state.ctx.count_received(Stage::Save, 1);
         if info.is_superseded() {
             state.ctx.count_discarded(Stage::Save, 1);
@@ -219,33 +217,14 @@ impl Actor for SaveStage {
             }
             Err(join) => return Err(join.into()),
         };
-        metrics::histogram!(m::STAGE_PROCESSING_SECONDS, &labels)
-            .record(started.elapsed().as_secs_f64());
-        let outcome = match &result.error {
-            None => "done",
-            Some(e) if e.is_cancellation() => "cancelled",
-            Some(_) => "failed",
+        let saved = JobSaved {
+            info: &info,
+            result: &result,
+            seconds: started.elapsed().as_secs_f64(),
         };
+        saved.emit(&state.ctx);
+        let outcome = saved.outcome();
         let span = info.span(Stage::Save);
-        let total_ms = result.timings.total_ms;
-        let pages = result.pages.len();
-        span.in_scope(|| match &result.error {
-            None => tracing::info!(outcome, pages, total_ms, "job finished"),
-            Some(e) => tracing::warn!(outcome, pages, total_ms, code = %e.code,
-                error = %e.message, "job finished"),
-        });
-        let progress = &state.ctx.progress;
-        Progress::add(
-            if result.error.is_none() {
-                &progress.jobs_done
-            } else {
-                &progress.jobs_failed
-            },
-            1,
-        );
-        metrics::counter!(m::JOBS_COMPLETED, "pipeline" => state.ctx.pipeline.name.clone(), "outcome" => outcome).increment(1);
-        metrics::histogram!(m::JOB_DURATION_SECONDS, "pipeline" => state.ctx.pipeline.name.clone(), "outcome" => outcome)
-            .record(info.submitted.elapsed().as_secs_f64());
         let result = Arc::new(result);
         if let Some(written) = &path {
             deliver_to_sinks(&state.ctx, &state.sinks, &result, written).await;
