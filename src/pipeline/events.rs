@@ -2,9 +2,10 @@
 //! metrics, the job registry, the progress counters and the log together, so a stage says
 //! what happened instead of doing that bookkeeping by hand at every turn.
 
+use crate::model::document::Document;
 use crate::model::error::JobError;
 use crate::model::page::PageOcr;
-use crate::model::result::JobResult;
+use crate::model::result::{JobResult, SourceRecord};
 use crate::pipeline::context::StageContext;
 use crate::pipeline::job::JobInfo;
 use crate::pipeline::progress::Progress;
@@ -151,5 +152,44 @@ impl JobSaved<'_> {
             .increment(1);
         metrics::histogram!(m::JOB_DURATION_SECONDS, "pipeline" => pipeline, "outcome" => outcome)
             .record(self.info.submitted.elapsed().as_secs_f64());
+    }
+}
+
+/// Ingest is done with a job's document: opened with its pages counted, or refused, after
+/// `seconds` in the stage.
+pub struct DocumentOpened<'a> {
+    pub info: &'a JobInfo,
+    pub record: &'a SourceRecord,
+    pub document: Result<&'a Document, &'a JobError>,
+    pub seconds: f64,
+}
+
+impl DocumentOpened<'_> {
+    pub fn emit(&self, ctx: &StageContext) {
+        let stage = Stage::Ingest;
+        let span = self.info.span(stage);
+        match self.document {
+            Ok(doc) => {
+                ctx.count_sent(stage, 1);
+                let record = self.record;
+                span.in_scope(|| {
+                    tracing::info!(name = %record.name, bytes = record.bytes,
+                    media_type = record.media_type.as_deref().unwrap_or("unknown"),
+                    pages = doc.page_count, "document opened")
+                });
+                Progress::add(&ctx.progress.pages_total, doc.page_count as u64);
+                ctx.jobs
+                    .update(&self.info.id, |s| s.pages.total = Some(doc.page_count));
+            }
+            Err(JobError::Cancelled) => {
+                ctx.count_discarded(stage, 1);
+                span.in_scope(|| tracing::info!("job cancelled before it was read"));
+            }
+            Err(e) => {
+                ctx.count_error(stage, e.code());
+                span.in_scope(|| tracing::warn!(code = e.code(), error = %e, "document refused"));
+            }
+        }
+        metrics::histogram!(m::STAGE_PROCESSING_SECONDS, &ctx.labels(stage)).record(self.seconds);
     }
 }

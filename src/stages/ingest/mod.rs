@@ -18,13 +18,13 @@ use crate::model::media_type::detect_media_type;
 use crate::model::result::SourceRecord;
 use crate::pipeline::context::StageContext;
 use crate::pipeline::edge::Downstream;
+use crate::pipeline::events::DocumentOpened;
 use crate::pipeline::job::{JobInfo, SourceInfo};
 use crate::pipeline::messages::{
     IngestMsg, JobRequest, KnownSource, RenderMsg, RenderWork, Submission,
 };
 use crate::pipeline::progress::Progress;
 use crate::pipeline::stage::Stage;
-use crate::runtime::metrics as m;
 
 /// Hashes, types and opens a document's bytes, checking the pipeline's limits. What `known`
 /// already says (from intake) is not worked out again.
@@ -89,7 +89,6 @@ impl Actor for IngestStage {
         } = submission;
         let ctx = &state.ctx;
         ctx.recovery.handling(Stage::Ingest, Some(&request.id));
-        let labels = ctx.labels(Stage::Ingest);
         ctx.count_received(Stage::Ingest, 1);
         if superseded.load(std::sync::atomic::Ordering::Relaxed) {
             ctx.count_discarded(Stage::Ingest, 1);
@@ -129,32 +128,13 @@ impl Actor for IngestStage {
             }
             Err(e) => (unread_source(&request), Err(e)),
         };
-        let span = info.span(Stage::Ingest);
-        match &document {
-            Ok(doc) => {
-                ctx.count_sent(Stage::Ingest, 1);
-                span.in_scope(|| {
-                    tracing::info!(name = %record.name, bytes = record.bytes,
-                    media_type = record.media_type.as_deref().unwrap_or("unknown"),
-                    pages = doc.page_count, "document opened")
-                });
-            }
-            Err(JobError::Cancelled) => {
-                ctx.count_discarded(Stage::Ingest, 1);
-                span.in_scope(|| tracing::info!("job cancelled before it was read"));
-            }
-            Err(e) => {
-                ctx.count_error(Stage::Ingest, e.code());
-                span.in_scope(|| tracing::warn!(code = e.code(), error = %e, "document refused"));
-            }
+        DocumentOpened {
+            info: &info,
+            record: &record,
+            document: document.as_ref(),
+            seconds: started.elapsed().as_secs_f64(),
         }
-        if let Ok(doc) = &document {
-            Progress::add(&ctx.progress.pages_total, doc.page_count as u64);
-            ctx.jobs
-                .update(&info.id, |s| s.pages.total = Some(doc.page_count));
-        }
-        metrics::histogram!(m::STAGE_PROCESSING_SECONDS, &labels)
-            .record(started.elapsed().as_secs_f64());
+        .emit(ctx);
         let source = SourceInfo {
             record,
             ingest_ms: started.elapsed().as_millis() as u64,
