@@ -6,8 +6,8 @@
 //! the document named `NAME`, the first `TIMES` times it gets there in this process. What an
 //! item is depends on the stage: for ingest, 0 (the document); for assemble, the page's place
 //! in the order its pages arrived (1 for the first), so that the pages before it are
-//! checkpointed whatever order OCR finished them in; for OCR, the page number, the panic
-//! happening in the task that recognizes the page rather than in the actor.
+//! checkpointed whatever order OCR finished them in; for render and OCR, the page number, the
+//! panic happening in the pool task that renders or recognizes the page, not in the actor.
 
 /// Panics here if the fault set in `PAGEMILL_FAULT` says so.
 #[cfg(feature = "fault-injection")]

@@ -366,14 +366,16 @@ async fn render_page(
         let limit_ms = max_job_time.as_millis() as u64;
         (Err(JobError::JobTimeout { limit_ms }), 0.0)
     } else {
-        let (doc, pipeline, span) = (
+        let (doc, pipeline, span, name) = (
             document.clone(),
             ctx.pipeline.clone(),
             info.span(Stage::Render).clone(),
+            info.document.clone(),
         );
         ctx.pool
             .run(move || {
                 let _in_span = span.enter();
+                crate::pipeline::faults::inject(Stage::Render, &name, index + 1);
                 let started = Instant::now();
                 let prepared = prepare_page(&doc, index, &pipeline);
                 (prepared, started.elapsed().as_secs_f64())
