@@ -193,3 +193,45 @@ impl DocumentOpened<'_> {
         metrics::histogram!(m::STAGE_PROCESSING_SECONDS, &ctx.labels(stage)).record(self.seconds);
     }
 }
+
+/// The summarize stage is done with a document, after `seconds`: a summary from `engine`, or
+/// none, in which case `fails_job` says whether the job fails for it or only records why.
+pub struct DocumentSummarized<'a> {
+    pub info: &'a JobInfo,
+    /// The summary and the engine that wrote it.
+    pub summary: Result<(&'a str, &'a str), &'a JobError>,
+    pub fails_job: bool,
+    pub seconds: f64,
+}
+
+impl DocumentSummarized<'_> {
+    pub fn emit(&self, ctx: &StageContext) {
+        let stage = Stage::Summarize;
+        let span = self.info.span(stage);
+        match self.summary {
+            Ok((summary, engine)) => span.in_scope(|| {
+                tracing::info!(
+                    engine,
+                    chars = summary.len(),
+                    millis = (self.seconds * 1000.0) as u64,
+                    "summary written"
+                )
+            }),
+            Err(JobError::Cancelled) if self.fails_job => {
+                ctx.count_discarded(stage, 1);
+                span.in_scope(|| tracing::info!("cancelled while summarizing"));
+            }
+            Err(e) if self.fails_job => {
+                ctx.count_error(stage, e.code());
+                span.in_scope(
+                    || tracing::warn!(code = e.code(), error = %e, "no summary: the job fails"),
+                );
+            }
+            Err(e) => {
+                ctx.count_error(stage, e.code());
+                span.in_scope(|| tracing::warn!(code = e.code(), error = %e, "no summary"));
+            }
+        }
+        metrics::histogram!(m::STAGE_PROCESSING_SECONDS, &ctx.labels(stage)).record(self.seconds);
+    }
+}

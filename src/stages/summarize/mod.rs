@@ -44,6 +44,7 @@ use crate::model::error::JobError;
 use crate::model::result::{JobResult, SummaryRecord};
 use crate::pipeline::context::StageContext;
 use crate::pipeline::edge::{Credit, Downstream};
+use crate::pipeline::events::DocumentSummarized;
 use crate::pipeline::job::JobInfo;
 use crate::pipeline::messages::{SaveMsg, SummarizeMsg};
 use crate::pipeline::stage::Stage;
@@ -320,7 +321,6 @@ async fn summarize_document(
 ) {
     let mut failed = false;
     if error.is_none() {
-        let labels = ctx.labels(Stage::Summarize);
         let started = Instant::now();
         let text: Arc<str> = std::mem::take(&mut result.text).into();
         // A resumed job may have its LLM summary in the journal already.
@@ -360,45 +360,33 @@ async fn summarize_document(
         result.text = text.to_string();
         result.warnings.extend(done.warnings);
         result.extracted = done.extracted;
-        let span = info.span(Stage::Summarize);
+        DocumentSummarized {
+            info: &info,
+            summary: match &done.summary {
+                Ok((summary, engine)) => Ok((summary.as_str(), *engine)),
+                Err(e) => Err(e),
+            },
+            fails_job: done.fails_job,
+            seconds,
+        }
+        .emit(&ctx);
         match done.summary {
             Ok((summary, engine)) => {
-                span.in_scope(|| {
-                    tracing::info!(
-                        engine,
-                        chars = summary.len(),
-                        millis = (seconds * 1000.0) as u64,
-                        "summary written"
-                    )
-                });
                 result.summary = Some(SummaryRecord {
                     engine: engine.to_string(),
                     text: summary,
                 })
             }
-            Err(JobError::Cancelled) if done.fails_job => {
-                ctx.count_discarded(Stage::Summarize, 1);
-                span.in_scope(|| tracing::info!("cancelled while summarizing"));
-                failed = true;
-                result.error = Some(JobError::Cancelled.to_record());
-            }
             Err(e) if done.fails_job => {
-                ctx.count_error(Stage::Summarize, e.code());
-                span.in_scope(
-                    || tracing::warn!(code = e.code(), error = %e, "no summary: the job fails"),
-                );
                 failed = true;
                 result.error = Some(e.to_record());
             }
             Err(e) => {
-                ctx.count_error(Stage::Summarize, e.code());
-                span.in_scope(|| tracing::warn!(code = e.code(), error = %e, "no summary"));
                 failed = true;
                 result.warnings.push(format!("no summary: {e}"));
             }
         }
         result.timings.summarize_ms = (seconds * 1000.0) as u64;
-        metrics::histogram!(m::STAGE_PROCESSING_SECONDS, &labels).record(seconds);
     }
     save.send_with(|c| SaveMsg::Result(info, result, c)).await;
     if !failed {
