@@ -24,6 +24,18 @@ pub struct JobResult {
     pub timings: Timings,
 }
 
+impl JobResult {
+    /// How the job ended: `done`, `failed` or `cancelled`. The journal's final state, the
+    /// `outcome` metric label and the sinks' `state` column.
+    pub fn outcome(&self) -> &'static str {
+        match &self.error {
+            None => "done",
+            Some(e) if e.is_cancellation() => "cancelled",
+            Some(_) => "failed",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SourceRecord {
     pub name: String,

@@ -122,19 +122,10 @@ pub struct JobSaved<'a> {
 }
 
 impl JobSaved<'_> {
-    /// `done`, `failed` or `cancelled`: the `outcome` label and the journal's final state.
-    pub fn outcome(&self) -> &'static str {
-        match &self.result.error {
-            None => "done",
-            Some(e) if e.is_cancellation() => "cancelled",
-            Some(_) => "failed",
-        }
-    }
-
     pub fn emit(&self, ctx: &StageContext) {
         let stage = Stage::Save;
         metrics::histogram!(m::STAGE_PROCESSING_SECONDS, &ctx.labels(stage)).record(self.seconds);
-        let outcome = self.outcome();
+        let outcome = self.result.outcome();
         let (pages, total_ms) = (self.result.pages.len(), self.result.timings.total_ms);
         self.info.span(stage).in_scope(|| match &self.result.error {
             None => tracing::info!(outcome, pages, total_ms, "job finished"),

@@ -217,13 +217,13 @@ impl Actor for SaveStage {
             }
             Err(join) => return Err(join.into()),
         };
-        let saved = JobSaved {
+        JobSaved {
             info: &info,
             result: &result,
             seconds: started.elapsed().as_secs_f64(),
-        };
-        saved.emit(&state.ctx);
-        let outcome = saved.outcome();
+        }
+        .emit(&state.ctx);
+        let outcome = result.outcome();
         let span = info.span(Stage::Save);
         let result = Arc::new(result);
         if let Some(written) = &path {

@@ -184,11 +184,7 @@ impl<'a> ResultRow<'a> {
             pipeline: &result.pipeline,
             name: &result.source.name,
             sha256: &result.source.sha256,
-            state: match &result.error {
-                None => "done",
-                Some(e) if e.is_cancellation() => "cancelled",
-                Some(_) => "failed",
-            },
+            state: result.outcome(),
             error_code: result.error.as_ref().map(|e| e.code.as_str()),
             pages: i32::try_from(result.pages.len()).unwrap_or(i32::MAX),
             summary_engine: result.summary.as_ref().map(|s| s.engine.as_str()),
