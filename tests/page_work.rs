@@ -222,3 +222,55 @@ fn orientation_detection_runs_only_where_the_upright_reading_is_poor() {
     assert!(page.orientation_checked);
     let _ = std::io::stderr().flush();
 }
+
+/// The pages the read-out is compared on: the phototest fixture, and from the corpus a
+/// multi-column page, a page of German Fraktur-era print and the rotated phototest.
+fn read_out_pages() -> Vec<PathBuf> {
+    let mut pages = vec![fixture("phototest.tif")];
+    if let Some(corpus) = corpus("the linear read-out on corpus pages (phototest.tif only)") {
+        for name in [
+            "eurotext.tif",
+            "unlv-8087_054.3B.tif",
+            "kant-aufklaerung-1784-p17.tif",
+            "phototest-rotated-R.png",
+        ] {
+            pages.push(corpus.join(name));
+        }
+    }
+    pages
+}
+
+#[test]
+fn the_linear_read_out_gives_tesseracts_own_text_and_words() {
+    let mut engine = pagemill::stages::ocr::tess::Tesseract::new("eng").unwrap();
+    for (name, value) in pagemill::stages::ocr::ENGINE_SETTINGS {
+        engine.set_variable(name, value);
+    }
+    for path in read_out_pages() {
+        let gray = image::open(&path).unwrap().to_luma8();
+        engine.set_image(&PagePixels::Gray(gray), 300).unwrap();
+        engine
+            .recognize_within(std::time::Duration::from_secs(120))
+            .unwrap();
+        let (text, words) = engine.read_page().expect("a left-to-right page");
+        let tesseract_text = engine.utf8_text();
+        let tesseract_words = pagemill::stages::ocr::parse_tsv_words(&engine.tsv_text());
+        engine.clear();
+        let name = path.display();
+        assert!(words.len() > 10, "{name}: {} words", words.len());
+        assert_eq!(text, tesseract_text, "{name}: text");
+        assert_eq!(words.len(), tesseract_words.len(), "{name}: word count");
+        for (ours, theirs) in words.iter().zip(&tesseract_words) {
+            assert_eq!(
+                (&ours.text, ours.bbox),
+                (&theirs.text, theirs.bbox),
+                "{name}"
+            );
+            // The TSV prints confidences with six decimals.
+            assert!(
+                (ours.confidence - theirs.confidence).abs() < 1e-3,
+                "{name}: {ours:?} against {theirs:?}"
+            );
+        }
+    }
+}

@@ -289,9 +289,12 @@ fn recognize(
         return Err(e);
     }
     let index = number.saturating_sub(1);
+    let (text, words) = engine
+        .read_page()
+        .unwrap_or_else(|| (engine.utf8_text(), parse_tsv_words(&engine.tsv_text())));
     let reading = Reading {
-        text: engine.utf8_text(),
-        words: parse_tsv_words(&engine.tsv_text()),
+        text,
+        words,
         confidence: engine.mean_confidence().max(0) as f32,
         hocr: cfg.keep_hocr.then(|| engine.hocr_text(index)),
         alto: cfg.keep_alto.then(|| engine.alto_text(index)),

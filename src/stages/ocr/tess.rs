@@ -1,15 +1,33 @@
 //! A small safe wrapper over Tesseract's C API (through leptess's `capi`).
 //!
 //! leptess's high-level `TessApi` hides the handle, and pagemill needs calls it does not wrap:
-//! the page segmentation mode, raw-pixel input and orientation detection. All `unsafe` of the
-//! OCR stage lives in this file.
+//! the page segmentation mode, raw-pixel input and orientation detection; and one it cannot
+//! reach at all, a linear read-out of the results (`read_page.cpp`, compiled by `build.rs`,
+//! because Tesseract's left-to-right iterator is C++ only). All `unsafe` of the OCR stage
+//! lives in this file.
 
-use std::ffi::{CStr, CString, c_char};
+use std::ffi::{CStr, CString, c_char, c_int, c_void};
 use std::ptr;
 
 use leptess::capi;
 
 use super::PagePixels;
+use crate::model::page::WordRecord;
+
+type WordCallback =
+    unsafe extern "C" fn(*mut c_void, c_int, c_int, c_int, c_int, f32, *const c_char);
+type TextCallback = unsafe extern "C" fn(*mut c_void, *const c_char, usize);
+
+unsafe extern "C" {
+    /// `read_page.cpp`: 1 when read, 0 when the page needs right-to-left reading order, -1
+    /// when nothing was recognized.
+    fn pagemill_read_page(
+        api: *mut c_void,
+        context: *mut c_void,
+        on_word: WordCallback,
+        on_text: TextCallback,
+    ) -> c_int;
+}
 
 /// One Tesseract engine. `Send` (it moves to the pool thread that owns it), not `Sync`.
 pub struct Tesseract {
@@ -186,6 +204,64 @@ impl Tesseract {
     pub fn utf8_text(&mut self) -> String {
         // SAFETY: Tesseract returns an owned C string (or null) freed with TessDeleteText.
         unsafe { take_text(capi::TessBaseAPIGetUTF8Text(self.handle)) }
+    }
+
+    /// The recognized page's text and words in one left-to-right pass (`read_page.cpp`): the
+    /// same text as [`Self::utf8_text`] and the same words as the TSV's word rows, in linear time
+    /// where Tesseract's own outputs take time quadratic in the words of the page. `None` when a
+    /// word on the page is right-to-left or mixed: reading order then needs Tesseract's outputs.
+    pub fn read_page(&mut self) -> Option<(String, Vec<WordRecord>)> {
+        struct Collected {
+            text: String,
+            words: Vec<WordRecord>,
+        }
+        unsafe extern "C" fn on_word(
+            context: *mut c_void,
+            left: c_int,
+            top: c_int,
+            right: c_int,
+            bottom: c_int,
+            confidence: f32,
+            text: *const c_char,
+        ) {
+            // SAFETY: `context` is the `Collected` below, alive and not otherwise borrowed
+            // during the call; `text` is a NUL-terminated string Tesseract owns for the call.
+            let (collected, text) =
+                unsafe { (&mut *context.cast::<Collected>(), CStr::from_ptr(text)) };
+            let text = text.to_string_lossy();
+            let text = text.trim();
+            if text.is_empty() {
+                return;
+            }
+            let at_least_zero = |v: c_int| v.max(0) as u32;
+            collected.words.push(WordRecord {
+                text: text.to_string(),
+                confidence: confidence.max(0.0),
+                bbox: [left, top, right, bottom].map(at_least_zero),
+            });
+        }
+        unsafe extern "C" fn on_text(context: *mut c_void, text: *const c_char, length: usize) {
+            // SAFETY: as in on_word; `text` points at `length` bytes.
+            unsafe {
+                let bytes = std::slice::from_raw_parts(text.cast::<u8>(), length);
+                (*context.cast::<Collected>()).text = String::from_utf8_lossy(bytes).into_owned();
+            }
+        }
+        let mut collected = Collected {
+            text: String::new(),
+            words: Vec::new(),
+        };
+        // SAFETY: valid handle after recognition (the C++ side casts it to the TessBaseAPI it
+        // is); the callbacks match the C++ signatures and `collected` outlives the call.
+        let rc = unsafe {
+            pagemill_read_page(
+                self.handle.cast(),
+                (&mut collected as *mut Collected).cast(),
+                on_word,
+                on_text,
+            )
+        };
+        (rc == 1).then_some((collected.text, collected.words))
     }
 
     /// Tesseract's TSV output: one row per page, block, paragraph, line and word.
