@@ -1,6 +1,19 @@
 //! Compiles the one C++ file of the OCR stage (`src/stages/ocr/read_page.cpp`): Tesseract's
 //! left-to-right result iterator, which reads a page out in linear time, has no C API.
 //! Tesseract itself is linked by `tesseract-sys` (through leptess).
+//!
+//! Also links and exports the OpenMP entry points of `src/runtime/openmp.rs` in every
+//! executable of the package, so that Tesseract's OpenMP calls bind to them.
+
+/// Must match `pagemill::runtime::openmp::ENTRY_POINTS`.
+const OPENMP_ENTRY_POINTS: &[&str] = &[
+    "GOMP_parallel",
+    "GOMP_parallel_sections",
+    "GOMP_sections_next",
+    "GOMP_sections_end_nowait",
+    "omp_get_num_threads",
+    "omp_get_thread_num",
+];
 
 fn main() {
     const SOURCE: &str = "src/stages/ocr/read_page.cpp";
@@ -16,4 +29,9 @@ fn main() {
         .warnings(true)
         .file(SOURCE)
         .compile("pagemill_read_page");
+    for symbol in OPENMP_ENTRY_POINTS {
+        // Pull the definition in from the library, and put it in the dynamic symbol table.
+        println!("cargo:rustc-link-arg=-Wl,--undefined={symbol}");
+        println!("cargo:rustc-link-arg=-Wl,--export-dynamic-symbol={symbol}");
+    }
 }

@@ -4,13 +4,16 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-/// Tesseract's OpenMP runtime reads this once, when the process starts; setting it later from
-/// inside the process has no effect. Without it each page spawns one OpenMP thread per core on
-/// top of pagemill's own pool, and costs several times the CPU.
+/// The fallback if Tesseract's OpenMP calls do not reach pagemill's serial runtime
+/// (`runtime::openmp`): libgomp reads this once, when the process starts; setting it later from
+/// inside the process has no effect. Without either, each page spawns one OpenMP thread per core
+/// on top of pagemill's own pool, and costs several times the CPU.
 const OMP_THREAD_LIMIT: &str = "OMP_THREAD_LIMIT";
 
 fn main() -> ExitCode {
-    if std::env::var(OMP_THREAD_LIMIT).as_deref() != Ok("1") {
+    if !pagemill::runtime::openmp::serves_tesseract()
+        && std::env::var(OMP_THREAD_LIMIT).as_deref() != Ok("1")
+    {
         return reexec_with_single_threaded_openmp();
     }
     let cli = pagemill::cli::Cli::parse();

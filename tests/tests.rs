@@ -18,6 +18,7 @@ mod journal;
 mod llm;
 mod logs;
 mod module_cycles;
+mod openmp;
 mod outputs;
 mod page_work;
 mod sinks;

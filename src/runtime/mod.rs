@@ -1,7 +1,8 @@
-//! What the process runs on: the CPU pool, thread scheduling, telemetry and metric names, and
-//! the OCR models installed on the machine.
+//! What the process runs on: the CPU pool, thread scheduling, the OpenMP runtime Tesseract
+//! calls, telemetry and metric names, and the OCR models installed on the machine.
 
 pub mod metrics;
+pub mod openmp;
 pub mod pool;
 pub mod sched;
 pub mod telemetry;

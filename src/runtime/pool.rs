@@ -1,7 +1,7 @@
 //! The one CPU pool: every render and OCR task of every pipeline runs here.
 //!
 //! Sized to the cores (or the pipeline's `pool.threads`), so CPU work is never oversubscribed:
-//! Tesseract itself runs single-threaded (see `main.rs` for `OMP_THREAD_LIMIT`), and actor
+//! Tesseract itself runs single-threaded (see `runtime::openmp`), and actor
 //! handlers and tokio threads only await results. A panic in a task is caught and returned as
 //! an error instead of tearing down the thread or the daemon.
 
