@@ -2,8 +2,8 @@
 //! left-to-right result iterator, which reads a page out in linear time, has no C API.
 //! Tesseract itself is linked by `tesseract-sys` (through leptess).
 //!
-//! Also links and exports the OpenMP entry points of `src/runtime/openmp.rs` in every
-//! executable of the package, so that Tesseract's OpenMP calls bind to them.
+//! Also links and exports the OpenMP entry points of `src/runtime/openmp.rs` in the binary and
+//! the test binaries, so that Tesseract's OpenMP calls bind to them.
 
 /// Must match `pagemill::runtime::openmp::ENTRY_POINTS`.
 const OPENMP_ENTRY_POINTS: &[&str] = &[
@@ -29,9 +29,13 @@ fn main() {
         .warnings(true)
         .file(SOURCE)
         .compile("pagemill_read_page");
-    for symbol in OPENMP_ENTRY_POINTS {
-        // Pull the definition in from the library, and put it in the dynamic symbol table.
-        println!("cargo:rustc-link-arg=-Wl,--undefined={symbol}");
-        println!("cargo:rustc-link-arg=-Wl,--export-dynamic-symbol={symbol}");
+    // Pull each definition in from the library and put it in the dynamic symbol table, in the
+    // binary and the test binaries. Not in the benches: their engine bound is Tesseract as
+    // everyone else runs it, on libgomp limited to one thread.
+    for target in ["bins", "tests"] {
+        for symbol in OPENMP_ENTRY_POINTS {
+            println!("cargo:rustc-link-arg-{target}=-Wl,--undefined={symbol}");
+            println!("cargo:rustc-link-arg-{target}=-Wl,--export-dynamic-symbol={symbol}");
+        }
     }
 }

@@ -6,8 +6,10 @@
 //!    without scaling by print size: the pages at their native resolution.
 //! 2. The bound: Tesseract detects each page's orientation, recognizes the page turned
 //!    upright, and gives its text and words through its own outputs (`GetUTF8Text`,
-//!    `GetTSVText`), on a pool of N threads taking pages in document order from one queue,
-//!    with nothing else running (engines warmed first). Wall and CPU seconds.
+//!    `GetTSVText`), on libgomp limited to one thread (`OMP_THREAD_LIMIT=1`, set by
+//!    `.cargo/config.toml`; `build.rs` leaves the benches on libgomp): Tesseract as any client
+//!    runs it. On a pool of N threads taking pages in document order from one queue, with
+//!    nothing else running (engines warmed first). Wall and CPU seconds.
 //! 3. `pagemill run --threads N` (release binary, built-in default pipeline) on the same
 //!    document: wall time from process start to exit, CPU seconds of the process, and its
 //!    peak RSS.

@@ -9,7 +9,8 @@
 //!
 //! The executable defines the six OpenMP entry points `libtesseract` imports (the only OpenMP
 //! user in the process) and exports them (`build.rs` passes the linker `--export-dynamic-symbol`
-//! for each), so the dynamic linker binds Tesseract's calls to them rather than to libgomp's.
+//! for each, in the binary and the test binaries; the benches keep libgomp for their engine
+//! bound), so the dynamic linker binds Tesseract's calls to them rather than to libgomp's.
 //! Each region then runs its body once on the calling thread, as a team of one: the same
 //! arithmetic in the same order as libgomp with `OMP_THREAD_LIMIT=1`. [`serves_tesseract`]
 //! tells whether the binding took (the binary falls back to `OMP_THREAD_LIMIT=1` if not), and
