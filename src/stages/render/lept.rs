@@ -195,12 +195,13 @@ impl Pix {
         )
     }
 
-    /// How many pixels of this 8-bit image have each gray level.
-    pub fn gray_histogram(&self) -> Result<[u64; 256], LeptError> {
+    /// How many pixels of this 8-bit image have each gray level, counting every
+    /// `subsampling`-th pixel of every `subsampling`-th row (1 counts them all).
+    pub fn gray_histogram(&self, subsampling: u32) -> Result<[u64; 256], LeptError> {
         // SAFETY: valid 8-bit pix; the numa is ours and destroyed below, read through an
         // out-pointer to a live local.
         unsafe {
-            let mut numa = capi::pixGetGrayHistogram(self.raw, 1);
+            let mut numa = capi::pixGetGrayHistogram(self.raw, subsampling.max(1) as i32);
             if numa.is_null() {
                 return Err(LeptError("count gray levels"));
             }

@@ -54,6 +54,11 @@ impl TextSize {
 /// Otsu level is paler than this is mostly paper and noise, not ink.
 const MAX_INK_LEVEL: u8 = 160;
 
+/// The threshold's histogram counts one pixel in 4x4: half a million pixels of a 300-DPI
+/// letter page, plenty for Otsu's level, at a sixteenth of the cost of counting them all
+/// (20-30 ms a page).
+const HISTOGRAM_SUBSAMPLING: u32 = 4;
+
 /// Measures the print on a page: brings its background to one level (so that unevenly lit
 /// photos and tinted paper threshold like clean scans), thresholds it at its Otsu level,
 /// finds its connected components, and takes the modal height of those shaped like letters.
@@ -61,9 +66,13 @@ const MAX_INK_LEVEL: u8 = 160;
 /// at half size the letters of a 300-DPI page run together and measure as tall as their
 /// ascenders (linn.png: 26 px instead of 19).
 pub fn measure(pixels: &PagePixels) -> Result<TextSize, LeptError> {
-    let gray = Pix::from_pixels(pixels)?.to_gray_pix()?;
+    let gray = match pixels {
+        PagePixels::Gray(gray) => Pix::from_gray(gray)?,
+        PagePixels::Rgb(_) => Pix::from_pixels(pixels)?.to_gray_pix()?,
+    };
     let normalized = gray.background_normalized()?;
-    let threshold = otsu_threshold(&normalized.gray_histogram()?).min(MAX_INK_LEVEL);
+    let histogram = normalized.gray_histogram(HISTOGRAM_SUBSAMPLING)?;
+    let threshold = otsu_threshold(&histogram).min(MAX_INK_LEVEL);
     let ink = normalized.threshold(threshold as i32)?;
     Ok(from_boxes(&ink.component_boxes()?, ink.height()))
 }
