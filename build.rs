@@ -2,17 +2,20 @@
 //! left-to-right result iterator, which reads a page out in linear time, has no C API.
 //! Tesseract itself is linked by `tesseract-sys` (through leptess).
 //!
-//! Also links and exports the OpenMP entry points of `src/runtime/openmp.rs` in the binary and
-//! the test binaries, so that Tesseract's OpenMP calls bind to them.
+//! Also links and exports the OpenMP entry points of `src/runtime/openmp.rs` and the PNG
+//! compression level of `src/runtime/line_images.rs` in the binary and the test binaries, so
+//! that Tesseract's and Leptonica's calls bind to them.
 
-/// Must match `pagemill::runtime::openmp::ENTRY_POINTS`.
-const OPENMP_ENTRY_POINTS: &[&str] = &[
+/// Must match `pagemill::runtime::openmp::ENTRY_POINTS` and
+/// `pagemill::runtime::line_images::ENTRY_POINTS`.
+const SERVED_TO_TESSERACT: &[&str] = &[
     "GOMP_parallel",
     "GOMP_parallel_sections",
     "GOMP_sections_next",
     "GOMP_sections_end_nowait",
     "omp_get_num_threads",
     "omp_get_thread_num",
+    "png_set_compression_level",
 ];
 
 fn main() {
@@ -31,9 +34,9 @@ fn main() {
         .compile("pagemill_read_page");
     // Pull each definition in from the library and put it in the dynamic symbol table, in the
     // binary and the test binaries. Not in the benches: their engine bound is Tesseract as
-    // everyone else runs it, on libgomp limited to one thread.
+    // everyone else runs it, on libgomp limited to one thread and libpng's default level.
     for target in ["bins", "tests"] {
-        for symbol in OPENMP_ENTRY_POINTS {
+        for symbol in SERVED_TO_TESSERACT {
             println!("cargo:rustc-link-arg-{target}=-Wl,--undefined={symbol}");
             println!("cargo:rustc-link-arg-{target}=-Wl,--export-dynamic-symbol={symbol}");
         }

@@ -18,7 +18,7 @@ mod journal;
 mod llm;
 mod logs;
 mod module_cycles;
-mod openmp;
 mod outputs;
 mod page_work;
+mod served_to_tesseract;
 mod sinks;

@@ -14,7 +14,7 @@
 //! Each region then runs its body once on the calling thread, as a team of one: the same
 //! arithmetic in the same order as libgomp with `OMP_THREAD_LIMIT=1`. [`serves_tesseract`]
 //! tells whether the binding took (the binary falls back to `OMP_THREAD_LIMIT=1` if not), and
-//! `tests/openmp.rs` checks that Tesseract imports nothing else from OpenMP.
+//! `tests/served_to_tesseract.rs` checks that Tesseract imports nothing else from OpenMP.
 
 use std::cell::Cell;
 use std::ffi::{c_int, c_uint, c_void};

@@ -1,5 +1,7 @@
-//! Tesseract's OpenMP calls run on pagemill's serial runtime (`src/runtime/openmp.rs`), in the
-//! test binary and in the `pagemill` executable, and Tesseract needs nothing else from OpenMP.
+//! What pagemill serves Tesseract in place of its libraries, in the test binary and in the
+//! `pagemill` executable: the serial OpenMP runtime (`src/runtime/openmp.rs`), of which
+//! Tesseract needs nothing more, and the PNG level of its line images
+//! (`src/runtime/line_images.rs`).
 
 use crate::common;
 
@@ -9,7 +11,7 @@ use std::process::Command;
 
 use common::*;
 use pagemill::model::page::{PageImage, PagePixels};
-use pagemill::runtime::openmp;
+use pagemill::runtime::{line_images, openmp};
 use pagemill::stages::ocr::{Engines, ocr_page};
 
 /// Symbols of `file`'s dynamic symbol table, undefined ones or defined ones, without versions.
@@ -62,7 +64,7 @@ fn tesseract_imports_only_the_openmp_entry_points_pagemill_serves() {
     let build_script =
         std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("build.rs"))
             .unwrap();
-    for symbol in openmp::ENTRY_POINTS {
+    for symbol in openmp::ENTRY_POINTS.iter().chain(line_images::ENTRY_POINTS) {
         assert!(
             build_script.contains(&format!("\"{symbol}\"")),
             "build.rs does not export {symbol}"
@@ -71,7 +73,23 @@ fn tesseract_imports_only_the_openmp_entry_points_pagemill_serves() {
 }
 
 #[test]
-fn the_pagemill_executable_exports_the_serial_runtime() {
+fn leptonica_sets_the_png_level_through_pagemill() {
+    let leptonica = std::fs::read_to_string("/proc/self/maps")
+        .unwrap()
+        .lines()
+        .filter_map(|line| line.split_whitespace().nth(5))
+        .find(|path| path.contains("liblept"))
+        .map(PathBuf::from)
+        .expect("Leptonica is loaded");
+    assert!(
+        dynamic_symbols(&leptonica, true).contains("png_set_compression_level"),
+        "Leptonica no longer sets a PNG compression level: line_images has nothing to do"
+    );
+    assert!(line_images::serves_leptonica());
+}
+
+#[test]
+fn the_pagemill_executable_exports_what_it_serves_tesseract() {
     let exported = dynamic_symbols(
         PathBuf::from(env!("CARGO_BIN_EXE_pagemill")).as_path(),
         false,
