@@ -274,3 +274,40 @@ fn the_linear_read_out_gives_tesseracts_own_text_and_words() {
         }
     }
 }
+
+#[test]
+fn print_turned_by_90_180_or_270_degrees_looks_turned_before_it_is_read() {
+    use pagemill::stages::render::text_size::measure;
+    let upright = image::open(fixture("phototest.tif")).unwrap().to_luma8();
+    let size = measure(&PagePixels::Gray(upright.clone())).unwrap();
+    assert!(size.upright != Some(false) && !size.sideways, "{size:?}");
+    for (turned, degrees) in [
+        (image::imageops::rotate90(&upright), 90),
+        (image::imageops::rotate180(&upright), 180),
+        (image::imageops::rotate270(&upright), 270),
+    ] {
+        let size = measure(&PagePixels::Gray(turned)).unwrap();
+        assert!(
+            size.sideways || size.upright == Some(false),
+            "turned by {degrees}: {size:?}"
+        );
+    }
+    // The corpus's turned pages, as the render stage prepares them: linn-cardinal's first
+    // page is upright, the other three are turned.
+    let Some(corpus) = corpus("turned corpus pages (phototest.tif only)") else {
+        return;
+    };
+    let out = tempfile::tempdir().unwrap();
+    let pipeline = pipeline(out.path(), &[]);
+    let bytes = std::fs::read(corpus.join("linn-cardinal.pdf")).unwrap();
+    let doc = pagemill::model::document::open_document(bytes, &pipeline.limits).unwrap();
+    let looks_turned: Vec<bool> = (0..doc.page_count)
+        .map(
+            |i| match pagemill::stages::render::prepare_page(&doc, i, &pipeline).unwrap() {
+                pagemill::stages::render::PageInput::Image(image) => image.looks_turned,
+                _ => panic!("linn-cardinal page {} is a scan", i + 1),
+            },
+        )
+        .collect();
+    assert_eq!(looks_turned, [false, true, true, true]);
+}

@@ -68,8 +68,9 @@ pub struct PageImage {
     /// How much preprocessing scaled the page: its pixels are this many times the source's.
     /// Word boxes and layouts are scaled back, so they stay in the source's coordinates.
     pub scale: f32,
-    /// Whether its print seemed to run up or down the page (see `render::text_size`).
-    pub sideways: bool,
+    /// Whether its print seemed to run up or down the page, or to stand upside down (see
+    /// `render::text_size`): orientation detection then runs before the page is read.
+    pub looks_turned: bool,
 }
 
 impl From<GrayImage> for PagePixels {

@@ -36,7 +36,7 @@ pub const PAGES: &str = "pagemill_pages_total";
 /// Mean Tesseract confidence per OCRed page, 0-100 (histogram; label pipeline).
 pub const OCR_CONFIDENCE: &str = "pagemill_ocr_page_confidence";
 /// Orientation detections run (counter; label outcome: `turned` or `kept`, after `first_`
-/// (the page's print ran sideways, or `orientation: always`) or `poor_reading_`).
+/// (the page's print looked turned, or `orientation: always`) or `poor_reading_`).
 pub const OCR_ORIENTATION_CHECKS: &str = "pagemill_ocr_orientation_checks_total";
 /// The outcomes of [`OCR_ORIENTATION_CHECKS`], each counted from 0.
 pub const ORIENTATION_CHECK_OUTCOMES: [&str; 4] = [

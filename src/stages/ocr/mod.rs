@@ -8,7 +8,8 @@
 //!
 //! Orientation detection (Tesseract's OSD) costs about a fifth of a page's CPU, and nearly
 //! every page is upright. With `orientation: auto` it runs first only on pages whose print
-//! runs up or down the page (measured in the render stage), and otherwise only when the
+//! looks turned (runs up or down the page, or stands on its head: measured in the render
+//! stage), and otherwise only when the
 //! upright reading is poor (mean confidence below [`POOR_READING_CONFIDENCE`]) or read its
 //! words as vertical text: then the page is turned as OSD says and read again, and the better
 //! reading is kept.
@@ -129,12 +130,12 @@ pub fn ocr_page(
         dpi,
         deskew_degrees,
         scale,
-        sideways,
+        looks_turned,
         ..
     } = page;
     let detect_first = match cfg.orientation {
         OrientationMode::Always => true,
-        OrientationMode::Auto => sideways,
+        OrientationMode::Auto => looks_turned,
         OrientationMode::Off => false,
     };
     // The resolution Tesseract is told: the page's own unless it was scaled by its print.
@@ -237,7 +238,7 @@ struct Reading {
 /// Why orientation detection runs on a page.
 #[derive(Clone, Copy)]
 enum Reason {
-    /// Before recognition: the print runs sideways, or the pipeline says `always`.
+    /// Before recognition: the print looks turned, or the pipeline says `always`.
     First,
     /// After an upright reading with low confidence, or of vertical words.
     PoorReading,

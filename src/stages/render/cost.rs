@@ -119,7 +119,7 @@ impl PageImage {
             cost,
             deskew_degrees: 0.0,
             scale: 1.0,
-            sideways: false,
+            looks_turned: false,
         }
     }
 }

@@ -240,6 +240,39 @@ impl Pix {
         }
     }
 
+    /// Half the size of this 1-bit image, a pixel set where any of its four was.
+    pub fn reduced_binary_2x(&self) -> Result<Pix, LeptError> {
+        // SAFETY: valid 1-bit pix; level 1 needs no table; new image owned by the result.
+        Pix::own(
+            unsafe { capi::pixReduceRankBinary2(self.raw, 1, std::ptr::null_mut()) },
+            "reduce the image",
+        )
+    }
+
+    /// Which way up the print on this 1-bit image stands, from the ascenders and descenders
+    /// of its letters (Leptonica's `pixOrientDetect` and `makeOrientDecision` with their
+    /// default thresholds): `Some(true)` upright, `Some(false)` turned by 90, 180 or 270
+    /// degrees, `None` when the evidence is too weak to say.
+    pub fn upright_text(&self) -> Result<Option<bool>, LeptError> {
+        let (mut up, mut left) = (0f32, 0f32);
+        let mut orientation = 0;
+        // SAFETY: valid 1-bit pix; out-pointers to live locals; 0 selects the defaults.
+        unsafe {
+            if capi::pixOrientDetect(self.raw, &mut up, &mut left, 0, 0) != 0
+                || capi::makeOrientDecision(up, left, 0.0, 0.0, &mut orientation, 0) != 0
+            {
+                return Err(LeptError("detect the text orientation"));
+            }
+        }
+        Ok(match orientation as u32 {
+            capi::L_TEXT_ORIENT_UP => Some(true),
+            capi::L_TEXT_ORIENT_LEFT | capi::L_TEXT_ORIENT_DOWN | capi::L_TEXT_ORIENT_RIGHT => {
+                Some(false)
+            }
+            _ => None,
+        })
+    }
+
     /// Copies the image back out as 8-bit grayscale, converting from 1 bit if need be.
     pub fn to_gray(&self) -> Result<GrayImage, LeptError> {
         let eight = if self.depth() == 8 {

@@ -83,7 +83,7 @@ pub fn prepare_page(
     let mut image = PageImage::new(pixels, done.dpi);
     image.deskew_degrees = done.deskew_degrees;
     image.scale = done.scale;
-    image.sideways = text.sideways;
+    image.looks_turned = text.sideways || text.upright == Some(false);
     Ok(PageInput::Image(image))
 }
 

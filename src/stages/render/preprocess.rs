@@ -366,6 +366,7 @@ mod tests {
             x_height,
             letters,
             sideways: false,
+            upright: None,
         };
         let page = (2000, 3000);
         let factor = |text: TextSize, dpi: u32| scale_factor(&cfg, dpi, &text, page, u64::MAX);
