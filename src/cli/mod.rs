@@ -63,6 +63,7 @@ impl Cli {
                 .with_span_list(true)
                 .init(),
         }
+        crate::stages::render::lept::send_messages_to_the_log();
     }
 }
 

@@ -436,6 +436,27 @@ impl Pix {
     }
 }
 
+/// Sends Leptonica's messages ("Info in makeOrientDecision: ...", "Error in ...") to the log
+/// (target `leptonica`: errors and warnings as warnings, the rest at debug level) instead of
+/// stderr, where they would break the log's format (one JSON object per line).
+pub fn send_messages_to_the_log() {
+    unsafe extern "C" fn to_the_log(message: *const std::ffi::c_char) {
+        if message.is_null() {
+            return;
+        }
+        // SAFETY: Leptonica passes a NUL-terminated message, alive for the call.
+        let message = unsafe { std::ffi::CStr::from_ptr(message) }.to_string_lossy();
+        let message = message.trim_end();
+        if message.starts_with("Error") || message.starts_with("Warning") {
+            tracing::warn!(target: "leptonica", "{message}");
+        } else {
+            tracing::debug!(target: "leptonica", "{message}");
+        }
+    }
+    // SAFETY: the handler is a plain function that lives as long as the process.
+    unsafe { capi::leptSetStderrHandler(Some(to_the_log)) }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
