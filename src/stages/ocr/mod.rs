@@ -8,11 +8,10 @@
 //!
 //! Orientation detection (Tesseract's OSD) costs about a fifth of a page's CPU, and nearly
 //! every page is upright. With `orientation: auto` it runs first only on pages whose print
-//! looks turned (runs up or down the page, or stands on its head: measured in the render
-//! stage), and otherwise only when the
-//! upright reading is poor (mean confidence below [`POOR_READING_CONFIDENCE`]) or read its
-//! words as vertical text: then the page is turned as OSD says and read again, and the better
-//! reading is kept.
+//! looks turned (runs up or down the page, or stands on its head: seen in the render stage),
+//! and otherwise only when the upright reading is poor (mean confidence below
+//! [`POOR_READING_CONFIDENCE`]) or read its words as vertical text: then the page is turned as
+//! OSD says and read again, and the better reading is kept.
 
 pub mod actor;
 pub mod layout_scale;

@@ -11,7 +11,10 @@
 //! The same measurement tells two more things for free: a page with no letter-sized ink at all
 //! (a blank or separator sheet) needs no OCR, and letters whose *widths* agree better than
 //! their heights lie in lines running up or down the page (turned by 90 or 270 degrees), a
-//! hint that orientation detection has work to do.
+//! hint that orientation detection has work to do. Its black-and-white copy also gives
+//! Leptonica's count of ascenders and descenders, which says whether the print stands on its
+//! head or side: such a page gets orientation detection before it is read, not after a wasted
+//! upright reading.
 
 use crate::model::page::PagePixels;
 
@@ -90,11 +93,13 @@ pub fn measure(pixels: &PagePixels) -> Result<TextSize, LeptError> {
     let ink = normalized.threshold(threshold as i32)?;
     let mut size = from_boxes(&ink.component_boxes()?, ink.height());
     if size.letters >= MIN_LETTERS_FOR_ORIENTATION {
-        size.upright = if size.x_height >= REDUCE_FOR_ORIENTATION_FROM_PX {
-            ink.reduced_binary_2x()?.upright_text()?
+        // Only a hint: a page Leptonica cannot judge is read upright first, as before.
+        let upright = if size.x_height >= REDUCE_FOR_ORIENTATION_FROM_PX {
+            ink.reduced_binary_2x().and_then(|half| half.upright_text())
         } else {
-            ink.upright_text()?
+            ink.upright_text()
         };
+        size.upright = upright.unwrap_or(None);
     }
     Ok(size)
 }
