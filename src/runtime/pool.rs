@@ -5,9 +5,10 @@
 //! handlers and tokio threads only await results. A panic in a task is caught and returned as
 //! an error instead of tearing down the thread or the daemon.
 
+use std::collections::VecDeque;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use crate::model::error::JobError;
@@ -18,6 +19,29 @@ pub struct CpuPool {
     pool: Arc<rayon::ThreadPool>,
     threads: usize,
     counters: Arc<Counters>,
+    lanes: Arc<Mutex<Lanes>>,
+}
+
+/// A task waiting for a pool thread.
+type Task = Box<dyn FnOnce() + Send>;
+
+/// Tasks waiting for a pool thread: short ones that get a newly arrived document going
+/// (opening it, rendering a page) before the long ones (recognizing a page), so that a small
+/// job does not queue behind the pages of a big one. Every task submitted also spawns one
+/// rayon job that runs whichever waiting task comes first, so each task runs exactly once.
+#[derive(Default)]
+struct Lanes {
+    short: VecDeque<Task>,
+    long: VecDeque<Task>,
+}
+
+/// Which lane a task waits in (see [`Lanes`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lane {
+    /// Opening a document or rendering a page: tens to hundreds of milliseconds.
+    Short,
+    /// Recognizing a page or summarizing a document: up to seconds.
+    Long,
 }
 
 /// What the pool has done, for metrics.
@@ -65,6 +89,7 @@ impl CpuPool {
             pool: Arc::new(pool),
             threads: threads.max(1),
             counters: Arc::default(),
+            lanes: Arc::default(),
         })
     }
 
@@ -87,8 +112,19 @@ impl CpuPool {
         self.pool.spawn_broadcast(move |_| work());
     }
 
-    /// Runs `work` on the pool and awaits its result. A panic becomes [`JobError::Internal`].
+    /// Runs `work` on the pool in the long lane and awaits its result. A panic becomes
+    /// [`JobError::Internal`].
     pub async fn run<F, R>(&self, work: F) -> Result<R, JobError>
+    where
+        F: FnOnce() -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        self.run_in(Lane::Long, work).await
+    }
+
+    /// Runs `work` on the pool in `lane` and awaits its result. A panic becomes
+    /// [`JobError::Internal`].
+    pub async fn run_in<F, R>(&self, lane: Lane, work: F) -> Result<R, JobError>
     where
         F: FnOnce() -> R + Send + 'static,
         R: Send + 'static,
@@ -96,7 +132,7 @@ impl CpuPool {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let counters = self.counters.clone();
         counters.queued.fetch_add(1, Ordering::Relaxed);
-        self.pool.spawn(move || {
+        let task: Task = Box::new(move || {
             let started = Instant::now();
             let outcome = catch_unwind(AssertUnwindSafe(work));
             counters
@@ -104,6 +140,23 @@ impl CpuPool {
                 .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
             counters.queued.fetch_sub(1, Ordering::Relaxed);
             let _ = tx.send(outcome);
+        });
+        {
+            let mut lanes = self.lanes.lock().unwrap_or_else(|e| e.into_inner());
+            match lane {
+                Lane::Short => lanes.short.push_back(task),
+                Lane::Long => lanes.long.push_back(task),
+            }
+        }
+        let lanes = self.lanes.clone();
+        self.pool.spawn(move || {
+            let next = {
+                let mut lanes = lanes.lock().unwrap_or_else(|e| e.into_inner());
+                lanes.short.pop_front().or_else(|| lanes.long.pop_front())
+            };
+            if let Some(task) = next {
+                task();
+            }
         });
         match rx.await {
             Ok(Ok(value)) => Ok(value),
@@ -138,5 +191,42 @@ mod tests {
         assert_eq!(err.code(), "internal");
         assert!(err.to_string().contains("boom"));
         assert_eq!(pool.run(|| 2 + 2).await.unwrap(), 4);
+    }
+}
+
+#[cfg(test)]
+mod lane_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_short_task_overtakes_the_long_ones_waiting() {
+        let pool = CpuPool::new(1).unwrap();
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let (release, hold) = std::sync::mpsc::channel::<()>();
+        // Occupy the one thread, then queue two long tasks and a short one behind it.
+        let busy = {
+            let pool = pool.clone();
+            tokio::spawn(async move { pool.run(move || hold.recv().unwrap()).await })
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let mut waiting = Vec::new();
+        for (lane, name) in [
+            (Lane::Long, "long 1"),
+            (Lane::Long, "long 2"),
+            (Lane::Short, "short"),
+        ] {
+            let (pool, order) = (pool.clone(), order.clone());
+            waiting.push(tokio::spawn(async move {
+                pool.run_in(lane, move || order.lock().unwrap().push(name))
+                    .await
+            }));
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        release.send(()).unwrap();
+        busy.await.unwrap().unwrap();
+        for task in waiting {
+            task.await.unwrap().unwrap();
+        }
+        assert_eq!(*order.lock().unwrap(), ["short", "long 1", "long 2"]);
     }
 }

@@ -25,6 +25,7 @@ use crate::pipeline::messages::{
 };
 use crate::pipeline::progress::Progress;
 use crate::pipeline::stage::Stage;
+use crate::runtime::pool::Lane;
 
 /// Hashes, types and opens a document's bytes, checking the pipeline's limits. What `known`
 /// already says (from intake) is not worked out again.
@@ -122,7 +123,9 @@ impl Actor for IngestStage {
                 let name = request.name.clone();
                 let known = request.known.clone();
                 ctx.pool
-                    .run(move || ingest_bytes(&name, bytes, known.as_ref(), &limits))
+                    .run_in(Lane::Short, move || {
+                        ingest_bytes(&name, bytes, known.as_ref(), &limits)
+                    })
                     .await
                     .unwrap_or_else(|e| (unread_source(&request), Err(e)))
             }

@@ -43,6 +43,7 @@ use crate::pipeline::messages::{
     AssembleMsg, Expectation, FinishedPage, OcrMsg, OcrWork, PageOutcome, RenderMsg, RenderWork,
 };
 use crate::pipeline::stage::Stage;
+use crate::runtime::pool::Lane;
 
 /// What one page turned into.
 #[derive(Debug)]
@@ -373,7 +374,7 @@ async fn render_page(
             info.document.clone(),
         );
         ctx.pool
-            .run(move || {
+            .run_in(Lane::Short, move || {
                 let _in_span = span.enter();
                 crate::pipeline::faults::inject(Stage::Render, &name, index + 1);
                 let started = Instant::now();
