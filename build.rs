@@ -6,21 +6,13 @@
 //! compression level of `src/runtime/line_images.rs` in the binary and the test binaries, so
 //! that Tesseract's and Leptonica's calls bind to them.
 
-/// Must match `pagemill::runtime::openmp::ENTRY_POINTS` and
-/// `pagemill::runtime::line_images::ENTRY_POINTS`.
-const SERVED_TO_TESSERACT: &[&str] = &[
-    "GOMP_parallel",
-    "GOMP_parallel_sections",
-    "GOMP_sections_next",
-    "GOMP_sections_end_nowait",
-    "omp_get_num_threads",
-    "omp_get_thread_num",
-    "png_set_compression_level",
-];
+// The same list the library's `runtime::openmp` and `runtime::line_images` define.
+include!("src/runtime/served_symbols.rs");
 
 fn main() {
     const SOURCE: &str = "src/stages/ocr/read_page.cpp";
     println!("cargo:rerun-if-changed={SOURCE}");
+    println!("cargo:rerun-if-changed=src/runtime/served_symbols.rs");
     let tesseract = pkg_config::Config::new()
         .cargo_metadata(false)
         .probe("tesseract")
@@ -36,7 +28,7 @@ fn main() {
     // binary and the test binaries. Not in the benches: their engine bound is Tesseract as
     // everyone else runs it, on libgomp limited to one thread and libpng's default level.
     for target in ["bins", "tests"] {
-        for symbol in SERVED_TO_TESSERACT {
+        for symbol in OPENMP_ENTRY_POINTS.iter().chain(LIBPNG_ENTRY_POINTS) {
             println!("cargo:rustc-link-arg-{target}=-Wl,--undefined={symbol}");
             println!("cargo:rustc-link-arg-{target}=-Wl,--export-dynamic-symbol={symbol}");
         }

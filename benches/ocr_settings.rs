@@ -182,7 +182,7 @@ fn main() {
         .collect();
     eprintln!("{} pages from {} files", pages.len(), files.len());
     for page in &pages {
-        let size = text_size::measure(&page.image.pixels).unwrap();
+        let size = text_size::measure(&page.image.pixels, false).unwrap();
         let (w, h) = page.image.pixels.dimensions();
         eprintln!(
             "{} {w}x{h} at {} dpi: x-height {} px, {} letters{}",
@@ -295,11 +295,11 @@ fn ocr(page: &Page, pipeline: &Pipeline, variant: &Variant) -> String {
     let factor = if let Some(f) = variant.scale {
         Some(f)
     } else if let Some(target) = variant.force_x_height {
-        let size = text_size::measure(&pixels).unwrap();
+        let size = text_size::measure(&pixels, false).unwrap();
         (size.letters >= preprocess::MIN_LETTERS_TO_SCALE && size.x_height > 0)
             .then(|| target as f32 / size.x_height as f32)
     } else if let Some(target) = variant.x_height {
-        let size = text_size::measure(&pixels).unwrap();
+        let size = text_size::measure(&pixels, false).unwrap();
         let cfg = PreprocessConfig {
             target_x_height_px: target,
             ..PreprocessConfig::none()

@@ -279,13 +279,13 @@ fn the_linear_read_out_gives_tesseracts_own_text_and_words() {
 fn print_turned_by_90_180_or_270_degrees_looks_turned_before_it_is_read() {
     use pagemill::stages::render::text_size::measure;
     let upright = image::open(fixture("phototest.tif")).unwrap().to_luma8();
-    let size = measure(&PagePixels::Gray(upright.clone())).unwrap();
+    let size = measure(&PagePixels::Gray(upright.clone()), true).unwrap();
     assert!(size.upright != Some(false) && !size.sideways, "{size:?}");
     for (turned, degrees) in [
         (image::imageops::rotate90(&upright), 90),
         (image::imageops::rotate270(&upright), 270),
     ] {
-        let size = measure(&PagePixels::Gray(turned)).unwrap();
+        let size = measure(&PagePixels::Gray(turned), true).unwrap();
         assert!(
             size.sideways || size.upright == Some(false),
             "turned by {degrees}: {size:?}"
@@ -293,7 +293,11 @@ fn print_turned_by_90_180_or_270_degrees_looks_turned_before_it_is_read() {
     }
     // Upside down, phototest's print (18 px, looked at half size) gives no verdict; it must
     // not be taken for upright, so that its poor upright reading still turns it.
-    let size = measure(&PagePixels::Gray(image::imageops::rotate180(&upright))).unwrap();
+    let size = measure(
+        &PagePixels::Gray(image::imageops::rotate180(&upright)),
+        true,
+    )
+    .unwrap();
     assert_ne!(size.upright, Some(true), "{size:?}");
     // The corpus's turned pages, as the render stage prepares them: linn-cardinal's first
     // page is upright, the other three are turned by 90, 180 and 270 degrees.

@@ -16,7 +16,7 @@ use std::ffi::{c_int, c_void};
 use std::sync::OnceLock;
 
 /// The symbol this module defines in place of libpng's.
-pub const ENTRY_POINTS: &[&str] = &["png_set_compression_level"];
+pub use super::served_symbols::LIBPNG_ENTRY_POINTS as ENTRY_POINTS;
 
 /// zlib's "stored" level: no compression.
 const LEVEL: c_int = 0;
@@ -37,10 +37,9 @@ fn libpng_set_compression_level() -> Option<SetCompressionLevel> {
 
 /// Whether Leptonica's calls to `png_set_compression_level` reach this module.
 pub fn serves_leptonica() -> bool {
-    // SAFETY: as in libpng_set_compression_level.
-    let found = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"png_set_compression_level".as_ptr()) };
     let ours = png_set_compression_level as unsafe extern "C" fn(_, _) as usize;
-    !found.is_null() && found as usize == ours && libpng_set_compression_level().is_some()
+    super::binds_here(c"png_set_compression_level", ours)
+        && libpng_set_compression_level().is_some()
 }
 
 /// libpng's `png_set_compression_level`, with the level replaced by [`LEVEL`].

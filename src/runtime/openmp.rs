@@ -20,14 +20,7 @@ use std::cell::Cell;
 use std::ffi::{c_int, c_uint, c_void};
 
 /// The OpenMP symbols this module defines: exactly those `libtesseract` imports.
-pub const ENTRY_POINTS: &[&str] = &[
-    "GOMP_parallel",
-    "GOMP_parallel_sections",
-    "GOMP_sections_next",
-    "GOMP_sections_end_nowait",
-    "omp_get_num_threads",
-    "omp_get_thread_num",
-];
+pub use super::served_symbols::OPENMP_ENTRY_POINTS as ENTRY_POINTS;
 
 thread_local! {
     /// The `sections` construct running on this thread: the next section to hand out and
@@ -45,10 +38,8 @@ pub fn regions_on_this_thread() -> u64 {
 /// Whether Tesseract's OpenMP calls reach this runtime: the process's global symbol lookup
 /// finds these definitions before libgomp's.
 pub fn serves_tesseract() -> bool {
-    // SAFETY: dlsym with RTLD_DEFAULT and a NUL-terminated name only looks the symbol up.
-    let found = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"GOMP_parallel".as_ptr()) };
     let ours = GOMP_parallel as unsafe extern "C" fn(_, _, _, _) as usize;
-    !found.is_null() && found as usize == ours
+    super::binds_here(c"GOMP_parallel", ours)
 }
 
 /// `#pragma omp parallel`: runs the region's body once, on this thread.

@@ -192,40 +192,37 @@ mod tests {
         assert!(err.to_string().contains("boom"));
         assert_eq!(pool.run(|| 2 + 2).await.unwrap(), 4);
     }
-}
-
-#[cfg(test)]
-mod lane_tests {
-    use super::*;
 
     #[tokio::test]
     async fn a_short_task_overtakes_the_long_ones_waiting() {
         let pool = CpuPool::new(1).unwrap();
         let order = Arc::new(Mutex::new(Vec::new()));
+        // Occupy the one thread until released.
+        let (started, running) = std::sync::mpsc::channel::<()>();
         let (release, hold) = std::sync::mpsc::channel::<()>();
-        // Occupy the one thread, then queue two long tasks and a short one behind it.
-        let busy = {
-            let pool = pool.clone();
-            tokio::spawn(async move { pool.run(move || hold.recv().unwrap()).await })
-        };
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let busy = pool.run(move || {
+            started.send(()).unwrap();
+            hold.recv().unwrap()
+        });
+        let mut busy = Box::pin(busy);
+        assert!(futures_util::poll!(busy.as_mut()).is_pending());
+        running.recv().unwrap();
+        // Queue two long tasks, then a short one: each waits in its lane once polled.
         let mut waiting = Vec::new();
         for (lane, name) in [
             (Lane::Long, "long 1"),
             (Lane::Long, "long 2"),
             (Lane::Short, "short"),
         ] {
-            let (pool, order) = (pool.clone(), order.clone());
-            waiting.push(tokio::spawn(async move {
-                pool.run_in(lane, move || order.lock().unwrap().push(name))
-                    .await
-            }));
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            let order = order.clone();
+            let mut task = Box::pin(pool.run_in(lane, move || order.lock().unwrap().push(name)));
+            assert!(futures_util::poll!(task.as_mut()).is_pending());
+            waiting.push(task);
         }
         release.send(()).unwrap();
-        busy.await.unwrap().unwrap();
+        busy.await.unwrap();
         for task in waiting {
-            task.await.unwrap().unwrap();
+            task.await.unwrap();
         }
         assert_eq!(*order.lock().unwrap(), ["short", "long 1", "long 2"]);
     }

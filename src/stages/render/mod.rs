@@ -29,7 +29,7 @@ use std::time::Instant;
 use futures_util::FutureExt;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 
-use crate::config::{Pipeline, RenderConfig, TextLayerMode};
+use crate::config::{OrientationMode, Pipeline, RenderConfig, TextLayerMode};
 use crate::limits::MAX_RENDER_SIDE_PX;
 use crate::model::document::{Content, Document};
 use crate::model::error::JobError;
@@ -69,8 +69,11 @@ pub fn prepare_page(
         Pixels::TextLayer(input) => return Ok(input),
         Pixels::Image(pixels, dpi) => (pixels, dpi),
     };
-    let text =
-        text_size::measure(&pixels).map_err(|e| JobError::PreprocessFailed(e.to_string()))?;
+    // Which way up the print stands matters only where orientation detection waits for a
+    // reason to run.
+    let judge_orientation = pipeline.ocr.orientation == OrientationMode::Auto;
+    let text = text_size::measure(&pixels, judge_orientation)
+        .map_err(|e| JobError::PreprocessFailed(e.to_string()))?;
     if pipeline.ocr.skip_pages_without_text && text.letters == 0 {
         return Ok(PageInput::NoText);
     }

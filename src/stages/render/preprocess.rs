@@ -237,7 +237,7 @@ mod tests {
 
     fn run(page: GrayImage, dpi: u32, cfg: &PreprocessConfig) -> (GrayImage, Preprocessed) {
         let pixels = PagePixels::Gray(page);
-        let text = super::super::text_size::measure(&pixels).unwrap();
+        let text = super::super::text_size::measure(&pixels, false).unwrap();
         let (out, report) = preprocess(pixels, dpi, &text, cfg, u64::MAX).unwrap();
         (gray(out), report)
     }

@@ -78,11 +78,12 @@ const REDUCE_FOR_ORIENTATION_FROM_PX: u32 = 16;
 /// Measures the print on a page: brings its background to one level (so that unevenly lit
 /// photos and tinted paper threshold like clean scans), thresholds it at its Otsu level,
 /// finds its connected components, and takes the modal height of those shaped like letters;
-/// then asks Leptonica which way up the letters stand.
+/// then, if `judge_orientation` and the print does not already run sideways, asks Leptonica
+/// which way up the letters stand.
 /// The page is measured at full size:
 /// at half size the letters of a 300-DPI page run together and measure as tall as their
 /// ascenders (linn.png: 26 px instead of 19).
-pub fn measure(pixels: &PagePixels) -> Result<TextSize, LeptError> {
+pub fn measure(pixels: &PagePixels, judge_orientation: bool) -> Result<TextSize, LeptError> {
     let gray = match pixels {
         PagePixels::Gray(gray) => Pix::from_gray(gray)?,
         PagePixels::Rgb(_) => Pix::from_pixels(pixels)?.to_gray_pix()?,
@@ -92,7 +93,7 @@ pub fn measure(pixels: &PagePixels) -> Result<TextSize, LeptError> {
     let threshold = otsu_threshold(&histogram).min(MAX_INK_LEVEL);
     let ink = normalized.threshold(threshold as i32)?;
     let mut size = from_boxes(&ink.component_boxes()?, ink.height());
-    if size.letters >= MIN_LETTERS_FOR_ORIENTATION {
+    if judge_orientation && !size.sideways && size.letters >= MIN_LETTERS_FOR_ORIENTATION {
         // Only a hint: a page Leptonica cannot judge is read upright first, as before.
         let upright = if size.x_height >= REDUCE_FOR_ORIENTATION_FROM_PX {
             ink.reduced_binary_2x().and_then(|half| half.upright_text())
@@ -228,12 +229,12 @@ mod tests {
 
     #[test]
     fn the_x_height_is_the_modal_letter_height() {
-        let size = measure(&PagePixels::Gray(print(1200, 900, 14, 20))).unwrap();
+        let size = measure(&PagePixels::Gray(print(1200, 900, 14, 20)), true).unwrap();
         assert_eq!(size.x_height, 20);
         assert!(size.letters > 500, "{size:?}");
         assert!(!size.sideways);
         // Twice the print, twice the x-height.
-        let size = measure(&PagePixels::Gray(print(2400, 1800, 28, 40))).unwrap();
+        let size = measure(&PagePixels::Gray(print(2400, 1800, 28, 40)), true).unwrap();
         assert_eq!(size.x_height, 40);
     }
 
@@ -241,7 +242,7 @@ mod tests {
     fn print_turned_on_its_side_is_seen_as_sideways() {
         let upright = print(1200, 900, 14, 20);
         let turned = image::imageops::rotate90(&upright);
-        let size = measure(&PagePixels::Gray(turned)).unwrap();
+        let size = measure(&PagePixels::Gray(turned), true).unwrap();
         assert!(size.sideways, "{size:?}");
         assert_eq!(size.x_height, 20, "measured across the page");
     }
@@ -252,7 +253,10 @@ mod tests {
         // Two specks of dust.
         page.put_pixel(10, 10, Luma([0]));
         page.put_pixel(500, 700, Luma([0]));
-        assert_eq!(measure(&PagePixels::Gray(page)).unwrap(), TextSize::NONE);
+        assert_eq!(
+            measure(&PagePixels::Gray(page), true).unwrap(),
+            TextSize::NONE
+        );
     }
 
     #[test]

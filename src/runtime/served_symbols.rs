@@ -1,0 +1,16 @@
+// The symbols pagemill defines in place of Tesseract's libraries (`openmp`, `line_images`).
+// `build.rs` includes this file too, to export exactly these from the binary and the test
+// binaries; so it holds plain items only (no inner attributes, no `use`).
+
+/// The OpenMP entry points `libtesseract` imports, served by `runtime::openmp`.
+pub const OPENMP_ENTRY_POINTS: &[&str] = &[
+    "GOMP_parallel",
+    "GOMP_parallel_sections",
+    "GOMP_sections_next",
+    "GOMP_sections_end_nowait",
+    "omp_get_num_threads",
+    "omp_get_thread_num",
+];
+
+/// The libpng function Leptonica calls, served by `runtime::line_images`.
+pub const LIBPNG_ENTRY_POINTS: &[&str] = &["png_set_compression_level"];
