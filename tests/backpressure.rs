@@ -80,7 +80,7 @@ async fn a_held_save_stage_bounds_pages_and_documents_exactly_by_the_config() {
         StartOptions {
             writer: Some(gate.clone()),
             jobs: None,
-            journal: None,
+            store: None,
         },
     )
     .await
@@ -170,7 +170,7 @@ async fn a_crashed_stage_is_restarted_and_the_pipeline_keeps_working() {
         StartOptions {
             writer: Some(writer.clone()),
             jobs: None,
-            journal: None,
+            store: None,
         },
     )
     .await

@@ -6,6 +6,7 @@
 mod common;
 
 mod backpressure;
+mod batch;
 mod config_files;
 mod corpus_accuracy;
 #[cfg(feature = "fault-injection")]

@@ -1,5 +1,7 @@
-//! `pagemill run`: a batch over files and folders through the same actor pipeline.
+//! `pagemill run`: a batch over files and folders through the same intake and actor pipeline
+//! as the daemon, with a journal that lives as long as the batch.
 
+use std::collections::{BTreeMap, HashMap};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -11,10 +13,16 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::config::{Pipeline, load_pipeline};
-use crate::pipeline::messages::{JobFinished, JobRequest};
+use crate::model::error::ErrorRecord;
+use crate::pipeline::messages::JobFinished;
 use crate::pipeline::progress::Progress;
 use crate::pipeline::supervisor::{PipelineHandle, StartOptions};
 use crate::runtime::pool::CpuPool;
+use crate::service::intake::Intake;
+use crate::service::jobs::JobRegistry;
+use crate::service::journal::{Journal, JournalHandle};
+use crate::service::source::FileSource;
+use crate::service::store::JobStore;
 
 /// The pipeline a batch command runs: `--pipeline` and `--threads`.
 #[derive(Debug, Args)]
@@ -115,31 +123,37 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// Runs every file through the pipeline, showing progress; returns every finished job, in
-/// the order of `files`.
+/// Runs every file through intake and the pipeline, showing progress; returns every finished
+/// job, in the order of `files`. Files pagemill cannot take (unreadable, of a type it does not
+/// read, too large) are refused by intake as an upload would be, and come back failed with
+/// intake's code and no result.
 pub async fn run_batch(
     pipeline: Pipeline,
     files: Vec<PathBuf>,
 ) -> anyhow::Result<Vec<JobFinished>> {
     let pool = CpuPool::new(pipeline.pool.threads)?;
     let out_dir = pipeline.save.directory.clone();
-    let (handle, mut finished) =
-        PipelineHandle::start(pipeline, pool.clone(), StartOptions::default()).await?;
-    let handle = Arc::new(handle);
-    let total_jobs = files.len();
-    let feeder = {
-        let handle = handle.clone();
-        tokio::spawn(async move {
-            for (i, path) in files.into_iter().enumerate() {
-                let name = path
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default();
-                let id = format!("{:04}-{}", i + 1, uuid::Uuid::now_v7().simple());
-                handle.submit(JobRequest::new(id, name, path)).await;
-            }
-        })
+    let name = pipeline.name.clone();
+    // A batch keeps its journal for its own lifetime: checkpoints let a crashed stage resume
+    // its jobs, and nothing needs it after the batch.
+    let scratch = tempfile::tempdir()?;
+    let journal = Journal::open(&scratch.path().join("journal.sqlite"))?;
+    let store: Arc<dyn JobStore> = Arc::new(JournalHandle::new(Arc::new(journal)));
+    let jobs = Arc::new(JobRegistry::default());
+    let options = StartOptions {
+        writer: None,
+        jobs: Some(jobs.clone()),
+        store: Some(store.clone()),
     };
+    let (handle, mut finished) = PipelineHandle::start(pipeline, pool.clone(), options).await?;
+    let handle = Arc::new(handle);
+    let progress = handle.progress.clone();
+    let pipelines = BTreeMap::from([(name.clone(), handle)]);
+    let spool = scratch.path().join("spool");
+    let intake = Arc::new(Intake::new(pipelines, jobs, store, spool));
+    let total_jobs = files.len();
+    let (taken_tx, mut taken) = tokio::sync::mpsc::unbounded_channel();
+    let feeder = tokio::spawn(intake.clone().drain(name, FileSource::new(files), taken_tx));
 
     let bar = std::io::stderr().is_terminal().then(|| {
         let bar = ProgressBar::new(0);
@@ -152,29 +166,42 @@ pub async fn run_batch(
         bar.enable_steady_tick(Duration::from_millis(200));
         bar
     });
-    let progress = handle.progress.clone();
     let mut failures = Vec::new();
-    let mut all = Vec::with_capacity(total_jobs);
+    // Each document's place in the batch, by job id, and jobs that finished before intake's
+    // report of them arrived.
+    let mut place = HashMap::new();
+    let mut early: HashMap<String, JobFinished> = HashMap::new();
+    let mut all: Vec<Option<JobFinished>> = (0..total_jobs).map(|_| None).collect();
     let mut done = 0;
     let mut ticker = tokio::time::interval(Duration::from_millis(250));
     while done < total_jobs {
-        tokio::select! {
+        let event = tokio::select! {
+            Some(taken) = taken.recv() => match taken.job {
+                Ok(id) => match early.remove(&id) {
+                    Some(event) => (taken.index, event),
+                    None => {
+                        place.insert(id, taken.index);
+                        continue;
+                    }
+                },
+                Err(e) => (taken.index, JobFinished {
+                    id: String::new(),
+                    name: taken.name,
+                    error: Some(ErrorRecord { code: e.code().into(), message: e.to_string() }),
+                    result_path: None,
+                    pages: 0,
+                }),
+            },
             event = finished.recv() => {
+                // The pipeline has stopped: no more jobs will finish.
                 let Some(event) = event else { break };
-                done += 1;
-                let line = match (&event.error, &event.result_path) {
-                    (None, Some(path)) => format!("done   {} ({} pages) -> {}", event.name, event.pages, path.display()),
-                    (Some(e), _) => format!("failed {}: {} ({})", event.name, e.message, e.code),
-                    (None, None) => format!("done   {}", event.name),
-                };
-                if let Some(e) = &event.error {
-                    failures.push(format!("{}: {} ({})", event.name, e.message, e.code));
+                match place.get(&event.id) {
+                    Some(&index) => (index, event),
+                    None => {
+                        early.insert(event.id.clone(), event);
+                        continue;
+                    }
                 }
-                match &bar {
-                    Some(bar) => bar.println(line),
-                    None => eprintln!("{line}"),
-                }
-                all.push(event);
             }
             _ = ticker.tick() => {
                 if let Some(bar) = &bar {
@@ -182,15 +209,40 @@ pub async fn run_batch(
                     bar.set_position(Progress::get(&progress.pages_finished));
                     bar.set_message(format!("{done}/{total_jobs} documents"));
                 }
+                continue;
             }
+        };
+        let (index, event) = event;
+        done += 1;
+        let line = match (&event.error, &event.result_path) {
+            (None, Some(path)) => format!(
+                "done   {} ({} pages) -> {}",
+                event.name,
+                event.pages,
+                path.display()
+            ),
+            (Some(e), _) => format!("failed {}: {} ({})", event.name, e.message, e.code),
+            (None, None) => format!("done   {}", event.name),
+        };
+        if let Some(e) = &event.error {
+            failures.push(format!("{}: {} ({})", event.name, e.message, e.code));
         }
+        match &bar {
+            Some(bar) => bar.println(line),
+            None => eprintln!("{line}"),
+        }
+        all[index] = Some(event);
     }
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
     feeder.await?;
-    if let Ok(handle) = Arc::try_unwrap(handle) {
-        handle.stop().await;
+    let handles: Vec<_> = intake.pipelines().values().cloned().collect();
+    drop(intake);
+    for handle in handles {
+        if let Ok(handle) = Arc::try_unwrap(handle) {
+            handle.stop().await;
+        }
     }
     pool.on_every_thread(crate::stages::ocr::release_engines_on_this_thread);
     eprintln!(
@@ -202,7 +254,5 @@ pub async fn run_batch(
     for f in &failures {
         eprintln!("error: {f}");
     }
-    // Job ids start with the file's position in the batch.
-    all.sort_by_key(|f| f.id.split('-').next().and_then(|n| n.parse::<usize>().ok()));
-    Ok(all)
+    Ok(all.into_iter().flatten().collect())
 }

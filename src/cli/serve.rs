@@ -20,7 +20,8 @@ use crate::pipeline::supervisor::{PipelineHandle, StartOptions};
 use crate::runtime::pool::CpuPool;
 use crate::service::intake::Intake;
 use crate::service::jobs::JobRegistry;
-use crate::service::journal::Journal;
+use crate::service::journal::{Journal, JournalHandle};
+use crate::service::store::JobStore;
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -113,10 +114,9 @@ async fn run(args: ServeArgs, pipelines: Vec<Pipeline>) -> anyhow::Result<()> {
     let pool = CpuPool::below_edge_priority(threads)?;
     crate::runtime::telemetry::spawn_upkeep(metrics.clone(), pool.clone());
     let jobs = Arc::new(JobRegistry::default());
-    let journal = Arc::new(
-        Journal::open(&args.journal)
-            .with_context(|| format!("cannot open the journal {}", args.journal.display()))?,
-    );
+    let journal = Journal::open(&args.journal)
+        .with_context(|| format!("cannot open the journal {}", args.journal.display()))?;
+    let store: Arc<dyn JobStore> = Arc::new(JournalHandle::new(Arc::new(journal)));
     let mut handles = BTreeMap::new();
     for mut pipeline in pipelines {
         pipeline.pool.threads = threads;
@@ -124,7 +124,7 @@ async fn run(args: ServeArgs, pipelines: Vec<Pipeline>) -> anyhow::Result<()> {
         let options = StartOptions {
             writer: None,
             jobs: Some(jobs.clone()),
-            journal: Some(journal.clone()),
+            store: Some(store.clone()),
         };
         let (handle, mut finished) = PipelineHandle::start(pipeline, pool.clone(), options).await?;
         let spool = args.spool.clone();
@@ -141,11 +141,11 @@ async fn run(args: ServeArgs, pipelines: Vec<Pipeline>) -> anyhow::Result<()> {
         tracing::info!(pipeline = %name, "pipeline started");
         handles.insert(name, Arc::new(handle));
     }
-    let intake = Arc::new(Intake::new(handles, jobs, journal, args.spool.clone()));
+    let intake = Arc::new(Intake::new(handles, jobs, store, args.spool.clone()));
     for handle in intake.pipelines().values() {
         crate::stages::save::remove_leftover_temporaries(&handle.pipeline.save.directory);
     }
-    intake.resume_unfinished()?;
+    intake.resume_unfinished().await?;
     let state = Arc::new(AppState {
         intake: intake.clone(),
         metrics: Some(metrics),

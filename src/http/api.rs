@@ -13,7 +13,7 @@ use warp::reply::Response;
 
 use super::{ApiError, AppState, json};
 use crate::runtime::metrics as m;
-use crate::service::intake::{Accepted, Admission, Spooled};
+use crate::service::intake::{Accepted, Admission, Received};
 use crate::service::jobs::JobStatus;
 use crate::service::journal::ListFilter;
 
@@ -129,7 +129,7 @@ async fn spool_multipart<S>(
     admission: &Admission,
     content_type: &str,
     body: S,
-) -> Result<(String, Spooled), ApiError>
+) -> Result<(String, Received), ApiError>
 where
     S: Stream<Item = Result<bytes::Bytes, warp::Error>> + Send + Unpin + 'static,
 {

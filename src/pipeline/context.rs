@@ -9,7 +9,7 @@ use crate::pipeline::stage::Stage;
 use crate::runtime::metrics as m;
 use crate::runtime::pool::CpuPool;
 use crate::service::jobs::JobRegistry;
-use crate::service::journal::JournalHandle;
+use crate::service::store::JobStore;
 
 /// What every stage of a pipeline shares.
 #[derive(Clone)]
@@ -18,8 +18,9 @@ pub struct StageContext {
     pub pool: CpuPool,
     pub progress: Arc<Progress>,
     pub jobs: Arc<JobRegistry>,
-    /// Where finished pages are checkpointed (the daemon's journal; none for `pagemill run`).
-    pub journal: Option<JournalHandle>,
+    /// Where finished pages, summaries and deliveries are recorded (none in tests that run
+    /// a pipeline bare).
+    pub store: Option<Arc<dyn JobStore>>,
     /// The jobs inside the pipeline, to run again if a stage crashes.
     pub recovery: Arc<Recovery>,
 }
@@ -34,22 +35,22 @@ impl StageContext {
     }
 
     /// Counts items into a stage. Each ends as exactly one of sent, error or discarded.
-    pub fn count_received(&self, stage: Stage, n: u64) {
+    pub(super) fn count_received(&self, stage: Stage, n: u64) {
         metrics::counter!(m::STAGE_RECEIVED, &self.labels(stage)).increment(n);
     }
 
     /// Counts items a stage passed on in good order.
-    pub fn count_sent(&self, stage: Stage, n: u64) {
+    pub(super) fn count_sent(&self, stage: Stage, n: u64) {
         metrics::counter!(m::STAGE_SENT, &self.labels(stage)).increment(n);
     }
 
     /// Counts an item that failed in a stage, by error type.
-    pub fn count_error(&self, stage: Stage, error_type: &'static str) {
+    pub(super) fn count_error(&self, stage: Stage, error_type: &'static str) {
         metrics::counter!(m::STAGE_ERRORS, "pipeline" => self.pipeline.name.clone(), "stage" => stage.name(), "error_type" => error_type).increment(1);
     }
 
     /// Counts items a stage dropped unprocessed.
-    pub fn count_discarded(&self, stage: Stage, n: u64) {
+    pub(super) fn count_discarded(&self, stage: Stage, n: u64) {
         metrics::counter!(m::STAGE_DISCARDED, &self.labels(stage)).increment(n);
     }
 }

@@ -226,3 +226,83 @@ impl DocumentSummarized<'_> {
         metrics::histogram!(m::STAGE_PROCESSING_SECONDS, &ctx.labels(stage)).record(self.seconds);
     }
 }
+
+/// Items came into a stage: documents, or pages for the stages that work on pages.
+pub struct Received {
+    pub stage: Stage,
+    pub items: u64,
+}
+
+impl Received {
+    pub fn emit(&self, ctx: &StageContext) {
+        ctx.count_received(self.stage, self.items);
+    }
+}
+
+/// Items a stage passed on in good order without an event of their own (restored pages, a
+/// document assembled or summarized, a result written).
+pub struct Passed {
+    pub stage: Stage,
+    pub items: u64,
+}
+
+impl Passed {
+    pub fn emit(&self, ctx: &StageContext) {
+        ctx.count_sent(self.stage, self.items);
+    }
+}
+
+/// Why a stage dropped items unprocessed.
+#[derive(Debug, Clone, Copy)]
+pub enum Discard {
+    /// A stage crashed and the job runs again from the start: this attempt's items go.
+    Superseded,
+    /// The job was cancelled.
+    Cancelled,
+    /// The job already failed: the pages not started are not worth reading.
+    JobFailed,
+}
+
+impl Discard {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Discard::Superseded => "superseded",
+            Discard::Cancelled => "cancelled",
+            Discard::JobFailed => "job_failed",
+        }
+    }
+}
+
+/// A stage dropped `items` of a job unprocessed.
+pub struct Discarded<'a> {
+    pub job_id: &'a str,
+    pub stage: Stage,
+    pub items: u64,
+    pub why: Discard,
+}
+
+impl Discarded<'_> {
+    pub fn emit(&self, ctx: &StageContext) {
+        ctx.count_discarded(self.stage, self.items);
+        tracing::debug!(
+            job_id = self.job_id,
+            stage = self.stage.name(),
+            items = self.items,
+            why = self.why.as_str(),
+            "items discarded"
+        );
+    }
+}
+
+/// An item failed in a stage without an event of its own (a recognition task that panicked, a
+/// result that could not be written), counted by its error type.
+pub struct Failed {
+    pub stage: Stage,
+    pub error_type: &'static str,
+}
+
+impl Failed {
+    pub fn emit(&self, ctx: &StageContext) {
+        ctx.count_error(self.stage, self.error_type);
+    }
+}

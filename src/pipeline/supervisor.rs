@@ -28,7 +28,7 @@ use crate::pipeline::stage::Stage;
 use crate::runtime::metrics as m;
 use crate::runtime::pool::CpuPool;
 use crate::service::jobs::JobRegistry;
-use crate::service::journal::{Journal, JournalHandle};
+use crate::service::store::JobStore;
 use crate::stages::assemble::AssembleStage;
 use crate::stages::ingest::IngestStage;
 use crate::stages::ocr::actor::OcrStage;
@@ -252,8 +252,8 @@ pub struct StartOptions {
     pub writer: Option<Arc<dyn ResultWriter>>,
     /// The job registry to report into; pipelines of one daemon share one.
     pub jobs: Option<Arc<JobRegistry>>,
-    /// The journal to checkpoint finished pages in, and to resume jobs from.
-    pub journal: Option<Arc<Journal>>,
+    /// The job store to checkpoint finished pages in, and to resume jobs from.
+    pub store: Option<Arc<dyn JobStore>>,
 }
 
 impl PipelineHandle {
@@ -274,7 +274,7 @@ impl PipelineHandle {
             pool,
             progress: progress.clone(),
             jobs: jobs.clone(),
-            journal: options.journal.clone().map(JournalHandle::new),
+            store: options.store.clone(),
             recovery: Arc::new(Recovery::default()),
         };
         let (finished_tx, finished_rx) = unbounded_channel();

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use sha2::{Digest, Sha256};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::model::error::JobError;
 use crate::model::media_type::detect_media_type;
@@ -24,7 +24,8 @@ use crate::pipeline::messages::{JobRequest, KnownSource};
 use crate::pipeline::progress::Progress;
 use crate::pipeline::supervisor::PipelineHandle;
 use crate::service::jobs::{JobRegistry, JobStatus, Usage};
-use crate::service::journal::{self, Journal, JournalHandle, JournalJob};
+use crate::service::journal::{self, JournalJob};
+use crate::service::store::JobStore;
 
 /// Longest wait intake suggests before a refused submission is tried again, in seconds.
 pub const MAX_RETRY_AFTER_SECS: u64 = 600;
@@ -105,7 +106,7 @@ pub enum Accepted {
 pub struct Intake {
     pipelines: BTreeMap<String, Arc<PipelineHandle>>,
     pub(crate) jobs: Arc<JobRegistry>,
-    pub(crate) journal: JournalHandle,
+    pub(crate) store: Arc<dyn JobStore>,
     spool: PathBuf,
     /// Set when the daemon is stopping: no new jobs.
     shutting_down: AtomicBool,
@@ -118,13 +119,13 @@ impl Intake {
     pub fn new(
         pipelines: BTreeMap<String, Arc<PipelineHandle>>,
         jobs: Arc<JobRegistry>,
-        journal: Arc<Journal>,
+        store: Arc<dyn JobStore>,
         spool: PathBuf,
     ) -> Intake {
         Intake {
             pipelines,
             jobs,
-            journal: JournalHandle::new(journal),
+            store,
             spool,
             shutting_down: AtomicBool::new(false),
             uploading: Mutex::default(),
@@ -208,10 +209,9 @@ impl Intake {
     /// spool under their ids), and removes spool files no unfinished job owns (uploads cut off
     /// mid-way). A job whose pipeline is not loaded now stays in the journal with its upload, for
     /// a start that loads it.
-    pub fn resume_unfinished(&self) -> anyhow::Result<()> {
+    pub async fn resume_unfinished(&self) -> anyhow::Result<()> {
         let spool = self.spool.as_path();
-        let journal = self.journal.blocking();
-        let found = journal.unfinished()?;
+        let found = self.store.unfinished().await?;
         for entry in &found.quarantined {
             tracing::error!(entry = %entry, "quarantined an unreadable journal entry");
         }
@@ -221,7 +221,9 @@ impl Intake {
             let path = spool.join(&job.id);
             if !path.is_file() {
                 tracing::error!(job_id = %job.id, pipeline = %job.pipeline, "cannot resume a journaled job: its upload is gone");
-                journal.finish(&job.id, "failed", Some("upload_missing"), None)?;
+                self.store
+                    .finish(&job.id, "failed", Some("upload_missing".into()), None)
+                    .await?;
                 continue;
             }
             keep.insert(std::ffi::OsString::from(&job.id));
@@ -327,10 +329,12 @@ pub struct Admission {
     _reservation: Reservation,
 }
 
-/// A document written to the spool, hashed and typed.
-pub struct Spooled {
+/// A document received for a job, hashed and typed: written to the spool, or left in place.
+pub struct Received {
     path: PathBuf,
     known: KnownSource,
+    /// Whether `path` is intake's own copy in the spool, to remove if the job is refused.
+    in_spool: bool,
 }
 
 impl Admission {
@@ -342,7 +346,7 @@ impl Admission {
     /// Streams the document into `<spool>/<id>`, durably, refusing more than the pipeline's
     /// `max_document_bytes` and anything that is not a document pagemill reads. The file
     /// appears under its final name only when complete, and is removed if refused.
-    pub async fn spool<S, E>(&self, chunks: S) -> Result<Spooled, IntakeError>
+    pub async fn spool<S, E>(&self, chunks: S) -> Result<Received, IntakeError>
     where
         S: Stream<Item = Result<Bytes, E>> + Unpin,
         E: std::fmt::Display,
@@ -351,13 +355,14 @@ impl Admission {
         let limit = self.handle.pipeline.limits.max_document_bytes;
         let (path, bytes, head, sha256) = write_durably(spool, &self.id, chunks, limit).await?;
         match detect_media_type(&head) {
-            Ok(media_type) => Ok(Spooled {
+            Ok(media_type) => Ok(Received {
                 path,
                 known: KnownSource {
                     sha256,
                     media_type,
                     bytes,
                 },
+                in_spool: true,
             }),
             Err(e) => {
                 let _ = tokio::fs::remove_file(&path).await;
@@ -366,18 +371,54 @@ impl Admission {
         }
     }
 
+    /// Takes a document that already lies durably on this machine where it is, without
+    /// copying it: hashes and types it, refusing more than the pipeline's
+    /// `max_document_bytes` and anything that is not a document pagemill reads.
+    pub async fn in_place(&self, path: &Path) -> Result<Received, IntakeError> {
+        let limit = self.handle.pipeline.limits.max_document_bytes;
+        let unreadable =
+            |e: std::io::Error| IntakeError::BadBody(format!("{}: {e}", path.display()));
+        let mut file = tokio::fs::File::open(path).await.map_err(unreadable)?;
+        let (mut bytes, mut head, mut hasher) = (0u64, Vec::new(), Sha256::new());
+        let mut buffer = vec![0; 256 * 1024];
+        loop {
+            let n = file.read(&mut buffer).await.map_err(unreadable)?;
+            if n == 0 {
+                break;
+            }
+            bytes += n as u64;
+            if bytes > limit {
+                return Err(IntakeError::TooLarge { limit });
+            }
+            if head.len() < HEAD_BYTES {
+                head.extend_from_slice(&buffer[..n.min(HEAD_BYTES - head.len())]);
+            }
+            hasher.update(&buffer[..n]);
+        }
+        let media_type = detect_media_type(&head).map_err(IntakeError::Unreadable)?;
+        Ok(Received {
+            path: path.to_path_buf(),
+            known: KnownSource {
+                sha256: format!("{:x}", hasher.finalize()),
+                media_type,
+                bytes,
+            },
+            in_spool: false,
+        })
+    }
+
     /// Records the job in the journal (durable before this returns) and hands it to the
     /// pipeline under `name`; or, when its idempotency key is already taken, answers with the
     /// earlier job and drops the upload.
-    pub async fn accept(self, spooled: Spooled, name: String) -> Result<Accepted, IntakeError> {
+    pub async fn accept(self, received: Received, name: String) -> Result<Accepted, IntakeError> {
         let pipeline = self.handle.pipeline.name.clone();
         let record = JournalJob {
             id: self.id.clone(),
             pipeline: pipeline.clone(),
             name: name.clone(),
-            spool_path: spooled.path.to_string_lossy().into_owned(),
-            bytes: spooled.known.bytes,
-            sha256: spooled.known.sha256.clone(),
+            spool_path: received.path.to_string_lossy().into_owned(),
+            bytes: received.known.bytes,
+            sha256: received.known.sha256.clone(),
             idempotency_key: self.idempotency_key.clone(),
             state: "accepted".into(),
             submitted_at_ms: journal::now_ms(),
@@ -385,13 +426,13 @@ impl Admission {
             error_code: None,
             result_path: None,
         };
-        match self.intake.journal.accept(record).await {
+        match self.intake.store.accept(record).await {
             Ok(journal::Accepted::New) => {}
             Ok(journal::Accepted::Existing {
                 id: existing,
                 same_body,
             }) => {
-                let _ = tokio::fs::remove_file(&spooled.path).await;
+                received.discard().await;
                 if !same_body {
                     return Err(IntakeError::IdempotencyKeyReused { existing });
                 }
@@ -402,16 +443,16 @@ impl Admission {
                 });
             }
             Err(e) => {
-                let _ = tokio::fs::remove_file(&spooled.path).await;
+                received.discard().await;
                 return Err(IntakeError::JournalUnwritable(e.to_string()));
             }
         }
-        let bytes = spooled.known.bytes;
+        let bytes = received.known.bytes;
         let request = JobRequest {
             id: self.id.clone(),
             name,
-            path: spooled.path,
-            known: Some(spooled.known),
+            path: received.path,
+            known: Some(received.known),
         };
         self.handle.enqueue(request, bytes);
         metrics::counter!(crate::runtime::metrics::JOBS_ACCEPTED, "pipeline" => pipeline)
@@ -422,6 +463,15 @@ impl Admission {
             .get(&self.id)
             .expect("registered by enqueue");
         Ok(Accepted::New(status))
+    }
+}
+
+impl Received {
+    /// Removes intake's copy of a refused document; a document taken in place stays.
+    async fn discard(&self) {
+        if self.in_spool {
+            let _ = tokio::fs::remove_file(&self.path).await;
+        }
     }
 }
 

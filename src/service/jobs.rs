@@ -113,6 +113,8 @@ struct Registry {
 #[derive(Default)]
 pub struct JobRegistry {
     inner: Mutex<Registry>,
+    /// Woken at every status change: a job's progress or end frees admission room.
+    changed: tokio::sync::Notify,
 }
 
 /// What a pipeline's unfinished jobs hold.
@@ -153,8 +155,18 @@ impl JobRegistry {
         cancel
     }
 
+    /// Wakes at the next change of any job's status.
+    pub fn changed(&self) -> &tokio::sync::Notify {
+        &self.changed
+    }
+
     /// Changes a job's status (no-op for unknown jobs) and notifies its watchers.
     pub fn update(&self, id: &str, change: impl FnOnce(&mut JobStatus)) {
+        self.apply(id, change);
+        self.changed.notify_waiters();
+    }
+
+    fn apply(&self, id: &str, change: impl FnOnce(&mut JobStatus)) {
         let mut reg = self.inner.lock().expect("job registry poisoned");
         let Some(entry) = reg.jobs.get_mut(id) else {
             return;

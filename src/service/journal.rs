@@ -508,11 +508,6 @@ impl JournalHandle {
         JournalHandle(journal)
     }
 
-    /// The journal itself, for code that may block (start-up, before serving).
-    pub fn blocking(&self) -> &Journal {
-        &self.0
-    }
-
     async fn run<T: Send + 'static>(
         &self,
         call: impl FnOnce(&Journal) -> rusqlite::Result<T> + Send + 'static,
@@ -600,6 +595,11 @@ impl JournalHandle {
     pub async fn summary_checkpoint(&self, job_id: &str) -> Result<Option<String>, JournalError> {
         let id = job_id.to_owned();
         self.run(move |j| j.summary_checkpoint(&id)).await
+    }
+
+    /// See [`Journal::unfinished`].
+    pub async fn unfinished(&self) -> Result<Unfinished, JournalError> {
+        self.run(|j| j.unfinished()).await
     }
 
     /// See [`Journal::get`].

@@ -1,4 +1,4 @@
-//! Finding jobs: the registry knows the jobs of this process, the journal every job ever
+//! Finding jobs: the registry knows the jobs of this process, the job store every job ever
 //! accepted. Lookups try the registry first and fall back to the journal, so a job submitted
 //! before a restart still has a status, a place in listings and its result.
 
@@ -15,15 +15,15 @@ impl Intake {
         if let Some(status) = self.jobs.get(id) {
             return Some(status);
         }
-        let mut status = journal_status(&self.journal.get(id).await.ok().flatten()?);
-        status.sinks = self.journal.deliveries(id).await.unwrap_or_default();
+        let mut status = journal_status(&self.store.get(id).await.ok().flatten()?);
+        status.sinks = self.store.deliveries(id).await.unwrap_or_default();
         Some(status)
     }
 
     /// Jobs from the journal matching `filter`, oldest first, each with its live status when
     /// this process runs it.
     pub async fn list(&self, filter: ListFilter) -> Result<Vec<JobStatus>, String> {
-        let jobs = self.journal.list(filter).await.map_err(|e| e.to_string())?;
+        let jobs = self.store.list(filter).await.map_err(|e| e.to_string())?;
         Ok(jobs
             .iter()
             .map(|j| self.jobs.get(&j.id).unwrap_or_else(|| journal_status(j)))
@@ -35,7 +35,7 @@ impl Intake {
         if let Some(path) = self.jobs.result_path(id) {
             return Some(path);
         }
-        let job = self.journal.get(id).await.ok().flatten()?;
+        let job = self.store.get(id).await.ok().flatten()?;
         job.result_path.map(PathBuf::from)
     }
 }

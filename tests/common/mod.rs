@@ -79,7 +79,7 @@ pub async fn run_files(
         StartOptions {
             writer,
             jobs: None,
-            journal: None,
+            store: None,
         },
     )
     .await

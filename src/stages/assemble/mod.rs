@@ -13,12 +13,12 @@ use crate::model::error::JobError;
 use crate::model::result::{JobResult, PageRecord, PageSource, Timings};
 use crate::pipeline::context::StageContext;
 use crate::pipeline::edge::Downstream;
-use crate::pipeline::events::PageAssembled;
+use crate::pipeline::events::{Discard, Discarded, PageAssembled, Passed, Received};
 use crate::pipeline::messages::{
     AssembleMsg, Expectation, FinishedPage, PageOutcome, SummarizeMsg,
 };
 use crate::pipeline::stage::Stage;
-use crate::service::journal::JournalHandle;
+use crate::service::store::JobStore;
 
 /// A document whose pages are still coming in.
 struct Assembly {
@@ -106,7 +106,7 @@ fn page_record(page: FinishedPage, assembly: &mut Assembly) -> PageRecord {
 
 /// Journals a finished page so that a resumed job skips it. A failure only costs the page
 /// being done again after a restart, so it is logged, not fatal.
-async fn checkpoint_page(journal: &JournalHandle, id: &str, record: &PageRecord) {
+async fn checkpoint_page(journal: &dyn JobStore, id: &str, record: &PageRecord) {
     let number = record.number;
     let Ok(json) = serde_json::to_string(record) else {
         return;
@@ -205,7 +205,13 @@ impl Actor for AssembleStage {
         };
         state.ctx.recovery.handling(Stage::Assemble, Some(&info.id));
         if info.is_superseded() {
-            state.ctx.count_discarded(Stage::Assemble, 1);
+            Discarded {
+                job_id: &info.id,
+                stage: Stage::Assemble,
+                items: 1,
+                why: Discard::Superseded,
+            }
+            .emit(&state.ctx);
             return Ok(());
         }
         match msg {
@@ -229,7 +235,11 @@ impl Actor for AssembleStage {
                 }
             }
             AssembleMsg::Page(page, credit) => {
-                state.ctx.count_received(Stage::Assemble, 1);
+                Received {
+                    stage: Stage::Assemble,
+                    items: 1,
+                }
+                .emit(&state.ctx);
                 let outcome_label = page.outcome.label();
                 let checkpoint = matches!(
                     page.outcome,
@@ -243,7 +253,13 @@ impl Actor for AssembleStage {
                 let id = page.info.id.clone();
                 let Some(assembly) = state.open.get_mut(&id) else {
                     // The job was abandoned (cancelled) while this page was in OCR.
-                    state.ctx.count_discarded(Stage::Assemble, 1);
+                    Discarded {
+                        job_id: &id,
+                        stage: Stage::Assemble,
+                        items: 1,
+                        why: Discard::Cancelled,
+                    }
+                    .emit(&state.ctx);
                     return Ok(());
                 };
                 crate::pipeline::faults::inject(
@@ -251,11 +267,15 @@ impl Actor for AssembleStage {
                     &assembly.expectation.source.record.name,
                     assembly.received + 1,
                 );
-                state.ctx.count_sent(Stage::Assemble, 1);
+                Passed {
+                    stage: Stage::Assemble,
+                    items: 1,
+                }
+                .emit(&state.ctx);
                 let index = (page.number - 1) as usize;
                 let record = page_record(page, assembly);
-                if checkpoint && let Some(journal) = &state.ctx.journal {
-                    checkpoint_page(journal, &id, &record).await;
+                if checkpoint && let Some(journal) = &state.ctx.store {
+                    checkpoint_page(journal.as_ref(), &id, &record).await;
                 }
                 if let Some(slot) = assembly.pages.get_mut(index)
                     && slot.is_none()

@@ -18,7 +18,7 @@ use crate::model::media_type::detect_media_type;
 use crate::model::result::SourceRecord;
 use crate::pipeline::context::StageContext;
 use crate::pipeline::edge::Downstream;
-use crate::pipeline::events::DocumentOpened;
+use crate::pipeline::events::{Discard, Discarded, DocumentOpened, Received};
 use crate::pipeline::job::{JobInfo, SourceInfo};
 use crate::pipeline::messages::{
     IngestMsg, JobRequest, KnownSource, RenderMsg, RenderWork, Submission,
@@ -90,9 +90,19 @@ impl Actor for IngestStage {
         } = submission;
         let ctx = &state.ctx;
         ctx.recovery.handling(Stage::Ingest, Some(&request.id));
-        ctx.count_received(Stage::Ingest, 1);
+        Received {
+            stage: Stage::Ingest,
+            items: 1,
+        }
+        .emit(ctx);
         if superseded.load(std::sync::atomic::Ordering::Relaxed) {
-            ctx.count_discarded(Stage::Ingest, 1);
+            Discarded {
+                job_id: &request.id,
+                stage: Stage::Ingest,
+                items: 1,
+                why: Discard::Superseded,
+            }
+            .emit(ctx);
             return Ok(());
         }
         crate::pipeline::faults::inject(Stage::Ingest, &request.name, 0);

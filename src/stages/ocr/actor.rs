@@ -36,7 +36,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 use crate::model::error::JobError;
 use crate::pipeline::context::StageContext;
 use crate::pipeline::edge::{Credit, Downstream};
-use crate::pipeline::events::PageRecognized;
+use crate::pipeline::events::{Discard, Discarded, Failed, PageRecognized, Received};
 use crate::pipeline::job::JobInfo;
 use crate::pipeline::messages::{AssembleMsg, FinishedPage, OcrMsg, OcrWork, PageOutcome};
 use crate::pipeline::stage::Stage;
@@ -153,7 +153,13 @@ impl OcrState {
                 return;
             };
             if work.info.is_superseded() {
-                self.ctx.count_discarded(Stage::Ocr, 1);
+                Discarded {
+                    job_id: &work.info.id,
+                    stage: Stage::Ocr,
+                    items: 1,
+                    why: Discard::Superseded,
+                }
+                .emit(&self.ctx);
                 continue;
             }
             self.running += 1;
@@ -192,7 +198,11 @@ fn spawn_recognition(
                     "recognizing page {number} panicked: {}",
                     crate::runtime::pool::panic_message(&panic)
                 ));
-                ctx.count_error(Stage::Ocr, error.code());
+                Failed {
+                    stage: Stage::Ocr,
+                    error_type: error.code(),
+                }
+                .emit(&ctx);
                 PageOutcome::Failed(error)
             });
         let _ = myself.send_message(OcrMsg::Finished);
@@ -274,9 +284,19 @@ impl Actor for OcrStage {
         match msg {
             OcrMsg::Page(work, credit) => {
                 state.ctx.recovery.handling(Stage::Ocr, Some(&work.info.id));
-                state.ctx.count_received(Stage::Ocr, 1);
+                Received {
+                    stage: Stage::Ocr,
+                    items: 1,
+                }
+                .emit(&state.ctx);
                 if work.info.is_superseded() {
-                    state.ctx.count_discarded(Stage::Ocr, 1);
+                    Discarded {
+                        job_id: &work.info.id,
+                        stage: Stage::Ocr,
+                        items: 1,
+                        why: Discard::Superseded,
+                    }
+                    .emit(&state.ctx);
                     return Ok(());
                 }
                 let info = work.info.clone();

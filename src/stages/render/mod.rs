@@ -37,7 +37,9 @@ use crate::model::page::{PageImage, PagePixels};
 use crate::model::result::SkipReason;
 use crate::pipeline::context::StageContext;
 use crate::pipeline::edge::{Credit, Downstream};
-use crate::pipeline::events::{PageRendered, Rendered};
+use crate::pipeline::events::{
+    Discard, Discarded, Failed, PageRendered, Passed, Received, Rendered,
+};
 use crate::pipeline::job::JobInfo;
 use crate::pipeline::messages::{
     AssembleMsg, Expectation, FinishedPage, OcrMsg, OcrWork, PageOutcome, RenderMsg, RenderWork,
@@ -156,7 +158,7 @@ async fn restored_pages(
     ctx: &StageContext,
     job_id: &str,
 ) -> std::collections::HashMap<u32, crate::model::result::PageRecord> {
-    let Some(journal) = ctx.journal.clone() else {
+    let Some(journal) = ctx.store.clone() else {
         return Default::default();
     };
     // Checkpoints hold the page record, not its hOCR, ALTO or image: a pipeline that writes
@@ -229,7 +231,13 @@ impl Actor for RenderStage {
         } = work;
         ctx.recovery.handling(Stage::Render, Some(&info.id));
         if info.is_superseded() {
-            ctx.count_discarded(Stage::Render, 1);
+            Discarded {
+                job_id: &info.id,
+                stage: Stage::Render,
+                items: 1,
+                why: Discard::Superseded,
+            }
+            .emit(ctx);
             return Ok(());
         }
         let (document, error) = match document {
@@ -238,7 +246,11 @@ impl Actor for RenderStage {
         };
         let page_count = document.as_ref().map_or(0, |d| d.page_count);
         // Render counts pages: a document that could not be opened brings none.
-        ctx.count_received(Stage::Render, page_count as u64);
+        Received {
+            stage: Stage::Render,
+            items: page_count as u64,
+        }
+        .emit(ctx);
         // The assembler learns what to expect before any page of this job can reach it.
         state.assemble.send_now(AssembleMsg::Expect(Expectation {
             info: info.clone(),
@@ -274,8 +286,18 @@ async fn render_document(
             "rendering the document panicked: {}",
             crate::runtime::pool::panic_message(&panic)
         ));
-        ctx.count_error(Stage::Render, error.code());
-        ctx.count_discarded(Stage::Render, not_rendered as u64);
+        Failed {
+            stage: Stage::Render,
+            error_type: error.code(),
+        }
+        .emit(ctx);
+        Discarded {
+            job_id: &info.id,
+            stage: Stage::Render,
+            items: not_rendered as u64,
+            why: Discard::JobFailed,
+        }
+        .emit(ctx);
         info.span(Stage::Render)
             .in_scope(|| tracing::error!(error = %error, "job failed in render"));
         state
@@ -307,7 +329,11 @@ async fn render_pages(
     let mut pending = Vec::new();
     for index in 0..document.page_count {
         if let Some(record) = restored.remove(&(index + 1)) {
-            ctx.count_sent(Stage::Render, 1);
+            Passed {
+                stage: Stage::Render,
+                items: 1,
+            }
+            .emit(ctx);
             *not_rendered -= 1;
             let page = FinishedPage {
                 info: info.clone(),
@@ -331,13 +357,25 @@ async fn render_pages(
             let credit = state.ocr.edge.acquire().await;
             if info.is_superseded() {
                 // A stage crashed and the job runs again from the start: this attempt stops.
-                ctx.count_discarded(Stage::Render, *not_rendered as u64);
+                Discarded {
+                    job_id: &info.id,
+                    stage: Stage::Render,
+                    items: *not_rendered as u64,
+                    why: Discard::Superseded,
+                }
+                .emit(ctx);
                 return;
             }
             if info.is_cancelled() {
                 // Pages not rendered yet are never rendered; the job ends here.
                 let pages = *not_rendered;
-                ctx.count_discarded(Stage::Render, pages as u64);
+                Discarded {
+                    job_id: &info.id,
+                    stage: Stage::Render,
+                    items: pages as u64,
+                    why: Discard::Cancelled,
+                }
+                .emit(ctx);
                 info.span(Stage::Render)
                     .in_scope(|| tracing::info!(pages_not_rendered = pages, "job cancelled"));
                 state

@@ -25,7 +25,7 @@ use tokio::sync::mpsc::UnboundedSender;
 use crate::config::OutputFormat;
 use crate::model::result::JobResult;
 use crate::pipeline::context::StageContext;
-use crate::pipeline::events::JobSaved;
+use crate::pipeline::events::{Discard, Discarded, Failed, JobSaved, Passed, Received};
 use crate::pipeline::messages::{JobFinished, SaveMsg};
 use crate::pipeline::stage::Stage;
 
@@ -126,7 +126,7 @@ async fn deliver_to_sinks(
         }
     });
     let ended = futures_util::future::join_all(deliveries).await;
-    if let Some(journal) = &ctx.journal {
+    if let Some(journal) = &ctx.store {
         for (sink, delivery) in ended {
             if let Err(e) = journal.record_delivery(&result.id, sink, delivery).await {
                 tracing::warn!(sink, error = %e, "cannot journal a delivery");
@@ -187,9 +187,19 @@ impl Actor for SaveStage {
     ) -> Result<(), ActorProcessingErr> {
         let SaveMsg::Result(info, mut result, credit) = msg;
         state.ctx.recovery.handling(Stage::Save, Some(&info.id));
-        state.ctx.count_received(Stage::Save, 1);
+        Received {
+            stage: Stage::Save,
+            items: 1,
+        }
+        .emit(&state.ctx);
         if info.is_superseded() {
-            state.ctx.count_discarded(Stage::Save, 1);
+            Discarded {
+                job_id: &info.id,
+                stage: Stage::Save,
+                items: 1,
+                why: Discard::Superseded,
+            }
+            .emit(&state.ctx);
             return Ok(());
         }
         let started = Instant::now();
@@ -202,13 +212,21 @@ impl Actor for SaveStage {
         .await;
         let (result, path) = match written {
             Ok((result, Ok(path))) => {
-                state.ctx.count_sent(Stage::Save, 1);
+                Passed {
+                    stage: Stage::Save,
+                    items: 1,
+                }
+                .emit(&state.ctx);
                 (result, Some(path))
             }
             Ok((result, Err(e))) => {
                 info.span(Stage::Save)
                     .in_scope(|| tracing::error!(error = %e, "cannot save the result"));
-                state.ctx.count_error(Stage::Save, "io");
+                Failed {
+                    stage: Stage::Save,
+                    error_type: "io",
+                }
+                .emit(&state.ctx);
                 let mut result = result;
                 result
                     .error
@@ -232,7 +250,7 @@ impl Actor for SaveStage {
         // The journal learns the job is over before anyone else does, so a shutdown or crash
         // from here on cannot run it again. A result that could not be written leaves the job
         // unfinished there: the next start runs it again.
-        if let (Some(journal), Some(written)) = (&state.ctx.journal, &path) {
+        if let (Some(journal), Some(written)) = (&state.ctx.store, &path) {
             let code = result.error.as_ref().map(|e| e.code.clone());
             let written = written.to_string_lossy().into_owned();
             if let Err(error) = journal

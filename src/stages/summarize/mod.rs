@@ -44,7 +44,7 @@ use crate::model::error::JobError;
 use crate::model::result::{JobResult, SummaryRecord};
 use crate::pipeline::context::StageContext;
 use crate::pipeline::edge::{Credit, Downstream};
-use crate::pipeline::events::DocumentSummarized;
+use crate::pipeline::events::{Discard, Discarded, DocumentSummarized, Passed, Received};
 use crate::pipeline::job::JobInfo;
 use crate::pipeline::messages::{SaveMsg, SummarizeMsg};
 use crate::pipeline::stage::Stage;
@@ -165,9 +165,19 @@ impl Actor for SummarizeStage {
             .ctx
             .recovery
             .handling(Stage::Summarize, Some(&info.id));
-        state.ctx.count_received(Stage::Summarize, 1);
+        Received {
+            stage: Stage::Summarize,
+            items: 1,
+        }
+        .emit(&state.ctx);
         if info.is_superseded() {
-            state.ctx.count_discarded(Stage::Summarize, 1);
+            Discarded {
+                job_id: &info.id,
+                stage: Stage::Summarize,
+                items: 1,
+                why: Discard::Superseded,
+            }
+            .emit(&state.ctx);
             return Ok(());
         }
         let work = summarize_document(
@@ -276,7 +286,7 @@ struct SummaryCheckpoint {
 
 /// The LLM summary a run before a restart made of this job, from the journal.
 async fn restored_summary(ctx: &StageContext, job_id: &str, key: &str) -> Option<Summarized> {
-    let journal = ctx.journal.clone()?;
+    let journal = ctx.store.clone()?;
     let stored = journal.summary_checkpoint(job_id).await.ok()??;
     let checkpoint: SummaryCheckpoint = serde_json::from_str(&stored).ok()?;
     if checkpoint.key != key {
@@ -292,7 +302,7 @@ async fn restored_summary(ctx: &StageContext, job_id: &str, key: &str) -> Option
 
 /// Journals an LLM summary (not a fallback one: a resumed job tries the server again).
 async fn checkpoint_summary(ctx: &StageContext, job_id: &str, key: String, done: &Summarized) {
-    let (Some(journal), Ok((summary, "llm"))) = (ctx.journal.clone(), &done.summary) else {
+    let (Some(journal), Ok((summary, "llm"))) = (ctx.store.clone(), &done.summary) else {
         return;
     };
     let record = SummaryCheckpoint {
@@ -390,7 +400,11 @@ async fn summarize_document(
     }
     save.send_with(|c| SaveMsg::Result(info, result, c)).await;
     if !failed {
-        ctx.count_sent(Stage::Summarize, 1);
+        Passed {
+            stage: Stage::Summarize,
+            items: 1,
+        }
+        .emit(&ctx);
     }
     drop(credit);
 }

@@ -1,0 +1,142 @@
+//! The job store: where accepted jobs, their checkpoints and their deliveries are kept, behind
+//! one narrow interface.
+//!
+//! Intake records jobs in it, the stages checkpoint pages and summaries and record deliveries
+//! in it, and lookups read finished jobs from it. The daemon's store is the SQLite journal
+//! ([`JournalHandle`]); a cluster store implements the same trait, and no stage changes for it.
+
+use std::collections::{BTreeMap, HashMap};
+
+use async_trait::async_trait;
+
+use crate::service::jobs::SinkDelivery;
+use crate::service::journal::{
+    Accepted, JournalError, JournalHandle, JournalJob, ListFilter, Unfinished,
+};
+
+/// A store call that failed; the store says why in words.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct StoreError(pub Box<dyn std::error::Error + Send + Sync>);
+
+impl From<JournalError> for StoreError {
+    fn from(e: JournalError) -> StoreError {
+        StoreError(Box::new(e))
+    }
+}
+
+/// What pagemill keeps about jobs, whatever keeps it.
+#[async_trait]
+pub trait JobStore: Send + Sync {
+    /// Records an accepted job durably, or names the earlier job holding its idempotency key.
+    async fn accept(&self, job: JournalJob) -> Result<Accepted, StoreError>;
+
+    /// Marks a job finished: `state` is `done`, `failed` or `cancelled`.
+    async fn finish(
+        &self,
+        id: &str,
+        state: &'static str,
+        error_code: Option<String>,
+        result_path: Option<String>,
+    ) -> Result<(), StoreError>;
+
+    /// Jobs accepted and not finished, to run again at start.
+    async fn unfinished(&self) -> Result<Unfinished, StoreError>;
+
+    /// A job as recorded, finished or not.
+    async fn get(&self, id: &str) -> Result<Option<JournalJob>, StoreError>;
+
+    /// Recorded jobs matching `filter`, oldest first.
+    async fn list(&self, filter: ListFilter) -> Result<Vec<JournalJob>, StoreError>;
+
+    /// Keeps a finished page's record (JSON), so a job run again does not read it again.
+    async fn checkpoint_page(
+        &self,
+        job_id: &str,
+        number: u32,
+        record: String,
+    ) -> Result<(), StoreError>;
+
+    /// The page records kept for a job, by page number.
+    async fn checkpoints(&self, job_id: &str) -> Result<HashMap<u32, String>, StoreError>;
+
+    /// Keeps a job's summary record (JSON), so a job run again does not pay for it again.
+    async fn checkpoint_summary(&self, job_id: &str, record: String) -> Result<(), StoreError>;
+
+    /// The summary record kept for a job.
+    async fn summary_checkpoint(&self, job_id: &str) -> Result<Option<String>, StoreError>;
+
+    /// Records how a job's delivery to `sink` ended, and a dead letter if it became one.
+    async fn record_delivery(
+        &self,
+        job_id: &str,
+        sink: &'static str,
+        delivery: SinkDelivery,
+    ) -> Result<(), StoreError>;
+
+    /// How each of a job's deliveries ended, by sink.
+    async fn deliveries(&self, job_id: &str) -> Result<BTreeMap<String, SinkDelivery>, StoreError>;
+}
+
+#[async_trait]
+impl JobStore for JournalHandle {
+    async fn accept(&self, job: JournalJob) -> Result<Accepted, StoreError> {
+        Ok(JournalHandle::accept(self, job).await?)
+    }
+
+    async fn finish(
+        &self,
+        id: &str,
+        state: &'static str,
+        error_code: Option<String>,
+        result_path: Option<String>,
+    ) -> Result<(), StoreError> {
+        Ok(JournalHandle::finish(self, id, state, error_code, result_path).await?)
+    }
+
+    async fn unfinished(&self) -> Result<Unfinished, StoreError> {
+        Ok(JournalHandle::unfinished(self).await?)
+    }
+
+    async fn get(&self, id: &str) -> Result<Option<JournalJob>, StoreError> {
+        Ok(JournalHandle::get(self, id).await?)
+    }
+
+    async fn list(&self, filter: ListFilter) -> Result<Vec<JournalJob>, StoreError> {
+        Ok(JournalHandle::list(self, filter).await?)
+    }
+
+    async fn checkpoint_page(
+        &self,
+        job_id: &str,
+        number: u32,
+        record: String,
+    ) -> Result<(), StoreError> {
+        Ok(JournalHandle::checkpoint_page(self, job_id, number, record).await?)
+    }
+
+    async fn checkpoints(&self, job_id: &str) -> Result<HashMap<u32, String>, StoreError> {
+        Ok(JournalHandle::checkpoints(self, job_id).await?)
+    }
+
+    async fn checkpoint_summary(&self, job_id: &str, record: String) -> Result<(), StoreError> {
+        Ok(JournalHandle::checkpoint_summary(self, job_id, record).await?)
+    }
+
+    async fn summary_checkpoint(&self, job_id: &str) -> Result<Option<String>, StoreError> {
+        Ok(JournalHandle::summary_checkpoint(self, job_id).await?)
+    }
+
+    async fn record_delivery(
+        &self,
+        job_id: &str,
+        sink: &'static str,
+        delivery: SinkDelivery,
+    ) -> Result<(), StoreError> {
+        Ok(JournalHandle::record_delivery(self, job_id, sink, delivery).await?)
+    }
+
+    async fn deliveries(&self, job_id: &str) -> Result<BTreeMap<String, SinkDelivery>, StoreError> {
+        Ok(JournalHandle::deliveries(self, job_id).await?)
+    }
+}
