@@ -18,6 +18,7 @@ fn job(id: String) -> JournalJob {
         bytes: 1000,
         sha256: "00".into(),
         idempotency_key: None,
+        tenant: None,
         state: "accepted".into(),
         submitted_at_ms: now_ms(),
         finished_at_ms: None,

@@ -4,6 +4,10 @@
 //! each a ractor actor under one supervisor per pipeline, joined by bounded edges; render and
 //! OCR share one CPU pool. See `README.md` for the picture.
 
+// warp's filter chain for the whole API, each route guarded by its key scope, nests deeper
+// than the compiler's default limit when its futures are checked.
+#![recursion_limit = "256"]
+
 pub mod cli;
 pub mod config;
 pub mod eval;

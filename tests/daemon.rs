@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use common::daemon::*;
 use common::*;
+use pagemill::service::keys::Scope;
 use reqwest::StatusCode;
 use serde_json::Value;
 
@@ -323,7 +324,14 @@ async fn every_hostile_file_is_refused_cleanly_while_the_daemon_keeps_serving() 
     let Some(corpus) = corpus("every_hostile_file_is_refused_cleanly_over_http") else {
         return;
     };
-    let d = Daemon::start(&[("default", pipeline_yaml("default", &[]))]);
+    // With API keys in force: refusals of bad input are the same for a tenant.
+    let (mut d, keys) = Daemon::start_with_keys(
+        &[("default", pipeline_yaml("default", &[]))],
+        &[("uploader", &[Scope::Submit, Scope::Read])],
+        &[],
+        std::process::Stdio::inherit(),
+    );
+    d.http = Daemon::client_with_key(&keys[0]);
     let mut files: Vec<PathBuf> = std::fs::read_dir(corpus.join("hostile"))
         .unwrap()
         .map(|e| e.unwrap().path())

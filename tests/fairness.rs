@@ -24,7 +24,7 @@ const LARGE_PAGES: usize = 40;
 const MOST_PAGES_MEANWHILE: u32 = 12;
 
 /// A multi-page TIFF of `pages` copies of phototest.tif, at its 200 DPI.
-fn multi_page_tiff(path: &Path, pages: usize) {
+pub(crate) fn multi_page_tiff(path: &Path, pages: usize) {
     use tiff::encoder::{Rational, TiffEncoder, colortype::Gray8};
     use tiff::tags::ResolutionUnit;
 

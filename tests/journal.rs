@@ -402,6 +402,7 @@ async fn a_corrupt_journal_entry_is_quarantined_and_startup_continues() {
                 bytes: std::fs::metadata(&upload).unwrap().len(),
                 sha256: "x".into(),
                 idempotency_key: None,
+                tenant: None,
                 state: "accepted".into(),
                 submitted_at_ms: now_ms(),
                 finished_at_ms: None,

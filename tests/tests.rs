@@ -5,6 +5,7 @@
 
 mod common;
 
+mod access;
 mod backpressure;
 mod batch;
 mod config_files;

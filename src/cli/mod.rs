@@ -1,6 +1,7 @@
-//! The command line: `pagemill serve`, `run`, `eval` and `validate`.
+//! The command line: `pagemill serve`, `run`, `eval`, `validate` and `keys`.
 
 pub mod eval;
+pub mod keys;
 pub mod run;
 pub mod serve;
 
@@ -75,6 +76,8 @@ pub enum Command {
     Serve(serve::ServeArgs),
     /// Run a pipeline over documents with `.gt.txt` ground truth; print CER and word F1.
     Eval(eval::EvalArgs),
+    /// Manage the API keys the daemon accepts.
+    Keys(keys::KeysArgs),
     /// Check pipeline files and print every problem found.
     Validate {
         /// Pipeline YAML files.
@@ -93,6 +96,7 @@ pub fn main(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run(args) => run::run(args),
         Command::Eval(args) => eval::eval(args),
         Command::Serve(args) => serve::serve(args),
+        Command::Keys(args) => keys::keys(args),
     }
 }
 

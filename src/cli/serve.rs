@@ -14,13 +14,15 @@ use anyhow::Context;
 use clap::Args;
 use tokio::signal::unix::{SignalKind, signal};
 
+use super::keys::KeysFileArg;
 use crate::config::{Pipeline, load_pipeline};
-use crate::http::{AppState, serve as serve_http};
+use crate::http::{Access, AppState, serve as serve_http};
 use crate::pipeline::supervisor::{PipelineHandle, StartOptions};
 use crate::runtime::pool::CpuPool;
 use crate::service::intake::Intake;
 use crate::service::jobs::JobRegistry;
 use crate::service::journal::{Journal, JournalHandle};
+use crate::service::keys::{KEYS_FILE_CHECK, KeyRing};
 use crate::service::store::JobStore;
 
 #[derive(Debug, Args)]
@@ -43,6 +45,15 @@ pub struct ServeArgs {
     /// How long a stopping daemon lets accepted jobs finish, e.g. "30s".
     #[arg(long, value_parser = humantime::parse_duration, default_value = "30s")]
     pub shutdown_timeout: Duration,
+    #[command(flatten)]
+    pub keys: KeysFileArg,
+    /// Serve the API without keys on an address other than loopback (anyone who can reach
+    /// the port may submit, read and cancel every job).
+    #[arg(long)]
+    pub allow_unauthenticated: bool,
+    /// `/metrics` needs an `admin` key (it is open otherwise).
+    #[arg(long)]
+    pub metrics_require_key: bool,
 }
 
 /// Loads every pipeline named on the command line, reporting all problems at once.
@@ -97,16 +108,34 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(super::EXIT_USAGE));
         }
     };
+    let keys = match KeyRing::open(&args.keys.path) {
+        Ok(keys) => Arc::new(keys),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(super::EXIT_USAGE));
+        }
+    };
+    let loopback = args.listen.ip().is_loopback();
+    if keys.is_empty() && !loopback && !args.allow_unauthenticated {
+        eprintln!(
+            "error: no API keys in {} and {} is not a loopback address: anyone who can reach it \
+             could submit, read and cancel every job. Add a key (`pagemill keys add NAME`), \
+             listen on 127.0.0.1, or pass --allow-unauthenticated.",
+            args.keys.path.display(),
+            args.listen
+        );
+        return Ok(ExitCode::from(super::EXIT_USAGE));
+    }
     crate::runtime::sched::request_short_slice_for_this_thread();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .on_thread_start(crate::runtime::sched::request_short_slice_for_this_thread)
         .build()?;
-    runtime.block_on(run(args, pipelines))?;
+    runtime.block_on(run(args, pipelines, keys))?;
     Ok(ExitCode::SUCCESS)
 }
 
-async fn run(args: ServeArgs, pipelines: Vec<Pipeline>) -> anyhow::Result<()> {
+async fn run(args: ServeArgs, pipelines: Vec<Pipeline>, keys: Arc<KeyRing>) -> anyhow::Result<()> {
     let metrics = crate::runtime::telemetry::install()?;
     let threads = args
         .threads
@@ -146,9 +175,23 @@ async fn run(args: ServeArgs, pipelines: Vec<Pipeline>) -> anyhow::Result<()> {
         crate::stages::save::remove_leftover_temporaries(&handle.pipeline.save.directory);
     }
     intake.resume_unfinished().await?;
+    let open_without_keys = args.listen.ip().is_loopback() || args.allow_unauthenticated;
+    if keys.is_empty() && !args.listen.ip().is_loopback() {
+        tracing::warn!(
+            address = %args.listen,
+            "serving without API keys on a network address (--allow-unauthenticated): anyone who can reach it may submit, read and cancel every job"
+        );
+    }
+    tracing::info!(keys = %args.keys.path.display(), tenants = keys.len(), "API keys");
+    watch_keys(keys.clone());
     let state = Arc::new(AppState {
         intake: intake.clone(),
         metrics: Some(metrics),
+        access: Access {
+            keys,
+            open_without_keys,
+            metrics_need_key: args.metrics_require_key,
+        },
     });
 
     let shutdown = {
@@ -188,4 +231,27 @@ async fn run(args: ServeArgs, pipelines: Vec<Pipeline>) -> anyhow::Result<()> {
     pool.on_every_thread(crate::stages::ocr::release_engines_on_this_thread);
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Keeps the key ring in step with its file: read again when the file changes (checked every
+/// [`KEYS_FILE_CHECK`]) and at once on SIGHUP. A file that cannot be read leaves the keys as
+/// they were, and says why in the log.
+fn watch_keys(keys: Arc<KeyRing>) {
+    tokio::spawn(async move {
+        let mut hangup = signal(SignalKind::hangup()).expect("SIGHUP handler");
+        let mut tick = tokio::time::interval(KEYS_FILE_CHECK);
+        loop {
+            let outcome = tokio::select! {
+                _ = hangup.recv() => keys.reload().map(Some),
+                _ = tick.tick() => keys.reload_if_changed(),
+            };
+            match outcome {
+                Ok(Some(count)) => tracing::info!(tenants = count, "API keys read again"),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot read the API keys; keeping the ones read before")
+                }
+            }
+        }
+    });
 }

@@ -14,6 +14,9 @@ use crate::limits;
 pub const DEFAULT_ADMISSION_BYTES: u64 = 1024 * 1024 * 1024;
 /// Pages accepted by the daemon into one pipeline and not yet finished.
 pub const DEFAULT_ADMISSION_PAGES: u64 = 1000;
+/// Of those, the pages one tenant (API key) may hold, so that one tenant cannot fill the
+/// whole budget.
+pub const DEFAULT_ADMISSION_PAGES_PER_TENANT: u64 = 500;
 /// Crashes of a stage one job may cause before it fails with `internal` instead of running
 /// again.
 pub const DEFAULT_MAX_JOB_CRASHES: u32 = 2;
@@ -60,6 +63,9 @@ pub struct RawAdmission {
     /// Pages accepted and not yet finished; a job counts one page until it is opened.
     #[serde(default)]
     pub max_pages_in_system: Option<Spanned<u64>>,
+    /// Of those, the pages one tenant (API key) may hold.
+    #[serde(default)]
+    pub max_pages_per_tenant: Option<Spanned<u64>>,
     /// Bytes of documents accepted and not yet finished, e.g. "1GiB".
     #[serde(default)]
     pub max_bytes_in_system: Option<Spanned<ByteSize>>,
@@ -92,6 +98,7 @@ pub struct EdgesConfig {
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct AdmissionConfig {
     pub max_pages_in_system: u64,
+    pub max_pages_per_tenant: u64,
     pub max_bytes_in_system: u64,
 }
 
@@ -149,6 +156,13 @@ pub(crate) fn validate(
             &admission_raw.max_pages_in_system,
             "admission.max_pages_in_system",
             DEFAULT_ADMISSION_PAGES,
+            1,
+            10_000_000,
+        ),
+        max_pages_per_tenant: c.in_range(
+            &admission_raw.max_pages_per_tenant,
+            "admission.max_pages_per_tenant",
+            DEFAULT_ADMISSION_PAGES_PER_TENANT,
             1,
             10_000_000,
         ),

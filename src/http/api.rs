@@ -16,6 +16,7 @@ use crate::runtime::metrics as m;
 use crate::service::intake::{Accepted, Admission, Received};
 use crate::service::jobs::JobStatus;
 use crate::service::journal::ListFilter;
+use crate::service::keys::Caller;
 
 #[derive(Serialize)]
 struct Links {
@@ -71,6 +72,7 @@ fn header(headers: &HeaderMap, name: impl warp::http::header::AsHeaderName) -> O
 /// `file` field, streamed to the spool; 202 with the job's id and links.
 pub async fn submit<S, B>(
     pipeline: String,
+    caller: Caller,
     state: Arc<AppState>,
     headers: HeaderMap,
     body: S,
@@ -79,7 +81,7 @@ where
     S: Stream<Item = Result<B, warp::Error>> + Send + Unpin + 'static,
     B: Buf + Send,
 {
-    match submit_job(&pipeline, &state, &headers, body).await {
+    match submit_job(&pipeline, caller, &state, &headers, body).await {
         Ok(Accepted::New(status)) => {
             let location = format!("/v1/jobs/{}", status.id);
             let mut response = json(StatusCode::ACCEPTED, &status_body(status));
@@ -100,6 +102,7 @@ where
 
 async fn submit_job<S, B>(
     pipeline: &str,
+    caller: Caller,
     state: &Arc<AppState>,
     headers: &HeaderMap,
     body: S,
@@ -110,7 +113,9 @@ where
 {
     let declared = header(headers, warp::http::header::CONTENT_LENGTH).and_then(|v| v.parse().ok());
     let key = header(headers, "idempotency-key").map(str::to_string);
-    let admission = state.intake.admit(pipeline, declared, key)?;
+    let admission = state
+        .intake
+        .admit(pipeline, declared, key, caller.tenant.clone())?;
     let content_type = header(headers, warp::http::header::CONTENT_TYPE).unwrap_or("");
     let chunks = body.map_ok(|mut b| b.copy_to_bytes(b.remaining()));
     let (name, spooled) = if content_type.starts_with("multipart/form-data") {
@@ -148,9 +153,9 @@ where
     ))
 }
 
-/// `GET /v1/jobs/{id}`.
-pub async fn status(id: String, state: Arc<AppState>) -> Response {
-    match state.intake.status(&id).await {
+/// `GET /v1/jobs/{id}`: another tenant's job answers as one that does not exist.
+pub async fn status(id: String, caller: Caller, state: Arc<AppState>) -> Response {
+    match state.intake.status_for(&id, &caller).await {
         Some(status) => json(StatusCode::OK, &status_body(status)),
         None => ApiError::UnknownJob(id).into_response(),
     }
@@ -171,7 +176,7 @@ pub struct ListQuery {
 /// `GET /v1/jobs`: jobs from the journal, oldest first, filtered by state, pipeline and
 /// submission time, `limit` at a time (default 100, at most 1000); `next` is the cursor for
 /// the following page, null on the last.
-pub async fn list(query: ListQuery, state: Arc<AppState>) -> Response {
+pub async fn list(caller: Caller, query: ListQuery, state: Arc<AppState>) -> Response {
     let since_ms = match &query.since {
         None => None,
         Some(text) => match humantime::parse_rfc3339_weak(text) {
@@ -190,6 +195,7 @@ pub async fn list(query: ListQuery, state: Arc<AppState>) -> Response {
         pipeline: query.pipeline,
         since_ms,
         after: query.after,
+        tenant: (!caller.sees_every_job()).then(|| caller.tenant.clone().unwrap_or_default()),
         limit,
     };
     let jobs = match state.intake.list(filter).await {
@@ -207,8 +213,8 @@ pub async fn list(query: ListQuery, state: Arc<AppState>) -> Response {
 }
 
 /// `GET /v1/jobs/{id}/result`: the saved result record; 409 while the job is not finished.
-pub async fn result(id: String, state: Arc<AppState>) -> Response {
-    let Some(status) = state.intake.status(&id).await else {
+pub async fn result(id: String, caller: Caller, state: Arc<AppState>) -> Response {
+    let Some(status) = state.intake.status_for(&id, &caller).await else {
         return ApiError::UnknownJob(id).into_response();
     };
     if !status.state.is_final() {
@@ -232,8 +238,13 @@ pub async fn result(id: String, state: Arc<AppState>) -> Response {
 
 /// `GET /v1/jobs/{id}/events`: server-sent events, one `status` event per change, closing
 /// after the final state.
-pub async fn events(id: String, state: Arc<AppState>) -> Response {
-    let Some(rx) = state.intake.jobs.subscribe(&id) else {
+pub async fn events(id: String, caller: Caller, state: Arc<AppState>) -> Response {
+    let visible = state
+        .intake
+        .jobs
+        .get(&id)
+        .is_some_and(|s| caller.sees(s.tenant.as_deref()));
+    let Some(rx) = state.intake.jobs.subscribe(&id).filter(|_| visible) else {
         return ApiError::UnknownJob(id).into_response();
     };
     let stream = futures_util::stream::unfold(Some((rx, true)), |next| async move {
@@ -253,7 +264,15 @@ pub async fn events(id: String, state: Arc<AppState>) -> Response {
 }
 
 /// `DELETE /v1/jobs/{id}`: asks the job to stop; 202 with its status, 409 if already over.
-pub async fn cancel(id: String, state: Arc<AppState>) -> Response {
+pub async fn cancel(id: String, caller: Caller, state: Arc<AppState>) -> Response {
+    let visible = state
+        .intake
+        .jobs
+        .get(&id)
+        .is_some_and(|s| caller.sees(s.tenant.as_deref()));
+    if !visible {
+        return ApiError::UnknownJob(id).into_response();
+    }
     match state.intake.jobs.cancel(&id) {
         None => ApiError::UnknownJob(id).into_response(),
         Some(s) if s.is_final() => ApiError::AlreadyFinished { id, state: s }.into_response(),
@@ -265,7 +284,7 @@ pub async fn cancel(id: String, state: Arc<AppState>) -> Response {
 }
 
 /// `GET /v1/pipelines`: the loaded pipelines and their settings.
-pub async fn pipelines(state: Arc<AppState>) -> Response {
+pub async fn pipelines(_caller: Caller, state: Arc<AppState>) -> Response {
     let list: Vec<_> = state
         .intake
         .pipelines()

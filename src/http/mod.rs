@@ -21,6 +21,7 @@ use crate::model::error::JobError;
 use crate::runtime::metrics as m;
 use crate::service::intake::{Intake, IntakeError};
 use crate::service::jobs::JobState;
+use crate::service::keys::{Caller, KeyRing, Scope};
 
 /// The OpenAPI document of this API, served at `/v1/openapi.json`.
 pub const OPENAPI: &str = include_str!("openapi.json");
@@ -30,6 +31,43 @@ pub struct AppState {
     /// The job service: admission, spool, journal, registry, lookups.
     pub intake: Arc<Intake>,
     pub metrics: Option<PrometheusHandle>,
+    pub access: Access,
+}
+
+/// Who may call which route.
+pub struct Access {
+    /// The API keys; each key is a tenant.
+    pub keys: Arc<KeyRing>,
+    /// Whether the API is open while no key is configured (the daemon listens on loopback
+    /// only, or was started with `--allow-unauthenticated`). With a key configured, every
+    /// route that has a scope needs a key.
+    pub open_without_keys: bool,
+    /// Whether `/metrics` needs an `admin` key.
+    pub metrics_need_key: bool,
+}
+
+impl Access {
+    /// The caller a request's `Authorization` header stands for, if it may do what `scope`
+    /// allows.
+    pub fn check(&self, authorization: Option<&str>, scope: Scope) -> Result<Caller, ApiError> {
+        if self.open_without_keys && self.keys.is_empty() {
+            return Ok(Caller::unauthenticated());
+        }
+        let presented = authorization
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|k| !k.is_empty())
+            .ok_or(ApiError::Unauthorized)?;
+        let caller = self
+            .keys
+            .authenticate(presented)
+            .ok_or(ApiError::Unauthorized)?;
+        if caller.may(scope) {
+            Ok(caller)
+        } else {
+            Err(ApiError::Forbidden(scope))
+        }
+    }
 }
 
 /// An API error: `{"error": {"code": ..., "message": ...}}`; each kind carries its status and
@@ -60,6 +98,10 @@ pub enum ApiError {
     MethodNotAllowed,
     #[error("{0}")]
     BadRequest(String),
+    #[error("this route needs an API key: Authorization: Bearer KEY")]
+    Unauthorized,
+    #[error("this key does not have the {} scope", .0.as_str())]
+    Forbidden(Scope),
 }
 
 impl ApiError {
@@ -68,7 +110,9 @@ impl ApiError {
             ApiError::Intake(e) => match e {
                 IntakeError::UnknownPipeline(_) => StatusCode::NOT_FOUND,
                 IntakeError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
-                IntakeError::AdmissionFull { .. } => StatusCode::TOO_MANY_REQUESTS,
+                IntakeError::AdmissionFull { .. } | IntakeError::TenantShareFull { .. } => {
+                    StatusCode::TOO_MANY_REQUESTS
+                }
                 IntakeError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
                 IntakeError::BadIdempotencyKey | IntakeError::BadBody(_) => StatusCode::BAD_REQUEST,
                 IntakeError::SpoolUnwritable(_) | IntakeError::JournalUnwritable(_) => {
@@ -89,6 +133,8 @@ impl ApiError {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
         }
     }
 
@@ -107,6 +153,8 @@ impl ApiError {
             ApiError::NotFound => "not_found",
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::BadRequest(_) => "bad_request",
+            ApiError::Unauthorized => "unauthorized",
+            ApiError::Forbidden(_) => "forbidden",
         }
     }
 
@@ -128,16 +176,18 @@ impl ApiError {
             },
         };
         let mut response = json(self.status(), &body);
-        if let ApiError::Intake(IntakeError::AdmissionFull {
-            retry_after_secs, ..
-        }) = self
+        if let ApiError::Intake(e) = &self
+            && let Some(secs) = e.retry_after_secs()
         {
             response.headers_mut().insert(
                 warp::http::header::RETRY_AFTER,
-                retry_after_secs
-                    .to_string()
-                    .parse()
-                    .expect("digits are a valid header"),
+                secs.to_string().parse().expect("digits are a valid header"),
+            );
+        }
+        if let ApiError::Unauthorized = self {
+            response.headers_mut().insert(
+                warp::http::header::WWW_AUTHENTICATE,
+                warp::http::HeaderValue::from_static("Bearer"),
             );
         }
         response
@@ -151,61 +201,111 @@ pub fn json<T: Serialize>(status: StatusCode, body: &T) -> Response {
     response
 }
 
-/// One route the daemon serves: its method and path template (`{name}` matches one segment).
+/// One route the daemon serves: its method, path template (`{name}` matches one segment)
+/// and the scope a key needs for it (`None`: open to all; `/metrics` needs an `admin` key
+/// only when the daemon is told so).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Route {
     pub method: &'static str,
     pub template: &'static str,
+    pub scope: Option<Scope>,
 }
 
-/// Every route, once: request metrics are labelled by these templates, and a test holds the
-/// OpenAPI document ([`OPENAPI`]) to exactly this list.
+/// Every route, once: request metrics are labelled by these templates, each route is
+/// guarded by its scope, and a test holds the OpenAPI document ([`OPENAPI`]) to exactly this
+/// list and these scopes.
 pub const ROUTES: &[Route] = &[
     Route {
         method: "POST",
         template: "/v1/pipelines/{pipeline}/jobs",
+        scope: Some(Scope::Submit),
     },
     Route {
         method: "GET",
         template: "/v1/jobs",
+        scope: Some(Scope::Read),
     },
     Route {
         method: "GET",
         template: "/v1/jobs/{id}",
+        scope: Some(Scope::Read),
     },
     Route {
         method: "DELETE",
         template: "/v1/jobs/{id}",
+        scope: Some(Scope::Submit),
     },
     Route {
         method: "GET",
         template: "/v1/jobs/{id}/result",
+        scope: Some(Scope::Read),
     },
     Route {
         method: "GET",
         template: "/v1/jobs/{id}/events",
+        scope: Some(Scope::Read),
     },
     Route {
         method: "GET",
         template: "/v1/pipelines",
+        scope: Some(Scope::Read),
     },
     Route {
         method: "GET",
         template: "/v1/openapi.json",
+        scope: None,
     },
     Route {
         method: "GET",
         template: "/healthz",
+        scope: None,
     },
     Route {
         method: "GET",
         template: "/readyz",
+        scope: None,
     },
     Route {
         method: "GET",
         template: "/metrics",
+        scope: None,
     },
 ];
+
+/// The scope `method template` needs, from [`ROUTES`].
+fn scope_of(method: &str, template: &str) -> Option<Scope> {
+    ROUTES
+        .iter()
+        .find(|r| r.method == method && r.template == template)
+        .expect("every served route is in ROUTES")
+        .scope
+}
+
+/// A request refused for its key; turned into its [`ApiError`] response by the recovery.
+#[derive(Debug)]
+struct Refused(ApiError);
+
+impl warp::reject::Reject for Refused {}
+
+/// Passes the caller of a request to `method template`, if its key has the route's scope.
+fn caller(
+    state: Arc<AppState>,
+    method: &'static str,
+    template: &'static str,
+) -> impl Filter<Extract = (Caller,), Error = warp::Rejection> + Clone {
+    let scope = scope_of(method, template).expect("a guarded route has a scope");
+    warp::header::optional::<String>("authorization").and_then(
+        move |authorization: Option<String>| {
+            let state = state.clone();
+            async move {
+                state
+                    .access
+                    .check(authorization.as_deref(), scope)
+                    .map_err(|e| warp::reject::custom(Refused(e)))
+            }
+        },
+    )
+}
 
 /// The route template a path belongs to: a bounded metric label, never a job id.
 pub fn route_label(path: &str) -> &'static str {
@@ -233,35 +333,43 @@ pub fn routes(
         warp::any().map(move || state.clone())
     };
 
+    let guard = |method, template| caller(state.clone(), method, template);
     let submit = warp::path!("v1" / "pipelines" / String / "jobs")
         .and(warp::post())
+        .and(guard("POST", "/v1/pipelines/{pipeline}/jobs"))
         .and(with_state.clone())
         .and(warp::header::headers_cloned())
         .and(warp::body::stream())
         .then(api::submit);
     let list = warp::path!("v1" / "jobs")
         .and(warp::get())
+        .and(guard("GET", "/v1/jobs"))
         .and(warp::query::<api::ListQuery>())
         .and(with_state.clone())
         .then(api::list);
     let status = warp::path!("v1" / "jobs" / String)
         .and(warp::get())
+        .and(guard("GET", "/v1/jobs/{id}"))
         .and(with_state.clone())
         .then(api::status);
     let result = warp::path!("v1" / "jobs" / String / "result")
         .and(warp::get())
+        .and(guard("GET", "/v1/jobs/{id}/result"))
         .and(with_state.clone())
         .then(api::result);
     let events = warp::path!("v1" / "jobs" / String / "events")
         .and(warp::get())
+        .and(guard("GET", "/v1/jobs/{id}/events"))
         .and(with_state.clone())
         .then(api::events);
     let cancel = warp::path!("v1" / "jobs" / String)
         .and(warp::delete())
+        .and(guard("DELETE", "/v1/jobs/{id}"))
         .and(with_state.clone())
         .then(api::cancel);
     let pipelines = warp::path!("v1" / "pipelines")
         .and(warp::get())
+        .and(guard("GET", "/v1/pipelines"))
         .and(with_state.clone())
         .then(api::pipelines);
     let openapi = warp::path!("v1" / "openapi.json").and(warp::get()).map(|| {
@@ -276,18 +384,15 @@ pub fn routes(
         .then(api::readyz);
     let metrics_route = warp::path!("metrics")
         .and(warp::get())
+        .and(warp::header::optional::<String>("authorization"))
         .and(with_state.clone())
-        .map(|state: Arc<AppState>| match &state.metrics {
-            Some(handle) => warp::reply::with_header(
-                {
-                    state.sample_admission();
-                    handle.render()
-                },
-                "content-type",
-                "text/plain; version=0.0.4",
-            )
-            .into_response(),
-            None => ApiError::NoMetrics.into_response(),
+        .map(|authorization: Option<String>, state: Arc<AppState>| {
+            if state.access.metrics_need_key
+                && let Err(e) = state.access.check(authorization.as_deref(), Scope::Admin)
+            {
+                return e.into_response();
+            }
+            metrics_page(&state)
         });
 
     let api = submit
@@ -313,7 +418,12 @@ pub fn routes(
         .unify();
 
     api.recover(|rejection: warp::Rejection| async move {
-        let error = if rejection.is_not_found() {
+        let error = if let Some(Refused(refusal)) = rejection.find::<Refused>() {
+            match refusal {
+                ApiError::Forbidden(scope) => ApiError::Forbidden(*scope),
+                _ => ApiError::Unauthorized,
+            }
+        } else if rejection.is_not_found() {
             ApiError::NotFound
         } else if rejection
             .find::<warp::reject::MethodNotAllowed>()
@@ -334,6 +444,18 @@ pub fn routes(
         metrics::histogram!(m::HTTP_REQUEST_SECONDS, "route" => route, "method" => method)
             .record(info.elapsed().as_secs_f64());
     }))
+}
+
+/// The Prometheus exposition, with the admission gauges sampled now.
+fn metrics_page(state: &AppState) -> Response {
+    match &state.metrics {
+        Some(handle) => {
+            state.sample_admission();
+            warp::reply::with_header(handle.render(), "content-type", "text/plain; version=0.0.4")
+                .into_response()
+        }
+        None => ApiError::NoMetrics.into_response(),
+    }
 }
 
 /// Binds `listen` and serves until `shutdown` resolves; returns the bound address through
@@ -400,6 +522,40 @@ mod tests {
         documented.sort();
         table.sort();
         assert_eq!(documented, table);
+    }
+
+    #[test]
+    fn the_openapi_document_says_which_routes_need_a_key_and_which_scope() {
+        let doc: serde_json::Value = serde_json::from_str(OPENAPI).unwrap();
+        for route in ROUTES {
+            let operation = &doc["paths"][route.template][route.method.to_lowercase()];
+            let security = &operation["security"];
+            let description = operation["description"].as_str().unwrap_or("");
+            match route.scope {
+                Some(scope) => {
+                    assert_eq!(
+                        security,
+                        &serde_json::json!([{"bearer": []}]),
+                        "{route:?} needs a key"
+                    );
+                    assert!(
+                        description.contains(&format!("`{}` scope", scope.as_str())),
+                        "{route:?}: {description}"
+                    );
+                    assert!(operation["responses"]["401"].is_object(), "{route:?}");
+                    assert!(operation["responses"]["403"].is_object(), "{route:?}");
+                }
+                // Open routes list no key requirement, or list it as optional (`{}`).
+                None => assert!(
+                    security.is_null()
+                        || security
+                            .as_array()
+                            .unwrap()
+                            .contains(&serde_json::json!({})),
+                    "{route:?} is open"
+                ),
+            }
+        }
     }
 
     #[test]

@@ -43,6 +43,10 @@ pub struct SourceRecord {
     pub bytes: u64,
     /// Detected from the bytes; null when they are not a supported document.
     pub media_type: Option<String>,
+    /// The tenant (API key name) that submitted it; absent when the daemon serves without
+    /// keys.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
 }
 
 /// Where a page's text came from.

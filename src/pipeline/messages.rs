@@ -24,6 +24,8 @@ pub struct JobRequest {
     pub path: PathBuf,
     /// What intake learned about the file, if it read it.
     pub known: Option<KnownSource>,
+    /// The tenant (API key name) that submitted it; none when the daemon serves without keys.
+    pub tenant: Option<String>,
 }
 
 impl JobRequest {
@@ -34,6 +36,7 @@ impl JobRequest {
             name: name.into(),
             path: path.into(),
             known: None,
+            tenant: None,
         }
     }
 }

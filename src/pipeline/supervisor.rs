@@ -361,9 +361,13 @@ impl PipelineHandle {
 
     fn register(&self, request: &JobRequest, bytes: u64) -> Registered {
         Progress::add(&self.progress.jobs_submitted, 1);
-        let cancel = self
-            .jobs
-            .register(&request.id, &self.pipeline.name, &request.name, bytes);
+        let cancel = self.jobs.register(
+            &request.id,
+            &self.pipeline.name,
+            &request.name,
+            bytes,
+            request.tenant.as_deref(),
+        );
         let span = crate::pipeline::job::job_span(&request.id, &self.pipeline.name);
         crate::pipeline::job::stage_span(
             &span,

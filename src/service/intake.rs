@@ -53,6 +53,16 @@ pub enum IntakeError {
         /// When the pipeline should have room again, from the rate its pages finish at.
         retry_after_secs: u64,
     },
+    #[error(
+        "tenant {tenant:?} has {pages} pages in progress in pipeline {pipeline:?} (its share is {max_pages} pages); retry later"
+    )]
+    TenantShareFull {
+        pipeline: String,
+        tenant: String,
+        pages: u64,
+        max_pages: u64,
+        retry_after_secs: u64,
+    },
     #[error("this pipeline accepts documents of at most {limit} bytes")]
     TooLarge { limit: u64 },
     #[error("Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY_BYTES} characters")]
@@ -76,7 +86,9 @@ impl IntakeError {
         match self {
             IntakeError::UnknownPipeline(_) => "unknown_pipeline",
             IntakeError::ShuttingDown => "shutting_down",
-            IntakeError::AdmissionFull { .. } => "admission_full",
+            IntakeError::AdmissionFull { .. } | IntakeError::TenantShareFull { .. } => {
+                "admission_full"
+            }
             IntakeError::TooLarge { .. } => "too_large",
             IntakeError::BadIdempotencyKey => "bad_idempotency_key",
             IntakeError::BadBody(_) => "bad_body",
@@ -85,6 +97,21 @@ impl IntakeError {
             IntakeError::Unreadable(_) => "unsupported_media_type",
             IntakeError::IdempotencyKeyReused { .. } => "idempotency_key_reused",
             IntakeError::JournalUnwritable(_) => "journal_unwritable",
+        }
+    }
+}
+
+impl IntakeError {
+    /// When to try a refused submission again, for refusals that pass with time.
+    pub fn retry_after_secs(&self) -> Option<u64> {
+        match self {
+            IntakeError::AdmissionFull {
+                retry_after_secs, ..
+            }
+            | IntakeError::TenantShareFull {
+                retry_after_secs, ..
+            } => Some(*retry_after_secs),
+            _ => None,
         }
     }
 }
@@ -110,9 +137,16 @@ pub struct Intake {
     spool: PathBuf,
     /// Set when the daemon is stopping: no new jobs.
     shutting_down: AtomicBool,
-    /// Pages and bytes of submissions still uploading, per pipeline: admitted, not yet in the
-    /// job registry.
-    uploading: Mutex<HashMap<String, (u64, u64)>>,
+    /// Submissions still uploading: admitted, not yet in the job registry.
+    uploading: Mutex<Uploading>,
+}
+
+/// Pages and bytes of submissions still uploading, per pipeline; pages per pipeline and
+/// tenant.
+#[derive(Default)]
+struct Uploading {
+    pipelines: HashMap<String, (u64, u64)>,
+    tenants: HashMap<(String, String), u64>,
 }
 
 impl Intake {
@@ -155,27 +189,33 @@ impl Intake {
     pub fn all_idle(&self) -> bool {
         self.pipelines
             .keys()
-            .all(|name| self.jobs.usage(name).jobs == 0)
+            .all(|name| self.jobs.usage(name, None).jobs == 0)
     }
 
     /// What `pipeline` holds against its admission budget: its registered unfinished jobs,
     /// plus the pages and bytes of submissions still uploading.
     pub fn admission_usage(&self, pipeline: &str) -> (Usage, u64, u64) {
         let uploading = self.uploading.lock().expect("admission lock poisoned");
-        let (pages, bytes) = uploading.get(pipeline).copied().unwrap_or_default();
-        (self.jobs.usage(pipeline), pages, bytes)
+        let (pages, bytes) = uploading
+            .pipelines
+            .get(pipeline)
+            .copied()
+            .unwrap_or_default();
+        (self.jobs.usage(pipeline, None), pages, bytes)
     }
 
-    /// Admits a submission to `pipeline` while its unfinished pages and bytes (registered
-    /// jobs plus uploads in progress) are under budget; otherwise refuses it, suggesting when
-    /// to retry from the rate pages have been finishing at. Checking and reserving happen
-    /// under one lock, so concurrent submissions cannot all slip through. `declared_bytes` is
-    /// the size the client announced, if any.
+    /// Admits a submission of `tenant` to `pipeline` while its unfinished pages and bytes
+    /// (registered jobs plus uploads in progress) are under budget, and the tenant's pages
+    /// under its share; otherwise refuses it, suggesting when to retry from the rate pages
+    /// have been finishing at. Checking and reserving happen under one lock, so concurrent
+    /// submissions cannot all slip through. `declared_bytes` is the size the client
+    /// announced, if any.
     pub fn admit(
         self: &Arc<Self>,
         pipeline: &str,
         declared_bytes: Option<u64>,
         idempotency_key: Option<String>,
+        tenant: Option<String>,
     ) -> Result<Admission, IntakeError> {
         let handle = self
             .pipelines
@@ -185,7 +225,7 @@ impl Intake {
         if self.is_shutting_down() {
             return Err(IntakeError::ShuttingDown);
         }
-        let reservation = self.reserve(&handle, declared_bytes.unwrap_or(0))?;
+        let reservation = self.reserve(&handle, declared_bytes.unwrap_or(0), tenant.clone())?;
         let limit = handle.pipeline.limits.max_document_bytes;
         if declared_bytes.is_some_and(|n| n > limit) {
             return Err(IntakeError::TooLarge { limit });
@@ -201,6 +241,7 @@ impl Intake {
             handle,
             id: uuid::Uuid::now_v7().simple().to_string(),
             idempotency_key,
+            tenant,
             _reservation: reservation,
         })
     }
@@ -232,10 +273,9 @@ impl Intake {
                     tracing::warn!(job_id = %job.id, pipeline = %job.pipeline, "a journaled job waits for its pipeline, which is not loaded")
                 }
                 Some(handle) => {
-                    handle.enqueue(
-                        JobRequest::new(job.id.clone(), job.name.clone(), path),
-                        job.bytes,
-                    );
+                    let mut request = JobRequest::new(job.id.clone(), job.name.clone(), path);
+                    request.tenant = job.tenant.clone();
+                    handle.enqueue(request, job.bytes);
                     resumed += 1;
                 }
             }
@@ -257,43 +297,70 @@ impl Intake {
         self: &Arc<Self>,
         handle: &PipelineHandle,
         incoming_bytes: u64,
+        tenant: Option<String>,
     ) -> Result<Reservation, IntakeError> {
         let budget = handle.pipeline.admission;
         let name = &handle.pipeline.name;
         let mut uploading = self.uploading.lock().expect("admission lock poisoned");
-        let registered = self.jobs.usage(name);
-        let in_flight = uploading.entry(name.clone()).or_default();
-        let pages = registered.pages + in_flight.0;
-        let bytes = registered.bytes + in_flight.1;
-        if pages < budget.max_pages_in_system
-            && bytes.saturating_add(incoming_bytes) <= budget.max_bytes_in_system
-        {
+        let registered = self.jobs.usage(name, None);
+        let (uploading_pages, uploading_bytes) =
+            uploading.pipelines.get(name).copied().unwrap_or_default();
+        let pages = registered.pages + uploading_pages;
+        let bytes = registered.bytes + uploading_bytes;
+        let tenant_pages = tenant.as_ref().map(|t| {
+            let key = (name.clone(), t.clone());
+            self.jobs.usage(name, Some(t)).pages + uploading.tenants.get(&key).copied().unwrap_or(0)
+        });
+        let system_full = pages >= budget.max_pages_in_system
+            || bytes.saturating_add(incoming_bytes) > budget.max_bytes_in_system;
+        let share_full = tenant_pages.is_some_and(|p| p >= budget.max_pages_per_tenant);
+        if !system_full && !share_full {
+            let in_flight = uploading.pipelines.entry(name.clone()).or_default();
             in_flight.0 += 1;
             in_flight.1 += incoming_bytes;
+            if let Some(t) = &tenant {
+                *uploading
+                    .tenants
+                    .entry((name.clone(), t.clone()))
+                    .or_default() += 1;
+            }
             return Ok(Reservation {
                 intake: self.clone(),
                 pipeline: name.clone(),
+                tenant,
                 bytes: incoming_bytes,
             });
         }
         drop(uploading);
-        let excess_pages = (pages + 1)
-            .saturating_sub(budget.max_pages_in_system)
-            .max(1);
         let finished = Progress::get(&handle.progress.pages_finished) as f64;
         let rate = finished / handle.started.elapsed().as_secs_f64().max(1.0);
-        let wait = if rate > 0.0 {
-            (excess_pages as f64 / rate).ceil() as u64
-        } else {
-            MAX_RETRY_AFTER_SECS.min(30)
+        let wait_for = |excess_pages: u64| {
+            let wait = if rate > 0.0 {
+                (excess_pages.max(1) as f64 / rate).ceil() as u64
+            } else {
+                MAX_RETRY_AFTER_SECS.min(30)
+            };
+            wait.clamp(1, MAX_RETRY_AFTER_SECS)
         };
-        Err(IntakeError::AdmissionFull {
+        if system_full {
+            return Err(IntakeError::AdmissionFull {
+                pipeline: name.clone(),
+                pages,
+                bytes,
+                max_pages: budget.max_pages_in_system,
+                max_bytes: budget.max_bytes_in_system,
+                retry_after_secs: wait_for((pages + 1).saturating_sub(budget.max_pages_in_system)),
+            });
+        }
+        let tenant_pages = tenant_pages.unwrap_or_default();
+        Err(IntakeError::TenantShareFull {
             pipeline: name.clone(),
-            pages,
-            bytes,
-            max_pages: budget.max_pages_in_system,
-            max_bytes: budget.max_bytes_in_system,
-            retry_after_secs: wait.clamp(1, MAX_RETRY_AFTER_SECS),
+            tenant: tenant.unwrap_or_default(),
+            pages: tenant_pages,
+            max_pages: budget.max_pages_per_tenant,
+            retry_after_secs: wait_for(
+                (tenant_pages + 1).saturating_sub(budget.max_pages_per_tenant),
+            ),
         })
     }
 }
@@ -303,6 +370,7 @@ impl Intake {
 struct Reservation {
     intake: Arc<Intake>,
     pipeline: String,
+    tenant: Option<String>,
     bytes: u64,
 }
 
@@ -313,9 +381,18 @@ impl Drop for Reservation {
             .uploading
             .lock()
             .expect("admission lock poisoned");
-        if let Some((pages, bytes)) = uploading.get_mut(&self.pipeline) {
+        if let Some((pages, bytes)) = uploading.pipelines.get_mut(&self.pipeline) {
             *pages -= 1;
             *bytes -= self.bytes;
+        }
+        if let Some(tenant) = self.tenant.take() {
+            let key = (self.pipeline.clone(), tenant);
+            if let Some(pages) = uploading.tenants.get_mut(&key) {
+                *pages -= 1;
+                if *pages == 0 {
+                    uploading.tenants.remove(&key);
+                }
+            }
         }
     }
 }
@@ -326,6 +403,7 @@ pub struct Admission {
     handle: Arc<PipelineHandle>,
     id: String,
     idempotency_key: Option<String>,
+    tenant: Option<String>,
     _reservation: Reservation,
 }
 
@@ -420,6 +498,7 @@ impl Admission {
             bytes: received.known.bytes,
             sha256: received.known.sha256.clone(),
             idempotency_key: self.idempotency_key.clone(),
+            tenant: self.tenant.clone(),
             state: "accepted".into(),
             submitted_at_ms: journal::now_ms(),
             finished_at_ms: None,
@@ -453,6 +532,7 @@ impl Admission {
             name,
             path: received.path,
             known: Some(received.known),
+            tenant: self.tenant.clone(),
         };
         self.handle.enqueue(request, bytes);
         metrics::counter!(crate::runtime::metrics::JOBS_ACCEPTED, "pipeline" => pipeline)

@@ -88,6 +88,10 @@ pub struct JobStatus {
     pub submitted_at: String,
     /// Size of the submitted document, when known at submission.
     pub bytes: u64,
+    /// The tenant (API key name) that submitted it; absent when the daemon serves without
+    /// keys.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
     pub pages: PageProgress,
     pub timings: JobTimings,
     pub error: Option<ErrorRecord>,
@@ -127,7 +131,14 @@ pub struct Usage {
 
 impl JobRegistry {
     /// Records a new queued job; returns its cancel flag.
-    pub fn register(&self, id: &str, pipeline: &str, name: &str, bytes: u64) -> Arc<AtomicBool> {
+    pub fn register(
+        &self,
+        id: &str,
+        pipeline: &str,
+        name: &str,
+        bytes: u64,
+        tenant: Option<&str>,
+    ) -> Arc<AtomicBool> {
         let cancel = Arc::new(AtomicBool::new(false));
         let status = JobStatus {
             id: id.to_string(),
@@ -136,6 +147,7 @@ impl JobRegistry {
             state: JobState::Queued,
             submitted_at: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
             bytes,
+            tenant: tenant.map(str::to_string),
             pages: PageProgress::default(),
             timings: JobTimings::default(),
             error: None,
@@ -227,14 +239,19 @@ impl JobRegistry {
         });
     }
 
-    /// A pipeline's unfinished jobs, their pages and bytes: what admission control counts. A
-    /// job whose page count is not known yet counts one page.
-    pub fn usage(&self, pipeline: &str) -> Usage {
+    /// A pipeline's unfinished jobs (those of `tenant` only, if given), their pages and
+    /// bytes: what admission control counts. A job whose page count is not known yet counts
+    /// one page.
+    pub fn usage(&self, pipeline: &str, tenant: Option<&str>) -> Usage {
         let reg = self.inner.lock().expect("job registry poisoned");
         reg.jobs
             .values()
             .map(|e| e.status.borrow())
-            .filter(|s| s.pipeline == pipeline && !s.state.is_final())
+            .filter(|s| {
+                s.pipeline == pipeline
+                    && !s.state.is_final()
+                    && tenant.is_none_or(|t| s.tenant.as_deref() == Some(t))
+            })
             .fold(Usage::default(), |usage, s| {
                 let left = s
                     .pages
@@ -286,9 +303,9 @@ mod tests {
     #[test]
     fn a_job_moves_through_its_states_and_watchers_see_it() {
         let jobs = JobRegistry::default();
-        let cancel = jobs.register("a", "default", "doc.pdf", 10);
+        let cancel = jobs.register("a", "default", "doc.pdf", 10, None);
         assert_eq!(
-            jobs.usage("default"),
+            jobs.usage("default", None),
             Usage {
                 jobs: 1,
                 pages: 1,
@@ -310,7 +327,7 @@ mod tests {
             }),
             None,
         );
-        assert_eq!(jobs.usage("default"), Usage::default());
+        assert_eq!(jobs.usage("default", None), Usage::default());
         let status = jobs.get("a").unwrap();
         assert_eq!(status.state, JobState::Cancelled);
         assert!(status.timings.total_ms.is_some());

@@ -33,7 +33,10 @@ pub struct JournalJob {
     pub spool_path: String,
     pub bytes: u64,
     pub sha256: String,
+    /// Unique per tenant.
     pub idempotency_key: Option<String>,
+    /// The tenant (API key name) that submitted it; none when the daemon serves without keys.
+    pub tenant: Option<String>,
     /// `accepted` until finished, then `done`, `failed` or `cancelled`.
     pub state: String,
     /// Milliseconds since the Unix epoch.
@@ -69,6 +72,8 @@ pub struct ListFilter {
     pub since_ms: Option<i64>,
     /// Only jobs with a larger id (ids grow with time): the paging cursor.
     pub after: Option<String>,
+    /// Only the jobs of this tenant.
+    pub tenant: Option<String>,
     pub limit: u32,
 }
 
@@ -89,8 +94,58 @@ pub fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
+/// The columns a job is read from; `tenant` is stored as '' for no tenant, so that the
+/// idempotency keys of untenanted jobs are unique among themselves too.
 const COLUMNS: &str = "id, pipeline, name, spool_path, bytes, sha256, idempotency_key, state, \
-                       submitted_at_ms, finished_at_ms, error_code, result_path";
+                       submitted_at_ms, finished_at_ms, error_code, result_path, tenant";
+
+/// The jobs table, as created, and as an older journal's table is rebuilt into.
+const JOBS_TABLE: &str = "CREATE TABLE IF NOT EXISTS jobs (
+     id TEXT PRIMARY KEY,
+     pipeline TEXT NOT NULL,
+     name TEXT NOT NULL,
+     spool_path TEXT NOT NULL,
+     bytes INTEGER NOT NULL,
+     sha256 TEXT NOT NULL,
+     idempotency_key TEXT,
+     state TEXT NOT NULL,
+     submitted_at_ms INTEGER NOT NULL,
+     finished_at_ms INTEGER,
+     error_code TEXT,
+     result_path TEXT,
+     tenant TEXT NOT NULL DEFAULT ''
+ );
+ CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs (state);
+ CREATE UNIQUE INDEX IF NOT EXISTS jobs_by_idempotency_key ON jobs (tenant, idempotency_key);";
+
+/// Rebuilds a journal's jobs table from before tenants (idempotency keys unique across all
+/// jobs, no `tenant` column) into today's, keeping every row; its jobs have no tenant.
+fn add_tenants(conn: &mut Connection) -> rusqlite::Result<()> {
+    let has_tenant: bool = conn
+        .prepare("SELECT 1 FROM pragma_table_info('jobs') WHERE name = 'tenant'")?
+        .exists([])?;
+    let has_jobs: bool = conn
+        .prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'jobs'")?
+        .exists([])?;
+    if has_tenant || !has_jobs {
+        return Ok(());
+    }
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    tx.execute_batch(
+        "ALTER TABLE jobs RENAME TO jobs_before_tenants;
+         DROP INDEX IF EXISTS jobs_by_state;",
+    )?;
+    tx.execute_batch(JOBS_TABLE)?;
+    tx.execute_batch(
+        "INSERT INTO jobs (id, pipeline, name, spool_path, bytes, sha256, idempotency_key, state,
+                           submitted_at_ms, finished_at_ms, error_code, result_path)
+         SELECT id, pipeline, name, spool_path, bytes, sha256, idempotency_key, state,
+                submitted_at_ms, finished_at_ms, error_code, result_path
+         FROM jobs_before_tenants;
+         DROP TABLE jobs_before_tenants;",
+    )?;
+    tx.commit()
+}
 
 fn row_to_job(row: &rusqlite::Row<'_>) -> rusqlite::Result<JournalJob> {
     Ok(JournalJob {
@@ -106,6 +161,7 @@ fn row_to_job(row: &rusqlite::Row<'_>) -> rusqlite::Result<JournalJob> {
         finished_at_ms: row.get(9)?,
         error_code: row.get(10)?,
         result_path: row.get(11)?,
+        tenant: Some(row.get::<_, String>(12)?).filter(|t| !t.is_empty()),
     })
 }
 
@@ -187,8 +243,8 @@ fn insert_job(tx: &rusqlite::Connection, job: &JournalJob) -> rusqlite::Result<A
     if let Some(key) = &job.idempotency_key {
         let existing: Option<(String, String)> = tx
             .query_row(
-                "SELECT id, sha256 FROM jobs WHERE idempotency_key = ?1",
-                params![key],
+                "SELECT id, sha256 FROM jobs WHERE idempotency_key = ?1 AND tenant = ?2",
+                params![key, job.tenant.as_deref().unwrap_or("")],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .optional()?;
@@ -201,7 +257,8 @@ fn insert_job(tx: &rusqlite::Connection, job: &JournalJob) -> rusqlite::Result<A
     }
     tx.execute(
         &format!(
-            "INSERT INTO jobs ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+            "INSERT INTO jobs ({COLUMNS})
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
         ),
         params![
             job.id,
@@ -215,7 +272,8 @@ fn insert_job(tx: &rusqlite::Connection, job: &JournalJob) -> rusqlite::Result<A
             job.submitted_at_ms,
             job.finished_at_ms,
             job.error_code,
-            job.result_path
+            job.result_path,
+            job.tenant.as_deref().unwrap_or("")
         ],
     )?;
     Ok(Accepted::New)
@@ -227,24 +285,11 @@ impl Journal {
         if let Some(dir) = path.parent() {
             let _ = std::fs::create_dir_all(dir);
         }
-        let conn = connect(path)?;
+        let mut conn = connect(path)?;
+        add_tenants(&mut conn)?;
+        conn.execute_batch(JOBS_TABLE)?;
         conn.execute_batch(
-            "CREATE TABLE IF NOT EXISTS jobs (
-                 id TEXT PRIMARY KEY,
-                 pipeline TEXT NOT NULL,
-                 name TEXT NOT NULL,
-                 spool_path TEXT NOT NULL,
-                 bytes INTEGER NOT NULL,
-                 sha256 TEXT NOT NULL,
-                 idempotency_key TEXT UNIQUE,
-                 state TEXT NOT NULL,
-                 submitted_at_ms INTEGER NOT NULL,
-                 finished_at_ms INTEGER,
-                 error_code TEXT,
-                 result_path TEXT
-             );
-             CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs (state);
-             CREATE TABLE IF NOT EXISTS dead_letters (
+            "CREATE TABLE IF NOT EXISTS dead_letters (
                  job_id TEXT NOT NULL,
                  sink TEXT NOT NULL,
                  error TEXT NOT NULL,
@@ -473,6 +518,7 @@ impl Journal {
                AND (?2 IS NULL OR pipeline = ?2)
                AND (?3 IS NULL OR submitted_at_ms >= ?3)
                AND (?4 IS NULL OR id > ?4)
+               AND (?6 IS NULL OR tenant = ?6)
              ORDER BY id LIMIT ?5"
         ))?;
         let rows = stmt.query_map(
@@ -481,7 +527,8 @@ impl Journal {
                 filter.pipeline,
                 filter.since_ms,
                 filter.after,
-                filter.limit
+                filter.limit,
+                filter.tenant
             ],
             row_to_job,
         )?;
@@ -627,6 +674,7 @@ mod tests {
             bytes: 3,
             sha256: sha.into(),
             idempotency_key: key.map(Into::into),
+            tenant: None,
             state: "accepted".into(),
             submitted_at_ms: now_ms(),
             finished_at_ms: None,
@@ -766,6 +814,98 @@ mod tests {
             }
         );
         assert!(j.get("a2").unwrap().is_none());
+    }
+
+    #[test]
+    fn idempotency_keys_and_listings_are_per_tenant() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(&dir.path().join("j.sqlite")).unwrap();
+        let of = |id: &str, tenant: Option<&str>, sha: &str| JournalJob {
+            tenant: tenant.map(Into::into),
+            ..job(id, Some("k"), sha)
+        };
+        assert_eq!(j.accept(&of("a1", Some("a"), "x")).unwrap(), Accepted::New);
+        assert_eq!(j.accept(&of("b1", Some("b"), "y")).unwrap(), Accepted::New);
+        assert_eq!(j.accept(&of("n1", None, "z")).unwrap(), Accepted::New);
+        assert_eq!(
+            j.accept(&of("b2", Some("b"), "y")).unwrap(),
+            Accepted::Existing {
+                id: "b1".into(),
+                same_body: true
+            }
+        );
+        assert_eq!(
+            j.accept(&of("n2", None, "z")).unwrap(),
+            Accepted::Existing {
+                id: "n1".into(),
+                same_body: true
+            }
+        );
+        assert_eq!(j.get("a1").unwrap().unwrap().tenant.as_deref(), Some("a"));
+        assert_eq!(j.get("n1").unwrap().unwrap().tenant, None);
+        let of_tenant = |tenant: &str| -> Vec<String> {
+            j.list(&ListFilter {
+                tenant: Some(tenant.into()),
+                limit: 10,
+                ..Default::default()
+            })
+            .unwrap()
+            .into_iter()
+            .map(|j| j.id)
+            .collect()
+        };
+        assert_eq!(of_tenant("a"), ["a1"]);
+        assert_eq!(of_tenant("b"), ["b1"]);
+    }
+
+    #[test]
+    fn a_journal_from_before_tenants_keeps_its_jobs() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.sqlite");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE jobs (
+                     id TEXT PRIMARY KEY, pipeline TEXT NOT NULL, name TEXT NOT NULL,
+                     spool_path TEXT NOT NULL, bytes INTEGER NOT NULL, sha256 TEXT NOT NULL,
+                     idempotency_key TEXT UNIQUE, state TEXT NOT NULL,
+                     submitted_at_ms INTEGER NOT NULL, finished_at_ms INTEGER,
+                     error_code TEXT, result_path TEXT);
+                 CREATE INDEX jobs_by_state ON jobs (state);
+                 INSERT INTO jobs VALUES ('old', 'default', 'a.pdf', 'spool/old', 3, 'x', 'k',
+                     'accepted', 1, NULL, NULL, NULL);",
+            )
+            .unwrap();
+        }
+        let j = Journal::open(&path).unwrap();
+        let old = j.get("old").unwrap().unwrap();
+        assert_eq!(
+            (old.tenant, old.idempotency_key.as_deref()),
+            (None, Some("k"))
+        );
+        assert_eq!(j.unfinished().unwrap().jobs.len(), 1);
+        // The old key is still taken for untenanted jobs, and free for a tenant.
+        assert!(matches!(
+            j.accept(&job("n", Some("k"), "x")).unwrap(),
+            Accepted::Existing { .. }
+        ));
+        let tenant_job = JournalJob {
+            tenant: Some("a".into()),
+            ..job("t", Some("k"), "x")
+        };
+        assert_eq!(j.accept(&tenant_job).unwrap(), Accepted::New);
+        drop(j);
+        // Opening again changes nothing more.
+        assert_eq!(
+            Journal::open(&path)
+                .unwrap()
+                .get("t")
+                .unwrap()
+                .unwrap()
+                .tenant
+                .as_deref(),
+            Some("a")
+        );
     }
 
     #[test]

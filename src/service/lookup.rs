@@ -8,6 +8,7 @@ use crate::model::error::ErrorRecord;
 use crate::service::intake::Intake;
 use crate::service::jobs::{JobState, JobStatus};
 use crate::service::journal::{JournalJob, ListFilter};
+use crate::service::keys::Caller;
 
 impl Intake {
     /// A job's status from the registry, else from the journal (jobs of an earlier run).
@@ -18,6 +19,14 @@ impl Intake {
         let mut status = journal_status(&self.store.get(id).await.ok().flatten()?);
         status.sinks = self.store.deliveries(id).await.unwrap_or_default();
         Some(status)
+    }
+
+    /// A job's status, if `caller` may see it: another tenant's job is as unknown as one that
+    /// does not exist.
+    pub async fn status_for(&self, id: &str, caller: &Caller) -> Option<JobStatus> {
+        self.status(id)
+            .await
+            .filter(|s| caller.sees(s.tenant.as_deref()))
     }
 
     /// Jobs from the journal matching `filter`, oldest first, each with its live status when
@@ -58,6 +67,7 @@ fn journal_status(job: &JournalJob) -> JobStatus {
         )
         .to_string(),
         bytes: job.bytes,
+        tenant: job.tenant.clone(),
         pages: Default::default(),
         timings: Default::default(),
         error: job.error_code.as_ref().map(|code| ErrorRecord {

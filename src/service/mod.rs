@@ -6,6 +6,7 @@
 pub mod intake;
 pub mod jobs;
 pub mod journal;
+pub mod keys;
 pub mod lookup;
 pub mod source;
 pub mod store;

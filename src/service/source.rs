@@ -102,7 +102,7 @@ impl Intake {
             let room = self.jobs.changed().notified();
             tokio::pin!(room);
             room.as_mut().enable();
-            match self.admit(pipeline, Some(bytes), None) {
+            match self.admit(pipeline, Some(bytes), None, None) {
                 Err(IntakeError::AdmissionFull {
                     retry_after_secs, ..
                 }) => {

@@ -123,6 +123,39 @@ impl Daemon {
         }
     }
 
+    /// Starts with API keys in the daemon's default keys file (`data/keys.json`), one per
+    /// `(name, scopes)`; returns the daemon and the keys, in order.
+    pub fn start_with_keys(
+        pipelines: &[(&str, String)],
+        keys: &[(&str, &[pagemill::service::keys::Scope])],
+        args: &[&str],
+        stderr: Stdio,
+    ) -> (Daemon, Vec<String>) {
+        let mut made = Vec::new();
+        let daemon = Daemon::start_prepared(pipelines, args, &[], stderr, |dir| {
+            let path = dir.join(pagemill::service::keys::DEFAULT_KEYS_FILE);
+            let mut file = pagemill::service::keys::KeysFile::default();
+            for (name, scopes) in keys {
+                made.push(file.add(name, scopes).unwrap());
+            }
+            file.write(&path).unwrap();
+        });
+        (daemon, made)
+    }
+
+    /// A client that sends `key` with every request.
+    pub fn client_with_key(key: &str) -> reqwest::Client {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(
+            reqwest::header::AUTHORIZATION,
+            format!("Bearer {key}").parse().unwrap(),
+        );
+        reqwest::Client::builder()
+            .default_headers(headers)
+            .build()
+            .unwrap()
+    }
+
     /// Kills the daemon with SIGKILL (no chance to clean up) and starts a new one in the same
     /// directory, on the same pipelines, spool and journal.
     pub fn kill_and_restart(&mut self) {

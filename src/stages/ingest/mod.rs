@@ -47,6 +47,7 @@ pub fn ingest_bytes(
         },
         bytes: bytes.len() as u64,
         media_type: media_type.as_ref().ok().map(|t| t.as_str().to_string()),
+        tenant: None,
     };
     let document = media_type.and_then(|t| open_document_as(bytes, t, limits));
     (record, document)
@@ -137,6 +138,10 @@ impl Actor for IngestStage {
                         ingest_bytes(&name, bytes, known.as_ref(), &limits)
                     })
                     .await
+                    .map(|(mut record, document)| {
+                        record.tenant = request.tenant.clone();
+                        (record, document)
+                    })
                     .unwrap_or_else(|e| (unread_source(&request), Err(e)))
             }
             Err(e) => (unread_source(&request), Err(e)),
@@ -176,6 +181,7 @@ fn unread_source(request: &JobRequest) -> SourceRecord {
         sha256: String::new(),
         bytes: 0,
         media_type: None,
+        tenant: request.tenant.clone(),
     }
 }
 

@@ -49,9 +49,11 @@ impl PostgresSink {
                      summary TEXT,
                      text TEXT NOT NULL,
                      result JSONB NOT NULL,
-                     saved_at TIMESTAMPTZ NOT NULL DEFAULT now()
-                 )",
-                self.cfg.table
+                     saved_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+                     tenant TEXT
+                 );
+                 ALTER TABLE \"{}\" ADD COLUMN IF NOT EXISTS tenant TEXT",
+                self.cfg.table, self.cfg.table
             ))
             .await?;
         Ok(client)
@@ -73,15 +75,16 @@ impl PostgresSink {
                 .execute(
                     &format!(
                         "INSERT INTO \"{}\" (id, pipeline, name, sha256, state, error_code, pages,
-                             summary_engine, summary, text, result, saved_at)
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, now())
+                             summary_engine, summary, text, result, saved_at, tenant)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, now(), $12)
                          ON CONFLICT (id) DO UPDATE SET
                              pipeline = EXCLUDED.pipeline, name = EXCLUDED.name,
                              sha256 = EXCLUDED.sha256, state = EXCLUDED.state,
                              error_code = EXCLUDED.error_code, pages = EXCLUDED.pages,
                              summary_engine = EXCLUDED.summary_engine,
                              summary = EXCLUDED.summary, text = EXCLUDED.text,
-                             result = EXCLUDED.result, saved_at = EXCLUDED.saved_at",
+                             result = EXCLUDED.result, saved_at = EXCLUDED.saved_at,
+                             tenant = EXCLUDED.tenant",
                         self.cfg.table
                     ),
                     &[
@@ -96,6 +99,7 @@ impl PostgresSink {
                         &row.summary,
                         &row.text,
                         &Json(&json),
+                        &row.tenant,
                     ],
                 )
                 .await

@@ -175,6 +175,8 @@ pub struct ResultRow<'a> {
     pub summary_engine: Option<&'a str>,
     pub summary: Option<&'a str>,
     pub text: &'a str,
+    /// The tenant (API key name) that submitted the job.
+    pub tenant: Option<&'a str>,
 }
 
 impl<'a> ResultRow<'a> {
@@ -189,6 +191,7 @@ impl<'a> ResultRow<'a> {
             pages: i32::try_from(result.pages.len()).unwrap_or(i32::MAX),
             summary_engine: result.summary.as_ref().map(|s| s.engine.as_str()),
             summary: result.summary.as_ref().map(|s| s.text.as_str()),
+            tenant: result.source.tenant.as_deref(),
             text: &result.text,
         }
     }

@@ -47,10 +47,24 @@ impl SqliteSink {
                  summary TEXT,
                  text TEXT NOT NULL,
                  result TEXT NOT NULL,
-                 saved_at TEXT NOT NULL
+                 saved_at TEXT NOT NULL,
+                 tenant TEXT
              )",
             self.cfg.table
         ))?;
+        // A table made before tenants gains the column.
+        let has_tenant = conn
+            .prepare(&format!(
+                "SELECT 1 FROM pragma_table_info('{}') WHERE name = 'tenant'",
+                self.cfg.table.replace('\'', "''")
+            ))?
+            .exists([])?;
+        if !has_tenant {
+            conn.execute_batch(&format!(
+                "ALTER TABLE \"{}\" ADD COLUMN tenant TEXT",
+                self.cfg.table
+            ))?;
+        }
         Ok(conn)
     }
 
@@ -64,16 +78,16 @@ impl SqliteSink {
         let written = conn.as_ref().expect("opened above").execute(
             &format!(
                 "INSERT INTO \"{}\" (id, pipeline, name, sha256, state, error_code, pages,
-                     summary_engine, summary, text, result, saved_at)
+                     summary_engine, summary, text, result, saved_at, tenant)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11,
-                     strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+                     strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), ?12)
                  ON CONFLICT (id) DO UPDATE SET
                      pipeline = excluded.pipeline, name = excluded.name,
                      sha256 = excluded.sha256, state = excluded.state,
                      error_code = excluded.error_code, pages = excluded.pages,
                      summary_engine = excluded.summary_engine, summary = excluded.summary,
                      text = excluded.text, result = excluded.result,
-                     saved_at = excluded.saved_at",
+                     saved_at = excluded.saved_at, tenant = excluded.tenant",
                 self.cfg.table
             ),
             params![
@@ -88,6 +102,7 @@ impl SqliteSink {
                 row.summary,
                 row.text,
                 String::from_utf8_lossy(body),
+                row.tenant,
             ],
         );
         written.map(|_| ()).map_err(|e| {
