@@ -14,6 +14,7 @@ mod corpus_accuracy;
 mod crash_recovery;
 mod daemon;
 mod dashboards;
+mod edge;
 mod fairness;
 mod fixtures_pipeline;
 mod journal;

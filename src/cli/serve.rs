@@ -16,7 +16,8 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use super::keys::KeysFileArg;
 use crate::config::{Pipeline, load_pipeline};
-use crate::http::{Access, AppState, serve as serve_http};
+use crate::http::server::{self, EdgeLimits, TlsFiles};
+use crate::http::{Access, AppState};
 use crate::pipeline::supervisor::{PipelineHandle, StartOptions};
 use crate::runtime::pool::CpuPool;
 use crate::service::intake::Intake;
@@ -54,6 +55,21 @@ pub struct ServeArgs {
     /// `/metrics` needs an `admin` key (it is open otherwise).
     #[arg(long)]
     pub metrics_require_key: bool,
+    /// Serve HTTPS with this certificate chain (PEM); read again on SIGHUP.
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM).
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Connections open at once; more wait to be accepted.
+    #[arg(long, default_value_t = server::DEFAULT_MAX_CONNECTIONS)]
+    pub max_connections: usize,
+    /// Time a client has to send a request's headers, e.g. "10s".
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "10s")]
+    pub header_read_timeout: Duration,
+    /// Longest pause in an upload's body before it is dropped (408), e.g. "30s".
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "30s")]
+    pub upload_idle_timeout: Duration,
 }
 
 /// Loads every pipeline named on the command line, reporting all problems at once.
@@ -126,16 +142,31 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         );
         return Ok(ExitCode::from(super::EXIT_USAGE));
     }
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => match TlsFiles::open(cert, key) {
+            Ok(tls) => Some(Arc::new(tls)),
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                return Ok(ExitCode::from(super::EXIT_USAGE));
+            }
+        },
+        _ => None,
+    };
     crate::runtime::sched::request_short_slice_for_this_thread();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .on_thread_start(crate::runtime::sched::request_short_slice_for_this_thread)
         .build()?;
-    runtime.block_on(run(args, pipelines, keys))?;
+    runtime.block_on(run(args, pipelines, keys, tls))?;
     Ok(ExitCode::SUCCESS)
 }
 
-async fn run(args: ServeArgs, pipelines: Vec<Pipeline>, keys: Arc<KeyRing>) -> anyhow::Result<()> {
+async fn run(
+    args: ServeArgs,
+    pipelines: Vec<Pipeline>,
+    keys: Arc<KeyRing>,
+    tls: Option<Arc<TlsFiles>>,
+) -> anyhow::Result<()> {
     let metrics = crate::runtime::telemetry::install()?;
     let threads = args
         .threads
@@ -170,7 +201,10 @@ async fn run(args: ServeArgs, pipelines: Vec<Pipeline>, keys: Arc<KeyRing>) -> a
         tracing::info!(pipeline = %name, "pipeline started");
         handles.insert(name, Arc::new(handle));
     }
-    let intake = Arc::new(Intake::new(handles, jobs, store, args.spool.clone()));
+    let intake = Arc::new(
+        Intake::new(handles, jobs, store, args.spool.clone())
+            .with_upload_idle_timeout(args.upload_idle_timeout),
+    );
     for handle in intake.pipelines().values() {
         crate::stages::save::remove_leftover_temporaries(&handle.pipeline.save.directory);
     }
@@ -183,7 +217,7 @@ async fn run(args: ServeArgs, pipelines: Vec<Pipeline>, keys: Arc<KeyRing>) -> a
         );
     }
     tracing::info!(keys = %args.keys.path.display(), tenants = keys.len(), "API keys");
-    watch_keys(keys.clone());
+    reread_on_change(keys.clone(), tls.clone());
     let state = Arc::new(AppState {
         intake: intake.clone(),
         metrics: Some(metrics),
@@ -222,27 +256,42 @@ async fn run(args: ServeArgs, pipelines: Vec<Pipeline>, keys: Arc<KeyRing>) -> a
             }
         }
     };
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let bound = |addr: SocketAddr| {
-        println!("pagemill listening on http://{addr}");
+        println!("pagemill listening on {scheme}://{addr}");
         let _ = std::io::stdout().flush();
         tracing::info!(address = %addr, threads, "listening");
     };
-    serve_http(state.clone(), args.listen, bound, shutdown).await?;
+    let limits = EdgeLimits {
+        max_connections: args.max_connections,
+        header_read_timeout: args.header_read_timeout,
+        ..EdgeLimits::default()
+    };
+    server::serve(state.clone(), args.listen, limits, tls, bound, shutdown).await?;
     pool.on_every_thread(crate::stages::ocr::release_engines_on_this_thread);
     tracing::info!("stopped");
     Ok(())
 }
 
 /// Keeps the key ring in step with its file: read again when the file changes (checked every
-/// [`KEYS_FILE_CHECK`]) and at once on SIGHUP. A file that cannot be read leaves the keys as
-/// they were, and says why in the log.
-fn watch_keys(keys: Arc<KeyRing>) {
+/// [`KEYS_FILE_CHECK`]) and at once on SIGHUP, which also reads the TLS certificate and key
+/// again. A file that cannot be read leaves what was read before in force, and says why in
+/// the log.
+fn reread_on_change(keys: Arc<KeyRing>, tls: Option<Arc<TlsFiles>>) {
     tokio::spawn(async move {
         let mut hangup = signal(SignalKind::hangup()).expect("SIGHUP handler");
         let mut tick = tokio::time::interval(KEYS_FILE_CHECK);
         loop {
             let outcome = tokio::select! {
-                _ = hangup.recv() => keys.reload().map(Some),
+                _ = hangup.recv() => {
+                    if let Some(tls) = &tls {
+                        match tls.reload() {
+                            Ok(()) => tracing::info!("TLS certificate read again"),
+                            Err(e) => tracing::error!(error = %format!("{e:#}"), "cannot read the TLS certificate; keeping the one read before"),
+                        }
+                    }
+                    keys.reload().map(Some)
+                }
                 _ = tick.tick() => keys.reload_if_changed(),
             };
             match outcome {

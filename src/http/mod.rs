@@ -6,9 +6,9 @@
 //! `pagemill_http_requests_total` and `pagemill_http_request_duration_seconds` by route.
 
 mod api;
+pub mod server;
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -115,6 +115,7 @@ impl ApiError {
                 }
                 IntakeError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
                 IntakeError::BadIdempotencyKey | IntakeError::BadBody(_) => StatusCode::BAD_REQUEST,
+                IntakeError::UploadStalled(_) => StatusCode::REQUEST_TIMEOUT,
                 IntakeError::SpoolUnwritable(_) | IntakeError::JournalUnwritable(_) => {
                     StatusCode::INSUFFICIENT_STORAGE
                 }
@@ -418,12 +419,21 @@ pub fn routes(
         .unify();
 
     api.recover(|rejection: warp::Rejection| async move {
-        let error = if let Some(Refused(refusal)) = rejection.find::<Refused>() {
-            match refusal {
+        if let Some(Refused(refusal)) = rejection.find::<Refused>() {
+            let error = match refusal {
                 ApiError::Forbidden(scope) => ApiError::Forbidden(*scope),
                 _ => ApiError::Unauthorized,
-            }
-        } else if rejection.is_not_found() {
+            };
+            // A refused upload's body is left unread, so its connection cannot carry another
+            // request: tell the client rather than let it find the connection closed.
+            let mut response = error.into_response();
+            response.headers_mut().insert(
+                warp::http::header::CONNECTION,
+                warp::http::HeaderValue::from_static("close"),
+            );
+            return Ok::<_, Infallible>(response);
+        }
+        let error = if rejection.is_not_found() {
             ApiError::NotFound
         } else if rejection
             .find::<warp::reject::MethodNotAllowed>()
@@ -456,24 +466,6 @@ fn metrics_page(state: &AppState) -> Response {
         }
         None => ApiError::NoMetrics.into_response(),
     }
-}
-
-/// Binds `listen` and serves until `shutdown` resolves; returns the bound address through
-/// `bound` before serving (port 0 picks a free port).
-pub async fn serve(
-    state: Arc<AppState>,
-    listen: SocketAddr,
-    bound: impl FnOnce(SocketAddr),
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind(listen).await?;
-    bound(listener.local_addr()?);
-    warp::serve(routes(state))
-        .incoming(listener)
-        .graceful(shutdown)
-        .run()
-        .await;
-    Ok(())
 }
 
 impl AppState {

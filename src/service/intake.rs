@@ -31,6 +31,8 @@ use crate::service::store::JobStore;
 pub const MAX_RETRY_AFTER_SECS: u64 = 600;
 /// Longest `Idempotency-Key` accepted, in bytes.
 pub const MAX_IDEMPOTENCY_KEY_BYTES: usize = 255;
+/// Longest pause in an upload before intake gives up on it (`--upload-idle-timeout`).
+pub const DEFAULT_UPLOAD_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 /// Bytes kept from the start of a document for type detection.
 const HEAD_BYTES: usize = 1024;
 
@@ -69,6 +71,8 @@ pub enum IntakeError {
     BadIdempotencyKey,
     #[error("cannot read the body: {0}")]
     BadBody(String),
+    #[error("the upload sent nothing for {0:?}; it is dropped")]
+    UploadStalled(std::time::Duration),
     #[error("cannot store the upload: {0}")]
     SpoolUnwritable(std::io::Error),
     /// The document is empty or of a type pagemill does not read.
@@ -92,6 +96,7 @@ impl IntakeError {
             IntakeError::TooLarge { .. } => "too_large",
             IntakeError::BadIdempotencyKey => "bad_idempotency_key",
             IntakeError::BadBody(_) => "bad_body",
+            IntakeError::UploadStalled(_) => "upload_timeout",
             IntakeError::SpoolUnwritable(_) => "spool_unwritable",
             IntakeError::Unreadable(JobError::EmptyDocument) => "empty_document",
             IntakeError::Unreadable(_) => "unsupported_media_type",
@@ -135,6 +140,8 @@ pub struct Intake {
     pub(crate) jobs: Arc<JobRegistry>,
     pub(crate) store: Arc<dyn JobStore>,
     spool: PathBuf,
+    /// Longest pause in an upload.
+    upload_idle_timeout: std::time::Duration,
     /// Set when the daemon is stopping: no new jobs.
     shutting_down: AtomicBool,
     /// Submissions still uploading: admitted, not yet in the job registry.
@@ -161,9 +168,16 @@ impl Intake {
             jobs,
             store,
             spool,
+            upload_idle_timeout: DEFAULT_UPLOAD_IDLE_TIMEOUT,
             shutting_down: AtomicBool::new(false),
             uploading: Mutex::default(),
         }
+    }
+
+    /// Gives up on an upload that pauses longer than `timeout`.
+    pub fn with_upload_idle_timeout(mut self, timeout: std::time::Duration) -> Intake {
+        self.upload_idle_timeout = timeout;
+        self
     }
 
     /// The running pipelines, by name.
@@ -431,7 +445,9 @@ impl Admission {
     {
         let spool = self.intake.spool.as_path();
         let limit = self.handle.pipeline.limits.max_document_bytes;
-        let (path, bytes, head, sha256) = write_durably(spool, &self.id, chunks, limit).await?;
+        let idle = self.intake.upload_idle_timeout;
+        let (path, bytes, head, sha256) =
+            write_durably(spool, &self.id, chunks, limit, idle).await?;
         match detect_media_type(&head) {
             Ok(media_type) => Ok(Received {
                 path,
@@ -562,6 +578,7 @@ async fn write_durably<S, E>(
     id: &str,
     mut chunks: S,
     limit: u64,
+    idle: std::time::Duration,
 ) -> Result<(PathBuf, u64, Vec<u8>, String), IntakeError>
 where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
@@ -576,7 +593,13 @@ where
     let mut head = Vec::new();
     let mut hasher = Sha256::new();
     let outcome: Result<(), IntakeError> = async {
-        while let Some(chunk) = chunks.next().await {
+        loop {
+            let Some(chunk) = tokio::time::timeout(idle, chunks.next())
+                .await
+                .map_err(|_| IntakeError::UploadStalled(idle))?
+            else {
+                break;
+            };
             let chunk = chunk.map_err(|e| IntakeError::BadBody(e.to_string()))?;
             written += chunk.len() as u64;
             if written > limit {
