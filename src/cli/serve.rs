@@ -67,6 +67,10 @@ pub struct ServeArgs {
     /// Time a client has to send a request's headers, e.g. "10s".
     #[arg(long, value_parser = humantime::parse_duration, default_value = "10s")]
     pub header_read_timeout: Duration,
+    /// Forget finished jobs (journal rows and result files) this long after they finish,
+    /// e.g. "30d"; 0 keeps them forever.
+    #[arg(long, value_parser = parse_retention, default_value = "0")]
+    pub retain_finished_jobs: Duration,
     /// Longest pause in an upload's body before it is dropped (408), e.g. "30s".
     #[arg(long, value_parser = humantime::parse_duration, default_value = "30s")]
     pub upload_idle_timeout: Duration,
@@ -209,6 +213,13 @@ async fn run(
         crate::stages::save::remove_leftover_temporaries(&handle.pipeline.save.directory);
     }
     intake.resume_unfinished().await?;
+    if !args.retain_finished_jobs.is_zero() {
+        crate::service::retention::spawn(intake.store.clone(), args.retain_finished_jobs);
+        tracing::info!(
+            retention = %humantime::format_duration(args.retain_finished_jobs),
+            "finished jobs are forgotten after the retention"
+        );
+    }
     let open_without_keys = args.listen.ip().is_loopback() || args.allow_unauthenticated;
     if keys.is_empty() && !args.listen.ip().is_loopback() {
         tracing::warn!(
@@ -303,4 +314,12 @@ fn reread_on_change(keys: Arc<KeyRing>, tls: Option<Arc<TlsFiles>>) {
             }
         }
     });
+}
+
+/// A retention: `0` (forever) or a duration such as `30d`.
+fn parse_retention(text: &str) -> Result<Duration, humantime::DurationError> {
+    match text.trim() {
+        "0" => Ok(Duration::ZERO),
+        other => humantime::parse_duration(other),
+    }
 }

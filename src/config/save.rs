@@ -102,6 +102,17 @@ pub enum OutputFormat {
     Pdf,
 }
 
+impl OutputFormat {
+    /// Every format, e.g. to find every file a job's result left.
+    pub const ALL: [OutputFormat; 5] = [
+        OutputFormat::Txt,
+        OutputFormat::Hocr,
+        OutputFormat::Alto,
+        OutputFormat::Tsv,
+        OutputFormat::Pdf,
+    ];
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct SaveConfig {
     pub directory: PathBuf,

@@ -365,6 +365,33 @@ impl Journal {
         tx.commit()
     }
 
+    /// Forgets up to `batch` jobs that finished before `cutoff_ms` (ms since the epoch), with
+    /// every row about them; returns them, for their result files to go too. Unfinished jobs
+    /// are never touched.
+    pub fn prune_finished(&self, cutoff_ms: i64, batch: u32) -> rusqlite::Result<Vec<JournalJob>> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let pruned: Vec<JournalJob> = tx
+            .prepare(&format!(
+                "SELECT {COLUMNS} FROM jobs
+                 WHERE state IN ('done', 'failed', 'cancelled') AND finished_at_ms < ?1
+                 ORDER BY finished_at_ms LIMIT ?2"
+            ))?
+            .query_map(params![cutoff_ms, batch], row_to_job)?
+            .collect::<rusqlite::Result<_>>()?;
+        for job in &pruned {
+            for table in ["deliveries", "dead_letters", "pages", "summaries"] {
+                tx.execute(
+                    &format!("DELETE FROM {table} WHERE job_id = ?1"),
+                    params![job.id],
+                )?;
+            }
+            tx.execute("DELETE FROM jobs WHERE id = ?1", params![job.id])?;
+        }
+        tx.commit()?;
+        Ok(pruned)
+    }
+
     /// Records a result that a sink could not take after every retry.
     pub fn dead_letter(&self, job_id: &str, sink: &str, error: &str) -> rusqlite::Result<()> {
         self.conn().execute(
@@ -649,6 +676,15 @@ impl JournalHandle {
         self.run(|j| j.unfinished()).await
     }
 
+    /// See [`Journal::prune_finished`].
+    pub async fn prune_finished(
+        &self,
+        cutoff_ms: i64,
+        batch: u32,
+    ) -> Result<Vec<JournalJob>, JournalError> {
+        self.run(move |j| j.prune_finished(cutoff_ms, batch)).await
+    }
+
     /// See [`Journal::get`].
     pub async fn get(&self, id: &str) -> Result<Option<JournalJob>, JournalError> {
         let id = id.to_owned();
@@ -814,6 +850,51 @@ mod tests {
             }
         );
         assert!(j.get("a2").unwrap().is_none());
+    }
+
+    #[test]
+    fn pruning_forgets_only_jobs_finished_before_the_cutoff() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(&dir.path().join("j.sqlite")).unwrap();
+        for id in ["old-done", "old-failed", "running", "new-done"] {
+            j.accept(&job(id, None, "x")).unwrap();
+        }
+        j.finish("old-done", "done", None, Some("results/old-done.json"))
+            .unwrap();
+        j.finish("old-failed", "failed", Some("invalid_pdf"), None)
+            .unwrap();
+        j.record_delivery(
+            "old-done",
+            "webhook",
+            &SinkDelivery {
+                state: crate::service::jobs::DeliveryState::DeadLetter,
+                attempts: 3,
+                error: Some("refused".into()),
+            },
+        )
+        .unwrap();
+        j.dead_letter("old-done", "webhook", "refused").unwrap();
+        j.checkpoint_page("running", 1, "{}").unwrap();
+        let cutoff = now_ms() + 1;
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        j.finish("new-done", "done", None, None).unwrap();
+
+        let pruned = j.prune_finished(cutoff, 1).unwrap();
+        assert_eq!(pruned.len(), 1, "one batch of 1");
+        let more = j.prune_finished(cutoff, 10).unwrap();
+        let mut ids: Vec<String> = pruned.iter().chain(&more).map(|p| p.id.clone()).collect();
+        ids.sort();
+        assert_eq!(ids, ["old-done", "old-failed"]);
+        assert!(j.get("old-done").unwrap().is_none());
+        assert!(j.deliveries("old-done").unwrap().is_empty());
+        let letters: i64 = j
+            .conn()
+            .query_row("SELECT count(*) FROM dead_letters", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(letters, 0);
+        assert!(j.get("running").unwrap().is_some());
+        assert_eq!(j.checkpoints("running").unwrap().len(), 1);
+        assert!(j.get("new-done").unwrap().is_some());
     }
 
     #[test]

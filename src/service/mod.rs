@@ -8,5 +8,6 @@ pub mod jobs;
 pub mod journal;
 pub mod keys;
 pub mod lookup;
+pub mod retention;
 pub mod source;
 pub mod store;

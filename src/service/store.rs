@@ -43,6 +43,14 @@ pub trait JobStore: Send + Sync {
     /// Jobs accepted and not finished, to run again at start.
     async fn unfinished(&self) -> Result<Unfinished, StoreError>;
 
+    /// Forgets up to `batch` jobs that finished before `cutoff_ms`, with everything kept
+    /// about them; returns them. Unfinished jobs are never touched.
+    async fn prune_finished(
+        &self,
+        cutoff_ms: i64,
+        batch: u32,
+    ) -> Result<Vec<JournalJob>, StoreError>;
+
     /// A job as recorded, finished or not.
     async fn get(&self, id: &str) -> Result<Option<JournalJob>, StoreError>;
 
@@ -96,6 +104,14 @@ impl JobStore for JournalHandle {
 
     async fn unfinished(&self) -> Result<Unfinished, StoreError> {
         Ok(JournalHandle::unfinished(self).await?)
+    }
+
+    async fn prune_finished(
+        &self,
+        cutoff_ms: i64,
+        batch: u32,
+    ) -> Result<Vec<JournalJob>, StoreError> {
+        Ok(JournalHandle::prune_finished(self, cutoff_ms, batch).await?)
     }
 
     async fn get(&self, id: &str) -> Result<Option<JournalJob>, StoreError> {
