@@ -9,6 +9,7 @@ mod access;
 mod backpressure;
 mod batch;
 mod config_files;
+mod contract;
 mod corpus_accuracy;
 #[cfg(feature = "fault-injection")]
 mod crash_recovery;

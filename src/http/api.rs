@@ -161,6 +161,11 @@ pub async fn status(id: String, caller: Caller, state: Arc<AppState>) -> Respons
     }
 }
 
+/// The states `GET /v1/jobs` filters by (a running job is `queued` in the journal).
+const LISTED_STATES: [&str; 4] = ["queued", "done", "failed", "cancelled"];
+/// Most jobs `GET /v1/jobs` lists at once.
+const MAX_LIST_LIMIT: u32 = 1000;
+
 /// Query of `GET /v1/jobs`.
 #[derive(Debug, Deserialize)]
 pub struct ListQuery {
@@ -179,15 +184,33 @@ pub struct ListQuery {
 pub async fn list(caller: Caller, query: ListQuery, state: Arc<AppState>) -> Response {
     let since_ms = match &query.since {
         None => None,
-        Some(text) => match humantime::parse_rfc3339_weak(text) {
-            Ok(t) => Some(
-                t.duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_millis() as i64),
-            ),
-            Err(e) => return ApiError::BadQuery(e.to_string()).into_response(),
-        },
+        Some(text) => {
+            match time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+            {
+                Ok(t) => Some((t.unix_timestamp_nanos() / 1_000_000) as i64),
+                Err(e) => {
+                    return ApiError::BadQuery(format!(
+                        "since: {e} (expected RFC 3339, e.g. 2026-11-26T03:00:00Z)"
+                    ))
+                    .into_response();
+                }
+            }
+        }
     };
-    let limit = query.limit.unwrap_or(100).clamp(1, 1000);
+    if let Some(s) = &query.state
+        && !LISTED_STATES.contains(&s.as_str())
+    {
+        return ApiError::BadQuery(format!(
+            "state: {s:?} is not one of {}",
+            LISTED_STATES.join(", ")
+        ))
+        .into_response();
+    }
+    let limit = query.limit.unwrap_or(100);
+    if !(1..=MAX_LIST_LIMIT).contains(&limit) {
+        return ApiError::BadQuery(format!("limit: {limit} is not 1 to {MAX_LIST_LIMIT}"))
+            .into_response();
+    }
     let filter = ListFilter {
         state: query
             .state

@@ -86,7 +86,7 @@ pub enum ApiError {
     AlreadyFinished { id: String, state: JobState },
     #[error("job {0} finished but its result could not be read")]
     ResultMissing(String),
-    #[error("since: {0} (expected RFC 3339, e.g. 2026-11-26T03:00:00Z)")]
+    #[error("{0}")]
     BadQuery(String),
     #[error("{0}")]
     JournalUnreadable(String),
@@ -288,6 +288,34 @@ struct Refused(ApiError);
 
 impl warp::reject::Reject for Refused {}
 
+/// Answers a request for a known path with a method it does not take: 405 with the `Allow`
+/// header listing the methods it takes (RFC 9110). Other requests pass, to be answered by
+/// their route's own rejection or as not found.
+fn method_not_allowed() -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
+    warp::path::full().and(warp::method()).and_then(
+        |path: warp::path::FullPath, method: warp::http::Method| async move {
+            let template = route_label(path.as_str());
+            let allowed: Vec<&str> = ROUTES
+                .iter()
+                .filter(|r| r.template == template)
+                .map(|r| r.method)
+                .collect();
+            if allowed.is_empty() || allowed.contains(&method.as_str()) {
+                return Err(warp::reject::not_found());
+            }
+            let mut response = ApiError::MethodNotAllowed.into_response();
+            response.headers_mut().insert(
+                warp::http::header::ALLOW,
+                allowed
+                    .join(", ")
+                    .parse()
+                    .expect("method names are a valid header"),
+            );
+            Ok(response)
+        },
+    )
+}
+
 /// Passes the caller of a request to `method template`, if its key has the route's scope.
 fn caller(
     state: Arc<AppState>,
@@ -416,6 +444,8 @@ pub fn routes(
         .or(readyz)
         .unify()
         .or(metrics_route)
+        .unify()
+        .or(method_not_allowed())
         .unify();
 
     api.recover(|rejection: warp::Rejection| async move {
