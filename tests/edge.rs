@@ -277,3 +277,66 @@ async fn a_stalled_upload_is_dropped_with_408_and_leaves_no_spool_file() {
     assert!(spool.is_empty(), "left in the spool: {spool:?}");
     assert_eq!(d.get("/healthz").await.status(), reqwest::StatusCode::OK);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tenant_holds_at_most_its_share_of_event_streams() {
+    use pagemill::service::keys::Scope;
+    let (d, keys) = Daemon::start_with_keys(
+        &[("default", pipeline_yaml("default", &[]))],
+        &[
+            ("watcher", &[Scope::Submit, Scope::Read]),
+            ("other", &[Scope::Submit, Scope::Read]),
+        ],
+        &["--max-event-streams-per-tenant", "2"],
+        std::process::Stdio::inherit(),
+    );
+    let (watcher, other) = (
+        Daemon::client_with_key(&keys[0]),
+        Daemon::client_with_key(&keys[1]),
+    );
+    // Jobs long enough to watch for a while.
+    let big = d.dir.path().join("big.tif");
+    crate::fairness::multi_page_tiff(&big, 12);
+    let submit = |client: &reqwest::Client| {
+        client
+            .post(d.url("/v1/pipelines/default/jobs"))
+            .body(std::fs::read(&big).unwrap())
+            .send()
+    };
+    let job = |response: reqwest::Response| async move {
+        assert_eq!(response.status(), reqwest::StatusCode::ACCEPTED);
+        let body: serde_json::Value = response.json().await.unwrap();
+        body["id"].as_str().unwrap().to_string()
+    };
+    let watched = job(submit(&watcher).await.unwrap()).await;
+    let others = job(submit(&other).await.unwrap()).await;
+    let events = |client: &reqwest::Client, id: &str| {
+        client.get(d.url(&format!("/v1/jobs/{id}/events"))).send()
+    };
+
+    let first = events(&watcher, &watched).await.unwrap();
+    let second = events(&watcher, &watched).await.unwrap();
+    assert_eq!(first.status(), reqwest::StatusCode::OK);
+    assert_eq!(second.status(), reqwest::StatusCode::OK);
+    let third = events(&watcher, &watched).await.unwrap();
+    assert_eq!(third.status(), reqwest::StatusCode::TOO_MANY_REQUESTS);
+    let body: serde_json::Value = third.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "too_many_event_streams");
+    // Another tenant's streams are its own.
+    let theirs = events(&other, &others).await.unwrap();
+    assert_eq!(theirs.status(), reqwest::StatusCode::OK);
+
+    // A stream closed frees its place.
+    drop(first);
+    let mut reopened = false;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let again = events(&watcher, &watched).await.unwrap();
+        if again.status() == reqwest::StatusCode::OK {
+            reopened = true;
+            break;
+        }
+    }
+    assert!(reopened, "the closed stream's place is free again");
+    drop(second);
+}

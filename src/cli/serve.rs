@@ -17,7 +17,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use super::keys::KeysFileArg;
 use crate::config::{Pipeline, load_pipeline};
 use crate::http::server::{self, EdgeLimits, TlsFiles};
-use crate::http::{Access, AppState};
+use crate::http::{Access, AppState, DEFAULT_MAX_EVENT_STREAMS_PER_TENANT, EventStreams};
 use crate::pipeline::supervisor::{PipelineHandle, StartOptions};
 use crate::runtime::pool::CpuPool;
 use crate::service::intake::Intake;
@@ -64,6 +64,9 @@ pub struct ServeArgs {
     /// Connections open at once; more wait to be accepted.
     #[arg(long, default_value_t = server::DEFAULT_MAX_CONNECTIONS)]
     pub max_connections: usize,
+    /// Event streams (`/v1/jobs/{id}/events`) one tenant may hold open at once.
+    #[arg(long, default_value_t = DEFAULT_MAX_EVENT_STREAMS_PER_TENANT)]
+    pub max_event_streams_per_tenant: usize,
     /// Time a client has to send a request's headers, e.g. "10s".
     #[arg(long, value_parser = humantime::parse_duration, default_value = "10s")]
     pub header_read_timeout: Duration,
@@ -237,6 +240,7 @@ async fn run(
             open_without_keys,
             metrics_need_key: args.metrics_require_key,
         },
+        event_streams: Arc::new(EventStreams::new(args.max_event_streams_per_tenant)),
     });
 
     let shutdown = {

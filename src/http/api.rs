@@ -270,8 +270,14 @@ pub async fn events(id: String, caller: Caller, state: Arc<AppState>) -> Respons
     let Some(rx) = state.intake.jobs.subscribe(&id).filter(|_| visible) else {
         return ApiError::UnknownJob(id).into_response();
     };
-    let stream = futures_util::stream::unfold(Some((rx, true)), |next| async move {
-        let (mut rx, first) = next?;
+    // Counted against the tenant while the stream lives: it ends with the job's final state
+    // or when the client goes away.
+    let slot = match state.event_streams.open(caller.tenant.as_deref()) {
+        Ok(slot) => slot,
+        Err(e) => return e.into_response(),
+    };
+    let stream = futures_util::stream::unfold(Some((rx, true, slot)), |next| async move {
+        let (mut rx, first, slot) = next?;
         if !first && rx.changed().await.is_err() {
             return None;
         }
@@ -281,7 +287,7 @@ pub async fn events(id: String, caller: Caller, state: Arc<AppState>) -> Respons
             .event(if done { "end" } else { "status" })
             .json_data(status_body(status))
             .map_err(std::io::Error::other);
-        Some((event, if done { None } else { Some((rx, false)) }))
+        Some((event, if done { None } else { Some((rx, false, slot)) }))
     });
     warp::sse::reply(warp::sse::keep_alive().stream(stream)).into_response()
 }

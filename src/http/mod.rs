@@ -32,6 +32,64 @@ pub struct AppState {
     pub intake: Arc<Intake>,
     pub metrics: Option<PrometheusHandle>,
     pub access: Access,
+    /// The event streams open, per tenant.
+    pub event_streams: Arc<EventStreams>,
+}
+
+/// Event streams a tenant may hold open at once, unless `--max-event-streams-per-tenant`.
+pub const DEFAULT_MAX_EVENT_STREAMS_PER_TENANT: usize = 16;
+
+/// Counts the server-sent event streams each tenant holds open, so that no tenant can hold an
+/// unbounded number of connections and watchers.
+pub struct EventStreams {
+    limit: usize,
+    open: std::sync::Mutex<std::collections::HashMap<String, usize>>,
+}
+
+/// One open event stream, counted against its tenant until dropped.
+pub struct EventStream {
+    streams: Arc<EventStreams>,
+    tenant: String,
+}
+
+impl EventStreams {
+    pub fn new(limit: usize) -> EventStreams {
+        EventStreams {
+            limit,
+            open: Default::default(),
+        }
+    }
+
+    /// Counts a new stream of `tenant`, unless it holds `limit` already.
+    pub fn open(self: &Arc<Self>, tenant: Option<&str>) -> Result<EventStream, ApiError> {
+        let tenant = tenant.unwrap_or_default().to_string();
+        let mut open = self.open.lock().expect("event stream count poisoned");
+        let count = open.entry(tenant.clone()).or_default();
+        if *count >= self.limit {
+            return Err(ApiError::TooManyEventStreams(self.limit));
+        }
+        *count += 1;
+        Ok(EventStream {
+            streams: self.clone(),
+            tenant,
+        })
+    }
+}
+
+impl Drop for EventStream {
+    fn drop(&mut self) {
+        let mut open = self
+            .streams
+            .open
+            .lock()
+            .expect("event stream count poisoned");
+        if let Some(count) = open.get_mut(&self.tenant) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.tenant);
+            }
+        }
+    }
 }
 
 /// Who may call which route.
@@ -98,6 +156,8 @@ pub enum ApiError {
     MethodNotAllowed,
     #[error("{0}")]
     BadRequest(String),
+    #[error("{0} event streams are open for this tenant already; close one first")]
+    TooManyEventStreams(usize),
     #[error("this route needs an API key: Authorization: Bearer KEY")]
     Unauthorized,
     #[error("this key does not have the {} scope", .0.as_str())]
@@ -134,6 +194,7 @@ impl ApiError {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::TooManyEventStreams(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
         }
@@ -154,6 +215,7 @@ impl ApiError {
             ApiError::NotFound => "not_found",
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::BadRequest(_) => "bad_request",
+            ApiError::TooManyEventStreams(_) => "too_many_event_streams",
             ApiError::Unauthorized => "unauthorized",
             ApiError::Forbidden(_) => "forbidden",
         }
