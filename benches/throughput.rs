@@ -107,7 +107,13 @@ fn main() {
     let pipeline = bound;
 
     // 2 and 3, alternated over several rounds so that machine noise hits both alike.
-    let exe = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/release/pagemill");
+    // `PAGEMILL_BENCH_BIN` measures another build (e.g. an older commit's) against the same
+    // bound.
+    let exe = std::env::var_os("PAGEMILL_BENCH_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/release/pagemill")
+        });
     assert!(exe.is_file(), "build it first: cargo build --release");
     let rounds: usize = std::env::var("PAGEMILL_BENCH_ROUNDS")
         .ok()

@@ -500,3 +500,39 @@ fn without_keys_a_network_address_needs_an_explicit_choice() {
     std::io::Read::read_to_string(&mut open.stderr.take().unwrap(), &mut logged).unwrap();
     assert!(logged.contains("serving without API keys"), "{logged}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_need_an_admin_key_when_the_daemon_is_told_so() {
+    let (d, keys) = Daemon::start_with_keys(
+        &[("default", pipeline_yaml("default", &[]))],
+        &[("reader", &[Scope::Read]), ("ops", &[Scope::Admin])],
+        &["--metrics-require-key"],
+        Stdio::inherit(),
+    );
+    let metrics = |client: reqwest::Client| {
+        let url = d.url("/metrics");
+        async move { client.get(url).send().await.unwrap().status() }
+    };
+    assert_eq!(
+        metrics(reqwest::Client::new()).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        metrics(Daemon::client_with_key(&keys[0])).await,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        metrics(Daemon::client_with_key(&keys[1])).await,
+        StatusCode::OK
+    );
+    // Health and readiness stay open.
+    for path in ["/healthz", "/readyz"] {
+        let status = reqwest::Client::new()
+            .get(d.url(path))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status, StatusCode::OK, "{path}");
+    }
+}

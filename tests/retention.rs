@@ -111,6 +111,19 @@ async fn a_forgotten_job_leaves_no_row_no_result_and_no_listing() {
     assert_eq!(d.wait_final(&id).await["state"], "done");
     let result = d.dir.path().join(format!("results/default/{id}.json"));
     assert!(result.is_file());
+    // The spool keeps no bytes of a finished job.
+    let spool = d.dir.path().join("data/spool");
+    let mut left = vec![()];
+    for _ in 0..50 {
+        left = std::fs::read_dir(&spool)
+            .map(|entries| entries.flatten().map(|_| ()).collect())
+            .unwrap_or_default();
+        if left.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(left.is_empty(), "the finished job's upload left the spool");
     let journal = d.dir.path().join("data/journal.sqlite");
     let mut gone = false;
     for _ in 0..50 {
