@@ -22,8 +22,11 @@ fn schemathesis(d: &Daemon, key: Option<&str>) -> (bool, String) {
         "{} is missing: run scripts/setup.sh --install-only",
         st.display()
     );
+    // Schemathesis keeps a cache in its working directory: a scratch one, not the checkout.
+    let scratch = tempfile::tempdir().unwrap();
     let mut command = Command::new(st);
     command
+        .current_dir(scratch.path())
         .arg("--config-file")
         .arg(root.join("tests/schemathesis.toml"))
         .arg("run")
