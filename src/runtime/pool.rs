@@ -8,7 +8,7 @@
 use std::collections::VecDeque;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
 
 use crate::model::error::JobError;
@@ -20,6 +20,8 @@ pub struct CpuPool {
     threads: usize,
     counters: Arc<Counters>,
     lanes: Arc<Mutex<Lanes>>,
+    /// Wakes the short-lane thread when a short task arrives.
+    short_arrived: Arc<Condvar>,
 }
 
 /// A task waiting for a pool thread.
@@ -29,6 +31,12 @@ type Task = Box<dyn FnOnce() + Send>;
 /// (opening it, rendering a page) before the long ones (recognizing a page), so that a small
 /// job does not queue behind the pages of a big one. Every task submitted also spawns one
 /// rayon job that runs whichever waiting task comes first, so each task runs exactly once.
+///
+/// Short tasks are also taken by one thread of their own, `pagemill-short`, which runs
+/// nothing else: a newly arrived document is opened and rendered at once, without waiting for
+/// a pool thread to finish the page it is recognizing (the pool does not preempt). That
+/// thread is busy only while a short task runs (tens to hundreds of milliseconds), so the
+/// cores stay the pool's for recognition nearly all the time.
 #[derive(Default)]
 struct Lanes {
     short: VecDeque<Task>,
@@ -85,11 +93,25 @@ impl CpuPool {
             })
             .build()
             .map_err(std::io::Error::other)?;
+        let lanes: Arc<Mutex<Lanes>> = Arc::default();
+        let short_arrived = Arc::new(Condvar::new());
+        {
+            let (lanes, short_arrived) = (Arc::downgrade(&lanes), short_arrived.clone());
+            std::thread::Builder::new()
+                .name("pagemill-short".into())
+                .spawn(move || {
+                    if lowered {
+                        crate::runtime::sched::lower_this_thread_priority();
+                    }
+                    run_short_tasks(lanes, short_arrived)
+                })?;
+        }
         Ok(CpuPool {
             pool: Arc::new(pool),
             threads: threads.max(1),
             counters: Arc::default(),
-            lanes: Arc::default(),
+            lanes,
+            short_arrived,
         })
     }
 
@@ -144,7 +166,10 @@ impl CpuPool {
         {
             let mut lanes = self.lanes.lock().unwrap_or_else(|e| e.into_inner());
             match lane {
-                Lane::Short => lanes.short.push_back(task),
+                Lane::Short => {
+                    lanes.short.push_back(task);
+                    self.short_arrived.notify_one();
+                }
                 Lane::Long => lanes.long.push_back(task),
             }
         }
@@ -165,6 +190,30 @@ impl CpuPool {
                 panic_message(&panic)
             ))),
             Err(_) => Err(JobError::Internal("a worker task was dropped".into())),
+        }
+    }
+}
+
+/// The short-lane thread: runs short tasks as they arrive, until the pool is gone (checked
+/// every second while idle).
+fn run_short_tasks(lanes: std::sync::Weak<Mutex<Lanes>>, arrived: Arc<Condvar>) {
+    loop {
+        let Some(lanes) = lanes.upgrade() else {
+            return;
+        };
+        let task = {
+            let mut waiting = lanes.lock().unwrap_or_else(|e| e.into_inner());
+            if waiting.short.is_empty() {
+                waiting = arrived
+                    .wait_timeout(waiting, std::time::Duration::from_secs(1))
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0;
+            }
+            waiting.short.pop_front()
+        };
+        drop(lanes);
+        if let Some(task) = task {
+            task();
         }
     }
 }
@@ -191,6 +240,29 @@ mod tests {
         assert_eq!(err.code(), "internal");
         assert!(err.to_string().contains("boom"));
         assert_eq!(pool.run(|| 2 + 2).await.unwrap(), 4);
+    }
+
+    #[tokio::test]
+    async fn a_short_task_runs_while_every_pool_thread_is_busy() {
+        let pool = CpuPool::new(1).unwrap();
+        let (started, running) = std::sync::mpsc::channel::<()>();
+        let (release, hold) = std::sync::mpsc::channel::<()>();
+        let mut busy = Box::pin(pool.run(move || {
+            started.send(()).unwrap();
+            hold.recv().unwrap()
+        }));
+        assert!(futures_util::poll!(busy.as_mut()).is_pending());
+        running.recv().unwrap();
+        let short = pool.run_in(Lane::Short, || {
+            std::thread::current().name().map(String::from)
+        });
+        let ran_on = tokio::time::timeout(std::time::Duration::from_secs(10), short)
+            .await
+            .expect("the short task did not wait for the busy pool thread")
+            .unwrap();
+        assert_eq!(ran_on.as_deref(), Some("pagemill-short"));
+        release.send(()).unwrap();
+        busy.await.unwrap();
     }
 
     #[tokio::test]
