@@ -49,6 +49,7 @@ use crate::pipeline::job::JobInfo;
 use crate::pipeline::messages::{SaveMsg, SummarizeMsg};
 use crate::pipeline::stage::Stage;
 use crate::runtime::metrics as m;
+use crate::runtime::pool::Lane;
 
 /// How often a document waiting for the LLM looks whether its job was cancelled.
 pub const CANCEL_POLL: Duration = Duration::from_millis(100);
@@ -103,6 +104,11 @@ pub fn build_engine(pipeline: &crate::config::Pipeline) -> Engine {
     }
 }
 
+/// Texts up to this many bytes are summarized locally in the CPU pool's short lane: a few
+/// milliseconds of work, which then does not wait behind page recognitions. Longer texts wait
+/// in the long lane with them.
+const SHORT_LANE_SUMMARY_BYTES: usize = 20_000;
+
 /// Runs a local engine on the CPU pool.
 async fn summarize_locally(
     ctx: &StageContext,
@@ -110,8 +116,13 @@ async fn summarize_locally(
     text: Arc<str>,
 ) -> Result<(String, &'static str), JobError> {
     let name = engine.engine();
+    let lane = if text.len() <= SHORT_LANE_SUMMARY_BYTES {
+        Lane::Short
+    } else {
+        Lane::Long
+    };
     ctx.pool
-        .run(move || engine.summarize(&text))
+        .run_in(lane, move || engine.summarize(&text))
         .await
         .and_then(|r| r)
         .map(|s| (s, name))
