@@ -349,12 +349,15 @@ async fn render_pages(
         }
         pending.push(index);
     }
+    // Pages of this document given room in OCR so far: the fewer, the sooner the next.
+    let mut pages_started = 0;
     for window in pending.chunks(PLAN_WINDOW) {
         for page in plan_order(ctx, document, window).await {
-            // Lazy rendering: wait for room in OCR before producing this page's pixels. The
-            // edge's credits are handed out in the order they were asked for, so documents
-            // rendering at the same time take turns.
-            let credit = state.ocr.edge.acquire().await;
+            // Lazy rendering: wait for room in OCR before producing this page's pixels. Room
+            // goes first to the document with the fewest pages started, so a small job that
+            // arrives behind a big one gets the next place.
+            let credit = state.ocr.edge.acquire_ranked(pages_started).await;
+            pages_started += 1;
             if info.is_superseded() {
                 // A stage crashed and the job runs again from the start: this attempt stops.
                 Discarded {
