@@ -104,9 +104,9 @@ pub fn build_engine(pipeline: &crate::config::Pipeline) -> Engine {
     }
 }
 
-/// Texts up to this many bytes are summarized locally in the CPU pool's short lane: a few
-/// milliseconds of work, which then does not wait behind page recognitions. Longer texts wait
-/// in the long lane with them.
+/// Texts up to this many bytes (a few pages) are summarized locally in the CPU pool's short
+/// lane, so that a small job's summary does not wait behind page recognitions. Longer texts
+/// wait in the long lane with them.
 const SHORT_LANE_SUMMARY_BYTES: usize = 20_000;
 
 /// Runs a local engine on the CPU pool.
