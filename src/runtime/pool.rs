@@ -3,8 +3,9 @@
 //! Sized to the cores (or the pipeline's `pool.threads`), so page recognitions never
 //! oversubscribe them: Tesseract itself runs single-threaded (see `runtime::openmp`), and actor
 //! handlers and tokio threads only await results. One more thread takes only the short tasks
-//! (see `Lanes`), which run beside the recognitions for tens to hundreds of milliseconds. A panic in a task is caught and returned as
-//! an error instead of tearing down the thread or the daemon.
+//! (see `Lanes`), which run beside the recognitions for tens to hundreds of milliseconds. A
+//! panic in a task is caught and returned as an error instead of tearing down the thread or
+//! the daemon.
 
 use std::collections::VecDeque;
 use std::panic::{AssertUnwindSafe, catch_unwind};
