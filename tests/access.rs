@@ -167,22 +167,8 @@ async fn only_keys_with_the_routes_scope_get_in_and_keys_are_never_logged() {
         .unwrap();
 
     // The writer's job is done; nothing anywhere holds a key.
-    let mut state = Value::Null;
-    for _ in 0..600 {
-        let status: Value = writer
-            .get(d.url(&format!("/v1/jobs/{id}")))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if status["state"] == "done" {
-            state = status;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let state = d.wait_final_as(&writer, &id).await;
+    assert_eq!(state["state"], "done", "{state}");
     assert_eq!(state["tenant"], "writer", "{state}");
     let result = writer
         .get(d.url(&format!("/v1/jobs/{id}/result")))
@@ -247,21 +233,7 @@ async fn tenants_see_and_cancel_only_their_own_jobs() {
     }
 
     // A's job was not cancelled by B, and finishes.
-    let mut a_status = Value::Null;
-    for _ in 0..600 {
-        a_status = a
-            .get(d.url(&format!("/v1/jobs/{a_id}")))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if a_status["state"] == "done" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let a_status = d.wait_final_as(&a, &a_id).await;
     assert_eq!(a_status["state"], "done", "{a_status}");
     assert_eq!(a_status["tenant"], "tenant-a");
 
@@ -464,9 +436,7 @@ async fn a_tenant_past_its_share_waits_while_others_are_admitted() {
     submitted(post(&other, &d, &fixture("phototest.tif")).await).await;
 
     // Once busy's job is over, busy is admitted again.
-    let mut d = d;
-    d.http = busy.clone();
-    d.wait_final(&first).await;
+    d.wait_final_as(&busy, &first).await;
     submitted(post(&busy, &d, &fixture("phototest.tif")).await).await;
 }
 

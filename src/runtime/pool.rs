@@ -271,16 +271,24 @@ mod tests {
     async fn a_short_task_overtakes_the_long_ones_waiting() {
         let pool = CpuPool::new(1).unwrap();
         let order = Arc::new(Mutex::new(Vec::new()));
-        // Occupy the one thread until released.
-        let (started, running) = std::sync::mpsc::channel::<()>();
-        let (release, hold) = std::sync::mpsc::channel::<()>();
-        let busy = pool.run(move || {
-            started.send(()).unwrap();
-            hold.recv().unwrap()
-        });
-        let mut busy = Box::pin(busy);
-        assert!(futures_util::poll!(busy.as_mut()).is_pending());
-        running.recv().unwrap();
+        // Occupy the one pool thread, then the short-lane thread, each until released, so
+        // that the short task below waits for the pool's thread with the long ones.
+        let (pool_started, pool_running) = std::sync::mpsc::channel::<()>();
+        let (pool_release, pool_hold) = std::sync::mpsc::channel::<()>();
+        let mut pool_busy = Box::pin(pool.run(move || {
+            pool_started.send(()).unwrap();
+            pool_hold.recv().unwrap()
+        }));
+        assert!(futures_util::poll!(pool_busy.as_mut()).is_pending());
+        pool_running.recv().unwrap();
+        let (short_started, short_running) = std::sync::mpsc::channel::<()>();
+        let (short_release, short_hold) = std::sync::mpsc::channel::<()>();
+        let mut short_busy = Box::pin(pool.run_in(Lane::Short, move || {
+            short_started.send(()).unwrap();
+            short_hold.recv().unwrap()
+        }));
+        assert!(futures_util::poll!(short_busy.as_mut()).is_pending());
+        short_running.recv().unwrap();
         // Queue two long tasks, then a short one: each waits in its lane once polled.
         let mut waiting = Vec::new();
         for (lane, name) in [
@@ -293,11 +301,13 @@ mod tests {
             assert!(futures_util::poll!(task.as_mut()).is_pending());
             waiting.push(task);
         }
-        release.send(()).unwrap();
-        busy.await.unwrap();
+        pool_release.send(()).unwrap();
+        pool_busy.await.unwrap();
         for task in waiting {
             task.await.unwrap();
         }
         assert_eq!(*order.lock().unwrap(), ["short", "long 1", "long 2"]);
+        short_release.send(()).unwrap();
+        short_busy.await.unwrap();
     }
 }

@@ -198,8 +198,14 @@ impl Daemon {
 
     /// Polls a job until it is done, failed or cancelled.
     pub async fn wait_final(&self, id: &str) -> Value {
+        self.wait_final_as(&self.http, id).await
+    }
+
+    /// [`Daemon::wait_final`] asking with `client` (e.g. one that sends a tenant's key).
+    pub async fn wait_final_as(&self, client: &reqwest::Client, id: &str) -> Value {
         for _ in 0..1200 {
-            let status = self.get_json(&format!("/v1/jobs/{id}")).await;
+            let response = client.get(self.url(&format!("/v1/jobs/{id}"))).send();
+            let status: Value = response.await.unwrap().json().await.unwrap();
             if ["done", "failed", "cancelled"].contains(&status["state"].as_str().unwrap()) {
                 return status;
             }
