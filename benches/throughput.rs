@@ -95,7 +95,7 @@ fn main() {
         pages.extend((0..doc.page_count).filter_map(
             |i| match prepare_page(&doc, i, &bound).unwrap() {
                 PageInput::Image(image) => Some(image),
-                PageInput::TextLayer { .. } | PageInput::NoText => None,
+                PageInput::TextLayer { .. } | PageInput::Skipped(_) => None,
             },
         ));
     }

@@ -86,13 +86,12 @@ async fn low_and_high_resolution_pages_read_like_the_original() {
     eprintln!("{}", report.join("\n"));
     let original = results[0].1;
     for (target, got, _, _) in &results {
-        // 72-DPI print is the hardest: within 1 point of the original is the goal, not yet
-        // reached (linn.png: 3.35% against 0.96%, where it was 12.6% before scaling by print
-        // size and 64.75% when it declared 300 DPI); it must stay within 3.
-        let allowed = if *target == 72 { 3.0 } else { 1.0 };
+        // Within 1 point of the original, at any resolution declared honestly or wrongly
+        // (linn.png at 72 DPI: 12.6% before pages were scaled by their print, 3.35% while
+        // they were enlarged by linear interpolation).
         assert!(
-            *got <= original + allowed,
-            "{target} DPI: CER {got:.2}% is more than {allowed} points worse than the original's {original:.2}%\n{}",
+            *got <= original + 1.0,
+            "{target} DPI: CER {got:.2}% is more than 1 point worse than the original's {original:.2}%\n{}",
             report.join("\n")
         );
     }
@@ -317,4 +316,45 @@ fn print_turned_by_90_180_or_270_degrees_looks_turned_before_it_is_read() {
         )
         .collect();
     assert_eq!(looks_turned, [false, true, true, true]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pictures_without_text_skip_recognition_when_the_pipeline_says_so() {
+    // A photograph, and pages of print: phototest, and with the corpus a camera shot of an
+    // old print on dark paper and a scan on textured paper, both full of midtones.
+    let mut files = vec![fixture("bear-photo.jpg"), fixture("phototest.tif")];
+    if let Some(corpus) = corpus("pictures_without_text (bear-photo and phototest only)") {
+        files.push(corpus.join("lept-1555.007.jpg"));
+        files.push(corpus.join("kant-aufklaerung-1784-p17.tif"));
+    }
+    let out = tempfile::tempdir().unwrap();
+    let skipping = pipeline(
+        out.path(),
+        &[(
+            "skip_pictures_without_text: false",
+            "skip_pictures_without_text: true",
+        )],
+    );
+    assert!(skipping.ocr.skip_pictures_without_text);
+    let events = run_files(skipping, &files, None).await;
+    let json = |event: &pagemill::pipeline::messages::JobFinished| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(event.result_path.as_ref().unwrap()).unwrap())
+            .unwrap()
+    };
+    let photo = json(&events[0]);
+    assert_eq!(photo["pages"][0]["source"], "skipped", "{photo}");
+    assert_eq!(photo["pages"][0]["skipped"], "picture_without_text");
+    for (file, event) in files.iter().zip(&events).skip(1) {
+        let page = &json(event)["pages"][0];
+        assert_eq!(page["source"], "ocr", "{}: {page}", file.display());
+        let text = page["text"].as_str().unwrap();
+        assert!(text.len() > 200, "{}: {text}", file.display());
+    }
+
+    // Off, as by default: the photograph is recognized.
+    let out = tempfile::tempdir().unwrap();
+    let default = pipeline(out.path(), &[]);
+    assert!(!default.ocr.skip_pictures_without_text);
+    let events = run_files(default, &files[..1], None).await;
+    assert_eq!(json(&events[0])["pages"][0]["source"], "ocr");
 }

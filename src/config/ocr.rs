@@ -10,6 +10,7 @@ use super::save::OutputFormat;
 pub const DEFAULT_MIN_ORIENTATION_CONFIDENCE: f32 = 2.0;
 /// Whether pages with no letter-sized ink skip recognition.
 pub const DEFAULT_SKIP_PAGES_WITHOUT_TEXT: bool = true;
+pub const DEFAULT_SKIP_PICTURES_WITHOUT_TEXT: bool = false;
 
 /// The Tesseract language models a pipeline reads with unless it names others.
 pub const DEFAULT_LANGUAGES: &str = "eng";
@@ -47,6 +48,9 @@ pub struct RawOcr {
     /// Pages with no letter-sized ink (blank or separator sheets) skip recognition.
     #[serde(default)]
     pub skip_pages_without_text: Option<bool>,
+    /// Pages that look like photographs or drawings without text skip recognition.
+    #[serde(default)]
+    pub skip_pictures_without_text: Option<bool>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -64,6 +68,8 @@ pub struct OcrConfig {
     pub page_segmentation_mode: u32,
     /// Pages with no letter-sized ink skip recognition.
     pub skip_pages_without_text: bool,
+    /// Pages that look like pictures without text skip recognition.
+    pub skip_pictures_without_text: bool,
 }
 
 /// Checks `ocr:`; the formats the pipeline writes say what recognition keeps for them.
@@ -113,6 +119,9 @@ pub(crate) fn validate(c: &mut Checker<'_>, raw: &RawOcr, formats: &[OutputForma
         skip_pages_without_text: raw
             .skip_pages_without_text
             .unwrap_or(DEFAULT_SKIP_PAGES_WITHOUT_TEXT),
+        skip_pictures_without_text: raw
+            .skip_pictures_without_text
+            .unwrap_or(DEFAULT_SKIP_PICTURES_WITHOUT_TEXT),
     }
 }
 

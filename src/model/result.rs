@@ -65,6 +65,8 @@ pub enum PageSource {
 pub enum SkipReason {
     /// No letter-sized ink on the page: blank, or a separator sheet.
     NoText,
+    /// A photograph or drawing without lines of text (`ocr.skip_pictures_without_text`).
+    PictureWithoutText,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -89,7 +91,8 @@ pub struct PageRecord {
     /// Why this page has no text, if it failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<ErrorRecord>,
-    /// Why the page was not recognized, when it was skipped (`ocr.skip_pages_without_text`).
+    /// Why the page was not recognized, when it was skipped (`ocr.skip_pages_without_text`,
+    /// `ocr.skip_pictures_without_text`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub skipped: Option<SkipReason>,
     /// hOCR and ALTO fragments for the files written beside the result; not in the JSON.

@@ -19,8 +19,8 @@ pub enum Rendered<'a> {
     ForOcr,
     /// Its text layer taken instead of OCR.
     TextLayer,
-    /// No letter-sized ink on it: nothing to recognize.
-    NoText,
+    /// Nothing on it to recognize (a blank page, or a picture without text).
+    Skipped,
     Failed(&'a JobError),
 }
 
@@ -55,7 +55,7 @@ impl PageRendered<'_> {
                 ctx.count_sent(stage, 1);
                 Progress::add(&ctx.progress.pages_rendered, 1);
             }
-            Rendered::TextLayer | Rendered::NoText => ctx.count_sent(stage, 1),
+            Rendered::TextLayer | Rendered::Skipped => ctx.count_sent(stage, 1),
         }
     }
 }

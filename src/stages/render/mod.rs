@@ -54,8 +54,9 @@ pub enum PageInput {
     Image(PageImage),
     /// The PDF's own text; `invisible` when it is an OCR layer added by another tool.
     TextLayer { text: String, invisible: bool },
-    /// No letter-sized ink on the page (a blank or separator sheet): nothing to recognize.
-    NoText,
+    /// Nothing to recognize: no letter-sized ink on the page (a blank or separator sheet), or
+    /// a picture without text where the pipeline skips those.
+    Skipped(SkipReason),
 }
 
 /// Prepares page `index` (0-based): its text layer if the pipeline takes it, else its pixels,
@@ -77,7 +78,10 @@ pub fn prepare_page(
     let text = text_size::measure(&pixels, judge_orientation)
         .map_err(|e| JobError::PreprocessFailed(e.to_string()))?;
     if pipeline.ocr.skip_pages_without_text && text.letters == 0 {
-        return Ok(PageInput::NoText);
+        return Ok(PageInput::Skipped(SkipReason::NoText));
+    }
+    if pipeline.ocr.skip_pictures_without_text && text.picture_without_text() {
+        return Ok(PageInput::Skipped(SkipReason::PictureWithoutText));
     }
     let (pixels, done) = preprocess::preprocess(
         pixels,
@@ -437,7 +441,7 @@ async fn render_page(
         rendered: match &prepared {
             Ok(PageInput::Image(_)) => Rendered::ForOcr,
             Ok(PageInput::TextLayer { .. }) => Rendered::TextLayer,
-            Ok(PageInput::NoText) => Rendered::NoText,
+            Ok(PageInput::Skipped(_)) => Rendered::Skipped,
             Err(e) => Rendered::Failed(e),
         },
     }
@@ -454,7 +458,7 @@ async fn render_page(
             return;
         }
         Ok(PageInput::TextLayer { text, invisible }) => PageOutcome::TextLayer { text, invisible },
-        Ok(PageInput::NoText) => PageOutcome::Skipped(SkipReason::NoText),
+        Ok(PageInput::Skipped(why)) => PageOutcome::Skipped(why),
         Err(e) => PageOutcome::Failed(e),
     };
     drop(credit);

@@ -15,6 +15,12 @@
 //! Leptonica's count of ascenders and descenders, which says whether the print stands on its
 //! head or side: such a page gets orientation detection before it is read, not after a wasted
 //! upright reading.
+//!
+//! And it tells a photograph or drawing without text from a page of print: letters stand in
+//! lines, each beside another of its size, while the letter-sized specks of a picture's
+//! texture stand alone; and a picture fills much of the page with midtones, which a scan of
+//! print (even a faded one) does not. Such a page may skip OCR
+//! (`ocr.skip_pictures_without_text`).
 
 use crate::model::page::PagePixels;
 
@@ -45,6 +51,12 @@ pub struct TextSize {
     /// Which way up the print stands, from its ascenders and descenders (Leptonica): upright,
     /// turned (by 90, 180 or 270 degrees), or not known (too few letters, or no clear sign).
     pub upright: Option<bool>,
+    /// Of those letters, the ones with another beside them in their line (their centres
+    /// within a quarter x-height across the line, at most an x-height apart along it).
+    pub lined: usize,
+    /// The share of the page (background brought to one level) in gray levels between ink
+    /// and paper: near 0 for print, a fifth or more for a photograph.
+    pub midtones: f32,
 }
 
 impl TextSize {
@@ -54,8 +66,27 @@ impl TextSize {
         letters: 0,
         sideways: false,
         upright: None,
+        lined: 0,
+        midtones: 0.0,
     };
+
+    /// Whether the page looks like a picture without text: much of it in midtones, and
+    /// fewer than [`MIN_LINED_LETTERS`] letters standing in lines.
+    pub fn picture_without_text(&self) -> bool {
+        self.midtones >= MIN_PICTURE_MIDTONES && self.lined < MIN_LINED_LETTERS
+    }
 }
+
+/// A page with fewer letters beside others in their lines holds no text worth reading when it
+/// is a picture. Measured (benches/README.md): three photographs and drawings had 0; every
+/// page of print in the corpus, 18 (phototest turned) or more, most of them hundreds.
+pub const MIN_LINED_LETTERS: usize = 10;
+/// A page with at least this share of midtones may be a picture: photographs and drawings
+/// measured 0.17-0.47, scans of print 0-0.34 (textured or photographed paper), faded print
+/// 0.02. Only together with [`MIN_LINED_LETTERS`] does it make a page a picture.
+pub const MIN_PICTURE_MIDTONES: f32 = 0.10;
+/// The gray levels counted as midtones, after background normalization (paper at 200).
+const MIDTONES: std::ops::RangeInclusive<usize> = 40..=170;
 
 /// The darkest threshold used after background normalization (paper at 200): a page whose
 /// Otsu level is paler than this is mostly paper and noise, not ink.
@@ -93,6 +124,9 @@ pub fn measure(pixels: &PagePixels, judge_orientation: bool) -> Result<TextSize,
     let threshold = otsu_threshold(&histogram).min(MAX_INK_LEVEL);
     let ink = normalized.threshold(threshold as i32)?;
     let mut size = from_boxes(&ink.component_boxes()?, ink.height());
+    let counted: u64 = histogram.iter().sum();
+    let midtones: u64 = histogram[MIDTONES].iter().sum();
+    size.midtones = midtones as f32 / counted.max(1) as f32;
     if judge_orientation && !size.sideways && size.letters >= MIN_LETTERS_FOR_ORIENTATION {
         // Only a hint: a page Leptonica cannot judge is read upright first, as before.
         let upright = if size.x_height >= REDUCE_FOR_ORIENTATION_FROM_PX {
@@ -108,39 +142,80 @@ pub fn measure(pixels: &PagePixels, judge_orientation: bool) -> Result<TextSize,
 /// [`measure`] from component boxes (`x, y, width, height`) of a page `page_height` pixels tall.
 pub fn from_boxes(boxes: &[[u32; 4]], page_height: u32) -> TextSize {
     let max_height = (page_height / MAX_LETTER_PAGE_FRACTION).max(MIN_LETTER_HEIGHT_PX);
-    let letters: Vec<(u32, u32)> = boxes
+    let letters: Vec<[u32; 4]> = boxes
         .iter()
-        .map(|b| (b[2], b[3]))
-        .filter(|&(w, h)| {
+        .copied()
+        .filter(|&[_, _, w, h]| {
             (MIN_LETTER_HEIGHT_PX..=max_height).contains(&h)
                 && w <= MAX_LETTER_ASPECT * h
                 && h <= MAX_LETTER_ASPECT * w.max(1)
         })
         .collect();
-    let Some(x_height) = modal(letters.iter().map(|&(_, h)| h)) else {
+    let Some(x_height) = modal(letters.iter().map(|b| b[3])) else {
         return TextSize::NONE;
     };
     let near = |v: u32, m: u32| (v as f32 - m as f32).abs() <= MODE_TOLERANCE * m as f32;
-    let by_height = letters.iter().filter(|&&(_, h)| near(h, x_height)).count();
+    let by_height = letters.iter().filter(|b| near(b[3], x_height)).count();
     // The same count along the other axis: turned text has its x-height across the page.
-    let x_width = modal(letters.iter().map(|&(w, _)| w)).unwrap_or(0);
-    let by_width = letters.iter().filter(|&&(w, _)| near(w, x_width)).count();
+    let x_width = modal(letters.iter().map(|b| b[2])).unwrap_or(0);
+    let by_width = letters.iter().filter(|b| near(b[2], x_width)).count();
     if by_width > by_height + by_height / 4 {
-        // Turned print: its x-height lies across the page.
+        // Turned print: its x-height lies across the page, and its lines run up or down it.
+        let across: Vec<[u32; 4]> = letters
+            .iter()
+            .filter(|b| near(b[2], x_width))
+            .map(|&[x, y, w, h]| [y, x, h, w])
+            .collect();
         TextSize {
             x_height: x_width,
             letters: by_width,
             sideways: true,
             upright: None,
+            lined: lined_letters(across, x_width),
+            midtones: 0.0,
         }
     } else {
+        let upright: Vec<[u32; 4]> = letters
+            .iter()
+            .copied()
+            .filter(|b| near(b[3], x_height))
+            .collect();
         TextSize {
             x_height,
             letters: by_height,
             sideways: false,
             upright: None,
+            lined: lined_letters(upright, x_height),
+            midtones: 0.0,
         }
     }
+}
+
+/// How many of `letters` (boxes of about `x_height`, lines running along x) have another
+/// beside them in their line: centres within a quarter x-height across the line, and at most
+/// an x-height of gap between them along it.
+fn lined_letters(mut letters: Vec<[u32; 4]>, x_height: u32) -> usize {
+    // Twice the centre across the line, in whole pixels.
+    let centre = |b: &[u32; 4]| 2 * b[1] as i64 + b[3] as i64;
+    letters.sort_unstable_by_key(centre);
+    let (across, along) = (x_height as i64 / 2, x_height as i64);
+    let beside = |a: &[u32; 4], b: &[u32; 4]| {
+        let gap = (b[0] as i64 - (a[0] + a[2]) as i64).max(a[0] as i64 - (b[0] + b[2]) as i64);
+        gap <= along
+    };
+    (0..letters.len())
+        .filter(|&i| {
+            let a = &letters[i];
+            let after = letters[i + 1..]
+                .iter()
+                .take_while(|b| centre(b) - centre(a) <= across);
+            let before = letters[..i]
+                .iter()
+                .rev()
+                .take_while(|b| centre(a) - centre(b) <= across);
+            after.chain(before).any(|b| beside(a, b))
+        })
+        .count()
 }
 
 /// The most common size, each component counted by its size (so that the many specks of a
@@ -225,6 +300,32 @@ mod tests {
             let ink = in_line >= top && in_line < h / 2 + h;
             Luma([if ink { 20 } else { 235 }])
         })
+    }
+
+    #[test]
+    fn letters_in_lines_are_lined_and_scattered_specks_are_not() {
+        // Print: nearly every letter has a neighbour in its line.
+        let size = measure(&PagePixels::Gray(print(1200, 900, 14, 20)), false).unwrap();
+        assert!(size.lined * 10 >= size.letters * 9, "{size:?}");
+        assert!(!size.picture_without_text());
+        // The same letters scattered, each alone: none stands in a line.
+        let scattered: Vec<[u32; 4]> = (0..200u32)
+            .map(|i| [(i * 97) % 40 * 60, (i * 89) % 50 * 60, 14, 20])
+            .collect();
+        let size = from_boxes(&scattered, 3000);
+        assert_eq!(size.letters, 200);
+        assert_eq!(size.lined, 0);
+        // A picture is midtones and no lines; print on photographed paper has midtones too.
+        let picture = TextSize {
+            midtones: 0.3,
+            ..size
+        };
+        assert!(picture.picture_without_text());
+        let print_on_paper = TextSize {
+            lined: 300,
+            ..picture
+        };
+        assert!(!print_on_paper.picture_without_text());
     }
 
     #[test]
