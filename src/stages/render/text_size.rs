@@ -308,6 +308,11 @@ mod tests {
         let size = measure(&PagePixels::Gray(print(1200, 900, 14, 20)), false).unwrap();
         assert!(size.lined * 10 >= size.letters * 9, "{size:?}");
         assert!(!size.picture_without_text());
+        // Print turned on its side: its lines are counted across the page.
+        let turned = PagePixels::Gray(print(1200, 900, 14, 20)).rotated(90);
+        let size = measure(&turned, false).unwrap();
+        assert!(size.sideways, "{size:?}");
+        assert!(size.lined * 10 >= size.letters * 9, "{size:?}");
         // The same letters scattered, each alone: none stands in a line.
         let scattered: Vec<[u32; 4]> = (0..200u32)
             .map(|i| [(i * 97) % 40 * 60, (i * 89) % 50 * 60, 14, 20])
