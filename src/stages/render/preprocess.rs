@@ -18,7 +18,9 @@
 //! Orientation (pages turned by 90/180/270°) is decided by Tesseract's OSD in the OCR stage.
 //! Deskew searches ±7° around level, so it levels pages that are slightly skewed, upright or
 //! upside down; a page on its side *and* skewed is turned by OSD but stays skewed. All steps
-//! use Leptonica, the image library Tesseract itself is built on.
+//! use Leptonica, the image library Tesseract itself is built on, except enlargement: a
+//! Lanczos filter (the `image` crate) keeps small print sharper than Leptonica's linear
+//! interpolation.
 
 use crate::config::{Binarize, PreprocessConfig};
 use crate::limits::MAX_RENDER_SIDE_PX;
