@@ -154,6 +154,8 @@ def main():
     parser.add_argument("--downloads", required=True, type=Path)
     parser.add_argument("--report", required=True, type=Path)
     args = parser.parse_args()
+    # Chromium takes only canonical paths for a file input.
+    args.scan, args.hostile = args.scan.resolve(), args.hostile.resolve()
     args.screenshots.mkdir(parents=True, exist_ok=True)
     args.downloads.mkdir(parents=True, exist_ok=True)
 
