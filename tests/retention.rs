@@ -115,7 +115,10 @@ async fn a_forgotten_job_leaves_no_row_no_result_and_no_listing() {
     let scan = d.submit("default", &fixture("phototest.tif")).await;
     assert_eq!(d.wait_final(&scan).await["state"], "done");
     let scan_result = d.dir.path().join(format!("results/default/{scan}.json"));
-    let previews = d.dir.path().join(format!("results/default/{scan}.previews"));
+    let previews = d
+        .dir
+        .path()
+        .join(format!("results/default/{scan}.previews"));
     // The spool keeps no bytes of a finished job.
     let spool = d.dir.path().join("data/spool");
     let mut left = vec![()];

@@ -139,10 +139,7 @@ async fn a_person_submits_watches_and_reads_a_scan_in_the_browser() {
             .any(|s| s.contains(&format!("{pages} of {pages} pages rendered, {pages} OCRed"))),
         "the page counts from the events: {shown:?}"
     );
-    assert!(
-        shown.first().unwrap().starts_with("uploading"),
-        "{shown:?}"
-    );
+    assert!(shown.first().unwrap().starts_with("uploading"), "{shown:?}");
 
     // 4. Its view: as many boxes as the result has words, and their text.
     let result: Value = api
@@ -375,8 +372,16 @@ async fn a_page_preview_is_served_to_its_tenant_and_lines_up_with_the_word_boxes
     for (client, path, code) in [
         (&owner, format!("/v1/jobs/{id}/outputs/hocr"), "no_output"),
         (&owner, format!("/v1/jobs/{id}/outputs/docx"), "no_output"),
-        (&owner, format!("/v1/jobs/{id}/pages/2/preview"), "no_preview"),
-        (&other, format!("/v1/jobs/{id}/pages/1/preview"), "unknown_job"),
+        (
+            &owner,
+            format!("/v1/jobs/{id}/pages/2/preview"),
+            "no_preview",
+        ),
+        (
+            &other,
+            format!("/v1/jobs/{id}/pages/1/preview"),
+            "unknown_job",
+        ),
         (&other, format!("/v1/jobs/{id}/outputs/txt"), "unknown_job"),
     ] {
         let response = client.get(d.url(&path)).send().await.unwrap();

@@ -125,9 +125,7 @@ impl OutputFormat {
 
     /// The format a name stands for, as pipelines write it (`txt`, `hocr`, ...).
     pub fn from_name(name: &str) -> Option<OutputFormat> {
-        OutputFormat::ALL
-            .into_iter()
-            .find(|f| f.name() == name)
+        OutputFormat::ALL.into_iter().find(|f| f.name() == name)
     }
 
     /// The format's name, as pipelines write it.
@@ -204,7 +202,9 @@ pub(crate) fn validate(c: &mut Checker<'_>, raw: &RawSave) -> SaveConfig {
 
     let preview_max_px = match &raw.preview_max_px {
         None => DEFAULT_PREVIEW_MAX_PX,
-        Some(s) if s.value != 0 && !(MIN_PREVIEW_MAX_PX..=MAX_PREVIEW_MAX_PX).contains(&s.value) => {
+        Some(s)
+            if s.value != 0 && !(MIN_PREVIEW_MAX_PX..=MAX_PREVIEW_MAX_PX).contains(&s.value) =>
+        {
             c.push(
                 s,
                 format!(

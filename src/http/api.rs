@@ -291,8 +291,8 @@ pub async fn output(id: String, format: String, caller: Caller, state: Arc<AppSt
     let Some(body) = read else {
         return ApiError::NoOutput { id, format }.into_response();
     };
-    let mut response = warp::reply::with_header(body, "content-type", output.media_type())
-        .into_response();
+    let mut response =
+        warp::reply::with_header(body, "content-type", output.media_type()).into_response();
     response.headers_mut().insert(
         warp::http::header::CONTENT_DISPOSITION,
         format!("attachment; filename=\"{id}.{extension}\"")

@@ -148,7 +148,9 @@ pub enum ApiError {
     ResultMissing(String),
     #[error("job {id} has no {format:?} output: its pipeline does not write it")]
     NoOutput { id: String, format: String },
-    #[error("job {id} has no preview of page {page}: the page was not OCRed, or the pipeline keeps no previews")]
+    #[error(
+        "job {id} has no preview of page {page}: the page was not OCRed, or the pipeline keeps no previews"
+    )]
     NoPreview { id: String, page: u32 },
     #[error("{0}")]
     BadQuery(String),

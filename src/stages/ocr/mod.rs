@@ -177,7 +177,8 @@ pub fn ocr_page(
     let raster = cfg
         .keep_page_image
         .then(|| PageRaster::compress(&pixels, dpi, scale));
-    let preview = (cfg.preview_max_px > 0).then(|| preview::preview_png(&pixels, cfg.preview_max_px));
+    let preview =
+        (cfg.preview_max_px > 0).then(|| preview::preview_png(&pixels, cfg.preview_max_px));
     let (width, height) = pixels.dimensions();
     let size = [width, height].map(|v| (v as f32 / scale).round() as u32);
     drop(pixels);
