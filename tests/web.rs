@@ -71,7 +71,15 @@ async fn a_person_submits_watches_and_reads_a_scan_in_the_browser() {
     let (d, keys) = Daemon::start_with_keys(
         &[(
             "default",
-            pipeline_yaml("default", &[("formats: []", "formats: [txt, hocr, tsv]")]),
+            pipeline_yaml(
+                "default",
+                &[
+                    ("formats: []", "formats: [txt, hocr, tsv]"),
+                    // Room for one job at a time: a second one gets 429.
+                    ("max_pages_in_system: 1000", "max_pages_in_system: 1"),
+                    ("max_pages_per_tenant: 500", "max_pages_per_tenant: 1"),
+                ],
+            ),
         )],
         &[("person", &[Scope::Submit, Scope::Read])],
         &[],
@@ -223,6 +231,26 @@ async fn a_person_submits_watches_and_reads_a_scan_in_the_browser() {
             .starts_with(code),
         "{seen}"
     );
+
+    // Two files at once with room for one job: one waited out a 429, saying when it would
+    // try again, and both were read.
+    let pair = seen["pair_uploads"].as_object().unwrap();
+    assert_eq!(pair.len(), 2, "{seen}");
+    for upload in pair.values() {
+        assert_eq!(upload["state"], "done", "{upload}");
+    }
+    let waited: Vec<&Value> = pair
+        .values()
+        .filter(|u| {
+            u["seen"].as_array().unwrap().iter().any(|s| {
+                let s = s.as_str().unwrap();
+                s.starts_with("waiting | the pipeline is full (")
+                    && s.contains("): trying again in ")
+                    && s.ends_with(" s")
+            })
+        })
+        .collect();
+    assert_eq!(waited.len(), 1, "one upload waited: {pair:?}");
 
     // 3. The jobs table: both jobs, one per page, oldest first; the filter shows the failed.
     let paged: Vec<&str> = seen["jobs_pages"]
