@@ -9,10 +9,13 @@ cd "$(dirname "$0")/.."
 # the shipped pipelines (eng, deu) and the orientation model (osd). Tests: prometheus and
 # promtool (metrics, dashboards, alert rules), python3-venv for the hOCR and ALTO checkers,
 # poppler-utils (pdftotext) to read searchable PDFs, an English word list (wamerican) to
-# count dictionary words, and PostgreSQL (the tests start their own server for the sink).
+# count dictionary words, PostgreSQL (the tests start their own server for the sink), and
+# Chromium with its WebDriver for the web page's browser test.
 packages=(build-essential pkg-config libclang-dev libtesseract-dev libleptonica-dev
           tesseract-ocr-eng tesseract-ocr-deu tesseract-ocr-osd prometheus
-          python3-venv poppler-utils wamerican postgresql)
+          python3-venv poppler-utils wamerican postgresql chromium chromium-driver)
+# npm installs axe-core for the web page's accessibility check; Node may come with its own npm.
+command -v npm >/dev/null || packages+=(npm)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -32,6 +35,13 @@ if ! [ -x "$venv/bin/hocr-check" ] || ! cmp -s tests/requirements.txt "$venv/req
   python3 -m venv "$venv"
   "$venv/bin/pip" install --quiet --disable-pip-version-check -r tests/requirements.txt
   cp tests/requirements.txt "$venv/requirements.txt"
+fi
+
+# axe-core (MPL-2.0), the accessibility checker the web page's browser test runs in the page.
+axe=target/test-node/node_modules/axe-core/axe.min.js
+axe_version=4.14.1
+if ! [ -s "$axe" ] || ! grep -q "axe v$axe_version" "$axe"; then
+  npm install --silent --no-audit --no-fund --save-exact --prefix target/test-node "axe-core@$axe_version"
 fi
 
 # A small real LLM for the LLM tests: SmolLM2-135M-Instruct (Apache-2.0), the GGUF file inside

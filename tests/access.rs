@@ -152,8 +152,15 @@ async fn only_keys_with_the_routes_scope_get_in_and_keys_are_never_logged() {
     let response = reader.get(d.url("/v1/pipelines")).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
 
-    // Health, readiness, the OpenAPI document and (by default) metrics stay open.
-    for path in ["/healthz", "/readyz", "/v1/openapi.json", "/metrics"] {
+    // Health, readiness, the OpenAPI document, the web page and (by default) metrics stay open.
+    for path in [
+        "/healthz",
+        "/readyz",
+        "/v1/openapi.json",
+        "/metrics",
+        "/",
+        "/web/app.js",
+    ] {
         let response = anonymous.get(d.url(path)).send().await.unwrap();
         assert_eq!(response.status(), StatusCode::OK, "{path}");
     }

@@ -111,6 +111,14 @@ async fn a_forgotten_job_leaves_no_row_no_result_and_no_listing() {
     assert_eq!(d.wait_final(&id).await["state"], "done");
     let result = d.dir.path().join(format!("results/default/{id}.json"));
     assert!(result.is_file());
+    // An OCRed job leaves page previews beside its result; they go with it.
+    let scan = d.submit("default", &fixture("phototest.tif")).await;
+    assert_eq!(d.wait_final(&scan).await["state"], "done");
+    let scan_result = d.dir.path().join(format!("results/default/{scan}.json"));
+    let previews = d
+        .dir
+        .path()
+        .join(format!("results/default/{scan}.previews"));
     // The spool keeps no bytes of a finished job.
     let spool = d.dir.path().join("data/spool");
     let mut left = vec![()];
@@ -134,12 +142,15 @@ async fn a_forgotten_job_leaves_no_row_no_result_and_no_listing() {
                 r.get(0)
             })
             .unwrap();
-        if rows == 0 && !result.exists() {
+        if rows == 0 && !result.exists() && !scan_result.exists() && !previews.exists() {
             gone = true;
             break;
         }
     }
-    assert!(gone, "the job's journal row and result file are removed");
+    assert!(
+        gone,
+        "the jobs' journal rows, result files and previews are removed"
+    );
     // The journal lists it no more.
     let listed: serde_json::Value = d.get_json("/v1/jobs").await;
     assert!(

@@ -28,3 +28,4 @@ mod page_work;
 mod retention;
 mod served_to_tesseract;
 mod sinks;
+mod web;

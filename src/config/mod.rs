@@ -338,11 +338,10 @@ impl RawPipeline {
 
         let (pool, limits) = pool_limits::validate(&mut c, &self.pool, &self.limits);
         let render = render::validate(&mut c, &self.render);
-        let formats = self.save.formats.as_deref().unwrap_or_default();
-        let ocr = ocr::validate(&mut c, &self.ocr, formats);
+        let save = save::validate(&mut c, &self.save);
+        let ocr = ocr::validate(&mut c, &self.ocr, &save);
         let preprocess = preprocess::validate(&mut c, &self.preprocess);
         let summarize = summarize::validate(&mut c, &self.summarize);
-        let save = save::validate(&mut c, &self.save);
         let (edges, admission, supervisor) = flow::validate(
             &mut c,
             &self.edges,

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 use serde_saphyr::Spanned;
 
 use super::check::Checker;
-use super::save::OutputFormat;
+use super::save::{OutputFormat, SaveConfig};
 
 /// OSD confidence needed before a page is turned.
 pub const DEFAULT_MIN_ORIENTATION_CONFIDENCE: f32 = 2.0;
@@ -63,6 +63,9 @@ pub struct OcrConfig {
     pub keep_alto: bool,
     /// Keep each page's image, compressed (for `save.formats: [pdf]`).
     pub keep_page_image: bool,
+    /// The longest side of the preview image made of each page (`save.preview_max_px`); 0:
+    /// none.
+    pub preview_max_px: u32,
     pub orientation: OrientationMode,
     pub min_orientation_confidence: f32,
     pub page_segmentation_mode: u32,
@@ -73,7 +76,8 @@ pub struct OcrConfig {
 }
 
 /// Checks `ocr:`; the formats the pipeline writes say what recognition keeps for them.
-pub(crate) fn validate(c: &mut Checker<'_>, raw: &RawOcr, formats: &[OutputFormat]) -> OcrConfig {
+pub(crate) fn validate(c: &mut Checker<'_>, raw: &RawOcr, save: &SaveConfig) -> OcrConfig {
+    let formats = &save.formats;
     let languages = match &raw.languages {
         None => DEFAULT_LANGUAGES.to_string(),
         Some(s) => {
@@ -101,6 +105,7 @@ pub(crate) fn validate(c: &mut Checker<'_>, raw: &RawOcr, formats: &[OutputForma
         keep_hocr: formats.contains(&OutputFormat::Hocr),
         keep_alto: formats.contains(&OutputFormat::Alto),
         keep_page_image: formats.contains(&OutputFormat::Pdf),
+        preview_max_px: save.preview_max_px,
         orientation: raw.orientation.unwrap_or(OrientationMode::Auto),
         min_orientation_confidence: c.in_range(
             &raw.min_orientation_confidence,

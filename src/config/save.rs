@@ -12,6 +12,13 @@ use super::check::table_name;
 /// Where results go unless a pipeline says otherwise.
 pub const DEFAULT_RESULTS_DIR: &str = "results";
 
+/// The longest side of a page's preview image, in pixels, unless a pipeline says otherwise.
+pub const DEFAULT_PREVIEW_MAX_PX: u32 = 1600;
+/// The smallest preview side a pipeline may ask for (0, no previews, aside).
+const MIN_PREVIEW_MAX_PX: u32 = 100;
+/// The largest preview side a pipeline may ask for.
+const MAX_PREVIEW_MAX_PX: u32 = 10_000;
+
 /// Retries of a failed delivery, for every sink, unless the pipeline says otherwise.
 pub const DEFAULT_SINK_MAX_RETRIES: u32 = 5;
 /// How long one delivery attempt to a webhook or PostgreSQL may take.
@@ -26,6 +33,10 @@ pub struct RawSave {
     /// Files written beside each result JSON: `txt`, `hocr`, `alto`, `tsv`, `pdf`.
     #[serde(default)]
     pub formats: Option<Vec<OutputFormat>>,
+    /// The longest side, in pixels, of the PNG preview kept of each OCRed page (served at
+    /// `/v1/jobs/{id}/pages/{n}/preview`); 0: no previews.
+    #[serde(default)]
+    pub preview_max_px: Option<Spanned<u32>>,
     /// POST each result to a URL as well.
     #[serde(default)]
     pub webhook: RawWebhook,
@@ -111,12 +122,41 @@ impl OutputFormat {
         OutputFormat::Tsv,
         OutputFormat::Pdf,
     ];
+
+    /// The format a name stands for, as pipelines write it (`txt`, `hocr`, ...).
+    pub fn from_name(name: &str) -> Option<OutputFormat> {
+        OutputFormat::ALL.into_iter().find(|f| f.name() == name)
+    }
+
+    /// The format's name, as pipelines write it.
+    pub fn name(self) -> &'static str {
+        match self {
+            OutputFormat::Txt => "txt",
+            OutputFormat::Hocr => "hocr",
+            OutputFormat::Alto => "alto",
+            OutputFormat::Tsv => "tsv",
+            OutputFormat::Pdf => "pdf",
+        }
+    }
+
+    /// The media type of the format's files.
+    pub fn media_type(self) -> &'static str {
+        match self {
+            OutputFormat::Txt => "text/plain; charset=utf-8",
+            OutputFormat::Hocr => "application/xhtml+xml",
+            OutputFormat::Alto => "application/xml",
+            OutputFormat::Tsv => "text/tab-separated-values; charset=utf-8",
+            OutputFormat::Pdf => "application/pdf",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct SaveConfig {
     pub directory: PathBuf,
     pub formats: Vec<OutputFormat>,
+    /// The longest side of each OCRed page's preview image; 0: none.
+    pub preview_max_px: u32,
     pub webhook: Option<WebhookConfig>,
     pub sqlite: Option<SqliteSinkConfig>,
     pub postgres: Option<PostgresSinkConfig>,
@@ -158,6 +198,23 @@ pub(crate) fn validate(c: &mut Checker<'_>, raw: &RawSave) -> SaveConfig {
             PathBuf::new()
         }
         Some(s) => s.value.clone(),
+    };
+
+    let preview_max_px = match &raw.preview_max_px {
+        None => DEFAULT_PREVIEW_MAX_PX,
+        Some(s)
+            if s.value != 0 && !(MIN_PREVIEW_MAX_PX..=MAX_PREVIEW_MAX_PX).contains(&s.value) =>
+        {
+            c.push(
+                s,
+                format!(
+                    "save.preview_max_px must be 0 (no previews) or between {MIN_PREVIEW_MAX_PX} and {MAX_PREVIEW_MAX_PX}, got {}",
+                    s.value
+                ),
+            );
+            DEFAULT_PREVIEW_MAX_PX
+        }
+        Some(s) => s.value,
     };
 
     let w = &raw.webhook;
@@ -228,8 +285,24 @@ pub(crate) fn validate(c: &mut Checker<'_>, raw: &RawSave) -> SaveConfig {
     SaveConfig {
         directory,
         formats: raw.formats.clone().unwrap_or_default(),
+        preview_max_px,
         webhook,
         sqlite,
         postgres,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_format_is_named_as_pipelines_write_it() {
+        for format in OutputFormat::ALL {
+            let written = serde_json::to_value(format).unwrap();
+            assert_eq!(written, format.name(), "{format:?}");
+            assert_eq!(OutputFormat::from_name(format.name()), Some(format));
+        }
+        assert_eq!(OutputFormat::from_name("docx"), None);
     }
 }

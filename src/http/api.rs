@@ -12,11 +12,13 @@ use warp::http::{HeaderMap, StatusCode};
 use warp::reply::Response;
 
 use super::{ApiError, AppState, json};
+use crate::config::OutputFormat;
 use crate::runtime::metrics as m;
 use crate::service::intake::{Accepted, Admission, Received};
 use crate::service::jobs::JobStatus;
 use crate::service::journal::ListFilter;
 use crate::service::keys::Caller;
+use crate::stages::save::formats;
 
 #[derive(Serialize)]
 struct Links {
@@ -256,6 +258,85 @@ pub async fn result(id: String, caller: Caller, state: Arc<AppState>) -> Respons
             warp::reply::with_header(body, "content-type", "application/json").into_response()
         }
         None => ApiError::ResultMissing(id).into_response(),
+    }
+}
+
+/// `GET /v1/jobs/{id}/outputs/{format}`: one of the files the pipeline wrote beside the
+/// result (`txt`, `hocr`, `alto`, `tsv`, `pdf`), as a download; 404 `no_output` when its
+/// pipeline does not write that format.
+pub async fn output(id: String, format: String, caller: Caller, state: Arc<AppState>) -> Response {
+    let Some(status) = state.intake.status_for(&id, &caller).await else {
+        return ApiError::UnknownJob(id).into_response();
+    };
+    if !status.state.is_final() {
+        return ApiError::NotFinished {
+            id,
+            state: status.state,
+        }
+        .into_response();
+    }
+    let Some(output) = OutputFormat::from_name(&format) else {
+        return ApiError::NoOutput { id, format }.into_response();
+    };
+    let extension = formats::extension(output);
+    let read = match state.intake.result_path(&id).await {
+        Some(result) => match result.parent() {
+            Some(dir) => tokio::fs::read(dir.join(format!("{id}.{extension}")))
+                .await
+                .ok(),
+            None => None,
+        },
+        None => None,
+    };
+    let Some(body) = read else {
+        return ApiError::NoOutput { id, format }.into_response();
+    };
+    let mut response =
+        warp::reply::with_header(body, "content-type", output.media_type()).into_response();
+    response.headers_mut().insert(
+        warp::http::header::CONTENT_DISPOSITION,
+        format!("attachment; filename=\"{id}.{extension}\"")
+            .parse()
+            .expect("ids are header-safe"),
+    );
+    response
+}
+
+/// `GET /v1/jobs/{id}/pages/{n}/preview`: page `n`'s preview, a PNG of the page as OCR read
+/// it, reduced to the pipeline's `save.preview_max_px`. It exists once the page is OCRed
+/// (while the job still runs, too); 404 `no_preview` for pages not OCRed or when the
+/// pipeline keeps no previews.
+pub async fn preview(id: String, page: u32, caller: Caller, state: Arc<AppState>) -> Response {
+    let Some(status) = state.intake.status_for(&id, &caller).await else {
+        return ApiError::UnknownJob(id).into_response();
+    };
+    // A finished job's files are beside its result; a running one's in its pipeline's
+    // results directory.
+    let results_dir = match state.intake.result_path(&id).await {
+        Some(result) => result.parent().map(Path::to_path_buf),
+        None => state
+            .intake
+            .pipelines()
+            .get(&status.pipeline)
+            .map(|h| h.pipeline.save.directory.clone()),
+    };
+    let read = match results_dir {
+        Some(dir) => tokio::fs::read(formats::preview_path(&dir, &id, page))
+            .await
+            .ok(),
+        None => None,
+    };
+    match read {
+        Some(png) => {
+            let mut response =
+                warp::reply::with_header(png, "content-type", "image/png").into_response();
+            response.headers_mut().insert(
+                warp::http::header::CACHE_CONTROL,
+                warp::http::HeaderValue::from_static("private, max-age=3600"),
+            );
+            response
+        }
+        None => ApiError::NoPreview { id, page }.into_response(),
     }
 }
 

@@ -1,4 +1,5 @@
-//! The HTTP edge (warp): the versioned jobs API, health, readiness and metrics.
+//! The HTTP edge (warp): the versioned jobs API, health, readiness, metrics and the web page
+//! for people ([`web`]).
 //!
 //! Handlers only do I/O: uploads stream to the spool directory, statuses come from the job
 //! registry, results are read from disk. CPU work stays on the pool, whose threads run at a
@@ -7,6 +8,7 @@
 
 mod api;
 pub mod server;
+mod web;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -144,6 +146,12 @@ pub enum ApiError {
     AlreadyFinished { id: String, state: JobState },
     #[error("job {0} finished but its result could not be read")]
     ResultMissing(String),
+    #[error("job {id} has no {format:?} output: its pipeline does not write it")]
+    NoOutput { id: String, format: String },
+    #[error(
+        "job {id} has no preview of page {page}: the page was not OCRed, or the pipeline keeps no previews"
+    )]
+    NoPreview { id: String, page: u32 },
     #[error("{0}")]
     BadQuery(String),
     #[error("{0}")]
@@ -186,9 +194,11 @@ impl ApiError {
             ApiError::BadMultipart(_) | ApiError::BadQuery(_) | ApiError::BadRequest(_) => {
                 StatusCode::BAD_REQUEST
             }
-            ApiError::UnknownJob(_) | ApiError::NoMetrics | ApiError::NotFound => {
-                StatusCode::NOT_FOUND
-            }
+            ApiError::UnknownJob(_)
+            | ApiError::NoOutput { .. }
+            | ApiError::NoPreview { .. }
+            | ApiError::NoMetrics
+            | ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::NotFinished { .. } | ApiError::AlreadyFinished { .. } => StatusCode::CONFLICT,
             ApiError::ResultMissing(_) | ApiError::JournalUnreadable(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR
@@ -209,6 +219,8 @@ impl ApiError {
             ApiError::NotFinished { .. } => "not_finished",
             ApiError::AlreadyFinished { .. } => "already_finished",
             ApiError::ResultMissing(_) => "result_missing",
+            ApiError::NoOutput { .. } => "no_output",
+            ApiError::NoPreview { .. } => "no_preview",
             ApiError::BadQuery(_) => "bad_query",
             ApiError::JournalUnreadable(_) => "journal_unreadable",
             ApiError::NoMetrics => "no_metrics",
@@ -310,6 +322,16 @@ pub const ROUTES: &[Route] = &[
     },
     Route {
         method: "GET",
+        template: "/v1/jobs/{id}/outputs/{format}",
+        scope: Some(Scope::Read),
+    },
+    Route {
+        method: "GET",
+        template: "/v1/jobs/{id}/pages/{n}/preview",
+        scope: Some(Scope::Read),
+    },
+    Route {
+        method: "GET",
         template: "/v1/pipelines",
         scope: Some(Scope::Read),
     },
@@ -331,6 +353,16 @@ pub const ROUTES: &[Route] = &[
     Route {
         method: "GET",
         template: "/metrics",
+        scope: None,
+    },
+    Route {
+        method: "GET",
+        template: "/",
+        scope: None,
+    },
+    Route {
+        method: "GET",
+        template: "/web/{asset}",
         scope: None,
     },
 ];
@@ -453,6 +485,16 @@ pub fn routes(
         .and(guard("GET", "/v1/jobs/{id}/events"))
         .and(with_state.clone())
         .then(api::events);
+    let output = warp::path!("v1" / "jobs" / String / "outputs" / String)
+        .and(warp::get())
+        .and(guard("GET", "/v1/jobs/{id}/outputs/{format}"))
+        .and(with_state.clone())
+        .then(api::output);
+    let preview = warp::path!("v1" / "jobs" / String / "pages" / u32 / "preview")
+        .and(warp::get())
+        .and(guard("GET", "/v1/jobs/{id}/pages/{n}/preview"))
+        .and(with_state.clone())
+        .then(api::preview);
     let cancel = warp::path!("v1" / "jobs" / String)
         .and(warp::delete())
         .and(guard("DELETE", "/v1/jobs/{id}"))
@@ -495,6 +537,10 @@ pub fn routes(
         .unify()
         .or(events)
         .unify()
+        .or(output)
+        .unify()
+        .or(preview)
+        .unify()
         .or(cancel)
         .unify()
         .or(pipelines)
@@ -506,6 +552,10 @@ pub fn routes(
         .or(readyz)
         .unify()
         .or(metrics_route)
+        .unify()
+        .or(web::page())
+        .unify()
+        .or(web::asset())
         .unify()
         .or(method_not_allowed())
         .unify();
@@ -654,8 +704,13 @@ mod tests {
             "/v1/pipelines/{pipeline}/jobs"
         );
         assert_eq!(route_label("/v1/pipelines"), "/v1/pipelines");
+        assert_eq!(
+            route_label("/v1/jobs/0193abc/pages/2/preview"),
+            "/v1/jobs/{id}/pages/{n}/preview"
+        );
+        assert_eq!(route_label("/web/app.js"), "/web/{asset}");
         assert_eq!(route_label("/v1/jobs/a/b/c"), "other");
-        assert_eq!(route_label("/"), "other");
+        assert_eq!(route_label("/v1"), "other");
         for route in ROUTES {
             assert_eq!(route_label(route.template), route.template);
         }

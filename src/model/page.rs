@@ -94,9 +94,15 @@ pub struct PageOcr {
     pub deskew_degrees: f32,
     /// The scale the page was read at (its pixels per source pixel).
     pub scale: f32,
+    /// `[width, height]` of the page as read (upright, levelled) in the source's pixels: the
+    /// frame its word boxes are in.
+    pub size: [u32; 2],
     pub millis: u64,
     /// The page as Tesseract lays it out, when the pipeline writes those formats.
     pub layout: PageLayout,
+    /// The page as read, reduced, as PNG (`save.preview_max_px`); written beside the result
+    /// by the OCR stage.
+    pub preview: Option<Vec<u8>>,
 }
 
 /// What the output files need of an OCRed page beyond its words: fragments of the hOCR and

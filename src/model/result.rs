@@ -86,6 +86,10 @@ pub struct PageRecord {
     /// print (`preprocess.target_x_height_px`). Word boxes are in the source's pixels.
     #[serde(default = "unscaled")]
     pub scale: f32,
+    /// `[width, height]` of the page as read (upright, levelled) in the source's pixels: the
+    /// frame of its word boxes and of its preview. Absent for pages not OCRed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<[u32; 2]>,
     pub words: Vec<WordRecord>,
     pub millis: u64,
     /// Why this page has no text, if it failed.

@@ -3,7 +3,8 @@
 //!
 //! A background task forgets, in small batches, the jobs that finished longer ago than the
 //! retention: their journal rows (the job, its deliveries and dead letters) and their files
-//! in the results directory (`<id>.json` and every other output `<id>.<format>`). Unfinished jobs are
+//! in the results directory (`<id>.json`, every other output `<id>.<format>` and the pages'
+//! previews in `<id>.previews/`). Unfinished jobs are
 //! never touched. A finished job's page checkpoints and its upload in the spool are gone
 //! already: they go as it finishes.
 
@@ -55,7 +56,8 @@ pub fn spawn(store: Arc<dyn JobStore>, retention: Duration) {
     });
 }
 
-/// Removes a job's result file and every other output written beside it (`<id>.<format>`).
+/// Removes a job's result file and every other output written beside it (`<id>.<format>`,
+/// and its pages' previews).
 async fn remove_outputs(result: &Path, id: &str) {
     let _ = tokio::fs::remove_file(result).await;
     let Some(dir) = result.parent() else {
@@ -65,4 +67,5 @@ async fn remove_outputs(result: &Path, id: &str) {
         let name = format!("{id}.{}", crate::stages::save::formats::extension(format));
         let _ = tokio::fs::remove_file(dir.join(name)).await;
     }
+    let _ = tokio::fs::remove_dir_all(crate::stages::save::formats::previews_dir(dir, id)).await;
 }

@@ -41,6 +41,7 @@ use crate::pipeline::job::JobInfo;
 use crate::pipeline::messages::{AssembleMsg, FinishedPage, OcrMsg, OcrWork, PageOutcome};
 use crate::pipeline::stage::Stage;
 use crate::stages::ocr::ocr_page_on_this_thread;
+use crate::stages::save::formats::preview_path;
 
 /// A waiting page, ordered by its estimated OCR work; among equals, the earlier page first.
 struct Waiting(OcrWork, Credit);
@@ -252,8 +253,31 @@ async fn recognize(ctx: &StageContext, work: OcrWork) -> PageOutcome {
     }
     .emit(ctx);
     match result {
-        Ok(ocr) => PageOutcome::Ocr(ocr),
+        Ok(mut ocr) => {
+            if let Some(png) = ocr.preview.take() {
+                keep_preview(ctx, &info.id, number, png).await;
+            }
+            PageOutcome::Ocr(ocr)
+        }
         Err(e) => PageOutcome::Failed(e),
+    }
+}
+
+/// Writes a page's preview beside the job's result (a temporary file renamed into place, so
+/// a reader never sees half of one). The preview is for people: failing to keep it is
+/// logged, and the page goes on.
+async fn keep_preview(ctx: &StageContext, id: &str, number: u32, png: Vec<u8>) {
+    let path = preview_path(&ctx.pipeline.save.directory, id, number);
+    let partial = path.with_extension("png.part");
+    let written = async {
+        if let Some(dir) = path.parent() {
+            tokio::fs::create_dir_all(dir).await?;
+        }
+        tokio::fs::write(&partial, png).await?;
+        tokio::fs::rename(&partial, &path).await
+    };
+    if let Err(e) = written.await {
+        tracing::warn!(page = number, error = %e, "cannot keep a page's preview");
     }
 }
 

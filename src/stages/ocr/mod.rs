@@ -15,6 +15,7 @@
 
 pub mod actor;
 pub mod layout_scale;
+pub mod preview;
 pub mod tess;
 
 use std::cell::RefCell;
@@ -176,6 +177,10 @@ pub fn ocr_page(
     let raster = cfg
         .keep_page_image
         .then(|| PageRaster::compress(&pixels, dpi, scale));
+    let preview =
+        (cfg.preview_max_px > 0).then(|| preview::preview_png(&pixels, cfg.preview_max_px));
+    let (width, height) = pixels.dimensions();
+    let size = [width, height].map(|v| (v as f32 / scale).round() as u32);
     drop(pixels);
     let Reading {
         text,
@@ -204,8 +209,10 @@ pub fn ocr_page(
         orientation_checked,
         deskew_degrees,
         scale,
+        size,
         millis: started.elapsed().as_millis() as u64,
         layout: PageLayout { hocr, alto, raster },
+        preview,
     })
 }
 

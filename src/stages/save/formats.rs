@@ -1,9 +1,11 @@
 //! The files written beside a result JSON, as `save.formats` asks: plain text, hOCR, ALTO XML,
 //! a per-word TSV and a searchable PDF ([`super::searchable_pdf`]). hOCR and ALTO wrap the per-page fragments Tesseract wrote during OCR
 //! in one document per job; pages that had no OCR (text layers, failures) appear as empty
-//! pages so that page numbers still line up.
+//! pages so that page numbers still line up. Beside them, the OCR stage keeps each page's
+//! preview image in `<id>.previews/` ([`preview_path`]).
 
 use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
 
 use crate::config::OutputFormat;
 use crate::model::result::{JobResult, PageSource};
@@ -17,6 +19,16 @@ pub fn extension(format: OutputFormat) -> &'static str {
         OutputFormat::Tsv => "tsv",
         OutputFormat::Pdf => "pdf",
     }
+}
+
+/// The folder beside a job's result that holds its pages' previews (`<id>.previews`).
+pub fn previews_dir(results_dir: &Path, id: &str) -> PathBuf {
+    results_dir.join(format!("{id}.previews"))
+}
+
+/// Where page `number`'s preview of job `id` is kept (`<id>.previews/<number>.png`).
+pub fn preview_path(results_dir: &Path, id: &str, number: u32) -> PathBuf {
+    previews_dir(results_dir, id).join(format!("{number}.png"))
 }
 
 /// The document of one format for a job's result.
