@@ -9,11 +9,13 @@ cd "$(dirname "$0")/.."
 # the shipped pipelines (eng, deu) and the orientation model (osd). Tests: prometheus and
 # promtool (metrics, dashboards, alert rules), python3-venv for the hOCR and ALTO checkers,
 # poppler-utils (pdftotext) to read searchable PDFs, an English word list (wamerican) to
-# count dictionary words, PostgreSQL (the tests start their own server for the sink), and
-# Chromium with its WebDriver for the web page's browser test.
+# count dictionary words, PostgreSQL (the tests start their own server for the sink),
+# Chromium with its WebDriver for the web page's browser test, and nats-server (JetStream:
+# the cluster tests start their own servers on loopback).
 packages=(build-essential pkg-config libclang-dev libtesseract-dev libleptonica-dev
           tesseract-ocr-eng tesseract-ocr-deu tesseract-ocr-osd prometheus
-          python3-venv poppler-utils wamerican postgresql chromium chromium-driver)
+          python3-venv poppler-utils wamerican postgresql chromium chromium-driver
+          nats-server)
 # npm installs axe-core for the web page's accessibility check; Node may come with its own npm.
 command -v npm >/dev/null || packages+=(npm)
 missing=()
