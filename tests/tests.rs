@@ -8,6 +8,7 @@ mod common;
 mod access;
 mod backpressure;
 mod batch;
+mod cluster;
 mod config_files;
 mod contract;
 mod corpus_accuracy;

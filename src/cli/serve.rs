@@ -20,6 +20,7 @@ use crate::http::server::{self, EdgeLimits, TlsFiles};
 use crate::http::{Access, AppState, DEFAULT_MAX_EVENT_STREAMS_PER_TENANT, EventStreams};
 use crate::pipeline::supervisor::{PipelineHandle, StartOptions};
 use crate::runtime::pool::CpuPool;
+use crate::service::cluster::{self, Cluster, ClusterOptions, Layout};
 use crate::service::intake::Intake;
 use crate::service::jobs::JobRegistry;
 use crate::service::journal::{Journal, JournalHandle};
@@ -77,6 +78,64 @@ pub struct ServeArgs {
     /// Longest pause in an upload's body before it is dropped (408), e.g. "30s".
     #[arg(long, value_parser = humantime::parse_duration, default_value = "30s")]
     pub upload_idle_timeout: Duration,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+}
+
+/// Cluster mode: the flags of `pagemill serve --cluster`.
+#[derive(Debug, Args)]
+pub struct ClusterArgs {
+    /// Join a cluster through NATS JetStream at these servers, e.g.
+    /// `nats://10.0.0.1:4222,nats://10.0.0.2:4222`. A user and password
+    /// (PAGEMILL_NATS_USER, PAGEMILL_NATS_PASSWORD) or a token (PAGEMILL_NATS_TOKEN) come from
+    /// the environment.
+    #[arg(long, value_name = "URLS")]
+    pub cluster: Option<String>,
+    /// This node's name in the cluster (default: the host name).
+    #[arg(long, requires = "cluster")]
+    pub node_name: Option<String>,
+    /// A NATS credentials file (JWT and NKey seed).
+    #[arg(long, requires = "cluster", value_name = "FILE")]
+    pub nats_credentials: Option<PathBuf>,
+    /// The CA (PEM) that signed the NATS servers' certificates; TLS is then required.
+    #[arg(long, requires = "cluster", value_name = "FILE")]
+    pub nats_tls_ca: Option<PathBuf>,
+    /// Jobs the cluster's queue holds at most; past it submissions get 429. Every node of a
+    /// cluster must agree.
+    #[arg(long, requires = "cluster", default_value_t = cluster::layout::DEFAULT_MAX_QUEUED_JOBS)]
+    pub cluster_max_queued_jobs: i64,
+    /// Bytes of job messages the cluster's queue holds at most, e.g. "64MiB".
+    #[arg(long, requires = "cluster", default_value = "64MiB")]
+    pub cluster_max_queued_bytes: bytesize::ByteSize,
+    /// Copies of each stream and bucket (3 in a 3-server NATS cluster).
+    #[arg(long, requires = "cluster", default_value_t = 1)]
+    pub cluster_replicas: usize,
+    /// Jobs of each pipeline this node runs at once, taken from the cluster's queue
+    /// (default: the CPU pool's threads).
+    #[arg(long, requires = "cluster")]
+    pub cluster_jobs_per_node: Option<usize>,
+}
+
+impl ClusterArgs {
+    /// The options and layout of the cluster to join, if one is named.
+    fn to_join(&self) -> Result<Option<(ClusterOptions, Layout)>, cluster::ClusterError> {
+        let Some(servers) = &self.cluster else {
+            return Ok(None);
+        };
+        let options = ClusterOptions::new(
+            servers,
+            self.node_name.clone(),
+            self.nats_credentials.clone(),
+            self.nats_tls_ca.clone(),
+        )?;
+        let layout = Layout {
+            max_queued_jobs: self.cluster_max_queued_jobs,
+            max_queued_bytes: i64::try_from(self.cluster_max_queued_bytes.as_u64())
+                .unwrap_or(i64::MAX),
+            replicas: self.cluster_replicas,
+        };
+        Ok(Some((options, layout)))
+    }
 }
 
 /// Loads every pipeline named on the command line, reporting all problems at once.
@@ -159,12 +218,19 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         },
         _ => None,
     };
+    let join = match args.cluster.to_join() {
+        Ok(join) => join,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(super::EXIT_USAGE));
+        }
+    };
     crate::runtime::sched::request_short_slice_for_this_thread();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .on_thread_start(crate::runtime::sched::request_short_slice_for_this_thread)
         .build()?;
-    runtime.block_on(run(args, pipelines, keys, tls))?;
+    runtime.block_on(run(args, pipelines, keys, tls, join))?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -173,6 +239,7 @@ async fn run(
     pipelines: Vec<Pipeline>,
     keys: Arc<KeyRing>,
     tls: Option<Arc<TlsFiles>>,
+    join: Option<(ClusterOptions, Layout)>,
 ) -> anyhow::Result<()> {
     let metrics = crate::runtime::telemetry::install()?;
     let threads = args
@@ -183,7 +250,19 @@ async fn run(
     let jobs = Arc::new(JobRegistry::default());
     let journal = Journal::open(&args.journal)
         .with_context(|| format!("cannot open the journal {}", args.journal.display()))?;
-    let store: Arc<dyn JobStore> = Arc::new(JournalHandle::new(Arc::new(journal)));
+    let mut store: Arc<dyn JobStore> = Arc::new(JournalHandle::new(Arc::new(journal)));
+    // In a cluster, job records live in the cluster (this node's journal keeps its
+    // checkpoints) and accepted jobs go to the cluster's queue.
+    let cluster = match join {
+        None => None,
+        Some((options, layout)) => {
+            let names: Vec<String> = pipelines.iter().map(|p| p.name.clone()).collect();
+            let cluster = Cluster::join(options, layout, &names).await?;
+            let cluster_store = Arc::new(cluster::store::ClusterStore::new(cluster.clone(), store));
+            store = cluster_store.clone();
+            Some((cluster, cluster_store))
+        }
+    };
     let mut handles = BTreeMap::new();
     for mut pipeline in pipelines {
         pipeline.pool.threads = threads;
@@ -208,10 +287,25 @@ async fn run(
         tracing::info!(pipeline = %name, "pipeline started");
         handles.insert(name, Arc::new(handle));
     }
-    let intake = Arc::new(
-        Intake::new(handles, jobs, store, args.spool.clone())
-            .with_upload_idle_timeout(args.upload_idle_timeout),
-    );
+    let mut intake = Intake::new(handles, jobs, store, args.spool.clone())
+        .with_upload_idle_timeout(args.upload_idle_timeout);
+    if let Some((cluster, _)) = &cluster {
+        intake = intake.with_queue(Arc::new(cluster::queue::NatsQueue::new(cluster.clone())));
+    }
+    let intake = Arc::new(intake);
+    if let Some((cluster, cluster_store)) = &cluster {
+        let slots = args.cluster.cluster_jobs_per_node.unwrap_or(threads);
+        for handle in intake.pipelines().values() {
+            cluster::worker::spawn(
+                cluster.clone(),
+                cluster_store.clone(),
+                intake.clone(),
+                handle.clone(),
+                slots,
+            )
+            .await?;
+        }
+    }
     for handle in intake.pipelines().values() {
         crate::stages::save::remove_leftover_temporaries(&handle.pipeline.save.directory);
     }

@@ -249,11 +249,7 @@ pub async fn result(id: String, caller: Caller, state: Arc<AppState>) -> Respons
         }
         .into_response();
     }
-    let read = match state.intake.result_path(&id).await {
-        Some(path) => tokio::fs::read(&path).await.ok(),
-        None => None,
-    };
-    match read {
+    match state.intake.result(&id).await {
         Some(body) => {
             warp::reply::with_header(body, "content-type", "application/json").into_response()
         }

@@ -178,9 +178,10 @@ impl ApiError {
             ApiError::Intake(e) => match e {
                 IntakeError::UnknownPipeline(_) => StatusCode::NOT_FOUND,
                 IntakeError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
-                IntakeError::AdmissionFull { .. } | IntakeError::TenantShareFull { .. } => {
-                    StatusCode::TOO_MANY_REQUESTS
-                }
+                IntakeError::AdmissionFull { .. }
+                | IntakeError::TenantShareFull { .. }
+                | IntakeError::QueueFull { .. } => StatusCode::TOO_MANY_REQUESTS,
+                IntakeError::ClusterUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
                 IntakeError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
                 IntakeError::BadIdempotencyKey | IntakeError::BadBody(_) => StatusCode::BAD_REQUEST,
                 IntakeError::UploadStalled(_) => StatusCode::REQUEST_TIMEOUT,

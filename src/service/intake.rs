@@ -25,7 +25,8 @@ use crate::pipeline::progress::Progress;
 use crate::pipeline::supervisor::PipelineHandle;
 use crate::service::jobs::{JobRegistry, JobStatus, Usage};
 use crate::service::journal::{self, JournalJob};
-use crate::service::store::JobStore;
+use crate::service::queue::{JobQueue, QueueError};
+use crate::service::store::{JobStore, StoreError};
 
 /// Longest wait intake suggests before a refused submission is tried again, in seconds.
 pub const MAX_RETRY_AFTER_SECS: u64 = 600;
@@ -82,6 +83,18 @@ pub enum IntakeError {
     IdempotencyKeyReused { existing: String },
     #[error("cannot record the job: {0}")]
     JournalUnwritable(String),
+    /// The cluster's job queue is full: its limits are the cluster's admission.
+    #[error("{reason}")]
+    QueueFull {
+        reason: String,
+        retry_after_secs: u64,
+    },
+    /// The cluster's servers cannot be reached: the job is not stored.
+    #[error("{reason}")]
+    ClusterUnavailable {
+        reason: String,
+        retry_after_secs: u64,
+    },
 }
 
 impl IntakeError {
@@ -90,9 +103,9 @@ impl IntakeError {
         match self {
             IntakeError::UnknownPipeline(_) => "unknown_pipeline",
             IntakeError::ShuttingDown => "shutting_down",
-            IntakeError::AdmissionFull { .. } | IntakeError::TenantShareFull { .. } => {
-                "admission_full"
-            }
+            IntakeError::AdmissionFull { .. }
+            | IntakeError::TenantShareFull { .. }
+            | IntakeError::QueueFull { .. } => "admission_full",
             IntakeError::TooLarge { .. } => "too_large",
             IntakeError::BadIdempotencyKey => "bad_idempotency_key",
             IntakeError::BadBody(_) => "bad_body",
@@ -102,6 +115,7 @@ impl IntakeError {
             IntakeError::Unreadable(_) => "unsupported_media_type",
             IntakeError::IdempotencyKeyReused { .. } => "idempotency_key_reused",
             IntakeError::JournalUnwritable(_) => "journal_unwritable",
+            IntakeError::ClusterUnavailable { .. } => "cluster_unavailable",
         }
     }
 }
@@ -115,8 +129,48 @@ impl IntakeError {
             }
             | IntakeError::TenantShareFull {
                 retry_after_secs, ..
+            }
+            | IntakeError::QueueFull {
+                retry_after_secs, ..
+            }
+            | IntakeError::ClusterUnavailable {
+                retry_after_secs, ..
             } => Some(*retry_after_secs),
             _ => None,
+        }
+    }
+}
+
+impl From<QueueError> for IntakeError {
+    fn from(e: QueueError) -> IntakeError {
+        let retry_after_secs = e.retry_after_secs();
+        let reason = e.to_string();
+        match e {
+            QueueError::Full(..) => IntakeError::QueueFull {
+                reason,
+                retry_after_secs,
+            },
+            QueueError::Unavailable(..) => IntakeError::ClusterUnavailable {
+                reason,
+                retry_after_secs,
+            },
+        }
+    }
+}
+
+/// When a submission refused because the job store cannot be reached should be tried again.
+const STORE_UNAVAILABLE_RETRY_AFTER_SECS: u64 = 5;
+
+impl IntakeError {
+    /// A job store failure: unreachable (503, try again) or unwritable (507).
+    fn from_store(e: StoreError) -> IntakeError {
+        if e.is_unavailable() {
+            IntakeError::ClusterUnavailable {
+                reason: format!("cannot record the job: {e}"),
+                retry_after_secs: STORE_UNAVAILABLE_RETRY_AFTER_SECS,
+            }
+        } else {
+            IntakeError::JournalUnwritable(e.to_string())
         }
     }
 }
@@ -139,6 +193,9 @@ pub struct Intake {
     pipelines: BTreeMap<String, Arc<PipelineHandle>>,
     pub(crate) jobs: Arc<JobRegistry>,
     pub(crate) store: Arc<dyn JobStore>,
+    /// Where accepted jobs go in a cluster (every node takes work from it); without one, to
+    /// this process's pipelines.
+    queue: Option<Arc<dyn JobQueue>>,
     spool: PathBuf,
     /// Longest pause in an upload.
     upload_idle_timeout: std::time::Duration,
@@ -167,6 +224,7 @@ impl Intake {
             pipelines,
             jobs,
             store,
+            queue: None,
             spool,
             upload_idle_timeout: DEFAULT_UPLOAD_IDLE_TIMEOUT,
             shutting_down: AtomicBool::new(false),
@@ -177,6 +235,13 @@ impl Intake {
     /// Gives up on an upload that pauses longer than `timeout`.
     pub fn with_upload_idle_timeout(mut self, timeout: std::time::Duration) -> Intake {
         self.upload_idle_timeout = timeout;
+        self
+    }
+
+    /// Sends accepted jobs to `queue` instead of this process's pipelines. The queue's own
+    /// limits are then the admission: the local budget no longer refuses submissions.
+    pub fn with_queue(mut self, queue: Arc<dyn JobQueue>) -> Intake {
+        self.queue = Some(queue);
         self
     }
 
@@ -325,9 +390,13 @@ impl Intake {
             let key = (name.clone(), t.clone());
             self.jobs.usage(name, Some(t)).pages + uploading.tenants.get(&key).copied().unwrap_or(0)
         });
-        let system_full = pages >= budget.max_pages_in_system
-            || bytes.saturating_add(incoming_bytes) > budget.max_bytes_in_system;
-        let share_full = tenant_pages.is_some_and(|p| p >= budget.max_pages_per_tenant);
+        // With a queue, the queue's limits admit jobs: this node only runs what it fetches.
+        let queued = self.queue.is_some();
+        let system_full = !queued
+            && (pages >= budget.max_pages_in_system
+                || bytes.saturating_add(incoming_bytes) > budget.max_bytes_in_system);
+        let share_full =
+            !queued && tenant_pages.is_some_and(|p| p >= budget.max_pages_per_tenant);
         if !system_full && !share_full {
             let in_flight = uploading.pipelines.entry(name.clone()).or_default();
             in_flight.0 += 1;
@@ -521,6 +590,9 @@ impl Admission {
             error_code: None,
             result_path: None,
         };
+        if let Some(queue) = self.intake.queue.clone() {
+            return self.accept_queued(queue, received, record).await;
+        }
         match self.intake.store.accept(record).await {
             Ok(journal::Accepted::New) => {}
             Ok(journal::Accepted::Existing {
@@ -559,6 +631,85 @@ impl Admission {
             .get(&self.id)
             .expect("registered by enqueue");
         Ok(Accepted::New(status))
+    }
+}
+
+impl Admission {
+    /// Accepts a job for the cluster's queue: the document goes where every node reads it,
+    /// the job is recorded (its idempotency key taken), then published; only then is it
+    /// accepted. A submission retried with its idempotency key publishes the earlier job
+    /// again, which the queue takes once: a job recorded but not yet queued (the queue was full
+    /// or unreachable) is queued by the retry.
+    async fn accept_queued(
+        self,
+        queue: Arc<dyn JobQueue>,
+        received: Received,
+        record: JournalJob,
+    ) -> Result<Accepted, IntakeError> {
+        let outcome = self.record_and_publish(queue.as_ref(), &received, &record).await;
+        // The document is in the cluster now (or refused): this machine's copy goes either way.
+        received.discard().await;
+        match outcome {
+            Ok(None) => {
+                metrics::counter!(crate::runtime::metrics::JOBS_ACCEPTED, "pipeline" => record.pipeline.clone())
+                    .increment(1);
+                Ok(Accepted::New(crate::service::lookup::journal_status(
+                    &record,
+                )))
+            }
+            Ok(Some(existing)) => {
+                let status = self.intake.status(&existing).await;
+                Ok(Accepted::Existing {
+                    id: existing,
+                    status,
+                })
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The steps of [`Admission::accept_queued`]; `Some(id)` when the idempotency key named
+    /// an earlier job.
+    async fn record_and_publish(
+        &self,
+        queue: &dyn JobQueue,
+        received: &Received,
+        record: &JournalJob,
+    ) -> Result<Option<String>, IntakeError> {
+        let store = &self.intake.store;
+        queue.put_document(&record.id, &received.path).await?;
+        match store.accept(record.clone()).await {
+            Ok(journal::Accepted::New) => {}
+            Ok(journal::Accepted::Existing {
+                id: existing,
+                same_body,
+            }) => {
+                queue.remove_document(&record.id).await;
+                if !same_body {
+                    return Err(IntakeError::IdempotencyKeyReused { existing });
+                }
+                let earlier = store
+                    .get(&existing)
+                    .await
+                    .map_err(IntakeError::from_store)?;
+                if let Some(earlier) = earlier.filter(|j| j.state == "accepted") {
+                    queue.publish(&earlier).await?;
+                }
+                return Ok(Some(existing));
+            }
+            Err(e) => {
+                queue.remove_document(&record.id).await;
+                return Err(IntakeError::from_store(e));
+            }
+        }
+        if let Err(e) = queue.publish(record).await {
+            if let Err(w) = store.withdraw(&record.id).await {
+                tracing::warn!(job_id = %record.id, error = %w, "a job that could not be queued stays recorded; a retry with its Idempotency-Key queues it");
+            }
+            queue.remove_document(&record.id).await;
+            return Err(e.into());
+        }
+        Ok(None)
     }
 }
 

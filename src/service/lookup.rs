@@ -49,12 +49,26 @@ impl Intake {
     }
 }
 
+impl Intake {
+    /// A finished job's result record: the file this node wrote, else from the job store
+    /// (in a cluster, the node that ran the job may be another).
+    pub async fn result(&self, id: &str) -> Option<Vec<u8>> {
+        if let Some(path) = self.jobs.result_path(id)
+            && let Ok(body) = tokio::fs::read(path).await
+        {
+            return Some(body);
+        }
+        self.store.result(id).await.ok().flatten()
+    }
+}
+
 /// A journaled job as a status: what is known of jobs this process did not run itself.
-fn journal_status(job: &JournalJob) -> JobStatus {
+pub(crate) fn journal_status(job: &JournalJob) -> JobStatus {
     let state = match job.state.as_str() {
         "done" => JobState::Done,
         "failed" => JobState::Failed,
         "cancelled" => JobState::Cancelled,
+        "running" => JobState::Running,
         _ => JobState::Queued,
     };
     JobStatus {

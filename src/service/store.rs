@@ -14,14 +14,40 @@ use crate::service::journal::{
     Accepted, JournalError, JournalHandle, JournalJob, ListFilter, Unfinished,
 };
 
-/// A store call that failed; the store says why in words.
+/// A store call that failed; the store says why in words, and whether the store could not be
+/// reached at all (a cluster store whose servers are down: try again later) rather than failed.
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct StoreError(pub Box<dyn std::error::Error + Send + Sync>);
+#[error("{reason}")]
+pub struct StoreError {
+    reason: Box<dyn std::error::Error + Send + Sync>,
+    unavailable: bool,
+}
+
+impl StoreError {
+    /// The store failed the call.
+    pub fn new(reason: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> StoreError {
+        StoreError {
+            reason: reason.into(),
+            unavailable: false,
+        }
+    }
+
+    /// The store could not be reached; the call may succeed later.
+    pub fn unavailable(reason: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> StoreError {
+        StoreError {
+            reason: reason.into(),
+            unavailable: true,
+        }
+    }
+
+    pub fn is_unavailable(&self) -> bool {
+        self.unavailable
+    }
+}
 
 impl From<JournalError> for StoreError {
     fn from(e: JournalError) -> StoreError {
-        StoreError(Box::new(e))
+        StoreError::new(e)
     }
 }
 
@@ -39,6 +65,23 @@ pub trait JobStore: Send + Sync {
         error_code: Option<String>,
         result_path: Option<String>,
     ) -> Result<(), StoreError>;
+
+    /// Forgets a job recorded by [`JobStore::accept`] that could not be queued after all, with
+    /// its idempotency key, so that the submission can be tried again. Only stores whose jobs
+    /// go through a [`crate::service::queue::JobQueue`] are asked.
+    async fn withdraw(&self, id: &str) -> Result<(), StoreError> {
+        let _ = id;
+        Ok(())
+    }
+
+    /// A finished job's result record (JSON), wherever the store keeps it; by default the
+    /// file its record names.
+    async fn result(&self, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let Some(path) = self.get(id).await?.and_then(|job| job.result_path) else {
+            return Ok(None);
+        };
+        Ok(tokio::fs::read(path).await.ok())
+    }
 
     /// Jobs accepted and not finished, to run again at start.
     async fn unfinished(&self) -> Result<Unfinished, StoreError>;

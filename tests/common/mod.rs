@@ -3,6 +3,7 @@
 
 pub mod daemon;
 pub mod fake_llm;
+pub mod nats;
 pub mod postgres;
 
 use std::path::{Path, PathBuf};

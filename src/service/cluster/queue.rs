@@ -1,0 +1,117 @@
+//! The cluster's job queue: documents to the Object Store bucket, jobs published to the
+//! WorkQueue stream with `Nats-Msg-Id` = job id (so a job published twice within the
+//! duplicate window is queued once), answered only after the stream's acknowledgement.
+//!
+//! A full stream (its limits on messages and bytes, discard new) is [`QueueError::Full`];
+//! NATS unreachable is [`QueueError::Unavailable`].
+
+use std::path::Path;
+use std::sync::Arc;
+
+use async_nats::jetstream;
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use super::{Cluster, ClusterError, UNREACHABLE_RETRY_AFTER_SECS, layout};
+use crate::service::journal::JournalJob;
+use crate::service::queue::{JobQueue, QueueError};
+
+/// When a submission refused by a full queue should be tried again, in seconds.
+pub const QUEUE_FULL_RETRY_AFTER_SECS: u64 = 5;
+
+/// The message a queued job is: enough to find its record.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct QueuedJob {
+    pub id: String,
+    pub pipeline: String,
+}
+
+/// The name of a job's document in the Object Store bucket.
+pub fn document_object(job_id: &str) -> String {
+    format!("documents/{job_id}")
+}
+
+/// The cluster's queue, as intake sees it.
+pub struct NatsQueue {
+    cluster: Arc<Cluster>,
+}
+
+impl NatsQueue {
+    pub fn new(cluster: Arc<Cluster>) -> NatsQueue {
+        NatsQueue { cluster }
+    }
+}
+
+fn unavailable(e: impl std::fmt::Display) -> QueueError {
+    QueueError::Unavailable(e.to_string(), UNREACHABLE_RETRY_AFTER_SECS)
+}
+
+#[async_trait]
+impl JobQueue for NatsQueue {
+    async fn put_document(&self, job_id: &str, path: &Path) -> Result<(), QueueError> {
+        self.cluster.reachable().map_err(unavailable)?;
+        let mut file = tokio::fs::File::open(path)
+            .await
+            .map_err(|e| unavailable(format!("cannot read the upload: {e}")))?;
+        self.cluster
+            .objects
+            .put(document_object(job_id).as_str(), &mut file)
+            .await
+            .map_err(|e| unavailable(format!("cannot store the document: {e}")))?;
+        Ok(())
+    }
+
+    async fn remove_document(&self, job_id: &str) {
+        if let Err(e) = self.cluster.objects.delete(document_object(job_id)).await {
+            tracing::warn!(job_id, error = %e, "cannot remove the document of a job not queued");
+        }
+    }
+
+    async fn publish(&self, job: &JournalJob) -> Result<(), QueueError> {
+        self.cluster.reachable().map_err(unavailable)?;
+        let message = QueuedJob {
+            id: job.id.clone(),
+            pipeline: job.pipeline.clone(),
+        };
+        let payload = serde_json::to_vec(&message).expect("a queued job serializes");
+        let publish = jetstream::message::PublishMessage::build()
+            .payload(payload.into())
+            .message_id(&job.id);
+        let ack = self
+            .cluster
+            .js
+            .send_publish(layout::jobs_subject(&job.pipeline), publish)
+            .await
+            .map_err(unavailable)?;
+        match ack.await {
+            Ok(_) => Ok(()),
+            Err(e) if is_full(&e) => Err(QueueError::Full(
+                stream_error_text(&e),
+                QUEUE_FULL_RETRY_AFTER_SECS,
+            )),
+            Err(e) => Err(unavailable(ClusterError::jetstream(
+                format!("cannot queue job {}", job.id),
+                e,
+            ))),
+        }
+    }
+}
+
+/// Whether the stream refused the message for its limits (discard new): nats-server answers
+/// `maximum messages exceeded` or `maximum bytes exceeded` (error code 10077).
+fn is_full(e: &jetstream::context::PublishError) -> bool {
+    use std::error::Error;
+    e.source()
+        .and_then(|s| s.downcast_ref::<jetstream::Error>())
+        .is_some_and(|j| {
+            j.error_code() == jetstream::ErrorCode::STREAM_STORE_FAILED
+                && j.to_string().contains("maximum")
+        })
+}
+
+fn stream_error_text(e: &jetstream::context::PublishError) -> String {
+    use std::error::Error;
+    e.source()
+        .map(|s| s.to_string())
+        .unwrap_or_else(|| e.to_string())
+}

@@ -1,0 +1,325 @@
+//! Taking work: each node fetches from the job queue only as many jobs as it has free slots,
+//! runs them through its own pipeline, and acknowledges each once its record says finished.
+//!
+//! - One durable pull consumer per pipeline (`pagemill_<pipeline>`), shared by every node,
+//!   explicit acks, [`ACK_WAIT`] and [`MAX_DELIVER`]. Jobs are fetched with one-shot
+//!   `fetch().max_messages(k)` for `k` free slots: async-nats' long-lived `messages()`
+//!   prefetches far more than a node has room for, and its `stream()` pulls again after a
+//!   reconnect even with no free slot (a job ran twice).
+//! - A fetched job is claimed in its KV record (state `running`, a [`Lease`] naming this node),
+//!   by compare-and-set. A job whose lease another node renewed within [`LEASE_TIMEOUT`] is
+//!   left to it (redelivered while merely slow there); a finished one is acknowledged.
+//! - While the job runs, every [`HEARTBEAT`] the message gets an in-progress ack and the lease a
+//!   fresh heartbeat.
+//! - The document comes from the Object Store into this node's spool; the job is handed to the
+//!   pipeline as any other. When its record says finished, the message is acknowledged with
+//!   `double_ack` (which waits for the server's confirmation); a job that failed is terminated
+//!   (`Term`) instead, so it is not delivered again.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, AckKind, consumer::pull};
+use futures_util::StreamExt;
+use tokio::io::AsyncWriteExt;
+
+use super::queue::{QueuedJob, document_object};
+use super::store::{ClusterStore, Lease};
+use super::{Cluster, ClusterError, layout};
+use crate::pipeline::messages::JobRequest;
+use crate::pipeline::supervisor::PipelineHandle;
+use crate::service::intake::Intake;
+use crate::service::journal;
+
+/// How long the server waits for an ack before delivering a job again.
+pub const ACK_WAIT: Duration = Duration::from_secs(30);
+/// How often a running job's message gets an in-progress ack and its lease a heartbeat.
+pub const HEARTBEAT: Duration = Duration::from_secs(10);
+/// A lease not renewed for this long is stale: its node is taken to be gone.
+pub const LEASE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Deliveries of one job at most.
+pub const MAX_DELIVER: i64 = 5;
+/// Wait before fetching again when the queue had nothing.
+const IDLE_POLL: Duration = Duration::from_millis(500);
+/// Wait before a job that could not be claimed (NATS trouble) is delivered again.
+const RETRY_DELAY: Duration = Duration::from_secs(5);
+
+/// The durable consumer name of `pipeline`'s jobs.
+fn consumer_name(pipeline: &str) -> String {
+    format!("pagemill_{pipeline}")
+}
+
+/// Starts taking `pipeline`'s jobs, at most `slots` at a time, until intake stops accepting.
+pub async fn spawn(
+    cluster: Arc<Cluster>,
+    store: Arc<ClusterStore>,
+    intake: Arc<Intake>,
+    handle: Arc<PipelineHandle>,
+    slots: usize,
+) -> Result<(), ClusterError> {
+    let pipeline = handle.pipeline.name.clone();
+    let name = consumer_name(&pipeline);
+    let stream = cluster
+        .js
+        .get_stream(layout::JOBS_STREAM)
+        .await
+        .map_err(|e| ClusterError::jetstream("cannot open the job queue", e))?;
+    let consumer: jetstream::consumer::PullConsumer = stream
+        .get_or_create_consumer(
+            &name,
+            pull::Config {
+                durable_name: Some(name.clone()),
+                filter_subject: layout::jobs_subject(&pipeline),
+                ack_policy: jetstream::consumer::AckPolicy::Explicit,
+                ack_wait: ACK_WAIT,
+                max_deliver: MAX_DELIVER,
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(|e| ClusterError::jetstream(format!("cannot open consumer {name}"), e))?;
+    let worker = Arc::new(Worker {
+        cluster,
+        store,
+        intake,
+        handle,
+    });
+    tokio::spawn(worker.run(consumer, slots.max(1)));
+    Ok(())
+}
+
+struct Worker {
+    cluster: Arc<Cluster>,
+    store: Arc<ClusterStore>,
+    intake: Arc<Intake>,
+    handle: Arc<PipelineHandle>,
+}
+
+/// What claiming a fetched job found.
+enum Claim {
+    /// No record: the job was withdrawn.
+    Missing,
+    /// Finished already (a late redelivery).
+    Finished,
+    /// Another node holds a fresh lease.
+    Held,
+}
+
+impl Worker {
+    fn running(&self) -> usize {
+        self.intake
+            .jobs
+            .usage(&self.handle.pipeline.name, None)
+            .jobs as usize
+    }
+
+    async fn run(self: Arc<Self>, consumer: jetstream::consumer::PullConsumer, slots: usize) {
+        let pipeline = self.handle.pipeline.name.clone();
+        while !self.intake.is_shutting_down() {
+            let free = slots.saturating_sub(self.running());
+            if free == 0 {
+                let changed = self.intake.jobs.changed().notified();
+                let _ = tokio::time::timeout(IDLE_POLL, changed).await;
+                continue;
+            }
+            let batch = match consumer.fetch().max_messages(free).messages().await {
+                Ok(batch) => batch,
+                Err(e) => {
+                    tracing::warn!(pipeline = %pipeline, error = %e, "cannot fetch jobs from the cluster");
+                    tokio::time::sleep(IDLE_POLL).await;
+                    continue;
+                }
+            };
+            let messages: Vec<_> = batch.collect().await;
+            let mut taken = 0;
+            for message in messages {
+                match message {
+                    Ok(message) => {
+                        taken += 1;
+                        let worker = self.clone();
+                        // Claimed and enqueued before the next fetch counts free slots.
+                        worker.take(message).await;
+                    }
+                    Err(e) => {
+                        tracing::debug!(pipeline = %pipeline, error = %e, "fetch ended");
+                    }
+                }
+            }
+            if taken == 0 {
+                tokio::time::sleep(IDLE_POLL).await;
+            }
+        }
+        tracing::info!(pipeline = %pipeline, "stopped taking jobs from the cluster");
+    }
+
+    /// Claims a fetched job, fetches its document and hands it to the pipeline; a task then
+    /// keeps it alive and acknowledges it when it is finished.
+    async fn take(self: Arc<Self>, message: jetstream::Message) {
+        let Ok(queued) = serde_json::from_slice::<QueuedJob>(&message.payload) else {
+            tracing::error!(subject = %message.subject, "an unreadable job message is dropped");
+            let _ = message.ack_with(AckKind::Term).await;
+            return;
+        };
+        let id = queued.id;
+        if self
+            .intake
+            .jobs
+            .get(&id)
+            .is_some_and(|s| !s.state.is_final())
+        {
+            // Delivered again while this node runs it: the running task acknowledges it.
+            let _ = message.ack_with(AckKind::Progress).await;
+            return;
+        }
+        let me = self.cluster.node_name().to_string();
+        let now = journal::now_ms();
+        let mut claim = Claim::Missing;
+        let claimed = self
+            .store
+            .update(&id, |record| {
+                if is_final(&record.job.state) {
+                    claim = Claim::Finished;
+                    return false;
+                }
+                if let Some(lease) = &record.lease
+                    && lease.node != me
+                    && now - lease.heartbeat_ms < LEASE_TIMEOUT.as_millis() as i64
+                {
+                    claim = Claim::Held;
+                    return false;
+                }
+                record.job.state = "running".into();
+                record.lease = Some(Lease {
+                    node: me.clone(),
+                    heartbeat_ms: now,
+                });
+                true
+            })
+            .await;
+        let record = match (claimed, claim) {
+            (Ok(Some(record)), _) => record,
+            (Ok(None), Claim::Finished) => {
+                let _ = message.double_ack().await;
+                return;
+            }
+            (Ok(None), Claim::Held) => {
+                let _ = message.ack_with(AckKind::Nak(Some(LEASE_TIMEOUT))).await;
+                return;
+            }
+            (Ok(None), Claim::Missing) => {
+                tracing::warn!(job_id = %id, "a queued job has no record; dropped");
+                let _ = message.ack_with(AckKind::Term).await;
+                return;
+            }
+            (Err(e), _) => {
+                tracing::warn!(job_id = %id, error = %e, "cannot claim a job; it comes back later");
+                let _ = message.ack_with(AckKind::Nak(Some(RETRY_DELAY))).await;
+                return;
+            }
+        };
+        let path = self.intake.spool().join(&id);
+        if let Err(e) = self.download(&id, &path).await {
+            tracing::warn!(job_id = %id, error = %e, "cannot fetch a job's document; it comes back later");
+            let _ = self
+                .store
+                .update(&id, |r| {
+                    r.job.state = "accepted".into();
+                    r.lease = None;
+                    true
+                })
+                .await;
+            let _ = message.ack_with(AckKind::Nak(Some(RETRY_DELAY))).await;
+            return;
+        }
+        let mut request = JobRequest::new(id.clone(), record.job.name.clone(), path.clone());
+        request.tenant = record.job.tenant.clone();
+        let watch = {
+            self.handle.enqueue(request, record.job.bytes);
+            self.intake.jobs.subscribe(&id)
+        };
+        tracing::info!(job_id = %id, node = %me, "took a job from the cluster");
+        tokio::spawn(self.keep_alive(id, path, message, watch));
+    }
+
+    /// Renews the job's message and lease until the pipeline finishes it, then acknowledges it.
+    async fn keep_alive(
+        self: Arc<Self>,
+        id: String,
+        path: PathBuf,
+        message: jetstream::Message,
+        watch: Option<tokio::sync::watch::Receiver<crate::service::jobs::JobStatus>>,
+    ) {
+        let me = self.cluster.node_name().to_string();
+        if let Some(mut watch) = watch {
+            let mut tick = tokio::time::interval(HEARTBEAT);
+            tick.tick().await;
+            loop {
+                if watch.borrow().state.is_final() {
+                    break;
+                }
+                tokio::select! {
+                    changed = watch.changed() => if changed.is_err() { break },
+                    _ = tick.tick() => {
+                        let _ = message.ack_with(AckKind::Progress).await;
+                        let now = journal::now_ms();
+                        let renewed = self.store.update(&id, |r| {
+                            match &mut r.lease {
+                                Some(lease) if lease.node == me => {
+                                    lease.heartbeat_ms = now;
+                                    true
+                                }
+                                _ => false,
+                            }
+                        }).await;
+                        if let Err(e) = renewed {
+                            tracing::warn!(job_id = %id, error = %e, "cannot renew a job's lease");
+                        }
+                    }
+                }
+            }
+        }
+        let _ = tokio::fs::remove_file(&path).await;
+        match self.store.record(&id).await {
+            Ok(Some((record, _))) if is_final(&record.job.state) => {
+                let outcome = if record.job.state == "failed" {
+                    message.double_ack_with(AckKind::Term).await
+                } else {
+                    message.double_ack().await
+                };
+                if let Err(e) = outcome {
+                    tracing::warn!(job_id = %id, error = %e, "the acknowledgement of a finished job was not confirmed; a redelivery finds it finished");
+                }
+            }
+            _ => {
+                // Not recorded finished: another delivery runs it again.
+                let _ = message.ack_with(AckKind::Nak(Some(RETRY_DELAY))).await;
+            }
+        }
+    }
+
+    /// Copies job `id`'s document from the Object Store to `path`, durably.
+    async fn download(&self, id: &str, path: &std::path::Path) -> Result<(), ClusterError> {
+        let io = |e: std::io::Error| ClusterError::jetstream("cannot write the document", e);
+        let mut object = self
+            .cluster
+            .objects
+            .get(document_object(id))
+            .await
+            .map_err(|e| ClusterError::jetstream("cannot read the document", e))?;
+        tokio::fs::create_dir_all(self.intake.spool())
+            .await
+            .map_err(io)?;
+        let partial = path.with_extension("part");
+        let mut file = tokio::fs::File::create(&partial).await.map_err(io)?;
+        tokio::io::copy(&mut object, &mut file).await.map_err(io)?;
+        file.flush().await.map_err(io)?;
+        file.sync_all().await.map_err(io)?;
+        tokio::fs::rename(&partial, path).await.map_err(io)?;
+        Ok(())
+    }
+}
+
+fn is_final(state: &str) -> bool {
+    matches!(state, "done" | "failed" | "cancelled")
+}
