@@ -17,7 +17,11 @@ use crate::common::nats::NatsServer;
 fn node(nats: &NatsServer, name: &str, extra: &[&str]) -> Daemon {
     let mut args = vec!["--cluster", nats.url.as_str(), "--node-name", name];
     args.extend_from_slice(extra);
-    Daemon::start_with(&[("default", pipeline_yaml("default", &[]))], &args, Stdio::inherit())
+    Daemon::start_with(
+        &[("default", pipeline_yaml("default", &[]))],
+        &args,
+        Stdio::inherit(),
+    )
 }
 
 #[tokio::test]
@@ -87,7 +91,13 @@ async fn a_stream_with_other_settings_stops_a_node_from_starting() {
     )
     .unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_pagemill"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--pipelines", "pipelines"])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--pipelines",
+            "pipelines",
+        ])
         .args(["--cluster", nats.url.as_str(), "--node-name", "b"])
         .args(["--cluster-max-queued-jobs", "5"])
         .current_dir(dir.path())
@@ -137,7 +147,11 @@ async fn nats_down_answers_503_with_retry_after_and_stores_nothing() {
             refused = Some(response);
             break;
         }
-        assert_ne!(response.status(), StatusCode::ACCEPTED, "a 202 without NATS");
+        assert_ne!(
+            response.status(),
+            StatusCode::ACCEPTED,
+            "a 202 without NATS"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let refused = refused.expect("503 while NATS is down");

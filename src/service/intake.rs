@@ -395,8 +395,7 @@ impl Intake {
         let system_full = !queued
             && (pages >= budget.max_pages_in_system
                 || bytes.saturating_add(incoming_bytes) > budget.max_bytes_in_system);
-        let share_full =
-            !queued && tenant_pages.is_some_and(|p| p >= budget.max_pages_per_tenant);
+        let share_full = !queued && tenant_pages.is_some_and(|p| p >= budget.max_pages_per_tenant);
         if !system_full && !share_full {
             let in_flight = uploading.pipelines.entry(name.clone()).or_default();
             in_flight.0 += 1;
@@ -646,16 +645,16 @@ impl Admission {
         received: Received,
         record: JournalJob,
     ) -> Result<Accepted, IntakeError> {
-        let outcome = self.record_and_publish(queue.as_ref(), &received, &record).await;
+        let outcome = self
+            .record_and_publish(queue.as_ref(), &received, &record)
+            .await;
         // The document is in the cluster now (or refused): this machine's copy goes either way.
         received.discard().await;
         match outcome {
             Ok(None) => {
                 metrics::counter!(crate::runtime::metrics::JOBS_ACCEPTED, "pipeline" => record.pipeline.clone())
                     .increment(1);
-                Ok(Accepted::New(crate::service::lookup::journal_status(
-                    &record,
-                )))
+                Ok(Accepted::New(record.status()))
             }
             Ok(Some(existing)) => {
                 let status = self.intake.status(&existing).await;

@@ -21,7 +21,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use serde::{Deserialize, Serialize};
 
-use crate::service::jobs::SinkDelivery;
+use crate::model::error::ErrorRecord;
+use crate::service::jobs::{JobState, JobStatus, SinkDelivery};
 
 /// A job as the journal records it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -45,6 +46,40 @@ pub struct JournalJob {
     pub error_code: Option<String>,
     /// Where the result JSON was written.
     pub result_path: Option<String>,
+}
+
+impl JournalJob {
+    /// This job as a status: what is known of a job this process does not run itself.
+    pub fn status(&self) -> JobStatus {
+        let job = self;
+        let state = match job.state.as_str() {
+            "done" => JobState::Done,
+            "failed" => JobState::Failed,
+            "cancelled" => JobState::Cancelled,
+            "running" => JobState::Running,
+            _ => JobState::Queued,
+        };
+        JobStatus {
+            id: job.id.clone(),
+            pipeline: job.pipeline.clone(),
+            name: job.name.clone(),
+            state,
+            submitted_at: humantime::format_rfc3339_millis(
+                std::time::UNIX_EPOCH
+                    + std::time::Duration::from_millis(job.submitted_at_ms as u64),
+            )
+            .to_string(),
+            bytes: job.bytes,
+            tenant: job.tenant.clone(),
+            pages: Default::default(),
+            timings: Default::default(),
+            error: job.error_code.as_ref().map(|code| ErrorRecord {
+                code: code.clone(),
+                message: format!("the job failed ({code})"),
+            }),
+            sinks: Default::default(),
+        }
+    }
 }
 
 /// The unfinished jobs of the journal, and the entries set aside as unreadable.

@@ -4,9 +4,8 @@
 
 use std::path::PathBuf;
 
-use crate::model::error::ErrorRecord;
 use crate::service::intake::Intake;
-use crate::service::jobs::{JobState, JobStatus};
+use crate::service::jobs::JobStatus;
 use crate::service::journal::{JournalJob, ListFilter};
 use crate::service::keys::Caller;
 
@@ -16,7 +15,7 @@ impl Intake {
         if let Some(status) = self.jobs.get(id) {
             return Some(status);
         }
-        let mut status = journal_status(&self.store.get(id).await.ok().flatten()?);
+        let mut status = JournalJob::status(&self.store.get(id).await.ok().flatten()?);
         status.sinks = self.store.deliveries(id).await.unwrap_or_default();
         Some(status)
     }
@@ -35,7 +34,7 @@ impl Intake {
         let jobs = self.store.list(filter).await.map_err(|e| e.to_string())?;
         Ok(jobs
             .iter()
-            .map(|j| self.jobs.get(&j.id).unwrap_or_else(|| journal_status(j)))
+            .map(|j| self.jobs.get(&j.id).unwrap_or_else(|| j.status()))
             .collect())
     }
 
@@ -59,35 +58,5 @@ impl Intake {
             return Some(body);
         }
         self.store.result(id).await.ok().flatten()
-    }
-}
-
-/// A journaled job as a status: what is known of jobs this process did not run itself.
-pub(crate) fn journal_status(job: &JournalJob) -> JobStatus {
-    let state = match job.state.as_str() {
-        "done" => JobState::Done,
-        "failed" => JobState::Failed,
-        "cancelled" => JobState::Cancelled,
-        "running" => JobState::Running,
-        _ => JobState::Queued,
-    };
-    JobStatus {
-        id: job.id.clone(),
-        pipeline: job.pipeline.clone(),
-        name: job.name.clone(),
-        state,
-        submitted_at: humantime::format_rfc3339_millis(
-            std::time::UNIX_EPOCH + std::time::Duration::from_millis(job.submitted_at_ms as u64),
-        )
-        .to_string(),
-        bytes: job.bytes,
-        tenant: job.tenant.clone(),
-        pages: Default::default(),
-        timings: Default::default(),
-        error: job.error_code.as_ref().map(|code| ErrorRecord {
-            code: code.clone(),
-            message: format!("the job failed ({code})"),
-        }),
-        sinks: Default::default(),
     }
 }

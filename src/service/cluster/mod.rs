@@ -76,10 +76,9 @@ impl Cluster {
         layout::ensure_stream(&js, layout.jobs_stream()).await?;
         layout::ensure_stream(&js, layout.jobs_bucket()).await?;
         layout::ensure_stream(&js, layout.objects_bucket()).await?;
-        let jobs = js
-            .get_key_value(layout::JOBS_BUCKET)
-            .await
-            .map_err(|e| ClusterError::jetstream(format!("cannot open bucket {}", layout::JOBS_BUCKET), e))?;
+        let jobs = js.get_key_value(layout::JOBS_BUCKET).await.map_err(|e| {
+            ClusterError::jetstream(format!("cannot open bucket {}", layout::JOBS_BUCKET), e)
+        })?;
         let objects = js
             .get_object_store(layout::OBJECTS_BUCKET)
             .await

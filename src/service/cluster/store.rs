@@ -12,11 +12,11 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use async_nats::jetstream::{kv, object_store};
-use tokio::io::AsyncReadExt;
 use async_trait::async_trait;
 use futures_util::TryStreamExt;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use tokio::io::AsyncReadExt;
 
 use super::{Cluster, ClusterError};
 use crate::service::jobs::SinkDelivery;
