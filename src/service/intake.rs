@@ -702,10 +702,13 @@ impl Admission {
             }
         }
         if let Err(e) = queue.publish(record).await {
-            if let Err(w) = store.withdraw(&record.id).await {
-                tracing::warn!(job_id = %record.id, error = %w, "a job that could not be queued stays recorded; a retry with its Idempotency-Key queues it");
+            match store.withdraw(&record.id).await {
+                Ok(()) => queue.remove_document(&record.id).await,
+                // Its document stays too: a retry with its Idempotency-Key queues it.
+                Err(w) => {
+                    tracing::warn!(job_id = %record.id, error = %w, "a job that could not be queued stays recorded")
+                }
             }
-            queue.remove_document(&record.id).await;
             return Err(e.into());
         }
         Ok(None)
