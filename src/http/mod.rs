@@ -15,9 +15,9 @@ use std::sync::Arc;
 
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Serialize;
+use warp::filters::BoxedFilter;
 use warp::http::StatusCode;
 use warp::reply::Response;
-use warp::filters::BoxedFilter;
 use warp::{Filter, Reply};
 
 use crate::model::error::JobError;
