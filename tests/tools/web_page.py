@@ -353,7 +353,9 @@ def main():
         page.one(".downloads button[data-format='txt']").click()
 
         def downloaded():
-            files = [f for f in args.downloads.iterdir() if not f.name.endswith(".crdownload")]
+            # The finished download, not Chromium's temporary file for it.
+            files = [f for f in args.downloads.iterdir()
+                     if f.suffix == ".txt" and not f.name.startswith(".")]
             return files[0] if files else None
         report["downloaded_txt"] = str(page.wait(downloaded, "the txt download", seconds=30))
 
