@@ -383,7 +383,10 @@ async fn the_openapi_document_describes_the_served_routes() {
             let url = d.url(
                 &path
                     .replace("{pipeline}", "default")
-                    .replace("{id}", "no-such-job"),
+                    .replace("{id}", "no-such-job")
+                    .replace("{format}", "txt")
+                    .replace("{n}", "1")
+                    .replace("{asset}", "app.js"),
             );
             let request = match method.as_str() {
                 "get" => d.http.get(&url),
@@ -400,7 +403,7 @@ async fn the_openapi_document_describes_the_served_routes() {
             );
         }
     }
-    assert_eq!(paths.len(), 10, "every served route is documented");
+    assert_eq!(paths.len(), 14, "every served route is documented");
 }
 
 #[tokio::test(flavor = "multi_thread")]

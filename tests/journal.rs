@@ -50,11 +50,9 @@ async fn jobs_accepted_before_kill_9_all_finish_after_restart_with_one_result_ea
         std::fs::read_dir(dir)
             .map(|entries| {
                 entries
-                    .map(|e| {
-                        e.unwrap()
-                            .file_name()
-                            .to_string_lossy()
-                            .replace(".json", "")
+                    .filter_map(|e| {
+                        let name = e.unwrap().file_name().to_string_lossy().into_owned();
+                        name.strip_suffix(".json").map(str::to_string)
                     })
                     .collect()
             })
@@ -117,8 +115,25 @@ async fn jobs_accepted_before_kill_9_all_finish_after_restart_with_one_result_ea
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     names.sort();
-    let leftovers: Vec<&String> = names.iter().filter(|n| !n.ends_with(".json")).collect();
+    // Beside the results: each accepted job's page previews, every one whole (a preview is
+    // written to a `.part` file and renamed, so a kill leaves at most a `.part`, never served).
+    let previews: Vec<String> = accepted.iter().map(|id| format!("{id}.previews")).collect();
+    let leftovers: Vec<&String> = names
+        .iter()
+        .filter(|n| !n.ends_with(".json") && !previews.contains(n))
+        .collect();
     assert!(leftovers.is_empty(), "partial files: {leftovers:?}");
+    for dir in names.iter().filter(|n| previews.contains(n)) {
+        for entry in std::fs::read_dir(results.join(dir)).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            if name.ends_with(".png") {
+                image::open(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            } else {
+                assert!(name.ends_with(".png.part"), "{}", path.display());
+            }
+        }
+    }
     for id in &accepted {
         let path = results.join(format!("{id}.json"));
         let result = read_result(&path);

@@ -175,8 +175,23 @@ async fn every_output_format_agrees_with_the_result() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn no_extra_files_unless_asked() {
+    // By default: the result and the folder of its pages' previews (for the web page).
     let out = tempfile::tempdir().unwrap();
     let events = run_files(pipeline(out.path(), &[]), &[fixture("phototest.tif")], None).await;
+    assert!(events[0].error.is_none());
+    let mut names: Vec<String> = std::fs::read_dir(out.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert!(names[0].ends_with(".json"), "{names:?}");
+    assert!(names[1].ends_with(".previews"), "{names:?}");
+
+    // Without previews: the result alone.
+    let out = tempfile::tempdir().unwrap();
+    let p = pipeline(out.path(), &[("preview_max_px: 1600", "preview_max_px: 0")]);
+    let events = run_files(p, &[fixture("phototest.tif")], None).await;
     assert!(events[0].error.is_none());
     let names: Vec<String> = std::fs::read_dir(out.path())
         .unwrap()

@@ -10,6 +10,7 @@ use pagemill::service::keys::Scope;
 use serde_json::Value;
 
 use crate::common::daemon::*;
+use crate::common::fake_llm::{Behaviour, start_fake, valid_extraction};
 use crate::common::{corpus, fixture};
 
 /// A file the daemon cannot read: from the corpus' hostile files, or, without the corpus,
@@ -25,6 +26,17 @@ fn hostile_file(scratch: &Path) -> PathBuf {
 }
 
 fn run_browser(d: &Daemon, key: &str, hostile: &Path, scratch: &Path) -> Value {
+    run_script(
+        d,
+        key,
+        &["--hostile".as_ref(), hostile.as_os_str()],
+        scratch,
+    )
+}
+
+/// Runs `tests/tools/web_page.py` against the daemon with `extra` arguments; returns what it
+/// saw, failing the test if it failed.
+fn run_script(d: &Daemon, key: &str, extra: &[&std::ffi::OsStr], scratch: &Path) -> Value {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let python = root.join("target/test-venv/bin/python");
     let axe = root.join("target/test-node/node_modules/axe-core/axe.min.js");
@@ -41,8 +53,7 @@ fn run_browser(d: &Daemon, key: &str, hostile: &Path, scratch: &Path) -> Value {
         .args(["--base", &d.base, "--key", key])
         .arg("--scan")
         .arg(fixture("phototest.tif"))
-        .arg("--hostile")
-        .arg(hostile)
+        .args(extra)
         .arg("--axe")
         .arg(axe)
         .arg("--screenshots")
@@ -264,6 +275,139 @@ async fn a_person_submits_watches_and_reads_a_scan_in_the_browser() {
     assert_eq!(
         seen["failed_filter"],
         serde_json::json!([[hostile_id, format!("failed ({code})")]])
+    );
+}
+
+/// A pipeline whose summaries come from the LLM at `base_url`, with `extra` replacements.
+fn llm_pipeline(name: &str, base_url: &str, extra: &[(&str, &str)]) -> String {
+    let base = format!("base_url: {base_url}");
+    let mut replacements = vec![
+        ("engine: extractive", "engine: llm"),
+        ("base_url: http://127.0.0.1:8000/v1", base.as_str()),
+        ("max_retries: 4", "max_retries: 0"),
+    ];
+    replacements.extend_from_slice(extra);
+    pipeline_yaml(name, &replacements)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_job_view_shows_extracted_fields_and_warnings_and_cancels_a_running_job() {
+    // The faults a real LLM server cannot be made to produce on cue: a failing one, and one
+    // that never answers in time, so that a job is still running when the page cancels it.
+    let (fields_llm, failing_llm, held_llm) = (
+        start_fake(Behaviour::ExtractInvalidFirst(0)).await,
+        start_fake(Behaviour::Broken).await,
+        start_fake(Behaviour::Slow(std::time::Duration::from_secs(600))).await,
+    );
+    let schema = r#"schema: {"type": "object", "properties": {"title": {"type": "string"}, "pages": {"type": "integer"}}, "required": ["title", "pages"], "additionalProperties": false}"#;
+    let (d, keys) = Daemon::start_with_keys(
+        &[
+            (
+                "fields",
+                llm_pipeline("fields", &fields_llm.base_url, &[("schema: {}", schema)]),
+            ),
+            ("warned", llm_pipeline("warned", &failing_llm.base_url, &[])),
+            ("held", llm_pipeline("held", &held_llm.base_url, &[])),
+        ],
+        &[("person", &[Scope::Submit, Scope::Read])],
+        &[],
+        Stdio::inherit(),
+    );
+    let api = Daemon::client_with_key(&keys[0]);
+    let scratch = tempfile::tempdir().unwrap();
+    let seen = tokio::task::block_in_place(|| {
+        run_script(
+            &d,
+            &keys[0],
+            &[
+                "--scenario",
+                "llm",
+                "--fields-pipeline",
+                "fields",
+                "--warned-pipeline",
+                "warned",
+                "--held-pipeline",
+                "held",
+            ]
+            .map(std::ffi::OsStr::new),
+            scratch.path(),
+        )
+    });
+    for view in [
+        "job view with extracted fields",
+        "job view with warnings",
+        "running job view",
+    ] {
+        let counts = &seen["axe"][view]["counts"];
+        eprintln!("axe-core violations in {view}: {counts}");
+        assert_eq!(
+            counts["serious"].as_u64().unwrap() + counts["critical"].as_u64().unwrap(),
+            0,
+            "serious or critical accessibility violations in {view}: {}",
+            seen["axe"][view]["violations"]
+        );
+    }
+
+    // 4. Extracted fields: each of the result's, with its value.
+    let result = |id: &str| {
+        let url = d.url(&format!("/v1/jobs/{id}/result"));
+        let api = api.clone();
+        async move {
+            let result: Value = api.get(url).send().await.unwrap().json().await.unwrap();
+            result
+        }
+    };
+    let fields = result(seen["fields_id"].as_str().unwrap()).await;
+    assert_eq!(fields["extracted"], valid_extraction(), "{fields}");
+    let shown: serde_json::Map<String, Value> = fields["extracted"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(name, value)| {
+            let text = value.as_str().map_or(value.to_string(), str::to_string);
+            (name.clone(), Value::String(text))
+        })
+        .collect();
+    assert_eq!(seen["fields"], Value::Object(shown), "{seen}");
+
+    // Warnings: the result's, all of them, beside the engine that wrote the summary.
+    let warned = result(seen["warned_id"].as_str().unwrap()).await;
+    assert!(
+        !warned["warnings"].as_array().unwrap().is_empty(),
+        "{warned}"
+    );
+    assert_eq!(seen["warnings"], warned["warnings"], "{seen}");
+    assert_eq!(
+        seen["warned_engine"].as_str().unwrap(),
+        format!(
+            "Written by the {} engine.",
+            warned["summary"]["engine"].as_str().unwrap()
+        )
+    );
+
+    // Cancel while running: the job ends cancelled, and the page says so without the button.
+    let held_id = seen["held_id"].as_str().unwrap();
+    let status = d.wait_final_as(&api, held_id).await;
+    assert_eq!(status["state"], "cancelled", "{status}");
+    assert_eq!(seen["held_state"], "cancelled", "{seen}");
+    assert!(
+        seen["held_error"]
+            .as_str()
+            .unwrap()
+            .starts_with("cancelled"),
+        "{seen}"
+    );
+    assert_eq!(seen["cancel_gone"], true, "{seen}");
+    assert!(
+        seen["held_progress"]
+            .as_str()
+            .unwrap()
+            .contains("summarizing"),
+        "{seen}"
+    );
+    assert_eq!(
+        held_llm.requests.load(std::sync::atomic::Ordering::SeqCst),
+        1
     );
 }
 

@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Serialize;
+use warp::filters::BoxedFilter;
 use warp::http::StatusCode;
 use warp::reply::Response;
 use warp::{Filter, Reply};
@@ -529,37 +530,30 @@ pub fn routes(
             metrics_page(&state)
         });
 
-    let api = submit
-        .or(list)
-        .unify()
-        .or(status)
-        .unify()
-        .or(result)
-        .unify()
-        .or(events)
-        .unify()
-        .or(output)
-        .unify()
-        .or(preview)
-        .unify()
-        .or(cancel)
-        .unify()
-        .or(pipelines)
-        .unify()
-        .or(openapi)
-        .unify()
-        .or(healthz)
-        .unify()
-        .or(readyz)
-        .unify()
-        .or(metrics_route)
-        .unify()
-        .or(web::page())
-        .unify()
-        .or(web::asset())
-        .unify()
-        .or(method_not_allowed())
-        .unify();
+    // Each route is boxed and the chain is boxed at every step: a chain of fifteen nested
+    // `Or` filters made a type whose checking took the compiler minutes.
+    let routes: Vec<BoxedFilter<(Response,)>> = vec![
+        submit.boxed(),
+        list.boxed(),
+        status.boxed(),
+        result.boxed(),
+        events.boxed(),
+        output.boxed(),
+        preview.boxed(),
+        cancel.boxed(),
+        pipelines.boxed(),
+        openapi.boxed(),
+        healthz.boxed(),
+        readyz.boxed(),
+        metrics_route.boxed(),
+        web::page().boxed(),
+        web::asset().boxed(),
+        method_not_allowed().boxed(),
+    ];
+    let api = routes
+        .into_iter()
+        .reduce(|chain, route| chain.or(route).unify().boxed())
+        .expect("there are routes");
 
     api.recover(|rejection: warp::Rejection| async move {
         if let Some(Refused(refusal)) = rejection.find::<Refused>() {

@@ -2,7 +2,10 @@
 chromium-driver) as a person would, for tests/web.rs: gives the API key when asked, uploads a
 scan and a hostile file through the file input, follows their progress, pages through and
 filters the jobs table, opens the scan's view, points at words and their boxes, moves through
-them by keyboard, downloads the `txt` output, narrows the window, and forgets the key.
+them by keyboard, downloads the `txt` output, narrows the window, and forgets the key. With
+`--scenario llm` it instead submits one document into each of three pipelines whose
+summaries come from an LLM (one with extracted fields, one whose LLM fails so that the
+result carries warnings, one whose LLM never answers) and cancels the last from its view.
 axe-core runs in every view. A screenshot of each view goes to --screenshots.
 
 It checks what only the page knows (waits, highlights, layout) and writes what it saw as JSON
@@ -143,25 +146,108 @@ def upload(page, *paths):
     return lines
 
 
+def submit_to(page, pipeline, path):
+    """Uploads `path` into `pipeline` from the home page; returns its job id once the upload
+    line has one."""
+    page.driver.get(f"{page.base}/")
+    page.wait(lambda: page.css("#pipeline option"), "the pipelines")
+    Select(page.one("#pipeline")).select_by_value(pipeline)
+    page.one("#files").send_keys(str(path))
+
+    def job_id():
+        for li in page.css("#uploads li"):
+            if li.get_attribute("data-id"):
+                return li.get_attribute("data-id")
+        return None
+    return page.wait(job_id, f"a job id for the upload into {pipeline}")
+
+
+def open_finished(page, job_id):
+    """Opens a job's view and waits for its final state."""
+    page.driver.get(f"{page.base}/#job/{job_id}")
+    page.wait(lambda: page.one("#job .state") and page.one("#job .state").text in FINAL,
+              f"job {job_id} to end")
+
+
+def llm_views(page, args):
+    """Extracted fields and warnings in a finished job's view; cancel in a running one's."""
+    report = page.report
+    driver = page.driver
+    driver.get(f"{args.base}/")
+    page.wait(lambda: page.visible("#key-form"), "the key prompt")
+    page.one("#key").send_keys(args.key + Keys.ENTER)
+    page.wait(lambda: page.css("#pipeline option"), "the pipelines")
+
+    fields_id = submit_to(page, args.fields_pipeline, args.scan)
+    open_finished(page, fields_id)
+    page.wait(lambda: page.css("#job .fields dt"), "the extracted fields")
+    report["fields_id"] = fields_id
+    report["fields"] = {dt.text: dd.text for dt, dd in
+                        zip(page.css("#job .fields dt"), page.css("#job .fields dd"))}
+    page.axe("job view with extracted fields")
+    page.shot("job-view-fields")
+
+    warned_id = submit_to(page, args.warned_pipeline, args.scan)
+    open_finished(page, warned_id)
+    report["warned_id"] = warned_id
+    report["warnings"] = driver.execute_script(
+        "const s = [...document.querySelectorAll('#job section.part')]"
+        "  .find(s => s.querySelector('h3').textContent === 'Warnings');"
+        "return s ? [...s.querySelectorAll('li')].map(li => li.textContent) : []")
+    report["warned_engine"] = page.one("#job .engine").text
+    page.axe("job view with warnings")
+    page.shot("job-view-warnings")
+
+    # The held job's view while it runs: its progress and a cancel button that works.
+    held_id = submit_to(page, args.held_pipeline, args.scan)
+    driver.get(f"{args.base}/#job/{held_id}")
+    page.wait(lambda: page.visible("#cancel") and "summar" in page.one(
+        "#job .progress-text").text, "the held job running in summarize, with Cancel")
+    report["held_id"] = held_id
+    report["held_progress"] = page.one("#job .progress-text").text
+    page.axe("running job view")
+    page.shot("running-job-view")
+    page.one("#cancel").click()
+    page.wait(lambda: page.one("#job .state") and page.one(
+        "#job .state").text == "cancelled", "the cancelled job's view")
+    report["held_state"] = page.one("#job .state").text
+    report["held_error"] = page.one("#job-error").text if page.one("#job-error") else None
+    report["cancel_gone"] = not page.css("#cancel")
+    page.shot("cancelled-job-view")
+
+
 def main():
     parser = argparse.ArgumentParser()
+    parser.add_argument("--scenario", choices=["person", "llm"], default="person")
     parser.add_argument("--base", required=True)
     parser.add_argument("--key", required=True)
     parser.add_argument("--scan", required=True, type=Path)
-    parser.add_argument("--hostile", required=True, type=Path)
+    parser.add_argument("--hostile", type=Path)
+    parser.add_argument("--fields-pipeline")
+    parser.add_argument("--warned-pipeline")
+    parser.add_argument("--held-pipeline")
     parser.add_argument("--axe", required=True, type=Path)
     parser.add_argument("--screenshots", required=True, type=Path)
     parser.add_argument("--downloads", required=True, type=Path)
     parser.add_argument("--report", required=True, type=Path)
     args = parser.parse_args()
     # Chromium takes only canonical paths for a file input.
-    args.scan, args.hostile = args.scan.resolve(), args.hostile.resolve()
+    args.scan = args.scan.resolve()
+    if args.hostile:
+        args.hostile = args.hostile.resolve()
     args.screenshots.mkdir(parents=True, exist_ok=True)
     args.downloads.mkdir(parents=True, exist_ok=True)
 
     driver = browser(args.downloads)
     page = Page(driver, args.base, args.axe.read_text(), args.screenshots)
     report = page.report
+    if args.scenario == "llm":
+        try:
+            llm_views(page, args)
+        finally:
+            args.report.write_text(json.dumps(report, indent=2))
+            driver.quit()
+        return
     try:
         # 6. Keys are in force: the page asks for one, and keeps it for the session only.
         # Rows of one job per page, so that two jobs make two pages of the table.
@@ -267,7 +353,9 @@ def main():
         page.one(".downloads button[data-format='txt']").click()
 
         def downloaded():
-            files = [f for f in args.downloads.iterdir() if not f.name.endswith(".crdownload")]
+            # The finished download, not Chromium's temporary file for it.
+            files = [f for f in args.downloads.iterdir()
+                     if f.suffix == ".txt" and not f.name.startswith(".")]
             return files[0] if files else None
         report["downloaded_txt"] = str(page.wait(downloaded, "the txt download", seconds=30))
 
