@@ -47,6 +47,15 @@ async fn a_job_submitted_on_one_node_has_its_status_on_the_other() {
             .collect();
         assert!(ids.contains(&id.as_str()), "{listed}");
     }
+    // A node takes it from the queue and runs it; its status and result read the same on
+    // the other node.
+    let done = b.wait_final(&id).await;
+    assert_eq!(done["state"], "done", "{done}");
+    let result = b.get_json(&format!("/v1/jobs/{id}/result")).await;
+    assert!(
+        result["text"].as_str().unwrap().contains("quick brown dog"),
+        "{result}"
+    );
     // Unknown ids stay unknown.
     let missing = b.get("/v1/jobs/0123456789abcdef0123456789abcdef").await;
     assert_eq!(missing.status(), StatusCode::NOT_FOUND);

@@ -73,7 +73,7 @@ pub enum Command {
     /// Run a pipeline over files or folders and write one result JSON per document.
     Run(run::RunArgs),
     /// Serve the HTTP jobs API on the given pipelines.
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Run a pipeline over documents with `.gt.txt` ground truth; print CER and word F1.
     Eval(eval::EvalArgs),
     /// Manage the API keys the daemon accepts.
@@ -95,7 +95,7 @@ pub fn main(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Validate { files } => Ok(validate(&files)),
         Command::Run(args) => run::run(args),
         Command::Eval(args) => eval::eval(args),
-        Command::Serve(args) => serve::serve(args),
+        Command::Serve(args) => serve::serve(*args),
         Command::Keys(args) => keys::keys(args),
     }
 }
