@@ -135,14 +135,7 @@ async fn a_person_submits_watches_and_reads_a_scan_in_the_browser() {
     // 2. The scan's upload showed its progress from the events and reached done.
     let upload = &seen["scan_upload"];
     let id = upload["id"].as_str().unwrap();
-    let status: Value = api
-        .get(d.url(&format!("/v1/jobs/{id}")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let status = d.get_json_as(&api, &format!("/v1/jobs/{id}")).await;
     assert_eq!(status["state"], "done", "{status}");
     assert_eq!(upload["state"], "done", "{upload}");
     let shown: Vec<&str> = upload["seen"]
@@ -161,14 +154,7 @@ async fn a_person_submits_watches_and_reads_a_scan_in_the_browser() {
     assert!(shown.first().unwrap().starts_with("uploading"), "{shown:?}");
 
     // 4. Its view: as many boxes as the result has words, and their text.
-    let result: Value = api
-        .get(d.url(&format!("/v1/jobs/{id}/result")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let result = d.get_json_as(&api, &format!("/v1/jobs/{id}/result")).await;
     let words: Vec<&str> = result["pages"]
         .as_array()
         .unwrap()
@@ -349,15 +335,8 @@ async fn a_job_view_shows_extracted_fields_and_warnings_and_cancels_a_running_jo
     }
 
     // 4. Extracted fields: each of the result's, with its value.
-    let result = |id: &str| {
-        let url = d.url(&format!("/v1/jobs/{id}/result"));
-        let api = api.clone();
-        async move {
-            let result: Value = api.get(url).send().await.unwrap().json().await.unwrap();
-            result
-        }
-    };
-    let fields = result(seen["fields_id"].as_str().unwrap()).await;
+    let result_path = |id: &Value| format!("/v1/jobs/{}/result", id.as_str().unwrap());
+    let fields = d.get_json_as(&api, &result_path(&seen["fields_id"])).await;
     assert_eq!(fields["extracted"], valid_extraction(), "{fields}");
     let shown: serde_json::Map<String, Value> = fields["extracted"]
         .as_object()
@@ -371,7 +350,7 @@ async fn a_job_view_shows_extracted_fields_and_warnings_and_cancels_a_running_jo
     assert_eq!(seen["fields"], Value::Object(shown), "{seen}");
 
     // Warnings: the result's, all of them, beside the engine that wrote the summary.
-    let warned = result(seen["warned_id"].as_str().unwrap()).await;
+    let warned = d.get_json_as(&api, &result_path(&seen["warned_id"])).await;
     assert!(
         !warned["warnings"].as_array().unwrap().is_empty(),
         "{warned}"
@@ -451,14 +430,9 @@ async fn a_page_preview_is_served_to_its_tenant_and_lines_up_with_the_word_boxes
         .unwrap();
     let id = submitted["id"].as_str().unwrap();
     assert_eq!(d.wait_final_as(&owner, id).await["state"], "done");
-    let result: Value = owner
-        .get(d.url(&format!("/v1/jobs/{id}/result")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let result = d
+        .get_json_as(&owner, &format!("/v1/jobs/{id}/result"))
+        .await;
     let page = &result["pages"][0];
     let size: Vec<u64> = page["size"]
         .as_array()

@@ -237,17 +237,24 @@ pub async fn list(caller: Caller, query: ListQuery, state: Arc<AppState>) -> Res
     )
 }
 
-/// `GET /v1/jobs/{id}/result`: the saved result record; 409 while the job is not finished.
-pub async fn result(id: String, caller: Caller, state: Arc<AppState>) -> Response {
-    let Some(status) = state.intake.status_for(&id, &caller).await else {
-        return ApiError::UnknownJob(id).into_response();
+/// Refuses a job the caller cannot see (404) or that is not finished yet (409).
+async fn finished(id: &str, caller: &Caller, state: &AppState) -> Result<(), ApiError> {
+    let Some(status) = state.intake.status_for(id, caller).await else {
+        return Err(ApiError::UnknownJob(id.to_string()));
     };
     if !status.state.is_final() {
-        return ApiError::NotFinished {
-            id,
+        return Err(ApiError::NotFinished {
+            id: id.to_string(),
             state: status.state,
-        }
-        .into_response();
+        });
+    }
+    Ok(())
+}
+
+/// `GET /v1/jobs/{id}/result`: the saved result record; 409 while the job is not finished.
+pub async fn result(id: String, caller: Caller, state: Arc<AppState>) -> Response {
+    if let Err(refused) = finished(&id, &caller, &state).await {
+        return refused.into_response();
     }
     match state.intake.result(&id).await {
         Some(body) => {
@@ -261,15 +268,8 @@ pub async fn result(id: String, caller: Caller, state: Arc<AppState>) -> Respons
 /// result (`txt`, `hocr`, `alto`, `tsv`, `pdf`), as a download; 404 `no_output` when its
 /// pipeline does not write that format.
 pub async fn output(id: String, format: String, caller: Caller, state: Arc<AppState>) -> Response {
-    let Some(status) = state.intake.status_for(&id, &caller).await else {
-        return ApiError::UnknownJob(id).into_response();
-    };
-    if !status.state.is_final() {
-        return ApiError::NotFinished {
-            id,
-            state: status.state,
-        }
-        .into_response();
+    if let Err(refused) = finished(&id, &caller, &state).await {
+        return refused.into_response();
     }
     let Some(output) = OutputFormat::from_name(&format) else {
         return ApiError::NoOutput { id, format }.into_response();

@@ -196,6 +196,18 @@ impl Daemon {
         self.get(path).await.json().await.unwrap()
     }
 
+    /// `get_json` with another client (e.g. one sending an API key).
+    pub async fn get_json_as(&self, client: &reqwest::Client, path: &str) -> Value {
+        client
+            .get(self.url(path))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
     /// Polls a job until it is done, failed or cancelled.
     pub async fn wait_final(&self, id: &str) -> Value {
         self.wait_final_as(&self.http, id).await
