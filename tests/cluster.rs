@@ -1,7 +1,11 @@
-//! Cluster mode against a real `nats-server -js` on loopback (no mock broker): two nodes share
-//! one NATS server; a job submitted on one is stored in the cluster and has a status on the
-//! other; an existing stream with other settings stops a node from starting, naming the
-//! setting; a full queue answers 429 and NATS down answers 503, both with `Retry-After`.
+//! Cluster mode against real `nats-server`s on loopback (no mock broker): one server, or a
+//! 3-server JetStream cluster with three copies of every stream. Nodes share the work; a job
+//! submitted on one is stored in the cluster and has a status, events, a result and outputs on
+//! every other, and is cancelled from any; an existing stream with other settings stops a node
+//! from starting, naming the setting; a full queue answers 429 and NATS down answers 503, both
+//! with `Retry-After`. No accepted job is lost or run twice: not when a node is killed in the
+//! middle of a job (another resumes it from its checkpoints), nor when the stream leader's
+//! server is killed, nor when a job runs longer than `ack_wait`, nor when a node leaves.
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -10,8 +14,9 @@ use reqwest::StatusCode;
 use serde_json::Value;
 
 use crate::common::daemon::{Daemon, pipeline_yaml};
-use crate::common::fixture;
-use crate::common::nats::NatsServer;
+use crate::common::nats::{NatsCluster, NatsServer};
+use crate::common::postgres::Postgres;
+use crate::common::{fixture, metric, scanned_pdf};
 
 /// A cluster node on `nats`, named `name`, with extra arguments.
 fn node(nats: &NatsServer, name: &str, extra: &[&str]) -> Daemon {
@@ -177,4 +182,310 @@ async fn nats_down_answers_503_with_retry_after_and_stores_nothing() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     panic!("the node did not accept again once NATS was back");
+}
+
+/// A node of the cluster at `urls` (comma-separated), with one OCR thread and a short
+/// `ack_wait`, so that the jobs of a node that died come back within seconds.
+fn short_lease_node(urls: &str, name: &str, pipeline: &str, extra: &[&str]) -> Daemon {
+    let mut args = vec![
+        "--cluster",
+        urls,
+        "--node-name",
+        name,
+        "--cluster-ack-wait",
+        "3s",
+        "--threads",
+        "1",
+    ];
+    args.extend_from_slice(extra);
+    Daemon::start_with(&[("default", pipeline.to_string())], &args, Stdio::inherit())
+}
+
+/// Whether `node` is running job `id` now: its document is in the node's spool.
+fn runs(node: &Daemon, id: &str) -> bool {
+    node.dir.path().join("data/spool").join(id).exists()
+}
+
+/// Result files of job `id` written on `node`.
+fn results_on(node: &Daemon, id: &str) -> usize {
+    usize::from(
+        node.dir
+            .path()
+            .join(format!("results/default/{id}.json"))
+            .exists(),
+    )
+}
+
+async fn metrics_of(node: &Daemon) -> String {
+    node.get("/metrics").await.text().await.unwrap()
+}
+
+/// Waits until `check` holds of job `id`'s status on `node`; panics after a minute.
+async fn wait_status(node: &Daemon, id: &str, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+    for _ in 0..600 {
+        let status = node.get_json(&format!("/v1/jobs/{id}")).await;
+        if check(&status) {
+            return status;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("job {id}: {what} did not happen");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn three_nodes_lose_no_job_when_one_is_killed_in_the_middle_of_a_job() {
+    let nats = NatsCluster::start().await;
+    let pg = Postgres::start();
+    let postgres = format!("postgres:\n    url: \"{}\"", pg.url());
+    let pipeline = pipeline_yaml("default", &[("postgres:\n    url: \"\"", &postgres)]);
+    let urls = nats.urls();
+    let mut nodes: Vec<Option<Daemon>> = ["a", "b", "c"]
+        .iter()
+        .map(|name| {
+            Some(short_lease_node(
+                &urls,
+                name,
+                &pipeline,
+                &["--cluster-replicas", "3"],
+            ))
+        })
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let scan = dir.path().join("scan-8p.pdf");
+    scanned_pdf(8, &scan);
+    let big = nodes[0].as_ref().unwrap().submit("default", &scan).await;
+    let mut ids = vec![big.clone()];
+    for i in 0..30 {
+        let node = nodes[i % 3].as_ref().unwrap();
+        ids.push(node.submit("default", &fixture("phototest.tif")).await);
+    }
+    // Once the scan has pages done, its node is killed.
+    let any = nodes[1].as_ref().unwrap();
+    wait_status(any, &big, "two pages OCRed", |s| {
+        s["pages"]["ocred"].as_u64().unwrap_or(0) >= 2
+    })
+    .await;
+    let victim = (0..3)
+        .find(|&i| runs(nodes[i].as_ref().unwrap(), &big))
+        .expect("a node runs the scan");
+    let mut killed = nodes[victim].take().unwrap();
+    killed.child.kill().unwrap();
+    killed.child.wait().unwrap();
+    let survivors: Vec<&Daemon> = nodes.iter().flatten().collect();
+
+    for id in &ids {
+        let status = survivors[0].wait_final(id).await;
+        assert_eq!(status["state"], "done", "{status}");
+    }
+    // Exactly one result per job, on whichever node ran it.
+    for id in &ids {
+        let written: usize = survivors.iter().map(|n| results_on(n, id)).sum::<usize>()
+            + results_on(&killed, id);
+        assert_eq!(written, 1, "job {id} has {written} results");
+    }
+    let result = survivors[1].get_json(&format!("/v1/jobs/{big}/result")).await;
+    assert_eq!(result["pages"].as_array().unwrap().len(), 8);
+    // The scan finished on another node from the killed node's checkpoints.
+    let mut restored = 0.0;
+    let mut takeovers = 0.0;
+    for node in &survivors {
+        let text = metrics_of(node).await;
+        restored += metric(&text, "pagemill_pages_total", &["outcome=\"restored\""]);
+        takeovers += metric(&text, "pagemill_cluster_lease_takeovers_total", &[]);
+    }
+    assert!(restored >= 1.0, "no page of the scan was restored");
+    assert!(restored < 8.0, "every page was restored: {restored}");
+    assert_eq!(takeovers, 1.0);
+    // One row per job in the shared database.
+    let rows = pg
+        .client()
+        .await
+        .query("SELECT id, state FROM results", &[])
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), ids.len());
+    for row in rows {
+        let id: String = row.get(0);
+        let state: String = row.get(1);
+        assert!(ids.contains(&id), "{id}");
+        assert_eq!(state, "done");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_stream_leaders_server_killed_loses_no_accepted_job() {
+    let mut nats = NatsCluster::start().await;
+    let urls = nats.urls();
+    let pipeline = pipeline_yaml("default", &[]);
+    let a = short_lease_node(&urls, "a", &pipeline, &["--cluster-replicas", "3"]);
+    let b = short_lease_node(&urls, "b", &pipeline, &["--cluster-replicas", "3"]);
+    let first = a.submit("default", &fixture("phototest.tif")).await;
+    let leader = nats
+        .stream_leader("PAGEMILL_JOBS")
+        .await;
+    nats.kill(&leader);
+    // Submissions during the failover: accepted, or refused with a time to come back.
+    let mut accepted = vec![first];
+    let mut refused = 0;
+    for i in 0..40 {
+        let node = if i % 2 == 0 { &a } else { &b };
+        let response = node.post_file("default", &fixture("phototest.tif")).await;
+        match response.status() {
+            StatusCode::ACCEPTED => {
+                let body: Value = response.json().await.unwrap();
+                accepted.push(body["id"].as_str().unwrap().to_string());
+            }
+            StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS => {
+                assert!(response.headers().contains_key("retry-after"));
+                refused += 1;
+            }
+            other => panic!("{other} during the failover: {}", response.text().await.unwrap()),
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    eprintln!("during the failover: {} accepted, {refused} refused", accepted.len());
+    assert!(accepted.len() > 1, "nothing was accepted after the failover");
+    for id in &accepted {
+        let status = b.wait_final(id).await;
+        assert_eq!(status["state"], "done", "{status}");
+    }
+    assert_ne!(nats.stream_leader("PAGEMILL_JOBS").await, leader);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_job_slower_than_ack_wait_is_not_run_twice() {
+    let nats = NatsServer::start();
+    let pipeline = pipeline_yaml("default", &[]);
+    // ack_wait 1 s: the scan takes several.
+    let args = ["--cluster-ack-wait", "1s"];
+    let a = short_lease_node(&nats.url, "a", &pipeline, &args);
+    let b = short_lease_node(&nats.url, "b", &pipeline, &args);
+    let dir = tempfile::tempdir().unwrap();
+    let scan = dir.path().join("scan-6p.pdf");
+    scanned_pdf(6, &scan);
+    let id = a.submit("default", &scan).await;
+    let status = a.wait_final(&id).await;
+    assert_eq!(status["state"], "done", "{status}");
+    let mut recognized = 0.0;
+    let mut redelivered = 0.0;
+    for node in [&a, &b] {
+        let text = metrics_of(node).await;
+        recognized += metric(&text, "pagemill_pages_total", &["outcome=\"ocr\""]);
+        redelivered += metric(&text, "pagemill_cluster_redeliveries_total", &[]);
+    }
+    assert_eq!(recognized, 6.0, "every page is recognized once");
+    assert_eq!(redelivered, 0.0);
+    assert_eq!(results_on(&a, &id) + results_on(&b, &id), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn events_outputs_previews_and_cancel_work_from_a_node_that_does_not_run_the_job() {
+    let nats = NatsServer::start();
+    let pipeline = pipeline_yaml("default", &[("formats: []", "formats: [txt, hocr]")]);
+    let a = short_lease_node(&nats.url, "a", &pipeline, &[]);
+    let b = short_lease_node(&nats.url, "b", &pipeline, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let scan = dir.path().join("scan-3p.pdf");
+    scanned_pdf(3, &scan);
+    let id = a.submit("default", &scan).await;
+    // Events from a node that does not run it, from the start to the end.
+    wait_status(&a, &id, "running", |s| s["state"] == "running").await;
+    let (runner, other) = if runs(&a, &id) { (&a, &b) } else { (&b, &a) };
+    assert!(runs(runner, &id));
+    let events = other
+        .get(&format!("/v1/jobs/{id}/events"))
+        .await;
+    assert_eq!(events.status(), StatusCode::OK);
+    let body = tokio::time::timeout(Duration::from_secs(120), events.text())
+        .await
+        .expect("the event stream ends with the job")
+        .unwrap();
+    let statuses: Vec<Value> = body
+        .lines()
+        .filter_map(|l| l.strip_prefix("data:"))
+        .map(|d| serde_json::from_str(d.trim()).unwrap())
+        .collect();
+    assert!(body.contains("event:end"), "{body}");
+    let last = statuses.last().unwrap();
+    assert_eq!(last["state"], "done", "{body}");
+    assert_eq!(last["pages"]["ocred"], 3, "{body}");
+    assert!(
+        statuses.iter().any(|s| s["state"] == "running"),
+        "progress is followed: {body}"
+    );
+    // The result, its outputs and its previews from the other node.
+    let result = other.get_json(&format!("/v1/jobs/{id}/result")).await;
+    for (format, expected) in [("txt", result["text"].as_str().unwrap().to_string())] {
+        let response = other.get(&format!("/v1/jobs/{id}/outputs/{format}")).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.text().await.unwrap(), expected);
+    }
+    let hocr = other.get(&format!("/v1/jobs/{id}/outputs/hocr")).await;
+    assert_eq!(hocr.status(), StatusCode::OK);
+    let preview = other.get(&format!("/v1/jobs/{id}/pages/2/preview")).await;
+    assert_eq!(preview.status(), StatusCode::OK);
+    let png = preview.bytes().await.unwrap();
+    let local = std::fs::read(
+        runner
+            .dir
+            .path()
+            .join(format!("results/default/{id}.previews/2.png")),
+    )
+    .unwrap();
+    assert_eq!(png.as_ref(), local.as_slice());
+
+    // Cancel, asked of the node that does not run the job.
+    let scan = dir.path().join("scan-20p.pdf");
+    scanned_pdf(20, &scan);
+    let long = a.submit("default", &scan).await;
+    wait_status(&a, &long, "one page OCRed", |s| {
+        s["pages"]["ocred"].as_u64().unwrap_or(0) >= 1
+    })
+    .await;
+    let other = if runs(&a, &long) { &b } else { &a };
+    let cancelled = other
+        .http
+        .delete(other.url(&format!("/v1/jobs/{long}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cancelled.status(), StatusCode::ACCEPTED);
+    let status = other.wait_final(&long).await;
+    assert_eq!(status["state"], "cancelled", "{status}");
+    assert!(status["pages"]["ocred"].as_u64().unwrap() < 20, "{status}");
+    let again = other
+        .http
+        .delete(other.url(&format!("/v1/jobs/{long}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), StatusCode::CONFLICT);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_that_leaves_hands_its_running_job_back_and_exits_0() {
+    let nats = NatsServer::start();
+    let pipeline = pipeline_yaml("default", &[]);
+    let mut a = short_lease_node(&nats.url, "a", &pipeline, &["--shutdown-timeout", "1s"]);
+    let dir = tempfile::tempdir().unwrap();
+    let scan = dir.path().join("scan-8p.pdf");
+    scanned_pdf(8, &scan);
+    let id = a.submit("default", &scan).await;
+    wait_status(&a, &id, "two pages OCRed", |s| {
+        s["pages"]["ocred"].as_u64().unwrap_or(0) >= 2
+    })
+    .await;
+    let pid = a.child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let exit = a.child.wait().unwrap();
+    assert!(exit.success(), "{exit}");
+    // Handed back at once: another node takes it without waiting for a lease to go stale,
+    // and resumes it from the pages the first one finished.
+    let b = short_lease_node(&nats.url, "b", &pipeline, &[]);
+    let status = b.wait_final(&id).await;
+    assert_eq!(status["state"], "done", "{status}");
+    let text = metrics_of(&b).await;
+    assert!(metric(&text, "pagemill_pages_total", &["outcome=\"restored\""]) >= 2.0);
+    assert_eq!(metric(&text, "pagemill_cluster_lease_takeovers_total", &[]), 0.0);
+    assert_eq!(results_on(&a, &id) + results_on(&b, &id), 1);
 }

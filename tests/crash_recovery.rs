@@ -12,60 +12,11 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::daemon::{Daemon, pipeline_yaml};
-use common::fixture;
-use pagemill::model::page::{PagePixels, PageRaster};
-use pdf_writer::{Content, Filter, Finish, Name, Pdf, Rect, Ref};
+use common::{fixture, metric, scanned_pdf};
 
 /// The page on which the assemble stage panics: the third to arrive, so two are checkpointed.
 const CRASH_AT_ARRIVAL: u32 = 3;
 const PAGES: u32 = 4;
-
-/// Writes `PAGES` copies of phototest.tif (200 DPI) as an image-only PDF.
-fn scanned_pdf(path: &Path) {
-    let gray = image::open(fixture("phototest.tif")).unwrap().to_luma8();
-    let (w, h) = gray.dimensions();
-    let raster = PageRaster::compress(&PagePixels::Gray(gray), 200, 1.0);
-    let (width, height) = (w as f32 * 72.0 / 200.0, h as f32 * 72.0 / 200.0);
-    let mut pdf = Pdf::new();
-    let (catalog, tree) = (Ref::new(1), Ref::new(2));
-    let page_ids: Vec<Ref> = (0..PAGES).map(|i| Ref::new(10 + 3 * i as i32)).collect();
-    pdf.catalog(catalog).pages(tree);
-    pdf.pages(tree)
-        .kids(page_ids.iter().copied())
-        .count(PAGES as i32);
-    for &page_id in &page_ids {
-        let (image_id, content_id) = (Ref::new(page_id.get() + 1), Ref::new(page_id.get() + 2));
-        let mut page = pdf.page(page_id);
-        page.media_box(Rect::new(0.0, 0.0, width, height))
-            .parent(tree)
-            .contents(content_id);
-        page.resources().x_objects().pair(Name(b"Im"), image_id);
-        page.finish();
-        let mut image = pdf.image_xobject(image_id, &raster.zlib);
-        image.filter(Filter::FlateDecode);
-        image.width(w as i32);
-        image.height(h as i32);
-        image.color_space().device_gray();
-        image.bits_per_component(8);
-        image.finish();
-        let mut content = Content::new();
-        content.save_state();
-        content.transform([width, 0.0, 0.0, height, 0.0, 0.0]);
-        content.x_object(Name(b"Im"));
-        content.restore_state();
-        pdf.stream(content_id, &content.finish());
-    }
-    std::fs::write(path, pdf.finish()).unwrap();
-}
-
-/// The value of the metric `name` on the line whose labels include all of `labels`.
-fn metric(text: &str, name: &str, labels: &[&str]) -> f64 {
-    text.lines()
-        .filter(|l| l.starts_with(&format!("{name}{{")))
-        .find(|l| labels.iter().all(|label| l.contains(label)))
-        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-        .unwrap_or_else(|| panic!("no {name} with {labels:?}"))
-}
 
 fn fault(document: &str, times: u32) -> String {
     format!("assemble:{document}:{CRASH_AT_ARRIVAL}:{times}")
@@ -78,7 +29,7 @@ async fn a_crashed_stage_loses_no_job_and_a_job_that_always_crashes_fails() {
         inputs.path().join("crash-once.pdf"),
         inputs.path().join("crash-always.pdf"),
     );
-    scanned_pdf(&once);
+    scanned_pdf(PAGES, &once);
     std::fs::copy(&once, &always).unwrap();
     let faults = format!(
         "{},{}",
@@ -183,7 +134,7 @@ fn pagemill_run_reruns_a_crashed_job_and_exits_1_naming_one_that_always_crashes(
         inputs.path().join("crash-once.pdf"),
         inputs.path().join("crash-always.pdf"),
     );
-    scanned_pdf(&once);
+    scanned_pdf(PAGES, &once);
     std::fs::copy(&once, &always).unwrap();
     let run = |files: &[&Path]| {
         Command::new(env!("CARGO_BIN_EXE_pagemill"))
@@ -233,7 +184,7 @@ fn run_with_fault(
     let inputs = tempfile::tempdir().unwrap();
     let out = tempfile::tempdir().unwrap();
     let document = inputs.path().join(name);
-    scanned_pdf(&document);
+    scanned_pdf(PAGES, &document);
     let output = Command::new(env!("CARGO_BIN_EXE_pagemill"))
         .arg("run")
         .arg("--out")

@@ -110,6 +110,11 @@ pub struct ClusterArgs {
     /// Copies of each stream and bucket (3 in a 3-server NATS cluster).
     #[arg(long, requires = "cluster", default_value_t = 1)]
     pub cluster_replicas: usize,
+    /// How long the cluster's queue waits for a node's acknowledgement of a job before
+    /// delivering it to another (running jobs renew it every third of this). Every node of a
+    /// cluster must agree.
+    #[arg(long, requires = "cluster", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub cluster_ack_wait: Duration,
     /// Jobs of each pipeline this node runs at once, taken from the cluster's queue
     /// (default: the CPU pool's threads).
     #[arg(long, requires = "cluster")]
@@ -128,11 +133,17 @@ impl ClusterArgs {
             self.nats_credentials.clone(),
             self.nats_tls_ca.clone(),
         )?;
+        if self.cluster_ack_wait < Duration::from_secs(1) {
+            return Err(cluster::ClusterError::Options(
+                "--cluster-ack-wait must be at least 1s".into(),
+            ));
+        }
         let layout = Layout {
             max_queued_jobs: self.cluster_max_queued_jobs,
             max_queued_bytes: i64::try_from(self.cluster_max_queued_bytes.as_u64())
                 .unwrap_or(i64::MAX),
             replicas: self.cluster_replicas,
+            ack_wait: self.cluster_ack_wait,
         };
         Ok(Some((options, layout)))
     }
@@ -258,7 +269,7 @@ async fn run(
         Some((options, layout)) => {
             let names: Vec<String> = pipelines.iter().map(|p| p.name.clone()).collect();
             let cluster = Cluster::join(options, layout, &names).await?;
-            let cluster_store = Arc::new(cluster::store::ClusterStore::new(cluster.clone(), store));
+            let cluster_store = Arc::new(cluster::store::ClusterStore::new(cluster.clone()));
             store = cluster_store.clone();
             Some((cluster, cluster_store))
         }
@@ -305,6 +316,7 @@ async fn run(
             )
             .await?;
         }
+        cluster::metrics::spawn(cluster.clone(), intake.pipelines().keys().cloned().collect());
     }
     for handle in intake.pipelines().values() {
         crate::stages::save::remove_leftover_temporaries(&handle.pipeline.save.directory);
@@ -377,6 +389,10 @@ async fn run(
         ..EdgeLimits::default()
     };
     server::serve(state.clone(), args.listen, limits, tls, bound, shutdown).await?;
+    if let Some((cluster, _)) = &cluster {
+        cluster.leave().await;
+        tracing::info!("left the cluster");
+    }
     pool.on_every_thread(crate::stages::ocr::release_engines_on_this_thread);
     tracing::info!("stopped");
     Ok(())

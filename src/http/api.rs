@@ -284,6 +284,17 @@ pub async fn output(id: String, format: String, caller: Caller, state: Arc<AppSt
         },
         None => None,
     };
+    // In a cluster the node that ran the job may be another: the job store keeps its files.
+    let read = match read {
+        Some(body) => Some(body),
+        None => state
+            .intake
+            .store
+            .file(&id, &format!("{id}.{extension}"))
+            .await
+            .ok()
+            .flatten(),
+    };
     let Some(body) = read else {
         return ApiError::NoOutput { id, format }.into_response();
     };
@@ -322,6 +333,13 @@ pub async fn preview(id: String, page: u32, caller: Caller, state: Arc<AppState>
             .ok(),
         None => None,
     };
+    let read = match read {
+        Some(png) => Some(png),
+        None => match formats::preview_path(Path::new(""), &id, page).to_str() {
+            Some(name) => state.intake.store.file(&id, name).await.ok().flatten(),
+            None => None,
+        },
+    };
     match read {
         Some(png) => {
             let mut response =
@@ -344,48 +362,83 @@ pub async fn events(id: String, caller: Caller, state: Arc<AppState>) -> Respons
         .jobs
         .get(&id)
         .is_some_and(|s| caller.sees(s.tenant.as_deref()));
-    let Some(rx) = state.intake.jobs.subscribe(&id).filter(|_| visible) else {
-        return ApiError::UnknownJob(id).into_response();
+    let rx = match state.intake.jobs.subscribe(&id).filter(|_| visible) {
+        Some(rx) => rx,
+        // A job another node runs (in a cluster), followed through the job store.
+        None => {
+            if state.intake.status_for(&id, &caller).await.is_none() {
+                return ApiError::UnknownJob(id).into_response();
+            }
+            let followed = match state.intake.store.follow(&id).await {
+                Ok(Some(statuses)) => forward(statuses).await,
+                _ => None,
+            };
+            match followed {
+                Some(rx) => rx,
+                None => return ApiError::UnknownJob(id).into_response(),
+            }
+        }
     };
+    let statuses = futures_util::stream::unfold(Some((rx, true)), |next| async move {
+        let (mut rx, first) = next?;
+        if !first && rx.changed().await.is_err() {
+            return None;
+        }
+        let status = rx.borrow_and_update().clone();
+        let done = status.state.is_final();
+        Some((status, if done { None } else { Some((rx, false)) }))
+    });
     // Counted against the tenant while the stream lives: it ends with the job's final state
     // or when the client goes away.
     let slot = match state.event_streams.open(caller.tenant.as_deref()) {
         Ok(slot) => slot,
         Err(e) => return e.into_response(),
     };
-    let stream = futures_util::stream::unfold(Some((rx, true, slot)), |next| async move {
-        let (mut rx, first, slot) = next?;
-        if !first && rx.changed().await.is_err() {
-            return None;
-        }
-        let status = rx.borrow_and_update().clone();
+    let events = statuses.map(move |status| {
+        let _held = &slot;
         let done = status.state.is_final();
-        let event = warp::sse::Event::default()
+        warp::sse::Event::default()
             .event(if done { "end" } else { "status" })
             .json_data(status_body(status))
-            .map_err(std::io::Error::other);
-        Some((event, if done { None } else { Some((rx, false, slot)) }))
+            .map_err(std::io::Error::other)
     });
-    warp::sse::reply(warp::sse::keep_alive().stream(stream)).into_response()
+    warp::sse::reply(warp::sse::keep_alive().stream(events)).into_response()
+}
+
+/// A watch of the statuses `statuses` yields, as the registry gives for jobs of this process;
+/// `None` if it yields none.
+async fn forward(
+    mut statuses: futures_util::stream::BoxStream<'static, JobStatus>,
+) -> Option<tokio::sync::watch::Receiver<JobStatus>> {
+    let first = statuses.next().await?;
+    let (tx, rx) = tokio::sync::watch::channel(first);
+    tokio::spawn(async move {
+        while let Some(status) = statuses.next().await {
+            if tx.send(status).is_err() {
+                break;
+            }
+        }
+    });
+    Some(rx)
 }
 
 /// `DELETE /v1/jobs/{id}`: asks the job to stop; 202 with its status, 409 if already over.
 pub async fn cancel(id: String, caller: Caller, state: Arc<AppState>) -> Response {
-    let visible = state
-        .intake
-        .jobs
-        .get(&id)
-        .is_some_and(|s| caller.sees(s.tenant.as_deref()));
-    if !visible {
+    let Some(status) = state.intake.status_for(&id, &caller).await else {
         return ApiError::UnknownJob(id).into_response();
-    }
-    match state.intake.jobs.cancel(&id) {
+    };
+    let asked = match state.intake.jobs.cancel(&id) {
+        Some(asked) => Some(asked),
+        // Not run by this process: in a cluster, the job store passes the request on.
+        None => state.intake.store.cancel(&id).await.ok().flatten(),
+    };
+    match asked {
         None => ApiError::UnknownJob(id).into_response(),
         Some(s) if s.is_final() => ApiError::AlreadyFinished { id, state: s }.into_response(),
-        Some(_) => json(
-            StatusCode::ACCEPTED,
-            &status_body(state.intake.jobs.get(&id).expect("job exists")),
-        ),
+        Some(_) => {
+            let now = state.intake.status(&id).await.unwrap_or(status);
+            json(StatusCode::ACCEPTED, &status_body(now))
+        }
     }
 }
 

@@ -106,6 +106,21 @@ pub const POOL_THREADS: &str = "pagemill_cpu_pool_threads";
 pub const POOL_QUEUED: &str = "pagemill_cpu_pool_queued_tasks";
 /// Seconds CPU pool threads spent running tasks (counter).
 pub const POOL_BUSY_SECONDS: &str = "pagemill_cpu_pool_busy_seconds_total";
+/// 1 while a cluster node is connected to NATS, else 0 (gauge; only in cluster mode).
+pub const CLUSTER_CONNECTED: &str = "pagemill_cluster_connected";
+/// Jobs in the cluster's queue, delivered or not (gauge; the stream's messages).
+pub const CLUSTER_QUEUED_JOBS: &str = "pagemill_cluster_queued_jobs";
+/// Jobs of a pipeline waiting in the cluster's queue for a node (gauge; label pipeline).
+pub const CLUSTER_JOBS_WAITING: &str = "pagemill_cluster_jobs_waiting";
+/// Jobs of a pipeline delivered to a node and not yet acknowledged (gauge; label pipeline).
+pub const CLUSTER_ACKS_PENDING: &str = "pagemill_cluster_acks_pending";
+/// Jobs this node received again after an earlier delivery (counter; label pipeline).
+pub const CLUSTER_REDELIVERIES: &str = "pagemill_cluster_redeliveries_total";
+/// Jobs this node took over from a node whose lease had gone stale (counter; label pipeline).
+pub const CLUSTER_LEASE_TAKEOVERS: &str = "pagemill_cluster_lease_takeovers_total";
+/// Jobs this node handed back to the queue unfinished, when leaving (counter; label
+/// pipeline).
+pub const CLUSTER_JOBS_HANDED_BACK: &str = "pagemill_cluster_jobs_handed_back_total";
 /// Always 1, labelled with the version (gauge).
 pub const BUILD_INFO: &str = "pagemill_build_info";
 /// Prefix of the process metrics (memory, CPU, open files).
@@ -147,6 +162,31 @@ pub fn describe() {
     describe_gauge!(STAGE_QUEUE_CAPACITY, "Capacity of the edge into a stage");
     describe_counter!(STAGE_RESTARTS, "Stage restarts after a crash");
     describe_gauge!(STAGE_WORKERS, "Items a stage works on at once");
+    describe_gauge!(CLUSTER_CONNECTED, "1 while this node is connected to NATS");
+    describe_gauge!(
+        CLUSTER_QUEUED_JOBS,
+        "Jobs in the cluster's queue, delivered or not"
+    );
+    describe_gauge!(
+        CLUSTER_JOBS_WAITING,
+        "Jobs waiting in the cluster's queue for a node"
+    );
+    describe_gauge!(
+        CLUSTER_ACKS_PENDING,
+        "Jobs delivered to a node and not yet acknowledged"
+    );
+    describe_counter!(
+        CLUSTER_REDELIVERIES,
+        "Jobs this node received again after an earlier delivery"
+    );
+    describe_counter!(
+        CLUSTER_LEASE_TAKEOVERS,
+        "Jobs this node took over from a node whose lease went stale"
+    );
+    describe_counter!(
+        CLUSTER_JOBS_HANDED_BACK,
+        "Jobs this node handed back to the queue unfinished when leaving"
+    );
     describe_gauge!(JOBS_IN_SYSTEM, "Jobs accepted and not yet finished");
     describe_gauge!(
         ADMISSION_PAGES,

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use crate::service::intake::Intake;
 use crate::service::jobs::JobStatus;
-use crate::service::journal::{JournalJob, ListFilter};
+use crate::service::journal::ListFilter;
 use crate::service::keys::Caller;
 
 impl Intake {
@@ -15,9 +15,7 @@ impl Intake {
         if let Some(status) = self.jobs.get(id) {
             return Some(status);
         }
-        let mut status = JournalJob::status(&self.store.get(id).await.ok().flatten()?);
-        status.sinks = self.store.deliveries(id).await.unwrap_or_default();
-        Some(status)
+        self.store.status(id).await.ok().flatten()
     }
 
     /// A job's status, if `caller` may see it: another tenant's job is as unknown as one that

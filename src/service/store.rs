@@ -8,8 +8,9 @@
 use std::collections::{BTreeMap, HashMap};
 
 use async_trait::async_trait;
+use futures_util::stream::BoxStream;
 
-use crate::service::jobs::SinkDelivery;
+use crate::service::jobs::{JobState, JobStatus, SinkDelivery};
 use crate::service::journal::{
     Accepted, JournalError, JournalHandle, JournalJob, ListFilter, Unfinished,
 };
@@ -127,6 +128,39 @@ pub trait JobStore: Send + Sync {
 
     /// How each of a job's deliveries ended, by sink.
     async fn deliveries(&self, job_id: &str) -> Result<BTreeMap<String, SinkDelivery>, StoreError>;
+
+    /// A job's status as the store knows it, with its deliveries. A store shared by several
+    /// processes adds the progress its running process shares.
+    async fn status(&self, id: &str) -> Result<Option<JobStatus>, StoreError> {
+        let Some(job) = self.get(id).await? else {
+            return Ok(None);
+        };
+        let mut status = job.status();
+        status.sinks = self.deliveries(id).await?;
+        Ok(Some(status))
+    }
+
+    /// A file written beside a finished job's result (`<id>.txt`, `<id>.previews/<page>.png`),
+    /// when the store keeps them itself; by default it does not (they are on this machine).
+    async fn file(&self, id: &str, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let _ = (id, name);
+        Ok(None)
+    }
+
+    /// Follows a job run by another process: its status now and at every change, ending with
+    /// its final one. `None` when the store does not know the job or cannot follow jobs (on one
+    /// machine every running job is in this process).
+    async fn follow(&self, id: &str) -> Result<Option<BoxStream<'static, JobStatus>>, StoreError> {
+        let _ = id;
+        Ok(None)
+    }
+
+    /// Asks that a job run by another process, or waiting for one, be cancelled; returns its
+    /// state when asked. `None` when the store does not know the job or cannot.
+    async fn cancel(&self, id: &str) -> Result<Option<JobState>, StoreError> {
+        let _ = id;
+        Ok(None)
+    }
 }
 
 #[async_trait]

@@ -48,14 +48,14 @@ fn spawn_in(dir: &Path, args: &[&str], env: &[(&str, &str)], stderr: Stdio) -> (
     } else {
         &["--log-level", "warn"]
     };
+    let shutdown: &[&str] = if args.contains(&"--shutdown-timeout") {
+        &[]
+    } else {
+        &["--shutdown-timeout", "60s"]
+    };
     let mut child = Command::new(env!("CARGO_BIN_EXE_pagemill"))
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--shutdown-timeout",
-            "60s",
-        ])
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(shutdown)
         .arg("--pipelines")
         .arg(dir.join("pipelines"))
         .args(quiet)

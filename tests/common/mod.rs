@@ -142,3 +142,53 @@ pub fn peak_rss_bytes(pid: &str) -> u64 {
     let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
     kib * 1024
 }
+
+/// Writes `pages` copies of phototest.tif (200 DPI) as an image-only PDF.
+pub fn scanned_pdf(pages: u32, path: &Path) {
+    use pagemill::model::page::{PagePixels, PageRaster};
+    use pdf_writer::{Content, Filter, Finish, Name, Pdf, Rect, Ref};
+    let gray = image::open(fixture("phototest.tif")).unwrap().to_luma8();
+    let (w, h) = gray.dimensions();
+    let raster = PageRaster::compress(&PagePixels::Gray(gray), 200, 1.0);
+    let (width, height) = (w as f32 * 72.0 / 200.0, h as f32 * 72.0 / 200.0);
+    let mut pdf = Pdf::new();
+    let (catalog, tree) = (Ref::new(1), Ref::new(2));
+    let page_ids: Vec<Ref> = (0..pages).map(|i| Ref::new(10 + 3 * i as i32)).collect();
+    pdf.catalog(catalog).pages(tree);
+    pdf.pages(tree)
+        .kids(page_ids.iter().copied())
+        .count(pages as i32);
+    for &page_id in &page_ids {
+        let (image_id, content_id) = (Ref::new(page_id.get() + 1), Ref::new(page_id.get() + 2));
+        let mut page = pdf.page(page_id);
+        page.media_box(Rect::new(0.0, 0.0, width, height))
+            .parent(tree)
+            .contents(content_id);
+        page.resources().x_objects().pair(Name(b"Im"), image_id);
+        page.finish();
+        let mut image = pdf.image_xobject(image_id, &raster.zlib);
+        image.filter(Filter::FlateDecode);
+        image.width(w as i32);
+        image.height(h as i32);
+        image.color_space().device_gray();
+        image.bits_per_component(8);
+        image.finish();
+        let mut content = Content::new();
+        content.save_state();
+        content.transform([width, 0.0, 0.0, height, 0.0, 0.0]);
+        content.x_object(Name(b"Im"));
+        content.restore_state();
+        pdf.stream(content_id, &content.finish());
+    }
+    std::fs::write(path, pdf.finish()).unwrap();
+}
+
+
+/// The value of the metric `name` on the line whose labels include all of `labels`.
+pub fn metric(text: &str, name: &str, labels: &[&str]) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")))
+        .find(|l| labels.iter().all(|label| l.contains(label)))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} with {labels:?}"))
+}

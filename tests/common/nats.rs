@@ -1,6 +1,9 @@
-//! A real NATS server with JetStream for the cluster tests: Debian's `nats-server` package
-//! (installed by `scripts/setup.sh`), on a free loopback port (`-p -1`, read back from its
-//! ports file), its JetStream store in a temporary directory. Killed when dropped.
+//! Real NATS servers with JetStream for the cluster tests: Debian's `nats-server` package
+//! (installed by `scripts/setup.sh`). [`NatsServer`] is one server on a free loopback port
+//! (`-p -1`, read back from its ports file), its JetStream store in a temporary directory.
+//! [`NatsCluster`] is three servers forming a JetStream cluster from the sample configuration
+//! `deploy/nats/cluster.conf`, their client and cluster ports chosen beforehand. Killed when
+//! dropped.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -86,4 +89,134 @@ fn spawn(dir: &Path, port: &str) -> (Child, String) {
             panic!("nats-server did not start listening within 20 s");
         }
     }
+}
+
+/// Three `nats-server`s in one JetStream cluster on loopback, started from
+/// `deploy/nats/cluster.conf` with their names, ports, routes and stores given on the command
+/// line.
+pub struct NatsCluster {
+    servers: Vec<ClusterServer>,
+    _dir: tempfile::TempDir,
+}
+
+struct ClusterServer {
+    name: String,
+    url: String,
+    child: Option<Child>,
+}
+
+/// A free TCP port on the loopback interface (bound, then released).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl NatsCluster {
+    /// Starts three servers; returns once JetStream answers on every one of them.
+    pub async fn start() -> NatsCluster {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/nats/cluster.conf");
+        let ports: Vec<(u16, u16)> = (0..3).map(|_| (free_port(), free_port())).collect();
+        let routes = ports
+            .iter()
+            .map(|(_, cluster)| format!("nats://127.0.0.1:{cluster}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut servers = Vec::new();
+        for (i, (client, cluster)) in ports.iter().enumerate() {
+            let name = format!("nats-{}", i + 1);
+            let child = Command::new("nats-server")
+                .arg("-c")
+                .arg(&config)
+                .args(["-a", "127.0.0.1", "-p", &client.to_string(), "-m", "-1"])
+                .args(["--cluster", &format!("nats://127.0.0.1:{cluster}")])
+                .args(["--routes", &routes])
+                .env("NATS_SERVER_NAME", &name)
+                .env("NATS_STORE_DIR", dir.path().join(&name))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("nats-server is not installed: run scripts/setup.sh --install-only");
+            servers.push(ClusterServer {
+                name,
+                url: format!("nats://127.0.0.1:{client}"),
+                child: Some(child),
+            });
+        }
+        let cluster = NatsCluster { servers, _dir: dir };
+        for server in &cluster.servers {
+            wait_for_jetstream(&server.url).await;
+        }
+        cluster
+    }
+
+    /// Every server's URL, comma-separated, as `--cluster` takes them.
+    pub fn urls(&self) -> String {
+        self.servers
+            .iter()
+            .map(|s| s.url.as_str())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Kills (SIGKILL) the server named `name`.
+    pub fn kill(&mut self, name: &str) {
+        let server = self
+            .servers
+            .iter_mut()
+            .find(|s| s.name == name)
+            .unwrap_or_else(|| panic!("no server {name}"));
+        if let Some(mut child) = server.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// The name of the server leading `stream`, asked through any live server.
+    pub async fn stream_leader(&self, stream: &str) -> String {
+        let url = self
+            .servers
+            .iter()
+            .find(|s| s.child.is_some())
+            .map(|s| s.url.clone())
+            .unwrap();
+        let client = async_nats::connect(url).await.unwrap();
+        let js = async_nats::jetstream::new(client);
+        let mut stream = js.get_stream(stream).await.unwrap();
+        let info = stream.info().await.unwrap();
+        info.cluster
+            .as_ref()
+            .and_then(|c| c.leader.clone())
+            .expect("a clustered stream has a leader")
+    }
+}
+
+impl Drop for NatsCluster {
+    fn drop(&mut self) {
+        for server in &mut self.servers {
+            if let Some(mut child) = server.child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+}
+
+/// Waits until the server at `url` answers JetStream requests (its cluster has elected a
+/// meta leader).
+async fn wait_for_jetstream(url: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if let Ok(client) = async_nats::connect(url).await {
+            let js = async_nats::jetstream::new(client);
+            if js.query_account().await.is_ok() {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("the NATS cluster at {url} did not answer JetStream requests within 30 s");
 }

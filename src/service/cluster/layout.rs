@@ -29,6 +29,8 @@ pub const OBJECTS_BUCKET: &str = "pagemill_objects";
 pub const DEFAULT_MAX_QUEUED_JOBS: i64 = 10_000;
 /// Bytes of job messages the queue holds at most, unless `--cluster-max-queued-bytes`.
 pub const DEFAULT_MAX_QUEUED_BYTES: i64 = 64 * 1024 * 1024;
+/// The queue's wait for an acknowledgement, unless `--cluster-ack-wait`.
+pub const DEFAULT_ACK_WAIT: Duration = Duration::from_secs(30);
 /// Revisions a job record keeps (the latest is all a node reads).
 const JOB_RECORD_HISTORY: i64 = 1;
 /// How long a publish with the same `Nats-Msg-Id` counts as a duplicate.
@@ -43,6 +45,9 @@ pub struct Layout {
     pub max_queued_bytes: i64,
     /// Copies of every stream (1, or 3 in a 3-server cluster).
     pub replicas: usize,
+    /// How long the queue waits for a node's acknowledgement (or in-progress ack) of a job
+    /// before delivering it again; a job's lease goes stale after as long without a heartbeat.
+    pub ack_wait: Duration,
 }
 
 impl Default for Layout {
@@ -51,6 +56,7 @@ impl Default for Layout {
             max_queued_jobs: DEFAULT_MAX_QUEUED_JOBS,
             max_queued_bytes: DEFAULT_MAX_QUEUED_BYTES,
             replicas: 1,
+            ack_wait: DEFAULT_ACK_WAIT,
         }
     }
 }

@@ -11,6 +11,7 @@
 //! own pipelines. The stages never know which mode they run in. Without `--cluster` none of
 //! this runs.
 
+pub mod metrics;
 pub mod error;
 pub mod layout;
 pub mod options;
@@ -37,9 +38,17 @@ pub struct Cluster {
     js: jetstream::Context,
     /// Job records and idempotency keys.
     jobs: jetstream::kv::Store,
-    /// Documents and results.
+    /// The stream under [`Cluster::jobs`], read directly for all the latest values under a
+    /// key prefix.
+    jobs_stream: jetstream::stream::Stream,
+    /// Documents, results and the files written beside them.
     objects: jetstream::object_store::ObjectStore,
     options: ClusterOptions,
+    layout: Layout,
+    /// Set when this node leaves: the jobs it holds are handed back.
+    leaving: tokio::sync::watch::Sender<bool>,
+    /// Jobs this node holds (taken from the queue and not yet acknowledged or handed back).
+    held: std::sync::atomic::AtomicUsize,
 }
 
 impl Cluster {
@@ -79,6 +88,12 @@ impl Cluster {
         let jobs = js.get_key_value(layout::JOBS_BUCKET).await.map_err(|e| {
             ClusterError::jetstream(format!("cannot open bucket {}", layout::JOBS_BUCKET), e)
         })?;
+        let jobs_stream = js
+            .get_stream(format!("KV_{}", layout::JOBS_BUCKET))
+            .await
+            .map_err(|e| {
+                ClusterError::jetstream(format!("cannot open bucket {}", layout::JOBS_BUCKET), e)
+            })?;
         let objects = js
             .get_object_store(layout::OBJECTS_BUCKET)
             .await
@@ -94,14 +109,107 @@ impl Cluster {
             client,
             js,
             jobs,
+            jobs_stream,
             objects,
             options,
+            layout,
+            leaving: tokio::sync::watch::Sender::new(false),
+            held: Default::default(),
         }))
     }
 
     /// This node's name.
     pub fn node_name(&self) -> &str {
         &self.options.node_name
+    }
+
+    /// The settings every node of the cluster shares.
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// Whether the connection to NATS is up now.
+    pub fn is_connected(&self) -> bool {
+        self.reachable().is_ok()
+    }
+
+    /// Leaves the cluster: hands back the jobs this node still runs (for another node to
+    /// resume from their checkpoints), then drains the connection (what was sent reaches the
+    /// servers) and closes it.
+    pub async fn leave(&self) {
+        use std::sync::atomic::Ordering;
+        self.leaving.send_replace(true);
+        let deadline = std::time::Instant::now() + REQUEST_TIMEOUT;
+        while self.held.load(Ordering::SeqCst) > 0 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        if let Err(e) = self.client.drain().await {
+            tracing::warn!(error = %e, "the connection to NATS did not drain");
+        }
+    }
+
+    /// The latest value of every key of the job bucket under `prefix` (e.g. `page.<id>.`),
+    /// skipping removed keys: one ordered consumer over the bucket's stream, last value per
+    /// key, instead of a request per key.
+    pub(crate) async fn latest_under(
+        &self,
+        prefix: &str,
+    ) -> Result<Vec<(String, bytes::Bytes)>, ClusterError> {
+        use futures_util::StreamExt;
+        self.reachable()?;
+        let key_prefix = format!("$KV.{}.", layout::JOBS_BUCKET);
+        let failed = |e: &dyn std::fmt::Display| {
+            ClusterError::jetstream(format!("cannot read the keys under {prefix}"), e)
+        };
+        let consumer = self
+            .jobs_stream
+            .create_consumer(jetstream::consumer::push::OrderedConfig {
+                deliver_subject: self.client.new_inbox(),
+                filter_subject: format!("{key_prefix}{prefix}>"),
+                deliver_policy: jetstream::consumer::DeliverPolicy::LastPerSubject,
+                replay_policy: jetstream::consumer::ReplayPolicy::Instant,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| failed(&e))?;
+        let mut found = Vec::new();
+        if consumer.cached_info().num_pending == 0 {
+            return Ok(found);
+        }
+        let mut messages = consumer.messages().await.map_err(|e| failed(&e))?;
+        loop {
+            // A key removed between the consumer's creation and its delivery is never
+            // delivered: a pause ends the read rather than waiting for it.
+            let next = tokio::time::timeout(REQUEST_TIMEOUT, messages.next()).await;
+            let Ok(Some(message)) = next else { break };
+            let message = message.map_err(|e| failed(&e))?;
+            let info = message.info().map_err(|e| failed(&e))?;
+            let pending = info.pending;
+            let removed = message.headers.as_ref().is_some_and(|h| {
+                h.get("KV-Operation").is_some() || h.get("Nats-Marker-Reason").is_some()
+            });
+            if !removed
+                && let Some(key) = message.subject.strip_prefix(key_prefix.as_str())
+            {
+                found.push((key.to_string(), message.payload.clone()));
+            }
+            if pending == 0 {
+                break;
+            }
+        }
+        Ok(found)
+    }
+
+    /// Removes the keys of the job bucket matching `keys` (a key, or a pattern such as
+    /// `page.<id>.>`) with their history, leaving no markers behind.
+    pub(crate) async fn purge_keys(&self, keys: &str) -> Result<(), ClusterError> {
+        self.reachable()?;
+        self.jobs_stream
+            .purge()
+            .filter(format!("$KV.{}.{keys}", layout::JOBS_BUCKET))
+            .await
+            .map_err(|e| ClusterError::jetstream(format!("cannot remove the keys {keys}"), e))?;
+        Ok(())
     }
 
     /// Fails at once, without waiting for a timeout, while the connection is down.

@@ -1,25 +1,37 @@
-//! The cluster's job store: job records in the KV bucket, readable from every node.
+//! The cluster's job store: everything pagemill keeps about jobs, in the KV bucket and the
+//! Object Store bucket, readable from every node.
 //!
-//! Keys: `job.<id>` holds a job's record ([`JobRecord`]: the journal's fields, and the lease of
-//! the node running it); `idem.<sha256 of tenant and key>` holds the job an `Idempotency-Key`
-//! belongs to. Both are created with create-if-absent, so two nodes given the same key at once
-//! agree on one job. Records change by compare-and-set on their revision.
+//! KV keys:
+//! - `job.<id>`: the job's record ([`JobRecord`]: the journal's fields, and the lease of the
+//!   node running it). Records change by compare-and-set on their revision.
+//! - `idem.<sha256 of tenant and key>`: the job an `Idempotency-Key` belongs to. Created with
+//!   create-if-absent, like job records, so two nodes given the same key at once agree on one
+//!   job.
+//! - `status.<id>`: the running node's latest status of the job (pages, timings, error), for
+//!   status queries and server-sent events on every other node.
+//! - `cancel.<id>`: a request from any node that the node running the job cancel it.
+//! - `page.<id>.<n>` and `summary.<id>`: page and summary checkpoints, so that a job delivered
+//!   again after its node died resumes at its last finished page on another node. Removed when
+//!   the job finishes.
+//! - `delivery.<id>.<sink>`: how the job's delivery to a sink ended.
 //!
-//! Page and summary checkpoints and sink deliveries stay in this node's own journal for now
-//! (the `local` store): a job that resumes on another node runs its pages again.
+//! Objects: `results/<id>.json` (the result record) and `files/<id>/<name>` (the other files
+//! written beside it: text, hOCR, ALTO, TSV, PDF, page previews), stored when the job finishes.
 
 use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
 use std::sync::Arc;
 
 use async_nats::jetstream::{kv, object_store};
 use async_trait::async_trait;
-use futures_util::TryStreamExt;
+use futures_util::StreamExt;
+use futures_util::stream::BoxStream;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncReadExt;
 
 use super::{Cluster, ClusterError};
-use crate::service::jobs::SinkDelivery;
+use crate::service::jobs::{JobState, JobStatus, SinkDelivery};
 use crate::service::journal::{self, Accepted, JournalJob, ListFilter, Unfinished};
 use crate::service::store::{JobStore, StoreError};
 
@@ -76,15 +88,113 @@ fn idempotency_kv_key(tenant: Option<&str>, key: &str) -> String {
     format!("idem.{:x}", hasher.finalize())
 }
 
-/// Job records in the cluster's KV bucket; checkpoints and deliveries in `local`.
+/// The KV key of job `id`'s latest status from the node running it.
+fn status_key(id: &str) -> String {
+    format!("status.{id}")
+}
+
+/// The KV key of a request to cancel job `id`.
+pub fn cancel_key(id: &str) -> String {
+    format!("cancel.{id}")
+}
+
+fn page_prefix(id: &str) -> String {
+    format!("page.{id}.")
+}
+
+fn summary_key(id: &str) -> String {
+    format!("summary.{id}")
+}
+
+fn delivery_prefix(id: &str) -> String {
+    format!("delivery.{id}.")
+}
+
+/// The name of a file written beside job `id`'s result, in the Object Store bucket.
+fn file_object(id: &str, name: &str) -> String {
+    format!("files/{id}/{name}")
+}
+
+/// Everything about jobs in the cluster's buckets.
 pub struct ClusterStore {
     cluster: Arc<Cluster>,
-    local: Arc<dyn JobStore>,
 }
 
 impl ClusterStore {
-    pub fn new(cluster: Arc<Cluster>, local: Arc<dyn JobStore>) -> ClusterStore {
-        ClusterStore { cluster, local }
+    pub fn new(cluster: Arc<Cluster>) -> ClusterStore {
+        ClusterStore { cluster }
+    }
+
+    /// Keeps the status of a job this node runs where every node reads it.
+    pub async fn put_status(&self, status: &JobStatus) {
+        let value = serde_json::to_vec(status).expect("a status serializes");
+        if let Err(e) = self.kv().put(status_key(&status.id), value.into()).await {
+            tracing::debug!(job_id = %status.id, error = %e, "cannot share a job's status");
+        }
+    }
+
+    /// The latest status shared by the node running job `id`.
+    async fn live_status(&self, id: &str) -> Option<JobStatus> {
+        let value = self.kv().get(status_key(id)).await.ok().flatten()?;
+        serde_json::from_slice(&value).ok()
+    }
+
+    /// Requests to cancel job `id`, from now on: the node running it follows them.
+    pub async fn cancel_requests(&self, id: &str) -> Result<kv::Watch, StoreError> {
+        self.kv()
+            .watch_with_history(cancel_key(id))
+            .await
+            .map_err(|e| unavailable("cannot follow cancel requests", e))
+    }
+
+    /// Stores the files written beside a finished job's result (`<id>.*` and the
+    /// `<id>.previews` folder), so that every node serves them.
+    async fn put_files(&self, id: &str, result: &Path) -> Result<(), StoreError> {
+        let Some(dir) = result.parent() else {
+            return Ok(());
+        };
+        let mut files = Vec::new();
+        let prefix = format!("{id}.");
+        let mut entries = match tokio::fs::read_dir(dir).await {
+            Ok(entries) => entries,
+            Err(e) => return Err(StoreError::new(format!("cannot read {}: {e}", dir.display()))),
+        };
+        while let Ok(Some(entry)) = entries.next_entry().await {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !name.starts_with(&prefix) || entry.path() == result || name.ends_with(".part") {
+                continue;
+            }
+            let Ok(kind) = entry.file_type().await else {
+                continue;
+            };
+            if kind.is_file() {
+                files.push((name, entry.path()));
+            } else if kind.is_dir()
+                && let Ok(mut inner) = tokio::fs::read_dir(entry.path()).await
+            {
+                while let Ok(Some(file)) = inner.next_entry().await {
+                    let inner_name = file.file_name().to_string_lossy().into_owned();
+                    if !inner_name.ends_with(".part") {
+                        files.push((format!("{name}/{inner_name}"), file.path()));
+                    }
+                }
+            }
+        }
+        for (name, path) in files {
+            let mut file = match tokio::fs::File::open(&path).await {
+                Ok(file) => file,
+                Err(e) => {
+                    tracing::warn!(job_id = id, file = %path.display(), error = %e, "cannot read an output to share");
+                    continue;
+                }
+            };
+            self.cluster
+                .objects
+                .put(file_object(id, &name).as_str(), &mut file)
+                .await
+                .map_err(|e| unavailable("cannot store an output", e))?;
+        }
+        Ok(())
     }
 
     fn kv(&self) -> &kv::Store {
@@ -218,8 +328,8 @@ impl JobStore for ClusterStore {
         error_code: Option<String>,
         result_path: Option<String>,
     ) -> Result<(), StoreError> {
-        // The result first: a record that says finished has its result where every node
-        // reads it.
+        // The result and its files first: a record that says finished has them where every
+        // node reads them.
         if let Some(path) = &result_path {
             self.cluster.reachable().map_err(StoreError::unavailable)?;
             let mut file = tokio::fs::File::open(path)
@@ -230,6 +340,7 @@ impl JobStore for ClusterStore {
                 .put(result_object(id).as_str(), &mut file)
                 .await
                 .map_err(|e| unavailable("cannot store the result", e))?;
+            self.put_files(id, Path::new(path)).await?;
         }
         self.update(id, |record| {
             record.job.state = state.to_string();
@@ -240,8 +351,21 @@ impl JobStore for ClusterStore {
             true
         })
         .await?;
-        // Clears this node's checkpoints of the job.
-        self.local.finish(id, state, error_code, result_path).await
+        // Checkpoints and the document are no longer needed.
+        for keys in [format!("{}>", page_prefix(id)), summary_key(id), cancel_key(id)] {
+            if let Err(e) = self.cluster.purge_keys(&keys).await {
+                tracing::warn!(job_id = id, error = %e, "cannot remove a finished job's checkpoints");
+            }
+        }
+        if let Err(e) = self
+            .cluster
+            .objects
+            .delete(super::queue::document_object(id))
+            .await
+        {
+            tracing::debug!(job_id = id, error = %e, "cannot remove a finished job's document");
+        }
+        Ok(())
     }
 
     async fn result(&self, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
@@ -256,17 +380,7 @@ impl JobStore for ClusterStore {
         if !is_finished(&record.job.state) {
             return Ok(None);
         }
-        let mut object = match self.cluster.objects.get(result_object(id)).await {
-            Ok(object) => object,
-            Err(e) if e.kind() == object_store::GetErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(unavailable("cannot read the result", e)),
-        };
-        let mut body = Vec::new();
-        object
-            .read_to_end(&mut body)
-            .await
-            .map_err(|e| unavailable("cannot read the result", e))?;
-        Ok(Some(body))
+        read_object(&self.cluster, &result_object(id)).await
     }
 
     async fn unfinished(&self) -> Result<Unfinished, StoreError> {
@@ -287,47 +401,37 @@ impl JobStore for ClusterStore {
     }
 
     async fn list(&self, filter: ListFilter) -> Result<Vec<JournalJob>, StoreError> {
-        self.cluster.reachable().map_err(StoreError::unavailable)?;
-        let keys: Vec<String> = self
-            .kv()
-            .keys()
-            .await
-            .map_err(|e| unavailable("cannot list job records", e))?
-            .try_collect()
+        let records = self
+            .cluster
+            .latest_under("job.")
             .await
             .map_err(|e| unavailable("cannot list job records", e))?;
+        let mut jobs: Vec<JournalJob> = records
+            .iter()
+            .filter_map(|(_, value)| serde_json::from_slice::<JobRecord>(value).ok())
+            .map(|record| record.job)
+            .collect();
         // Ids grow with time: sorted ids are oldest first.
-        let mut ids: Vec<&str> = keys.iter().filter_map(|k| k.strip_prefix("job.")).collect();
-        ids.sort_unstable();
-        let mut jobs = Vec::new();
-        for id in ids {
-            if filter.after.as_deref().is_some_and(|after| id <= after) {
-                continue;
-            }
-            let Some(job) = self.get(id).await? else {
-                continue;
-            };
-            let state = if job.state == "accepted" || job.state == "running" {
-                "queued"
-            } else {
-                job.state.as_str()
-            };
-            if filter.state.as_deref().is_some_and(|s| s != state)
-                || filter.pipeline.as_ref().is_some_and(|p| *p != job.pipeline)
-                || filter.since_ms.is_some_and(|t| job.submitted_at_ms < t)
-                || filter
-                    .tenant
-                    .as_ref()
-                    .is_some_and(|t| job.tenant.as_ref() != Some(t))
-            {
-                continue;
-            }
-            jobs.push(job);
-            if jobs.len() >= filter.limit as usize {
-                break;
-            }
-        }
-        Ok(jobs)
+        jobs.sort_unstable_by(|a, b| a.id.cmp(&b.id));
+        Ok(jobs
+            .into_iter()
+            .filter(|job| {
+                let state = if job.state == "accepted" || job.state == "running" {
+                    "queued"
+                } else {
+                    job.state.as_str()
+                };
+                !(filter.after.as_deref().is_some_and(|after| job.id.as_str() <= after)
+                    || filter.state.as_deref().is_some_and(|s| s != state)
+                    || filter.pipeline.as_ref().is_some_and(|p| *p != job.pipeline)
+                    || filter.since_ms.is_some_and(|t| job.submitted_at_ms < t)
+                    || filter
+                        .tenant
+                        .as_ref()
+                        .is_some_and(|t| job.tenant.as_ref() != Some(t)))
+            })
+            .take(filter.limit as usize)
+            .collect())
     }
 
     async fn checkpoint_page(
@@ -336,19 +440,44 @@ impl JobStore for ClusterStore {
         number: u32,
         record: String,
     ) -> Result<(), StoreError> {
-        self.local.checkpoint_page(job_id, number, record).await
+        self.kv()
+            .put(format!("{}{number}", page_prefix(job_id)), record.into())
+            .await
+            .map_err(|e| unavailable("cannot keep a page checkpoint", e))?;
+        Ok(())
     }
 
     async fn checkpoints(&self, job_id: &str) -> Result<HashMap<u32, String>, StoreError> {
-        self.local.checkpoints(job_id).await
+        let prefix = page_prefix(job_id);
+        let found = self
+            .cluster
+            .latest_under(&prefix)
+            .await
+            .map_err(|e| unavailable("cannot read page checkpoints", e))?;
+        Ok(found
+            .into_iter()
+            .filter_map(|(key, value)| {
+                let number = key.strip_prefix(&prefix)?.parse().ok()?;
+                Some((number, String::from_utf8(value.to_vec()).ok()?))
+            })
+            .collect())
     }
 
     async fn checkpoint_summary(&self, job_id: &str, record: String) -> Result<(), StoreError> {
-        self.local.checkpoint_summary(job_id, record).await
+        self.kv()
+            .put(summary_key(job_id), record.into())
+            .await
+            .map_err(|e| unavailable("cannot keep a summary checkpoint", e))?;
+        Ok(())
     }
 
     async fn summary_checkpoint(&self, job_id: &str) -> Result<Option<String>, StoreError> {
-        self.local.summary_checkpoint(job_id).await
+        let value = self
+            .kv()
+            .get(summary_key(job_id))
+            .await
+            .map_err(|e| unavailable("cannot read a summary checkpoint", e))?;
+        Ok(value.and_then(|v| String::from_utf8(v.to_vec()).ok()))
     }
 
     async fn record_delivery(
@@ -357,12 +486,151 @@ impl JobStore for ClusterStore {
         sink: &'static str,
         delivery: SinkDelivery,
     ) -> Result<(), StoreError> {
-        self.local.record_delivery(job_id, sink, delivery).await
+        let value = serde_json::to_vec(&delivery).expect("a delivery serializes");
+        self.kv()
+            .put(format!("{}{sink}", delivery_prefix(job_id)), value.into())
+            .await
+            .map_err(|e| unavailable("cannot record a delivery", e))?;
+        Ok(())
     }
 
     async fn deliveries(&self, job_id: &str) -> Result<BTreeMap<String, SinkDelivery>, StoreError> {
-        self.local.deliveries(job_id).await
+        let prefix = delivery_prefix(job_id);
+        let found = self
+            .cluster
+            .latest_under(&prefix)
+            .await
+            .map_err(|e| unavailable("cannot read deliveries", e))?;
+        Ok(found
+            .into_iter()
+            .filter_map(|(key, value)| {
+                let sink = key.strip_prefix(&prefix)?.to_string();
+                Some((sink, serde_json::from_slice(&value).ok()?))
+            })
+            .collect())
     }
+
+    async fn status(&self, id: &str) -> Result<Option<JobStatus>, StoreError> {
+        let Some((record, _)) = self.record(id).await? else {
+            return Ok(None);
+        };
+        let recorded = record.job.status();
+        let mut status = match self.live_status(id).await {
+            Some(mut live) => {
+                if recorded.state.is_final() && !live.state.is_final() {
+                    // Finished, but the node's last shared status came before.
+                    live.state = recorded.state;
+                    live.error = recorded.error.clone();
+                } else if recorded.state == JobState::Queued {
+                    // Handed back, or delivered again after its node died.
+                    live.state = JobState::Queued;
+                }
+                live
+            }
+            None => recorded,
+        };
+        status.sinks = self.deliveries(id).await?;
+        Ok(Some(status))
+    }
+
+    async fn file(&self, id: &str, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        read_object(&self.cluster, &file_object(id, name)).await
+    }
+
+    async fn follow(&self, id: &str) -> Result<Option<BoxStream<'static, JobStatus>>, StoreError> {
+        // Watching first: a change between the first read and the watch is not missed.
+        let watch = |key: String| async move {
+            self.kv()
+                .watch(key)
+                .await
+                .map_err(|e| unavailable("cannot follow a job", e))
+        };
+        let changes = futures_util::stream::select(
+            watch(job_key(id)).await?,
+            watch(status_key(id)).await?,
+        );
+        let Some(first) = self.status(id).await? else {
+            return Ok(None);
+        };
+        let store = ClusterStore {
+            cluster: self.cluster.clone(),
+        };
+        let id = id.to_string();
+        let rest = futures_util::stream::unfold(
+            (store, id, changes, first.clone()),
+            |(store, id, mut changes, last)| async move {
+                if last.state.is_final() {
+                    return None;
+                }
+                loop {
+                    changes.next().await?.ok()?;
+                    let Ok(Some(status)) = store.status(&id).await else {
+                        return None;
+                    };
+                    if status != last {
+                        return Some((status.clone(), (store, id, changes, status)));
+                    }
+                }
+            },
+        );
+        Ok(Some(
+            futures_util::stream::once(async move { first })
+                .chain(rest)
+                .boxed(),
+        ))
+    }
+
+    async fn cancel(&self, id: &str) -> Result<Option<JobState>, StoreError> {
+        let mut was = None;
+        let now = journal::now_ms();
+        self.update(id, |record| {
+            let state = record.job.status().state;
+            was = Some(state);
+            if state != JobState::Queued {
+                return false;
+            }
+            // Waiting in the queue: cancelled here; the node that fetches it acknowledges it.
+            record.job.state = "cancelled".into();
+            record.job.error_code = Some("cancelled".into());
+            record.job.finished_at_ms = Some(now);
+            record.lease = None;
+            true
+        })
+        .await?;
+        match was {
+            Some(JobState::Running) => {
+                self.kv()
+                    .put(cancel_key(id), "requested".into())
+                    .await
+                    .map_err(|e| unavailable("cannot request a cancel", e))?;
+            }
+            Some(JobState::Queued) => {
+                let _ = self
+                    .cluster
+                    .objects
+                    .delete(super::queue::document_object(id))
+                    .await;
+            }
+            _ => {}
+        }
+        Ok(was)
+    }
+}
+
+/// An object's bytes, or `None` when there is no such object.
+async fn read_object(cluster: &Cluster, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+    cluster.reachable().map_err(StoreError::unavailable)?;
+    let mut object = match cluster.objects.get(name).await {
+        Ok(object) => object,
+        Err(e) if e.kind() == object_store::GetErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(unavailable("cannot read a stored file", e)),
+    };
+    let mut body = Vec::new();
+    object
+        .read_to_end(&mut body)
+        .await
+        .map_err(|e| unavailable("cannot read a stored file", e))?;
+    Ok(Some(body))
 }
 
 #[cfg(test)]

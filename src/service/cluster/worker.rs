@@ -2,22 +2,28 @@
 //! runs them through its own pipeline, and acknowledges each once its record says finished.
 //!
 //! - One durable pull consumer per pipeline (`pagemill_<pipeline>`), shared by every node,
-//!   explicit acks, [`ACK_WAIT`] and [`MAX_DELIVER`]. Jobs are fetched with one-shot
+//!   explicit acks, the layout's `ack_wait` and [`MAX_DELIVER`]. Jobs are fetched with one-shot
 //!   `fetch().max_messages(k)` for `k` free slots: async-nats' long-lived `messages()`
 //!   prefetches far more than a node has room for, and its `stream()` pulls again after a
 //!   reconnect even with no free slot (a job ran twice).
 //! - A fetched job is claimed in its KV record (state `running`, a [`Lease`] naming this node),
-//!   by compare-and-set. A job whose lease another node renewed within [`LEASE_TIMEOUT`] is
-//!   left to it (redelivered while merely slow there); a finished one is acknowledged.
-//! - While the job runs, every [`HEARTBEAT`] the message gets an in-progress ack and the lease a
-//!   fresh heartbeat.
+//!   by compare-and-set. A job whose lease another node renewed within `ack_wait` is left to it
+//!   (redelivered while merely slow there); a stale lease is taken over; a finished job is
+//!   acknowledged.
+//! - While the job runs, every third of `ack_wait` the message gets an in-progress ack and the
+//!   lease a fresh heartbeat; each change of the job's status is shared in the store, and a
+//!   cancel request from any node is followed.
 //! - The document comes from the Object Store into this node's spool; the job is handed to the
-//!   pipeline as any other. When its record says finished, the message is acknowledged with
-//!   `double_ack` (which waits for the server's confirmation); a job that failed is terminated
-//!   (`Term`) instead, so it is not delivered again.
+//!   pipeline as any other, which reads its checkpoints from the cluster store (pages finished
+//!   by a node that died are not read again). When its record says finished, the message is
+//!   acknowledged with `double_ack` (which waits for the server's confirmation); a job that
+//!   failed is terminated (`Term`) instead, so it is not delivered again.
+//! - Leaving ([`Cluster::leave`]): jobs still running are handed back (nak without delay, the
+//!   lease dropped), for another node to resume from their checkpoints.
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, AckKind, consumer::pull};
@@ -29,15 +35,11 @@ use super::store::{ClusterStore, Lease};
 use super::{Cluster, ClusterError, layout};
 use crate::pipeline::messages::JobRequest;
 use crate::pipeline::supervisor::PipelineHandle;
+use crate::runtime::metrics as m;
 use crate::service::intake::Intake;
+use crate::service::jobs::JobStatus;
 use crate::service::journal;
 
-/// How long the server waits for an ack before delivering a job again.
-pub const ACK_WAIT: Duration = Duration::from_secs(30);
-/// How often a running job's message gets an in-progress ack and its lease a heartbeat.
-pub const HEARTBEAT: Duration = Duration::from_secs(10);
-/// A lease not renewed for this long is stale: its node is taken to be gone.
-pub const LEASE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Deliveries of one job at most.
 pub const MAX_DELIVER: i64 = 5;
 /// Wait before fetching again when the queue had nothing.
@@ -46,11 +48,12 @@ const IDLE_POLL: Duration = Duration::from_millis(500);
 const RETRY_DELAY: Duration = Duration::from_secs(5);
 
 /// The durable consumer name of `pipeline`'s jobs.
-fn consumer_name(pipeline: &str) -> String {
+pub fn consumer_name(pipeline: &str) -> String {
     format!("pagemill_{pipeline}")
 }
 
 /// Starts taking `pipeline`'s jobs, at most `slots` at a time, until intake stops accepting.
+/// An existing consumer with another `ack_wait` or `max_deliver` stops the node, naming it.
 pub async fn spawn(
     cluster: Arc<Cluster>,
     store: Arc<ClusterStore>,
@@ -60,6 +63,7 @@ pub async fn spawn(
 ) -> Result<(), ClusterError> {
     let pipeline = handle.pipeline.name.clone();
     let name = consumer_name(&pipeline);
+    let ack_wait = cluster.layout().ack_wait;
     let stream = cluster
         .js
         .get_stream(layout::JOBS_STREAM)
@@ -72,13 +76,34 @@ pub async fn spawn(
                 durable_name: Some(name.clone()),
                 filter_subject: layout::jobs_subject(&pipeline),
                 ack_policy: jetstream::consumer::AckPolicy::Explicit,
-                ack_wait: ACK_WAIT,
+                ack_wait,
                 max_deliver: MAX_DELIVER,
                 ..Default::default()
             },
         )
         .await
         .map_err(|e| ClusterError::jetstream(format!("cannot open consumer {name}"), e))?;
+    let found = &consumer.cached_info().config;
+    let mismatch = |setting, found: String, wanted: String| ClusterError::Mismatch {
+        what: format!("consumer {name}"),
+        setting,
+        found,
+        wanted,
+    };
+    if found.ack_wait != ack_wait {
+        return Err(mismatch(
+            "ack_wait",
+            humantime::format_duration(found.ack_wait).to_string(),
+            humantime::format_duration(ack_wait).to_string(),
+        ));
+    }
+    if found.max_deliver != MAX_DELIVER {
+        return Err(mismatch(
+            "max_deliver",
+            found.max_deliver.to_string(),
+            MAX_DELIVER.to_string(),
+        ));
+    }
     let worker = Arc::new(Worker {
         cluster,
         store,
@@ -106,6 +131,22 @@ enum Claim {
     Held,
 }
 
+/// Counts a job this node holds until dropped, so that leaving waits for every hand-back.
+struct Held(Arc<Cluster>);
+
+impl Held {
+    fn new(cluster: Arc<Cluster>) -> Held {
+        cluster.held.fetch_add(1, Ordering::SeqCst);
+        Held(cluster)
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.0.held.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 impl Worker {
     fn running(&self) -> usize {
         self.intake
@@ -114,8 +155,12 @@ impl Worker {
             .jobs as usize
     }
 
+    fn pipeline(&self) -> String {
+        self.handle.pipeline.name.clone()
+    }
+
     async fn run(self: Arc<Self>, consumer: jetstream::consumer::PullConsumer, slots: usize) {
-        let pipeline = self.handle.pipeline.name.clone();
+        let pipeline = self.pipeline();
         while !self.intake.is_shutting_down() {
             let free = slots.saturating_sub(self.running());
             if free == 0 {
@@ -137,9 +182,8 @@ impl Worker {
                 match message {
                     Ok(message) => {
                         taken += 1;
-                        let worker = self.clone();
                         // Claimed and enqueued before the next fetch counts free slots.
-                        worker.take(message).await;
+                        self.clone().take(message).await;
                     }
                     Err(e) => {
                         tracing::debug!(pipeline = %pipeline, error = %e, "fetch ended");
@@ -162,6 +206,9 @@ impl Worker {
             return;
         };
         let id = queued.id;
+        if message.info().is_ok_and(|info| info.delivered > 1) {
+            metrics::counter!(m::CLUSTER_REDELIVERIES, "pipeline" => self.pipeline()).increment(1);
+        }
         if self
             .intake
             .jobs
@@ -173,8 +220,10 @@ impl Worker {
             return;
         }
         let me = self.cluster.node_name().to_string();
+        let lease_timeout = self.cluster.layout().ack_wait.as_millis() as i64;
         let now = journal::now_ms();
         let mut claim = Claim::Missing;
+        let mut took_over = None;
         let claimed = self
             .store
             .update(&id, |record| {
@@ -182,12 +231,15 @@ impl Worker {
                     claim = Claim::Finished;
                     return false;
                 }
+                took_over = None;
                 if let Some(lease) = &record.lease
                     && lease.node != me
-                    && now - lease.heartbeat_ms < LEASE_TIMEOUT.as_millis() as i64
                 {
-                    claim = Claim::Held;
-                    return false;
+                    if now - lease.heartbeat_ms < lease_timeout {
+                        claim = Claim::Held;
+                        return false;
+                    }
+                    took_over = Some(lease.node.clone());
                 }
                 record.job.state = "running".into();
                 record.lease = Some(Lease {
@@ -204,7 +256,9 @@ impl Worker {
                 return;
             }
             (Ok(None), Claim::Held) => {
-                let _ = message.ack_with(AckKind::Nak(Some(LEASE_TIMEOUT))).await;
+                let _ = message
+                    .ack_with(AckKind::Nak(Some(self.cluster.layout().ack_wait)))
+                    .await;
                 return;
             }
             (Ok(None), Claim::Missing) => {
@@ -218,48 +272,91 @@ impl Worker {
                 return;
             }
         };
+        if let Some(node) = took_over {
+            metrics::counter!(m::CLUSTER_LEASE_TAKEOVERS, "pipeline" => self.pipeline())
+                .increment(1);
+            tracing::warn!(job_id = %id, from = %node, "took over a job whose node stopped renewing its lease");
+        }
+        let held = Held::new(self.cluster.clone());
         let path = self.intake.spool().join(&id);
         if let Err(e) = self.download(&id, &path).await {
             tracing::warn!(job_id = %id, error = %e, "cannot fetch a job's document; it comes back later");
-            let _ = self
-                .store
-                .update(&id, |r| {
-                    r.job.state = "accepted".into();
-                    r.lease = None;
-                    true
-                })
-                .await;
+            self.release(&id).await;
             let _ = message.ack_with(AckKind::Nak(Some(RETRY_DELAY))).await;
             return;
         }
         let mut request = JobRequest::new(id.clone(), record.job.name.clone(), path.clone());
         request.tenant = record.job.tenant.clone();
-        let watch = {
-            self.handle.enqueue(request, record.job.bytes);
-            self.intake.jobs.subscribe(&id)
-        };
+        self.handle.enqueue(request, record.job.bytes);
+        let watch = self.intake.jobs.subscribe(&id);
         tracing::info!(job_id = %id, node = %me, "took a job from the cluster");
-        tokio::spawn(self.keep_alive(id, path, message, watch));
+        tokio::spawn(self.keep_alive(id, path, message, watch, held));
     }
 
-    /// Renews the job's message and lease until the pipeline finishes it, then acknowledges it.
+    /// Puts a job this node holds back in the queue's hands: state `accepted`, no lease.
+    async fn release(&self, id: &str) {
+        let me = self.cluster.node_name().to_string();
+        let released = self
+            .store
+            .update(id, |r| {
+                if is_final(&r.job.state) || r.lease.as_ref().is_some_and(|l| l.node != me) {
+                    return false;
+                }
+                r.job.state = "accepted".into();
+                r.lease = None;
+                true
+            })
+            .await;
+        if let Err(e) = released {
+            tracing::warn!(job_id = id, error = %e, "cannot release a job's lease; it goes stale instead");
+        }
+    }
+
+    /// Renews the job's message and lease until the pipeline finishes it, sharing its status
+    /// and following cancel requests, then acknowledges it; hands it back if this node leaves
+    /// first.
     async fn keep_alive(
         self: Arc<Self>,
         id: String,
         path: PathBuf,
         message: jetstream::Message,
-        watch: Option<tokio::sync::watch::Receiver<crate::service::jobs::JobStatus>>,
+        watch: Option<tokio::sync::watch::Receiver<JobStatus>>,
+        _held: Held,
     ) {
         let me = self.cluster.node_name().to_string();
+        let mut leaving = self.cluster.leaving.subscribe();
         if let Some(mut watch) = watch {
-            let mut tick = tokio::time::interval(HEARTBEAT);
+            let heartbeat = self.cluster.layout().ack_wait / 3;
+            let mut tick = tokio::time::interval(heartbeat);
             tick.tick().await;
+            let mut cancels = match self.store.cancel_requests(&id).await {
+                Ok(cancels) => Some(cancels),
+                Err(e) => {
+                    tracing::warn!(job_id = %id, error = %e, "cannot follow cancel requests for a job");
+                    None
+                }
+            };
             loop {
-                if watch.borrow().state.is_final() {
+                let status = watch.borrow_and_update().clone();
+                self.store.put_status(&status).await;
+                if status.state.is_final() {
                     break;
+                }
+                if *leaving.borrow_and_update() {
+                    self.hand_back(&id, &path, message).await;
+                    return;
                 }
                 tokio::select! {
                     changed = watch.changed() => if changed.is_err() { break },
+                    _ = leaving.changed() => {}
+                    request = next_cancel(&mut cancels) => {
+                        if request {
+                            tracing::info!(job_id = %id, "cancel requested from another node");
+                            self.intake.jobs.cancel(&id);
+                        } else {
+                            cancels = None;
+                        }
+                    }
                     _ = tick.tick() => {
                         let _ = message.ack_with(AckKind::Progress).await;
                         let now = journal::now_ms();
@@ -293,9 +390,27 @@ impl Worker {
             }
             _ => {
                 // Not recorded finished: another delivery runs it again.
+                self.release(&id).await;
                 let _ = message.ack_with(AckKind::Nak(Some(RETRY_DELAY))).await;
             }
         }
+    }
+
+    /// Gives a running job back to the queue at once, for another node to resume it from its
+    /// checkpoints.
+    async fn hand_back(&self, id: &str, path: &std::path::Path, message: jetstream::Message) {
+        self.release(id).await;
+        match message.ack_with(AckKind::Nak(None)).await {
+            Ok(()) => {
+                metrics::counter!(m::CLUSTER_JOBS_HANDED_BACK, "pipeline" => self.pipeline())
+                    .increment(1);
+                tracing::info!(job_id = id, "handed a running job back to the cluster");
+            }
+            Err(e) => {
+                tracing::warn!(job_id = id, error = %e, "cannot hand a job back; it is delivered again after ack_wait")
+            }
+        }
+        let _ = tokio::fs::remove_file(path).await;
     }
 
     /// Copies job `id`'s document from the Object Store to `path`, durably.
@@ -317,6 +432,21 @@ impl Worker {
         file.sync_all().await.map_err(io)?;
         tokio::fs::rename(&partial, path).await.map_err(io)?;
         Ok(())
+    }
+}
+
+/// Waits for the next cancel request: `true` for one, `false` when the watch ended (then it
+/// is not followed any more); never returns without a watch.
+async fn next_cancel(cancels: &mut Option<jetstream::kv::Watch>) -> bool {
+    let Some(watch) = cancels else {
+        return std::future::pending().await;
+    };
+    loop {
+        match watch.next().await {
+            Some(Ok(entry)) if entry.operation == jetstream::kv::Operation::Put => return true,
+            Some(Ok(_)) => continue,
+            Some(Err(_)) | None => return false,
+        }
     }
 }
 
