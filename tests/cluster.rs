@@ -185,20 +185,18 @@ async fn nats_down_answers_503_with_retry_after_and_stores_nothing() {
 }
 
 /// A node of the cluster at `urls` (comma-separated), with one OCR thread and a short
-/// `ack_wait`, so that the jobs of a node that died come back within seconds.
+/// `ack_wait` (3 s unless `extra` sets one), so that the jobs of a node that died come back within seconds.
 fn short_lease_node(urls: &str, name: &str, pipeline: &str, extra: &[&str]) -> Daemon {
-    let mut args = vec![
-        "--cluster",
-        urls,
-        "--node-name",
-        name,
-        "--cluster-ack-wait",
-        "3s",
-        "--threads",
-        "1",
-    ];
+    let mut args = vec!["--cluster", urls, "--node-name", name, "--threads", "1"];
+    if !extra.contains(&"--cluster-ack-wait") {
+        args.extend(["--cluster-ack-wait", "3s"]);
+    }
     args.extend_from_slice(extra);
-    Daemon::start_with(&[("default", pipeline.to_string())], &args, Stdio::inherit())
+    Daemon::start_with(
+        &[("default", pipeline.to_string())],
+        &args,
+        Stdio::inherit(),
+    )
 }
 
 /// Whether `node` is running job `id` now: its document is in the node's spool.
@@ -279,11 +277,13 @@ async fn three_nodes_lose_no_job_when_one_is_killed_in_the_middle_of_a_job() {
     }
     // Exactly one result per job, on whichever node ran it.
     for id in &ids {
-        let written: usize = survivors.iter().map(|n| results_on(n, id)).sum::<usize>()
-            + results_on(&killed, id);
+        let written: usize =
+            survivors.iter().map(|n| results_on(n, id)).sum::<usize>() + results_on(&killed, id);
         assert_eq!(written, 1, "job {id} has {written} results");
     }
-    let result = survivors[1].get_json(&format!("/v1/jobs/{big}/result")).await;
+    let result = survivors[1]
+        .get_json(&format!("/v1/jobs/{big}/result"))
+        .await;
     assert_eq!(result["pages"].as_array().unwrap().len(), 8);
     // The scan finished on another node from the killed node's checkpoints.
     let mut restored = 0.0;
@@ -320,9 +320,7 @@ async fn the_stream_leaders_server_killed_loses_no_accepted_job() {
     let a = short_lease_node(&urls, "a", &pipeline, &["--cluster-replicas", "3"]);
     let b = short_lease_node(&urls, "b", &pipeline, &["--cluster-replicas", "3"]);
     let first = a.submit("default", &fixture("phototest.tif")).await;
-    let leader = nats
-        .stream_leader("PAGEMILL_JOBS")
-        .await;
+    let leader = nats.stream_leader("PAGEMILL_JOBS").await;
     nats.kill(&leader);
     // Submissions during the failover: accepted, or refused with a time to come back.
     let mut accepted = vec![first];
@@ -339,12 +337,21 @@ async fn the_stream_leaders_server_killed_loses_no_accepted_job() {
                 assert!(response.headers().contains_key("retry-after"));
                 refused += 1;
             }
-            other => panic!("{other} during the failover: {}", response.text().await.unwrap()),
+            other => panic!(
+                "{other} during the failover: {}",
+                response.text().await.unwrap()
+            ),
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    eprintln!("during the failover: {} accepted, {refused} refused", accepted.len());
-    assert!(accepted.len() > 1, "nothing was accepted after the failover");
+    eprintln!(
+        "during the failover: {} accepted, {refused} refused",
+        accepted.len()
+    );
+    assert!(
+        accepted.len() > 1,
+        "nothing was accepted after the failover"
+    );
     for id in &accepted {
         let status = b.wait_final(id).await;
         assert_eq!(status["state"], "done", "{status}");
@@ -392,9 +399,7 @@ async fn events_outputs_previews_and_cancel_work_from_a_node_that_does_not_run_t
     wait_status(&a, &id, "running", |s| s["state"] == "running").await;
     let (runner, other) = if runs(&a, &id) { (&a, &b) } else { (&b, &a) };
     assert!(runs(runner, &id));
-    let events = other
-        .get(&format!("/v1/jobs/{id}/events"))
-        .await;
+    let events = other.get(&format!("/v1/jobs/{id}/events")).await;
     assert_eq!(events.status(), StatusCode::OK);
     let body = tokio::time::timeout(Duration::from_secs(120), events.text())
         .await
@@ -476,7 +481,13 @@ async fn a_node_that_leaves_hands_its_running_job_back_and_exits_0() {
     })
     .await;
     let pid = a.child.id().to_string();
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
     let exit = a.child.wait().unwrap();
     assert!(exit.success(), "{exit}");
     // Handed back at once: another node takes it without waiting for a lease to go stale,
@@ -486,6 +497,9 @@ async fn a_node_that_leaves_hands_its_running_job_back_and_exits_0() {
     assert_eq!(status["state"], "done", "{status}");
     let text = metrics_of(&b).await;
     assert!(metric(&text, "pagemill_pages_total", &["outcome=\"restored\""]) >= 2.0);
-    assert_eq!(metric(&text, "pagemill_cluster_lease_takeovers_total", &[]), 0.0);
+    assert_eq!(
+        metric(&text, "pagemill_cluster_lease_takeovers_total", &[]),
+        0.0
+    );
     assert_eq!(results_on(&a, &id) + results_on(&b, &id), 1);
 }

@@ -316,7 +316,10 @@ async fn run(
             )
             .await?;
         }
-        cluster::metrics::spawn(cluster.clone(), intake.pipelines().keys().cloned().collect());
+        cluster::metrics::spawn(
+            cluster.clone(),
+            intake.pipelines().keys().cloned().collect(),
+        );
     }
     for handle in intake.pipelines().values() {
         crate::stages::save::remove_leftover_temporaries(&handle.pipeline.save.directory);

@@ -14,7 +14,7 @@ use warp::reply::Response;
 use super::{ApiError, AppState, json};
 use crate::config::OutputFormat;
 use crate::runtime::metrics as m;
-use crate::service::intake::{Accepted, Admission, Received};
+use crate::service::intake::{Accepted, Admission, IntakeError, Received};
 use crate::service::jobs::JobStatus;
 use crate::service::journal::ListFilter;
 use crate::service::keys::Caller;
@@ -155,11 +155,25 @@ where
     ))
 }
 
+/// Job `id`'s status if `caller` may see it: 404 for another tenant's job as for one that
+/// does not exist, 503 while the job store cannot be reached.
+async fn visible_status(
+    id: &str,
+    caller: &Caller,
+    state: &AppState,
+) -> Result<JobStatus, ApiError> {
+    state
+        .intake
+        .status_for(id, caller)
+        .await?
+        .ok_or_else(|| ApiError::UnknownJob(id.to_string()))
+}
+
 /// `GET /v1/jobs/{id}`: another tenant's job answers as one that does not exist.
 pub async fn status(id: String, caller: Caller, state: Arc<AppState>) -> Response {
-    match state.intake.status_for(&id, &caller).await {
-        Some(status) => json(StatusCode::OK, &status_body(status)),
-        None => ApiError::UnknownJob(id).into_response(),
+    match visible_status(&id, &caller, &state).await {
+        Ok(status) => json(StatusCode::OK, &status_body(status)),
+        Err(refused) => refused.into_response(),
     }
 }
 
@@ -239,9 +253,7 @@ pub async fn list(caller: Caller, query: ListQuery, state: Arc<AppState>) -> Res
 
 /// Refuses a job the caller cannot see (404) or that is not finished yet (409).
 async fn finished(id: &str, caller: &Caller, state: &AppState) -> Result<(), ApiError> {
-    let Some(status) = state.intake.status_for(id, caller).await else {
-        return Err(ApiError::UnknownJob(id.to_string()));
-    };
+    let status = visible_status(id, caller, state).await?;
     if !status.state.is_final() {
         return Err(ApiError::NotFinished {
             id: id.to_string(),
@@ -314,8 +326,9 @@ pub async fn output(id: String, format: String, caller: Caller, state: Arc<AppSt
 /// (while the job still runs, too); 404 `no_preview` for pages not OCRed or when the
 /// pipeline keeps no previews.
 pub async fn preview(id: String, page: u32, caller: Caller, state: Arc<AppState>) -> Response {
-    let Some(status) = state.intake.status_for(&id, &caller).await else {
-        return ApiError::UnknownJob(id).into_response();
+    let status = match visible_status(&id, &caller, &state).await {
+        Ok(status) => status,
+        Err(refused) => return refused.into_response(),
     };
     // A finished job's files are beside its result; a running one's in its pipeline's
     // results directory.
@@ -366,8 +379,8 @@ pub async fn events(id: String, caller: Caller, state: Arc<AppState>) -> Respons
         Some(rx) => rx,
         // A job another node runs (in a cluster), followed through the job store.
         None => {
-            if state.intake.status_for(&id, &caller).await.is_none() {
-                return ApiError::UnknownJob(id).into_response();
+            if let Err(refused) = visible_status(&id, &caller, &state).await {
+                return refused.into_response();
             }
             let followed = match state.intake.store.follow(&id).await {
                 Ok(Some(statuses)) => forward(statuses).await,
@@ -424,13 +437,23 @@ async fn forward(
 
 /// `DELETE /v1/jobs/{id}`: asks the job to stop; 202 with its status, 409 if already over.
 pub async fn cancel(id: String, caller: Caller, state: Arc<AppState>) -> Response {
-    let Some(status) = state.intake.status_for(&id, &caller).await else {
-        return ApiError::UnknownJob(id).into_response();
+    let status = match visible_status(&id, &caller, &state).await {
+        Ok(status) => status,
+        Err(refused) => return refused.into_response(),
     };
     let asked = match state.intake.jobs.cancel(&id) {
         Some(asked) => Some(asked),
         // Not run by this process: in a cluster, the job store passes the request on.
-        None => state.intake.store.cancel(&id).await.ok().flatten(),
+        None => match state.intake.store.cancel(&id).await {
+            Ok(asked) => asked,
+            Err(e) => {
+                return ApiError::Intake(IntakeError::ClusterUnavailable {
+                    reason: format!("cannot cancel job {id}: {e}"),
+                    retry_after_secs: crate::service::intake::STORE_UNAVAILABLE_RETRY_AFTER_SECS,
+                })
+                .into_response();
+            }
+        },
     };
     match asked {
         None => ApiError::UnknownJob(id).into_response(),

@@ -159,7 +159,7 @@ impl From<QueueError> for IntakeError {
 }
 
 /// When a submission refused because the job store cannot be reached should be tried again.
-const STORE_UNAVAILABLE_RETRY_AFTER_SECS: u64 = 5;
+pub(crate) const STORE_UNAVAILABLE_RETRY_AFTER_SECS: u64 = 5;
 
 impl IntakeError {
     /// A job store failure: unreachable (503, try again) or unwritable (507).

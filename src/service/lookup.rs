@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use crate::service::intake::Intake;
+use crate::service::intake::{Intake, IntakeError};
 use crate::service::jobs::JobStatus;
 use crate::service::journal::ListFilter;
 use crate::service::keys::Caller;
@@ -12,18 +12,39 @@ use crate::service::keys::Caller;
 impl Intake {
     /// A job's status from the registry, else from the journal (jobs of an earlier run).
     pub async fn status(&self, id: &str) -> Option<JobStatus> {
+        self.lookup(id).await.ok().flatten()
+    }
+
+    /// [`Intake::status`], saying when the job store cannot be reached (a cluster's servers
+    /// are down) rather than answering that the job is unknown.
+    async fn lookup(&self, id: &str) -> Result<Option<JobStatus>, IntakeError> {
         if let Some(status) = self.jobs.get(id) {
-            return Some(status);
+            return Ok(Some(status));
         }
-        self.store.status(id).await.ok().flatten()
+        match self.store.status(id).await {
+            Ok(status) => Ok(status),
+            Err(e) if e.is_unavailable() => Err(IntakeError::ClusterUnavailable {
+                reason: format!("cannot read job {id}: {e}"),
+                retry_after_secs: crate::service::intake::STORE_UNAVAILABLE_RETRY_AFTER_SECS,
+            }),
+            Err(e) => {
+                tracing::warn!(job_id = id, error = %e, "cannot read a job from the job store");
+                Ok(None)
+            }
+        }
     }
 
     /// A job's status, if `caller` may see it: another tenant's job is as unknown as one that
-    /// does not exist.
-    pub async fn status_for(&self, id: &str, caller: &Caller) -> Option<JobStatus> {
-        self.status(id)
-            .await
-            .filter(|s| caller.sees(s.tenant.as_deref()))
+    /// does not exist. An error when the job store cannot be reached.
+    pub async fn status_for(
+        &self,
+        id: &str,
+        caller: &Caller,
+    ) -> Result<Option<JobStatus>, IntakeError> {
+        Ok(self
+            .lookup(id)
+            .await?
+            .filter(|s| caller.sees(s.tenant.as_deref())))
     }
 
     /// Jobs from the journal matching `filter`, oldest first, each with its live status when

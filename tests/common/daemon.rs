@@ -217,7 +217,13 @@ impl Daemon {
     pub async fn wait_final_as(&self, client: &reqwest::Client, id: &str) -> Value {
         for _ in 0..1200 {
             let response = client.get(self.url(&format!("/v1/jobs/{id}"))).send();
-            let status: Value = response.await.unwrap().json().await.unwrap();
+            let response = response.await.unwrap();
+            // A cluster node answers 503 while its NATS servers fail over: asked again.
+            if response.status() == reqwest::StatusCode::SERVICE_UNAVAILABLE {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+            let status: Value = response.json().await.unwrap();
             if ["done", "failed", "cancelled"].contains(&status["state"].as_str().unwrap()) {
                 return status;
             }

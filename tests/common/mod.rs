@@ -183,7 +183,6 @@ pub fn scanned_pdf(pages: u32, path: &Path) {
     std::fs::write(path, pdf.finish()).unwrap();
 }
 
-
 /// The value of the metric `name` on the line whose labels include all of `labels`.
 pub fn metric(text: &str, name: &str, labels: &[&str]) -> f64 {
     text.lines()

@@ -206,14 +206,17 @@ impl Drop for NatsCluster {
 }
 
 /// Waits until the server at `url` answers JetStream requests (its cluster has elected a
-/// meta leader).
+/// meta leader): asked for a stream that does not exist, it says so.
 async fn wait_for_jetstream(url: &str) {
+    use async_nats::jetstream::context::GetStreamErrorKind;
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
         if let Ok(client) = async_nats::connect(url).await {
             let js = async_nats::jetstream::new(client);
-            if js.query_account().await.is_ok() {
-                return;
+            match js.get_stream("PAGEMILL_READY_CHECK").await {
+                Err(e) if matches!(e.kind(), GetStreamErrorKind::JetStream(_)) => return,
+                Ok(_) => return,
+                Err(_) => {}
             }
         }
         tokio::time::sleep(Duration::from_millis(200)).await;

@@ -11,9 +11,9 @@
 //! own pipelines. The stages never know which mode they run in. Without `--cluster` none of
 //! this runs.
 
-pub mod metrics;
 pub mod error;
 pub mod layout;
+pub mod metrics;
 pub mod options;
 pub mod queue;
 pub mod store;
@@ -188,9 +188,7 @@ impl Cluster {
             let removed = message.headers.as_ref().is_some_and(|h| {
                 h.get("KV-Operation").is_some() || h.get("Nats-Marker-Reason").is_some()
             });
-            if !removed
-                && let Some(key) = message.subject.strip_prefix(key_prefix.as_str())
-            {
+            if !removed && let Some(key) = message.subject.strip_prefix(key_prefix.as_str()) {
                 found.push((key.to_string(), message.payload.clone()));
             }
             if pending == 0 {

@@ -157,7 +157,12 @@ impl ClusterStore {
         let prefix = format!("{id}.");
         let mut entries = match tokio::fs::read_dir(dir).await {
             Ok(entries) => entries,
-            Err(e) => return Err(StoreError::new(format!("cannot read {}: {e}", dir.display()))),
+            Err(e) => {
+                return Err(StoreError::new(format!(
+                    "cannot read {}: {e}",
+                    dir.display()
+                )));
+            }
         };
         while let Ok(Some(entry)) = entries.next_entry().await {
             let name = entry.file_name().to_string_lossy().into_owned();
@@ -328,6 +333,16 @@ impl JobStore for ClusterStore {
         error_code: Option<String>,
         result_path: Option<String>,
     ) -> Result<(), StoreError> {
+        // A job whose lease another node took over (this node's heartbeats did not reach the
+        // cluster in time) is that node's to finish.
+        let me = self.cluster.node_name().to_string();
+        if let Some((record, _)) = self.record(id).await?
+            && let Some(lease) = &record.lease
+            && lease.node != me
+        {
+            tracing::warn!(job_id = id, holder = %lease.node, "not recording a job finished: another node took it over");
+            return Ok(());
+        }
         // The result and its files first: a record that says finished has them where every
         // node reads them.
         if let Some(path) = &result_path {
@@ -342,17 +357,29 @@ impl JobStore for ClusterStore {
                 .map_err(|e| unavailable("cannot store the result", e))?;
             self.put_files(id, Path::new(path)).await?;
         }
-        self.update(id, |record| {
-            record.job.state = state.to_string();
-            record.job.error_code = error_code.clone();
-            record.job.result_path = result_path.clone();
-            record.job.finished_at_ms = Some(journal::now_ms());
-            record.lease = None;
-            true
-        })
-        .await?;
+        if self
+            .update(id, |record| {
+                if record.lease.as_ref().is_some_and(|l| l.node != me) {
+                    return false;
+                }
+                record.job.state = state.to_string();
+                record.job.error_code = error_code.clone();
+                record.job.result_path = result_path.clone();
+                record.job.finished_at_ms = Some(journal::now_ms());
+                record.lease = None;
+                true
+            })
+            .await?
+            .is_none()
+        {
+            return Ok(());
+        }
         // Checkpoints and the document are no longer needed.
-        for keys in [format!("{}>", page_prefix(id)), summary_key(id), cancel_key(id)] {
+        for keys in [
+            format!("{}>", page_prefix(id)),
+            summary_key(id),
+            cancel_key(id),
+        ] {
             if let Err(e) = self.cluster.purge_keys(&keys).await {
                 tracing::warn!(job_id = id, error = %e, "cannot remove a finished job's checkpoints");
             }
@@ -421,7 +448,10 @@ impl JobStore for ClusterStore {
                 } else {
                     job.state.as_str()
                 };
-                !(filter.after.as_deref().is_some_and(|after| job.id.as_str() <= after)
+                !(filter
+                    .after
+                    .as_deref()
+                    .is_some_and(|after| job.id.as_str() <= after)
                     || filter.state.as_deref().is_some_and(|s| s != state)
                     || filter.pipeline.as_ref().is_some_and(|p| *p != job.pipeline)
                     || filter.since_ms.is_some_and(|t| job.submitted_at_ms < t)
@@ -545,10 +575,8 @@ impl JobStore for ClusterStore {
                 .await
                 .map_err(|e| unavailable("cannot follow a job", e))
         };
-        let changes = futures_util::stream::select(
-            watch(job_key(id)).await?,
-            watch(status_key(id)).await?,
-        );
+        let changes =
+            futures_util::stream::select(watch(job_key(id)).await?, watch(status_key(id)).await?);
         let Some(first) = self.status(id).await? else {
             return Ok(None);
         };

@@ -369,8 +369,19 @@ impl Worker {
                                 _ => false,
                             }
                         }).await;
-                        if let Err(e) = renewed {
-                            tracing::warn!(job_id = %id, error = %e, "cannot renew a job's lease");
+                        match renewed {
+                            Ok(Some(_)) => {}
+                            Ok(None) => {
+                                // Another node took the job over while this one could not
+                                // renew its lease: it is that node's now.
+                                tracing::warn!(job_id = %id, "lost a job's lease to another node; stopping it here");
+                                self.intake.jobs.cancel(&id);
+                                let _ = tokio::fs::remove_file(&path).await;
+                                return;
+                            }
+                            Err(e) => {
+                                tracing::warn!(job_id = %id, error = %e, "cannot renew a job's lease");
+                            }
                         }
                     }
                 }
