@@ -1,0 +1,188 @@
+"""Cluster benchmark: pages/s of pagemill nodes sharing work through NATS JetStream, against
+one node and against the single-machine mode, in the same run on this machine.
+
+Three set-ups, one after another, each on a fresh data directory (and a fresh nats-server
+with JetStream on a free loopback port for the cluster ones):
+
+- single: `pagemill serve --threads 1` without --cluster (the SQLite journal);
+- cluster-1: one node, `pagemill serve --cluster URL --threads 1`;
+- cluster-2: two nodes on the same server, `--threads 1` each.
+
+Each gets the same jobs (--jobs copies of --document, submitted at once, round-robin across
+its nodes) and is timed from the first submission to the last job done. Prints pages/s of
+each and the ratios the cluster issue asks for: cluster-2 / cluster-1 (two nodes against one,
+target >= 1.8) and cluster-1 / single (the cost of the cluster, target >= 0.95). With
+--rounds N the three set-ups alternate N times and the medians are compared.
+
+Uses only the standard library. Usage:
+    python3 benches/cluster/run.py [--bin target/release/pagemill] [--document PDF]
+        [--jobs 4] [--rounds 1]
+"""
+
+import argparse
+import http.client
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def corpus_dir():
+    return os.environ.get("PAGEMILL_CORPUS", os.path.join(ROOT, "..", "shared", "corpus"))
+
+
+def request(base, method, path, body=None, headers=None):
+    url = urllib.parse.urlparse(base)
+    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=60)
+    conn.request(method, path, body=body, headers=headers or {})
+    response = conn.getresponse()
+    data = response.read()
+    conn.close()
+    return response.status, data
+
+
+class Nats:
+    """A nats-server with JetStream on a free loopback port, its store in `directory`."""
+
+    def __init__(self, directory):
+        ports = os.path.join(directory, "ports")
+        os.makedirs(ports)
+        self.process = subprocess.Popen(
+            ["nats-server", "-js", "-a", "127.0.0.1", "-p", "-1", "--ports_file_dir", ports,
+             "-sd", os.path.join(directory, "jetstream")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        path = os.path.join(ports, "nats-server_%d.ports" % self.process.pid)
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            try:
+                with open(path) as f:
+                    self.url = json.load(f)["nats"][0]
+                return
+            except (OSError, ValueError, KeyError):
+                time.sleep(0.05)
+        raise SystemExit("nats-server did not start")
+
+    def stop(self):
+        self.process.kill()
+        self.process.wait()
+
+
+class Node:
+    """`pagemill serve` in its own directory with one pool thread; extra flags appended."""
+
+    def __init__(self, binary, directory, extra):
+        os.makedirs(directory)
+        env = dict(os.environ, OMP_THREAD_LIMIT="1")
+        self.process = subprocess.Popen(
+            [binary, "serve", "--listen", "127.0.0.1:0", "--threads", "1",
+             "--log-level", "warn"] + extra,
+            cwd=directory, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        line = self.process.stdout.readline().decode().strip()
+        prefix = "pagemill listening on "
+        if not line.startswith(prefix):
+            raise SystemExit("pagemill did not start: %r" % line)
+        self.base = line[len(prefix):]
+
+    def stop(self):
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def run_jobs(nodes, document, jobs):
+    """Submits `jobs` copies of `document` round-robin; returns (pages, seconds)."""
+    with open(document, "rb") as f:
+        body = f.read()
+    name = os.path.basename(document)
+    started = time.time()
+    ids = []
+    for i in range(jobs):
+        node = nodes[i % len(nodes)]
+        status, data = request(node.base, "POST", "/v1/pipelines/default/jobs", body,
+                               {"X-Filename": name, "Content-Type": "application/octet-stream"})
+        if status != 202:
+            raise SystemExit("submission refused: %d %s" % (status, data[:200]))
+        ids.append(json.loads(data)["id"])
+    pages = 0
+    for job in ids:
+        while True:
+            status, data = request(nodes[0].base, "GET", "/v1/jobs/" + job)
+            if status == 200:
+                job_status = json.loads(data)
+                if job_status["state"] in ("done", "failed", "cancelled"):
+                    if job_status["state"] != "done":
+                        raise SystemExit("job %s ended %s" % (job, job_status["state"]))
+                    pages += job_status["pages"]["total"] or 0
+                    break
+            time.sleep(0.1)
+    return pages, time.time() - started
+
+
+def measure(setup, binary, document, jobs):
+    """pages/s of one set-up: single, cluster-1 or cluster-2."""
+    with tempfile.TemporaryDirectory() as directory:
+        nats = None
+        nodes = []
+        try:
+            if setup == "single":
+                nodes.append(Node(binary, os.path.join(directory, "single"), []))
+            else:
+                nats = Nats(os.path.join(directory, "nats"))
+                count = int(setup.split("-")[1])
+                for i in range(count):
+                    nodes.append(Node(binary, os.path.join(directory, "node%d" % i),
+                                      ["--cluster", nats.url, "--node-name", "n%d" % i]))
+            pages, seconds = run_jobs(nodes, document, jobs)
+        finally:
+            for node in nodes:
+                node.stop()
+            if nats:
+                nats.stop()
+    print("  %-9s %4d pages in %6.1f s: %.3f pages/s" % (setup, pages, seconds, pages / seconds),
+          flush=True)
+    return pages / seconds
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bin", default=os.path.join(ROOT, "target", "release", "pagemill"))
+    parser.add_argument("--document", default=os.path.join(corpus_dir(), "scans-24p.pdf"))
+    parser.add_argument("--jobs", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=1)
+    args = parser.parse_args()
+    if not os.path.exists(args.bin):
+        raise SystemExit("no %s: build it with `cargo build --release`" % args.bin)
+    if not os.path.exists(args.document):
+        raise SystemExit("no %s (set PAGEMILL_CORPUS)" % args.document)
+    setups = ["single", "cluster-1", "cluster-2"]
+    rates = {s: [] for s in setups}
+    for round_number in range(args.rounds):
+        print("round %d: %d jobs of %s" % (round_number + 1, args.jobs,
+                                           os.path.basename(args.document)), flush=True)
+        for setup in setups:
+            rates[setup].append(measure(setup, args.bin, args.document, args.jobs))
+    median = {s: statistics.median(r) for s, r in rates.items()}
+    print()
+    print("| set-up | pages/s (median of %d) |" % args.rounds)
+    print("|---|---|")
+    for setup in setups:
+        print("| %s | %.3f |" % (setup, median[setup]))
+    two_over_one = median["cluster-2"] / median["cluster-1"]
+    one_over_single = median["cluster-1"] / median["single"]
+    print()
+    print("two nodes / one node: %.3fx (target >= 1.8)" % two_over_one)
+    print("one cluster node / single-machine mode: %.3fx (target >= 0.95)" % one_over_single)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
