@@ -16,7 +16,7 @@ use serde_json::Value;
 use crate::common::daemon::{Daemon, pipeline_yaml};
 use crate::common::nats::{NatsCluster, NatsServer};
 use crate::common::postgres::Postgres;
-use crate::common::{fixture, metric, scanned_pdf};
+use crate::common::{corpus, fixture, metric, scanned_pdf};
 
 /// A cluster node on `nats`, named `name`, with extra arguments.
 fn node(nats: &NatsServer, name: &str, extra: &[&str]) -> Daemon {
@@ -502,4 +502,73 @@ async fn a_node_that_leaves_hands_its_running_job_back_and_exits_0() {
         0.0
     );
     assert_eq!(results_on(&a, &id) + results_on(&b, &id), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_split_document_reads_as_unsplit_with_every_page_once_when_a_node_holding_a_range_dies() {
+    let Some(corpus) = corpus("a_split_document_reads_as_unsplit") else {
+        return;
+    };
+    let scan = corpus.join("scans-24p.pdf");
+    // The document read whole, on one machine.
+    let single = Daemon::start(&[("default", pipeline_yaml("default", &[]))]);
+    let whole = single.submit("default", &scan).await;
+    let status = single.wait_final(&whole).await;
+    assert_eq!(status["state"], "done", "{status}");
+    let unsplit = single.get_json(&format!("/v1/jobs/{whole}/result")).await;
+    drop(single);
+
+    // The same document on three nodes, split into ranges of 8 pages (the default).
+    let nats = NatsServer::start();
+    let pipeline = pipeline_yaml("default", &[]);
+    assert!(pipeline.contains("split_pages: 8"));
+    let mut nodes: Vec<Option<Daemon>> = ["a", "b", "c"]
+        .iter()
+        .map(|name| Some(short_lease_node(&nats.url, name, &pipeline, &[])))
+        .collect();
+    let id = nodes[0].as_ref().unwrap().submit("default", &scan).await;
+    // Kill a node once it holds a range with pages read.
+    let holds_range = |node: &Daemon| {
+        std::fs::read_dir(node.dir.path().join("data/spool"))
+            .map(|entries| {
+                entries.flatten().any(|e| {
+                    e.file_name()
+                        .to_string_lossy()
+                        .starts_with(&format!("{id}.r"))
+                })
+            })
+            .unwrap_or(false)
+    };
+    let any = nodes[1].as_ref().unwrap();
+    let progress = wait_status(any, &id, "three pages OCRed", |s| {
+        s["pages"]["ocred"].as_u64().unwrap_or(0) >= 3
+    })
+    .await;
+    assert_eq!(progress["pages"]["total"], 24, "{progress}");
+    let victim = (0..3)
+        .find(|&i| holds_range(nodes[i].as_ref().unwrap()))
+        .expect("a node holds a range of the split document");
+    let mut killed = nodes[victim].take().unwrap();
+    killed.child.kill().unwrap();
+    killed.child.wait().unwrap();
+    let survivors: Vec<&Daemon> = nodes.iter().flatten().collect();
+    let status = survivors[0].wait_final(&id).await;
+    assert_eq!(status["state"], "done", "{status}");
+    let split = survivors[1]
+        .get_json(&format!("/v1/jobs/{id}/result"))
+        .await;
+
+    // Every page once, in order, with the text of the unsplit run.
+    let pages = split["pages"].as_array().unwrap();
+    let expected = unsplit["pages"].as_array().unwrap();
+    assert_eq!(pages.len(), 24);
+    for (number, (page, whole)) in pages.iter().zip(expected).enumerate() {
+        assert_eq!(page["number"], number as u64 + 1);
+        assert_eq!(page["text"], whole["text"], "page {}", number + 1);
+    }
+    assert_eq!(split["text"], unsplit["text"]);
+    // One result, written by one node.
+    let written: usize =
+        survivors.iter().map(|n| results_on(n, &id)).sum::<usize>() + results_on(&killed, &id);
+    assert_eq!(written, 1);
 }

@@ -14,15 +14,21 @@ each and the ratios the cluster issue asks for: cluster-2 / cluster-1 (two nodes
 target >= 1.8) and cluster-1 / single (the cost of the cluster, target >= 0.95). With
 --rounds N the three set-ups alternate N times and the medians are compared.
 
+With --split, one big document instead (--document twice over, joined with poppler's
+pdfunite: 48 pages for scans-24p.pdf), which the pipeline's `cluster.split_pages` splits into
+page ranges that both nodes read: time to its result on cluster-1 against cluster-2 (target:
+two nodes >= 1.7x faster).
+
 Uses only the standard library. Usage:
     python3 benches/cluster/run.py [--bin target/release/pagemill] [--document PDF]
-        [--jobs 4] [--rounds 1]
+        [--jobs 4] [--rounds 1] [--split]
 """
 
 import argparse
 import http.client
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -128,7 +134,7 @@ def run_jobs(nodes, document, jobs):
 
 
 def measure(setup, binary, document, jobs):
-    """pages/s of one set-up: single, cluster-1 or cluster-2."""
+    """(pages, seconds) of one set-up: single, cluster-1 or cluster-2."""
     with tempfile.TemporaryDirectory() as directory:
         nats = None
         nodes = []
@@ -149,7 +155,17 @@ def measure(setup, binary, document, jobs):
                 nats.stop()
     print("  %-9s %4d pages in %6.1f s: %.3f pages/s" % (setup, pages, seconds, pages / seconds),
           flush=True)
-    return pages / seconds
+    return pages, seconds
+
+
+def joined_twice(document, directory):
+    """`document` twice over in one PDF (poppler's pdfunite)."""
+    pdfunite = shutil.which("pdfunite")
+    if pdfunite is None:
+        raise SystemExit("pdfunite not found: install poppler-utils (scripts/setup.sh does)")
+    joined = os.path.join(directory, "twice-" + os.path.basename(document))
+    subprocess.run([pdfunite, document, document, joined], check=True)
+    return joined
 
 
 def main():
@@ -158,18 +174,23 @@ def main():
     parser.add_argument("--document", default=os.path.join(corpus_dir(), "scans-24p.pdf"))
     parser.add_argument("--jobs", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--split", action="store_true",
+                        help="one document of twice --document's pages, split across nodes")
     args = parser.parse_args()
     if not os.path.exists(args.bin):
         raise SystemExit("no %s: build it with `cargo build --release`" % args.bin)
     if not os.path.exists(args.document):
         raise SystemExit("no %s (set PAGEMILL_CORPUS)" % args.document)
+    if args.split:
+        return split_phase(args)
     setups = ["single", "cluster-1", "cluster-2"]
     rates = {s: [] for s in setups}
     for round_number in range(args.rounds):
         print("round %d: %d jobs of %s" % (round_number + 1, args.jobs,
                                            os.path.basename(args.document)), flush=True)
         for setup in setups:
-            rates[setup].append(measure(setup, args.bin, args.document, args.jobs))
+            pages, seconds = measure(setup, args.bin, args.document, args.jobs)
+            rates[setup].append(pages / seconds)
     median = {s: statistics.median(r) for s, r in rates.items()}
     print()
     print("| set-up | pages/s (median of %d) |" % args.rounds)
@@ -181,6 +202,29 @@ def main():
     print()
     print("two nodes / one node: %.3fx (target >= 1.8)" % two_over_one)
     print("one cluster node / single-machine mode: %.3fx (target >= 0.95)" % one_over_single)
+    return 0
+
+
+def split_phase(args):
+    """Time to the result of one big split document on one node and on two."""
+    with tempfile.TemporaryDirectory() as directory:
+        document = joined_twice(args.document, directory)
+        seconds = {"cluster-1": [], "cluster-2": []}
+        for round_number in range(args.rounds):
+            print("round %d: one job of %s twice over" % (round_number + 1,
+                                                          os.path.basename(args.document)),
+                  flush=True)
+            for setup in seconds:
+                seconds[setup].append(measure(setup, args.bin, document, 1)[1])
+    median = {s: statistics.median(v) for s, v in seconds.items()}
+    print()
+    print("| set-up | seconds to the result (median of %d) |" % args.rounds)
+    print("|---|---|")
+    for setup, value in median.items():
+        print("| %s | %.1f |" % (setup, value))
+    print()
+    print("two nodes / one node, time to result: %.3fx faster (target >= 1.7)"
+          % (median["cluster-1"] / median["cluster-2"]))
     return 0
 
 

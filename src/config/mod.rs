@@ -16,6 +16,7 @@
 //! configuration, never the reverse.
 
 mod check;
+mod cluster;
 pub mod env;
 mod flow;
 mod keys;
@@ -28,6 +29,7 @@ mod summarize;
 
 use check::Checker;
 pub use check::{ConfigError, ConfigIssue};
+pub use cluster::{ClusterConfig, RawCluster};
 pub use flow::{
     AdmissionConfig, EdgesConfig, RawAdmission, RawEdges, RawSupervisor, SupervisorConfig,
 };
@@ -94,6 +96,9 @@ pub struct RawPipeline {
     /// Restart policy of the stage supervisor.
     #[serde(default)]
     pub supervisor: RawSupervisor,
+    /// How big documents are shared by the nodes of a cluster.
+    #[serde(default)]
+    pub cluster: RawCluster,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -113,6 +118,7 @@ pub struct Pipeline {
     pub edges: EdgesConfig,
     pub admission: AdmissionConfig,
     pub supervisor: SupervisorConfig,
+    pub cluster: ClusterConfig,
 }
 
 impl Pipeline {
@@ -366,6 +372,7 @@ impl RawPipeline {
             edges,
             admission,
             supervisor,
+            cluster: self.cluster.validate(),
         })
     }
 }

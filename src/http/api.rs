@@ -370,11 +370,13 @@ pub async fn preview(id: String, page: u32, caller: Caller, state: Arc<AppState>
 /// `GET /v1/jobs/{id}/events`: server-sent events, one `status` event per change, closing
 /// after the final state.
 pub async fn events(id: String, caller: Caller, state: Arc<AppState>) -> Response {
-    let visible = state
-        .intake
-        .jobs
-        .get(&id)
-        .is_some_and(|s| caller.sees(s.tenant.as_deref()));
+    // In a cluster, events come from the job store: this node may run only a range of it.
+    let visible = !state.intake.is_clustered()
+        && state
+            .intake
+            .jobs
+            .get(&id)
+            .is_some_and(|s| caller.sees(s.tenant.as_deref()));
     let rx = match state.intake.jobs.subscribe(&id).filter(|_| visible) {
         Some(rx) => rx,
         // A job another node runs (in a cluster), followed through the job store.
@@ -441,7 +443,13 @@ pub async fn cancel(id: String, caller: Caller, state: Arc<AppState>) -> Respons
         Ok(status) => status,
         Err(refused) => return refused.into_response(),
     };
-    let asked = match state.intake.jobs.cancel(&id) {
+    // In a cluster, the job store passes the request to every node running a part of it.
+    let local = if state.intake.is_clustered() {
+        None
+    } else {
+        state.intake.jobs.cancel(&id)
+    };
+    let asked = match local {
         Some(asked) => Some(asked),
         // Not run by this process: in a cluster, the job store passes the request on.
         None => match state.intake.store.cancel(&id).await {

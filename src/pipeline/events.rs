@@ -168,9 +168,10 @@ impl DocumentOpened<'_> {
                     media_type = record.media_type.as_deref().unwrap_or("unknown"),
                     pages = doc.page_count, "document opened")
                 });
-                Progress::add(&ctx.progress.pages_total, doc.page_count as u64);
+                let pages = self.info.pages_to_read(doc.page_count);
+                Progress::add(&ctx.progress.pages_total, pages as u64);
                 ctx.jobs
-                    .update(&self.info.id, |s| s.pages.total = Some(doc.page_count));
+                    .update(&self.info.id, |s| s.pages.total = Some(pages));
             }
             Err(JobError::Cancelled) => {
                 ctx.count_discarded(stage, 1);

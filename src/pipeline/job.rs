@@ -24,6 +24,9 @@ pub struct JobInfo {
     pub attempt: u32,
     /// The submitted document's name (empty until ingest has the job).
     pub document: Arc<str>,
+    /// Only these pages: a range of a document split across a cluster, which ends once its
+    /// pages are checkpointed.
+    pub pages: Option<crate::pipeline::messages::PageRange>,
     /// One span per stage, children of the job's span; every log line about the job is
     /// emitted in one of them, so it carries the job id, pipeline and stage.
     stage_spans: [tracing::Span; Stage::ALL.len()],
@@ -47,8 +50,19 @@ impl JobInfo {
             superseded: Arc::new(AtomicBool::new(false)),
             attempt: 0,
             document: Arc::from(""),
+            pages: None,
             stage_spans,
         }
+    }
+
+    /// How many of a document's `page_count` pages this job reads.
+    pub fn pages_to_read(&self, page_count: u32) -> u32 {
+        self.pages.map_or(page_count, |r| r.count_in(page_count))
+    }
+
+    /// Whether this job reads page `number`.
+    pub fn reads_page(&self, number: u32) -> bool {
+        self.pages.is_none_or(|r| r.contains(number))
     }
 
     pub fn is_cancelled(&self) -> bool {

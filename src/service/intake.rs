@@ -246,6 +246,11 @@ impl Intake {
     }
 
     /// The running pipelines, by name.
+    /// Whether this process is a node of a cluster: jobs go through a shared queue and store.
+    pub fn is_clustered(&self) -> bool {
+        self.queue.is_some()
+    }
+
     pub fn pipelines(&self) -> &BTreeMap<String, Arc<PipelineHandle>> {
         &self.pipelines
     }
@@ -620,6 +625,7 @@ impl Admission {
             path: received.path,
             known: Some(received.known),
             tenant: self.tenant.clone(),
+            pages: None,
         };
         self.handle.enqueue(request, bytes);
         metrics::counter!(crate::runtime::metrics::JOBS_ACCEPTED, "pipeline" => pipeline)

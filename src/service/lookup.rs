@@ -18,10 +18,15 @@ impl Intake {
     /// [`Intake::status`], saying when the job store cannot be reached (a cluster's servers
     /// are down) rather than answering that the job is unknown.
     async fn lookup(&self, id: &str) -> Result<Option<JobStatus>, IntakeError> {
-        if let Some(status) = self.jobs.get(id) {
+        // In a cluster the store has every job's status, kept up by the node running it; this
+        // node may run only a range of it.
+        if !self.is_clustered()
+            && let Some(status) = self.jobs.get(id)
+        {
             return Ok(Some(status));
         }
         match self.store.status(id).await {
+            Ok(None) => Ok(self.jobs.get(id)),
             Ok(status) => Ok(status),
             Err(e) if e.is_unavailable() => Err(IntakeError::ClusterUnavailable {
                 reason: format!("cannot read job {id}: {e}"),
@@ -53,7 +58,12 @@ impl Intake {
         let jobs = self.store.list(filter).await.map_err(|e| e.to_string())?;
         Ok(jobs
             .iter()
-            .map(|j| self.jobs.get(&j.id).unwrap_or_else(|| j.status()))
+            .map(|j| {
+                self.jobs
+                    .get(&j.id)
+                    .filter(|_| !self.is_clustered())
+                    .unwrap_or_else(|| j.status())
+            })
             .collect())
     }
 

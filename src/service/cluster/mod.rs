@@ -16,6 +16,7 @@ pub mod layout;
 pub mod metrics;
 pub mod options;
 pub mod queue;
+pub mod split;
 pub mod store;
 pub mod worker;
 

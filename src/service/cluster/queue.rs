@@ -19,11 +19,44 @@ use crate::service::queue::{JobQueue, QueueError};
 /// When a submission refused by a full queue should be tried again, in seconds.
 pub const QUEUE_FULL_RETRY_AFTER_SECS: u64 = 5;
 
-/// The message a queued job is: enough to find its record.
+/// The message a queued job is: enough to find its record; for a range of a split job,
+/// which range.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct QueuedJob {
     pub id: String,
     pub pipeline: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub range: Option<super::split::RangeTask>,
+}
+
+/// Queues `job` once however often it is published within the duplicate window
+/// (`message_id`, e.g. the job id); returns once the stream has it durably.
+pub(crate) async fn publish(
+    cluster: &Cluster,
+    job: &QueuedJob,
+    message_id: &str,
+) -> Result<(), QueueError> {
+    cluster.reachable().map_err(unavailable)?;
+    let payload = serde_json::to_vec(job).expect("a queued job serializes");
+    let publish = jetstream::message::PublishMessage::build()
+        .payload(payload.into())
+        .message_id(message_id);
+    let ack = cluster
+        .js
+        .send_publish(layout::jobs_subject(&job.pipeline), publish)
+        .await
+        .map_err(unavailable)?;
+    match ack.await {
+        Ok(_) => Ok(()),
+        Err(e) if is_full(&e) => Err(QueueError::Full(
+            stream_error_text(&e),
+            QUEUE_FULL_RETRY_AFTER_SECS,
+        )),
+        Err(e) => Err(unavailable(ClusterError::jetstream(
+            format!("cannot queue job {}", job.id),
+            e,
+        ))),
+    }
 }
 
 /// The name of a job's document in the Object Store bucket.
@@ -68,32 +101,12 @@ impl JobQueue for NatsQueue {
     }
 
     async fn publish(&self, job: &JournalJob) -> Result<(), QueueError> {
-        self.cluster.reachable().map_err(unavailable)?;
         let message = QueuedJob {
             id: job.id.clone(),
             pipeline: job.pipeline.clone(),
+            range: None,
         };
-        let payload = serde_json::to_vec(&message).expect("a queued job serializes");
-        let publish = jetstream::message::PublishMessage::build()
-            .payload(payload.into())
-            .message_id(&job.id);
-        let ack = self
-            .cluster
-            .js
-            .send_publish(layout::jobs_subject(&job.pipeline), publish)
-            .await
-            .map_err(unavailable)?;
-        match ack.await {
-            Ok(_) => Ok(()),
-            Err(e) if is_full(&e) => Err(QueueError::Full(
-                stream_error_text(&e),
-                QUEUE_FULL_RETRY_AFTER_SECS,
-            )),
-            Err(e) => Err(unavailable(ClusterError::jetstream(
-                format!("cannot queue job {}", job.id),
-                e,
-            ))),
-        }
+        publish(&self.cluster, &message, &job.id).await
     }
 }
 

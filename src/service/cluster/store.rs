@@ -46,6 +46,9 @@ pub struct JobRecord {
     /// The node running the job, while one does.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lease: Option<Lease>,
+    /// How the document was split into page ranges, if it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub split: Option<super::split::Split>,
 }
 
 /// A node's hold on a job it runs: renewed by its heartbeat, so that a redelivered job whose
@@ -89,8 +92,14 @@ fn idempotency_kv_key(tenant: Option<&str>, key: &str) -> String {
 }
 
 /// The KV key of job `id`'s latest status from the node running it.
-fn status_key(id: &str) -> String {
+pub fn status_key(id: &str) -> String {
     format!("status.{id}")
+}
+
+/// The KV key of the latest status of range `index` of split job `id`, from the node
+/// reading it.
+pub fn range_status_key(id: &str, index: usize) -> String {
+    format!("status.{id}.r{index}")
 }
 
 /// The KV key of a request to cancel job `id`.
@@ -125,10 +134,11 @@ impl ClusterStore {
         ClusterStore { cluster }
     }
 
-    /// Keeps the status of a job this node runs where every node reads it.
-    pub async fn put_status(&self, status: &JobStatus) {
+    /// Keeps the status of a job this node runs (under `key`: the job's status key, or a
+    /// range's) where every node reads it.
+    pub async fn put_status(&self, key: String, status: &JobStatus) {
         let value = serde_json::to_vec(status).expect("a status serializes");
-        if let Err(e) = self.kv().put(status_key(&status.id), value.into()).await {
+        if let Err(e) = self.kv().put(key, value.into()).await {
             tracing::debug!(job_id = %status.id, error = %e, "cannot share a job's status");
         }
     }
@@ -145,6 +155,30 @@ impl ClusterStore {
             .watch_with_history(cancel_key(id))
             .await
             .map_err(|e| unavailable("cannot follow cancel requests", e))
+    }
+
+    /// Stores the previews of pages `range` of job `id` written in `results` (by a range of a
+    /// split job), so that every node serves them.
+    pub async fn put_previews(
+        &self,
+        id: &str,
+        results: &Path,
+        range: crate::pipeline::messages::PageRange,
+    ) -> Result<(), StoreError> {
+        for number in range.first..=range.last {
+            let path = crate::stages::save::formats::preview_path(results, id, number);
+            let Ok(mut file) = tokio::fs::File::open(&path).await else {
+                continue;
+            };
+            let name = format!("{id}.previews/{number}.png");
+            self.cluster
+                .objects
+                .put(file_object(id, &name).as_str(), &mut file)
+                .await
+                .map_err(|e| unavailable("cannot store a preview", e))?;
+            let _ = tokio::fs::remove_file(&path).await;
+        }
+        Ok(())
     }
 
     /// Stores the files written beside a finished job's result (`<id>.*` and the
@@ -261,6 +295,7 @@ impl JobStore for ClusterStore {
         let record = JobRecord {
             job: job.clone(),
             lease: None,
+            split: None,
         };
         let value = serde_json::to_vec(&record).expect("a job record serializes");
         self.kv()
@@ -544,7 +579,27 @@ impl JobStore for ClusterStore {
         let Some((record, _)) = self.record(id).await? else {
             return Ok(None);
         };
-        let recorded = record.job.status();
+        let mut recorded = record.job.status();
+        if let Some(split) = &record.split {
+            // Progress of a split job: the sum over its ranges.
+            let ranges = self
+                .cluster
+                .latest_under(&format!("{}.", status_key(id)))
+                .await
+                .map_err(|e| unavailable("cannot read a split job's progress", e))?;
+            recorded.pages.total = Some(split.pages);
+            for (_, value) in ranges {
+                if let Ok(range) = serde_json::from_slice::<JobStatus>(&value) {
+                    recorded.pages.rendered += range.pages.rendered;
+                    recorded.pages.ocred += range.pages.ocred;
+                }
+            }
+            if !split.assembling || recorded.state.is_final() {
+                let mut status = recorded;
+                status.sinks = self.deliveries(id).await?;
+                return Ok(Some(status));
+            }
+        }
         let mut status = match self.live_status(id).await {
             Some(mut live) => {
                 if recorded.state.is_final() && !live.state.is_final() {
@@ -575,8 +630,10 @@ impl JobStore for ClusterStore {
                 .await
                 .map_err(|e| unavailable("cannot follow a job", e))
         };
-        let changes =
-            futures_util::stream::select(watch(job_key(id)).await?, watch(status_key(id)).await?);
+        let changes = futures_util::stream::select(
+            futures_util::stream::select(watch(job_key(id)).await?, watch(status_key(id)).await?),
+            watch(format!("{}.>", status_key(id))).await?,
+        );
         let Some(first) = self.status(id).await? else {
             return Ok(None);
         };

@@ -31,14 +31,16 @@ use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;
 
 use super::queue::{QueuedJob, document_object};
+use super::split::{self, RangeTask, Split};
 use super::store::{ClusterStore, Lease};
 use super::{Cluster, ClusterError, layout};
 use crate::pipeline::messages::JobRequest;
 use crate::pipeline::supervisor::PipelineHandle;
 use crate::runtime::metrics as m;
 use crate::service::intake::Intake;
-use crate::service::jobs::JobStatus;
+use crate::service::jobs::{JobState, JobStatus};
 use crate::service::journal;
+use crate::service::store::JobStore;
 
 /// Deliveries of one job at most.
 pub const MAX_DELIVER: i64 = 5;
@@ -209,6 +211,10 @@ impl Worker {
         if message.info().is_ok_and(|info| info.delivered > 1) {
             metrics::counter!(m::CLUSTER_REDELIVERIES, "pipeline" => self.pipeline()).increment(1);
         }
+        if let Some(task) = queued.range {
+            self.take_range(message, id, task).await;
+            return;
+        }
         if self
             .intake
             .jobs
@@ -285,12 +291,275 @@ impl Worker {
             let _ = message.ack_with(AckKind::Nak(Some(RETRY_DELAY))).await;
             return;
         }
+        if record.split.is_none() {
+            let pipeline = self.handle.pipeline.clone();
+            let document = path.clone();
+            let plan = tokio::task::spawn_blocking(move || split::plan(&document, &pipeline))
+                .await
+                .ok()
+                .flatten();
+            if let Some((pages, tasks)) = plan {
+                self.split(&id, pages, tasks, &message).await;
+                let _ = tokio::fs::remove_file(&path).await;
+                return;
+            }
+        }
         let mut request = JobRequest::new(id.clone(), record.job.name.clone(), path.clone());
         request.tenant = record.job.tenant.clone();
         self.handle.enqueue(request, record.job.bytes);
         let watch = self.intake.jobs.subscribe(&id);
         tracing::info!(job_id = %id, node = %me, "took a job from the cluster");
         tokio::spawn(self.keep_alive(id, path, message, watch, held));
+    }
+
+    /// Splits job `id` into the ranges `tasks` (heaviest first) and queues them; the job's
+    /// own message is then acknowledged. If queuing fails, the job's message comes back and
+    /// the job runs whole (what ranges were queued only checkpoint pages it then restores).
+    async fn split(
+        &self,
+        id: &str,
+        pages: u32,
+        tasks: Vec<RangeTask>,
+        message: &jetstream::Message,
+    ) {
+        let mut by_index = tasks.clone();
+        by_index.sort_by_key(|t| t.index);
+        let plan = Split {
+            pages,
+            ranges: by_index.iter().map(|t| t.range).collect(),
+            done: vec![false; by_index.len()],
+            assembling: false,
+        };
+        let recorded = self
+            .store
+            .update(id, |r| {
+                if is_final(&r.job.state) {
+                    return false;
+                }
+                r.split = Some(plan.clone());
+                r.lease = None;
+                r.job.state = "running".into();
+                true
+            })
+            .await;
+        match recorded {
+            Ok(Some(_)) => {}
+            Ok(None) => {
+                let _ = message.double_ack().await;
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(job_id = id, error = %e, "cannot record a job's split; it comes back later");
+                self.release(id).await;
+                let _ = message.ack_with(AckKind::Nak(Some(RETRY_DELAY))).await;
+                return;
+            }
+        }
+        for task in &tasks {
+            let queued = QueuedJob {
+                id: id.to_string(),
+                pipeline: self.pipeline(),
+                range: Some(*task),
+            };
+            let message_id = format!("{id}.r{}", task.index);
+            if let Err(e) = super::queue::publish(&self.cluster, &queued, &message_id).await {
+                tracing::warn!(job_id = id, error = %e, "cannot queue a range of a split job; the job comes back later");
+                let _ = message.ack_with(AckKind::Nak(Some(RETRY_DELAY))).await;
+                return;
+            }
+        }
+        tracing::info!(
+            job_id = id,
+            pages,
+            ranges = tasks.len(),
+            "split a job into page ranges"
+        );
+        let _ = message.double_ack().await;
+    }
+
+    /// Takes a range of a split job: its pages are rendered, OCRed and checkpointed here.
+    async fn take_range(self: Arc<Self>, message: jetstream::Message, id: String, task: RangeTask) {
+        let record = match self.store.record(&id).await {
+            Ok(Some((record, _))) => record,
+            Ok(None) => {
+                let _ = message.ack_with(AckKind::Term).await;
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(job_id = %id, error = %e, "cannot read a split job; its range comes back later");
+                let _ = message.ack_with(AckKind::Nak(Some(RETRY_DELAY))).await;
+                return;
+            }
+        };
+        let Some(plan) = &record.split else {
+            let _ = message.ack_with(AckKind::Term).await;
+            return;
+        };
+        if is_final(&record.job.state) {
+            let _ = message.double_ack().await;
+            return;
+        }
+        if plan.done.get(task.index) == Some(&true) {
+            // Done already (delivered again after its acknowledgement was lost): the
+            // assembly may still need queuing.
+            if plan.all_done() && self.queue_assembly(&id).await.is_err() {
+                let _ = message.ack_with(AckKind::Nak(Some(RETRY_DELAY))).await;
+                return;
+            }
+            let _ = message.double_ack().await;
+            return;
+        }
+        if self
+            .intake
+            .jobs
+            .get(&id)
+            .is_some_and(|s| !s.state.is_final())
+        {
+            // One range of a job at a time on a node: another node takes this one.
+            let _ = message
+                .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
+                .await;
+            return;
+        }
+        let held = Held::new(self.cluster.clone());
+        let path = self.intake.spool().join(format!("{id}.r{}", task.index));
+        if let Err(e) = self.download(&id, &path).await {
+            tracing::warn!(job_id = %id, error = %e, "cannot fetch a split job's document; its range comes back later");
+            let _ = message.ack_with(AckKind::Nak(Some(RETRY_DELAY))).await;
+            return;
+        }
+        let mut request = JobRequest::new(id.clone(), record.job.name.clone(), path.clone());
+        request.tenant = record.job.tenant.clone();
+        request.pages = Some(task.range);
+        self.handle.enqueue(request, record.job.bytes);
+        let watch = self.intake.jobs.subscribe(&id);
+        tracing::info!(job_id = %id, first = task.range.first, last = task.range.last, "took a range of a split job");
+        tokio::spawn(self.keep_range_alive(id, task, path, message, watch, held));
+    }
+
+    /// Queues the assembly of split job `id` (deduplicated by its message id).
+    async fn queue_assembly(&self, id: &str) -> Result<(), ()> {
+        let queued = QueuedJob {
+            id: id.to_string(),
+            pipeline: self.pipeline(),
+            range: None,
+        };
+        super::queue::publish(&self.cluster, &queued, &format!("{id}.assemble"))
+            .await
+            .map_err(|e| {
+                tracing::warn!(job_id = id, error = %e, "cannot queue a split job's assembly");
+            })
+    }
+
+    /// Keeps a range's message alive while its pages are read, shares its progress and
+    /// follows cancel requests; then records the range done (queuing the assembly after the
+    /// last one) or ends the job with the range's error.
+    async fn keep_range_alive(
+        self: Arc<Self>,
+        id: String,
+        task: RangeTask,
+        path: PathBuf,
+        message: jetstream::Message,
+        watch: Option<tokio::sync::watch::Receiver<JobStatus>>,
+        _held: Held,
+    ) {
+        let Some(mut watch) = watch else {
+            let _ = message.ack_with(AckKind::Nak(Some(RETRY_DELAY))).await;
+            return;
+        };
+        let mut leaving = self.cluster.leaving.subscribe();
+        let mut tick = tokio::time::interval(self.cluster.layout().ack_wait / 3);
+        tick.tick().await;
+        let mut cancels = self.store.cancel_requests(&id).await.ok();
+        let status_key = super::store::range_status_key(&id, task.index);
+        let last = loop {
+            let status = watch.borrow_and_update().clone();
+            self.store.put_status(status_key.clone(), &status).await;
+            if status.state.is_final() {
+                break status;
+            }
+            if *leaving.borrow_and_update() {
+                let _ = tokio::fs::remove_file(&path).await;
+                if message.ack_with(AckKind::Nak(None)).await.is_ok() {
+                    metrics::counter!(m::CLUSTER_JOBS_HANDED_BACK, "pipeline" => self.pipeline())
+                        .increment(1);
+                }
+                return;
+            }
+            tokio::select! {
+                changed = watch.changed() => if changed.is_err() { return },
+                _ = leaving.changed() => {}
+                request = next_cancel(&mut cancels) => {
+                    if request {
+                        self.intake.jobs.cancel(&id);
+                    } else {
+                        cancels = None;
+                    }
+                }
+                _ = tick.tick() => {
+                    let _ = message.ack_with(AckKind::Progress).await;
+                    // Another range failed, or the job was cancelled: this one stops too.
+                    if let Ok(Some((record, _))) = self.store.record(&id).await
+                        && is_final(&record.job.state)
+                    {
+                        self.intake.jobs.cancel(&id);
+                    }
+                }
+            }
+        };
+        let _ = tokio::fs::remove_file(&path).await;
+        match last.state {
+            JobState::Done => {
+                let results = self.handle.pipeline.save.directory.clone();
+                if let Err(e) = self.store.put_previews(&id, &results, task.range).await {
+                    tracing::warn!(job_id = %id, error = %e, "cannot share a range's previews");
+                }
+                let mut assemble = false;
+                let recorded = self
+                    .store
+                    .update(&id, |r| {
+                        assemble = false;
+                        if is_final(&r.job.state) {
+                            return false;
+                        }
+                        let Some(plan) = &mut r.split else {
+                            return false;
+                        };
+                        if let Some(done) = plan.done.get_mut(task.index) {
+                            *done = true;
+                        }
+                        if plan.all_done() && !plan.assembling {
+                            plan.assembling = true;
+                            assemble = true;
+                        }
+                        true
+                    })
+                    .await;
+                if let Err(e) = recorded {
+                    tracing::warn!(job_id = %id, error = %e, "cannot record a range done; it is read again");
+                    let _ = message.ack_with(AckKind::Nak(Some(RETRY_DELAY))).await;
+                    return;
+                }
+                if assemble && self.queue_assembly(&id).await.is_err() {
+                    let _ = message.ack_with(AckKind::Nak(Some(RETRY_DELAY))).await;
+                    return;
+                }
+                let _ = message.double_ack().await;
+            }
+            JobState::Cancelled => {
+                let _ = self
+                    .store
+                    .finish(&id, "cancelled", Some("cancelled".into()), None)
+                    .await;
+                let _ = message.double_ack().await;
+            }
+            _ => {
+                // A page of the range failed: the job fails with its error.
+                let code = last.error.as_ref().map(|e| e.code.clone());
+                let _ = self.store.finish(&id, "failed", code, None).await;
+                let _ = message.double_ack_with(AckKind::Term).await;
+            }
+        }
     }
 
     /// Puts a job this node holds back in the queue's hands: state `accepted`, no lease.
@@ -338,7 +607,9 @@ impl Worker {
             };
             loop {
                 let status = watch.borrow_and_update().clone();
-                self.store.put_status(&status).await;
+                self.store
+                    .put_status(super::store::status_key(&id), &status)
+                    .await;
                 if status.state.is_final() {
                     break;
                 }

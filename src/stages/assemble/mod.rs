@@ -25,6 +25,8 @@ struct Assembly {
     expectation: Expectation,
     pages: Vec<Option<PageRecord>>,
     received: u32,
+    /// Pages this job reads: all of the document's, or its range's.
+    expected: u32,
     first_error: Option<(u32, JobError)>,
     render_ms: u64,
     ocr_ms: u64,
@@ -171,6 +173,15 @@ impl AssembleState {
         };
         let info = assembly.expectation.info.clone();
         let (result, error) = finish(assembly, &self.ctx.pipeline.name);
+        if info.pages.is_some() {
+            // A range of a split document: its pages are checkpointed, and the node that
+            // assembles the whole document summarizes and saves it.
+            self.ctx.recovery.finished(id);
+            self.ctx
+                .jobs
+                .finished(id, error.as_ref().map(JobError::to_record), None);
+            return;
+        }
         self.summarize
             .send_with(|c| SummarizeMsg::Document(info, result, error, c))
             .await;
@@ -220,19 +231,21 @@ impl Actor for AssembleStage {
             AssembleMsg::Expect(expectation) => {
                 let id = expectation.info.id.clone();
                 let pages = expectation.page_count as usize;
+                let expected = expectation.info.pages_to_read(expectation.page_count);
                 state.open.insert(
                     id.clone(),
                     Assembly {
                         expectation,
                         pages: (0..pages).map(|_| None).collect(),
                         received: 0,
+                        expected,
                         first_error: None,
                         render_ms: 0,
                         ocr_ms: 0,
                         warnings: Vec::new(),
                     },
                 );
-                if pages == 0 {
+                if expected == 0 {
                     state.pass_on(&id).await;
                 }
             }
@@ -285,7 +298,7 @@ impl Actor for AssembleStage {
                     *slot = Some(record);
                     assembly.received += 1;
                 }
-                if assembly.received as usize == assembly.pages.len() {
+                if assembly.received == assembly.expected {
                     state.pass_on(&id).await;
                 }
                 drop(credit);

@@ -118,6 +118,7 @@ impl Actor for IngestStage {
         info.superseded = superseded;
         info.attempt = attempt;
         info.document = request.name.as_str().into();
+        info.pages = request.pages;
         let info = Arc::new(info);
         ctx.jobs.started(&info.id);
         let limits = ctx.pipeline.limits;

@@ -252,7 +252,7 @@ impl Actor for RenderStage {
         // Render counts pages: a document that could not be opened brings none.
         Received {
             stage: Stage::Render,
-            items: page_count as u64,
+            items: info.pages_to_read(page_count) as u64,
         }
         .emit(ctx);
         // The assembler learns what to expect before any page of this job can reach it.
@@ -282,7 +282,7 @@ async fn render_document(
     document: Arc<Document>,
     credit: Credit,
 ) {
-    let mut not_rendered = document.page_count;
+    let mut not_rendered = info.pages_to_read(document.page_count);
     let pages = render_pages(&state, &info, &document, &mut not_rendered);
     if let Err(panic) = AssertUnwindSafe(pages).catch_unwind().await {
         let ctx = &state.ctx;
@@ -332,6 +332,9 @@ async fn render_pages(
     }
     let mut pending = Vec::new();
     for index in 0..document.page_count {
+        if !info.reads_page(index + 1) {
+            continue;
+        }
         if let Some(record) = restored.remove(&(index + 1)) {
             Passed {
                 stage: Stage::Render,
