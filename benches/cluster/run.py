@@ -46,9 +46,14 @@ def corpus_dir():
 def request(base, method, path, body=None, headers=None):
     url = urllib.parse.urlparse(base)
     conn = http.client.HTTPConnection(url.hostname, url.port, timeout=60)
-    conn.request(method, path, body=body, headers=headers or {})
-    response = conn.getresponse()
-    data = response.read()
+    started = time.time()
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        response = conn.getresponse()
+        data = response.read()
+    except OSError as e:
+        raise SystemExit("%s %s%s: no answer after %.1f s (%s)"
+                         % (method, base, path, time.time() - started, e))
     conn.close()
     return response.status, data
 

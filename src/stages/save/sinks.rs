@@ -73,6 +73,9 @@ impl Sink {
         sinks
     }
 
+    /// Every name [`Sink::name`] gives.
+    pub const NAMES: [&'static str; 3] = ["webhook", "sqlite", "postgres"];
+
     /// The name used in job status, metrics and dead letters.
     pub fn name(&self) -> &'static str {
         match self {
