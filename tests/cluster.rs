@@ -557,6 +557,20 @@ async fn a_split_document_reads_as_unsplit_with_every_page_once_when_a_node_hold
     let split = survivors[1]
         .get_json(&format!("/v1/jobs/{id}/result"))
         .await;
+    // Its events, from any node, end with every page counted once.
+    let events = survivors[1].get(&format!("/v1/jobs/{id}/events")).await;
+    let body = events.text().await.unwrap();
+    let last: Value = serde_json::from_str(
+        body.lines()
+            .filter_map(|l| l.strip_prefix("data:"))
+            .last()
+            .expect("an event")
+            .trim(),
+    )
+    .unwrap();
+    assert_eq!(last["state"], "done", "{body}");
+    assert_eq!(last["pages"]["total"], 24, "{body}");
+    assert_eq!(last["pages"]["ocred"], 24, "{body}");
 
     // Every page once, in order, with the text of the unsplit run.
     let pages = split["pages"].as_array().unwrap();
@@ -571,4 +585,35 @@ async fn a_split_document_reads_as_unsplit_with_every_page_once_when_a_node_hold
     let written: usize =
         survivors.iter().map(|n| results_on(n, &id)).sum::<usize>() + results_on(&killed, &id);
     assert_eq!(written, 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_range_that_fails_fails_the_split_job_with_its_pages_error() {
+    // Every page runs out of its OCR time: the unsplit run fails with that page's error.
+    let pipeline = pipeline_yaml(
+        "default",
+        &[("max_ocr_time_per_page: 120s", "max_ocr_time_per_page: 1ms")],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let scan = dir.path().join("scan-12p.pdf");
+    scanned_pdf(12, &scan);
+    let single = Daemon::start(&[("default", pipeline.clone())]);
+    let whole = single.submit("default", &scan).await;
+    let unsplit = single.wait_final(&whole).await;
+    assert_eq!(unsplit["state"], "failed", "{unsplit}");
+    drop(single);
+
+    let nats = NatsServer::start();
+    let a = short_lease_node(&nats.url, "a", &pipeline, &[]);
+    let b = short_lease_node(&nats.url, "b", &pipeline, &[]);
+    let id = a.submit("default", &scan).await;
+    let status = b.wait_final(&id).await;
+    assert_eq!(status["state"], "failed", "{status}");
+    assert_eq!(status["pages"]["total"], 12, "split into ranges: {status}");
+    assert_eq!(
+        status["error"]["code"], unsplit["error"]["code"],
+        "{status}"
+    );
+    // No result was saved for it, on either node.
+    assert_eq!(results_on(&a, &id) + results_on(&b, &id), 0);
 }
