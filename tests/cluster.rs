@@ -563,7 +563,7 @@ async fn a_split_document_reads_as_unsplit_with_every_page_once_when_a_node_hold
     let last: Value = serde_json::from_str(
         body.lines()
             .filter_map(|l| l.strip_prefix("data:"))
-            .last()
+            .next_back()
             .expect("an event")
             .trim(),
     )
