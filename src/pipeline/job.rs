@@ -26,7 +26,7 @@ pub struct JobInfo {
     pub document: Arc<str>,
     /// Only these pages: a range of a document split across a cluster, which ends once its
     /// pages are checkpointed.
-    pub pages: Option<crate::pipeline::messages::PageRange>,
+    pub pages: Option<PageRange>,
     /// One span per stage, children of the job's span; every log line about the job is
     /// emitted in one of them, so it carries the job id, pipeline and stage.
     stage_spans: [tracing::Span; Stage::ALL.len()],
@@ -104,4 +104,22 @@ pub fn stage_span(
 pub struct SourceInfo {
     pub record: SourceRecord,
     pub ingest_ms: u64,
+}
+
+/// Pages `first..=last` of a document, numbered from 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PageRange {
+    pub first: u32,
+    pub last: u32,
+}
+
+impl PageRange {
+    pub fn contains(&self, number: u32) -> bool {
+        (self.first..=self.last).contains(&number)
+    }
+
+    /// How many of a document's `page_count` pages the range holds.
+    pub fn count_in(&self, page_count: u32) -> u32 {
+        (self.first..=self.last.min(page_count)).count() as u32
+    }
 }

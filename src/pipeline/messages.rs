@@ -28,25 +28,7 @@ pub struct JobRequest {
     pub tenant: Option<String>,
     /// Only these pages (a range of a document split across a cluster): they are rendered,
     /// OCRed and checkpointed, and the job ends there, without a summary or a saved result.
-    pub pages: Option<PageRange>,
-}
-
-/// Pages `first..=last` of a document, numbered from 1.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct PageRange {
-    pub first: u32,
-    pub last: u32,
-}
-
-impl PageRange {
-    pub fn contains(&self, number: u32) -> bool {
-        (self.first..=self.last).contains(&number)
-    }
-
-    /// How many of a document's `page_count` pages the range holds.
-    pub fn count_in(&self, page_count: u32) -> u32 {
-        (self.first..=self.last.min(page_count)).count() as u32
-    }
+    pub pages: Option<crate::pipeline::job::PageRange>,
 }
 
 impl JobRequest {

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::Pipeline;
 use crate::model::document::{Content, open_document};
-use crate::pipeline::messages::PageRange;
+use crate::pipeline::job::PageRange;
 use crate::stages::render::cost::{PageWork, pdf_page_work};
 
 /// How a job's document was split, in its KV record.

@@ -163,7 +163,7 @@ impl ClusterStore {
         &self,
         id: &str,
         results: &Path,
-        range: crate::pipeline::messages::PageRange,
+        range: crate::pipeline::job::PageRange,
     ) -> Result<(), StoreError> {
         for number in range.first..=range.last {
             let path = crate::stages::save::formats::preview_path(results, id, number);

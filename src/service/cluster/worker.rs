@@ -46,6 +46,9 @@ use crate::service::store::JobStore;
 pub const MAX_DELIVER: i64 = 5;
 /// Wait before fetching again when the queue had nothing.
 const IDLE_POLL: Duration = Duration::from_millis(500);
+/// Attempts at claiming a job or fetching its document through NATS trouble before it is
+/// handed back (about a minute, with [`wait_out_trouble`]'s waits).
+const TRANSIENT_ATTEMPTS: u32 = 14;
 /// Wait before a job that could not be claimed (NATS trouble) is delivered again.
 const RETRY_DELAY: Duration = Duration::from_secs(5);
 
@@ -227,34 +230,44 @@ impl Worker {
         }
         let me = self.cluster.node_name().to_string();
         let lease_timeout = self.cluster.layout().ack_wait.as_millis() as i64;
-        let now = journal::now_ms();
         let mut claim = Claim::Missing;
         let mut took_over = None;
-        let claimed = self
-            .store
-            .update(&id, |record| {
-                if is_final(&record.job.state) {
-                    claim = Claim::Finished;
-                    return false;
-                }
-                took_over = None;
-                if let Some(lease) = &record.lease
-                    && lease.node != me
-                {
-                    if now - lease.heartbeat_ms < lease_timeout {
-                        claim = Claim::Held;
+        let mut attempt = 0;
+        let claimed = loop {
+            let now = journal::now_ms();
+            let claimed = self
+                .store
+                .update(&id, |record| {
+                    if is_final(&record.job.state) {
+                        claim = Claim::Finished;
                         return false;
                     }
-                    took_over = Some(lease.node.clone());
+                    took_over = None;
+                    if let Some(lease) = &record.lease
+                        && lease.node != me
+                    {
+                        if now - lease.heartbeat_ms < lease_timeout {
+                            claim = Claim::Held;
+                            return false;
+                        }
+                        took_over = Some(lease.node.clone());
+                    }
+                    record.job.state = "running".into();
+                    record.lease = Some(Lease {
+                        node: me.clone(),
+                        heartbeat_ms: now,
+                    });
+                    true
+                })
+                .await;
+            match &claimed {
+                Err(e) if e.is_unavailable() && attempt < TRANSIENT_ATTEMPTS => {
+                    attempt += 1;
+                    wait_out_trouble(&message, attempt).await;
                 }
-                record.job.state = "running".into();
-                record.lease = Some(Lease {
-                    node: me.clone(),
-                    heartbeat_ms: now,
-                });
-                true
-            })
-            .await;
+                _ => break claimed,
+            }
+        };
         let record = match (claimed, claim) {
             (Ok(Some(record)), _) => record,
             (Ok(None), Claim::Finished) => {
@@ -285,7 +298,7 @@ impl Worker {
         }
         let held = Held::new(self.cluster.clone());
         let path = self.intake.spool().join(&id);
-        if let Err(e) = self.download(&id, &path).await {
+        if let Err(e) = self.download_patiently(&id, &path, &message).await {
             tracing::warn!(job_id = %id, error = %e, "cannot fetch a job's document; it comes back later");
             self.release(&id).await;
             let _ = message.ack_with(AckKind::Nak(Some(RETRY_DELAY))).await;
@@ -423,7 +436,7 @@ impl Worker {
         }
         let held = Held::new(self.cluster.clone());
         let path = self.intake.spool().join(format!("{id}.r{}", task.index));
-        if let Err(e) = self.download(&id, &path).await {
+        if let Err(e) = self.download_patiently(&id, &path, &message).await {
             tracing::warn!(job_id = %id, error = %e, "cannot fetch a split job's document; its range comes back later");
             let _ = message.ack_with(AckKind::Nak(Some(RETRY_DELAY))).await;
             return;
@@ -695,6 +708,26 @@ impl Worker {
         let _ = tokio::fs::remove_file(path).await;
     }
 
+    /// [`Worker::download`], tried again through NATS trouble while `message` is kept.
+    async fn download_patiently(
+        &self,
+        id: &str,
+        path: &std::path::Path,
+        message: &jetstream::Message,
+    ) -> Result<(), ClusterError> {
+        let mut attempt = 0;
+        loop {
+            match self.download(id, path).await {
+                Err(e) if attempt < TRANSIENT_ATTEMPTS => {
+                    attempt += 1;
+                    tracing::debug!(job_id = id, error = %e, attempt, "cannot fetch a job's document yet");
+                    wait_out_trouble(message, attempt).await;
+                }
+                outcome => return outcome,
+            }
+        }
+    }
+
     /// Copies job `id`'s document from the Object Store to `path`, durably.
     async fn download(&self, id: &str, path: &std::path::Path) -> Result<(), ClusterError> {
         let io = |e: std::io::Error| ClusterError::jetstream("cannot write the document", e);
@@ -715,6 +748,15 @@ impl Worker {
         tokio::fs::rename(&partial, path).await.map_err(io)?;
         Ok(())
     }
+}
+
+/// Waits before trying again through NATS trouble (a server failing over), keeping the
+/// message with an in-progress ack: a job delivered during a failover is not handed back, so
+/// the trouble does not use up its deliveries.
+async fn wait_out_trouble(message: &jetstream::Message, attempt: u32) {
+    let _ = message.ack_with(AckKind::Progress).await;
+    let delay = Duration::from_millis(500 << attempt.min(4)).min(Duration::from_secs(5));
+    tokio::time::sleep(delay).await;
 }
 
 /// Waits for the next cancel request: `true` for one, `false` when the watch ended (then it
