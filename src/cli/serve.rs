@@ -262,8 +262,8 @@ async fn run(
     let journal = Journal::open(&args.journal)
         .with_context(|| format!("cannot open the journal {}", args.journal.display()))?;
     let mut store: Arc<dyn JobStore> = Arc::new(JournalHandle::new(Arc::new(journal)));
-    // In a cluster, job records live in the cluster (this node's journal keeps its
-    // checkpoints) and accepted jobs go to the cluster's queue.
+    // In a cluster, everything kept about jobs (records, checkpoints, deliveries, results)
+    // lives in the cluster's buckets, and accepted jobs go to the cluster's queue.
     let cluster = match join {
         None => None,
         Some((options, layout)) => {

@@ -8,8 +8,9 @@
 //! accepted jobs to a WorkQueue stream through [`queue::NatsQueue`] (a
 //! [`crate::service::queue::JobQueue`]), their documents to an Object Store bucket. Each node
 //! takes jobs from the queue as it has room for them ([`worker`]) and runs them through its
-//! own pipelines. The stages never know which mode they run in. Without `--cluster` none of
-//! this runs.
+//! own pipelines; big documents are split into page ranges that every node shares
+//! ([`split`]). [`metrics`] adds the cluster's view to the node's metrics. The stages never
+//! know which mode they run in. Without `--cluster` none of this runs.
 
 pub mod error;
 pub mod layout;
