@@ -187,16 +187,23 @@ async fn nats_down_answers_503_with_retry_after_and_stores_nothing() {
 /// A node of the cluster at `urls` (comma-separated), with one OCR thread and a short
 /// `ack_wait` (3 s unless `extra` sets one), so that the jobs of a node that died come back within seconds.
 fn short_lease_node(urls: &str, name: &str, pipeline: &str, extra: &[&str]) -> Daemon {
+    short_lease_node_logging_to(urls, name, pipeline, extra, Stdio::inherit())
+}
+
+/// [`short_lease_node`], its logs (stderr) sent to `stderr`.
+fn short_lease_node_logging_to(
+    urls: &str,
+    name: &str,
+    pipeline: &str,
+    extra: &[&str],
+    stderr: Stdio,
+) -> Daemon {
     let mut args = vec!["--cluster", urls, "--node-name", name, "--threads", "1"];
     if !extra.contains(&"--cluster-ack-wait") {
         args.extend(["--cluster-ack-wait", "3s"]);
     }
     args.extend_from_slice(extra);
-    Daemon::start_with(
-        &[("default", pipeline.to_string())],
-        &args,
-        Stdio::inherit(),
-    )
+    Daemon::start_with(&[("default", pipeline.to_string())], &args, stderr)
 }
 
 /// Whether `node` is running job `id` now: its document is in the node's spool.
@@ -604,12 +611,28 @@ async fn a_range_that_fails_fails_the_split_job_with_its_pages_error() {
     drop(single);
 
     let nats = NatsServer::start();
-    let a = short_lease_node(&nats.url, "a", &pipeline, &[]);
-    let b = short_lease_node(&nats.url, "b", &pipeline, &[]);
+    // Node a takes the job (b starts once it has) and says when it splits it.
+    let log = dir.path().join("a.log");
+    let a = short_lease_node_logging_to(
+        &nats.url,
+        "a",
+        &pipeline,
+        &["--log-level", "info"],
+        Stdio::from(std::fs::File::create(&log).unwrap()),
+    );
     let id = a.submit("default", &scan).await;
+    wait_status(&a, &id, "taken", |s| s["state"] != "queued").await;
+    let b = short_lease_node(&nats.url, "b", &pipeline, &[]);
     let status = b.wait_final(&id).await;
     assert_eq!(status["state"], "failed", "{status}");
-    assert_eq!(status["pages"]["total"], 12, "split into ranges: {status}");
+    assert_eq!(status["pages"]["total"], 12, "{status}");
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        logged
+            .lines()
+            .any(|l| l.contains("split a job into page ranges") && l.contains(id.as_str())),
+        "the job was not split: {logged}"
+    );
     assert_eq!(
         status["error"]["code"], unsplit["error"]["code"],
         "{status}"

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use common::daemon::{Daemon, pipeline_yaml};
 use common::fake_llm::{Behaviour, start_fake};
-use common::fixture;
+use common::{fixture, free_port};
 use reqwest::{StatusCode, Url};
 use serde_json::{Value, json};
 
@@ -535,15 +535,6 @@ fn alert_rules_pass_promtool_and_every_alert_is_tested_firing_and_quiet() {
     }
     assert!(alerts.len() >= 6, "only {} alerts", alerts.len());
     assert!(problems.is_empty(), "{}", problems.join("\n"));
-}
-
-/// A free TCP port on the loopback interface (bound, then released).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// A Prometheus server of its own, scraping one pagemill daemon every second and evaluating

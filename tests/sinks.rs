@@ -360,7 +360,7 @@ async fn a_second_delivery_of_a_job_replaces_its_row() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_database_that_comes_up_late_gets_the_result_after_retries() {
-    let port = postgres::free_port();
+    let port = common::free_port();
     let d = Daemon::start(&[(
         "default",
         database_sinks_yaml(&postgres::url_for_port(port), 9),

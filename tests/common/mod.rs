@@ -191,3 +191,12 @@ pub fn metric(text: &str, name: &str, labels: &[&str]) -> f64 {
         .and_then(|l| l.rsplit(' ').next()?.parse().ok())
         .unwrap_or_else(|| panic!("no {name} with {labels:?}"))
 }
+
+/// A free TCP port on the loopback interface (bound, then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}

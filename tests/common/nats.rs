@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use super::free_port;
+
 pub struct NatsServer {
     child: Option<Child>,
     dir: tempfile::TempDir,
@@ -30,10 +32,7 @@ impl NatsServer {
 
     /// Stops the server (SIGKILL).
     pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        reap(&mut self.child);
     }
 
     /// Starts the server again on the same port and store.
@@ -105,15 +104,6 @@ struct ClusterServer {
     child: Option<Child>,
 }
 
-/// A free TCP port on the loopback interface (bound, then released).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 impl NatsCluster {
     /// Starts three servers; returns once JetStream answers on every one of them.
     pub async fn start() -> NatsCluster {
@@ -169,10 +159,7 @@ impl NatsCluster {
             .iter_mut()
             .find(|s| s.name == name)
             .unwrap_or_else(|| panic!("no server {name}"));
-        if let Some(mut child) = server.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        reap(&mut server.child);
     }
 
     /// The name of the server leading `stream`, asked through any live server.
@@ -197,10 +184,7 @@ impl NatsCluster {
 impl Drop for NatsCluster {
     fn drop(&mut self) {
         for server in &mut self.servers {
-            if let Some(mut child) = server.child.take() {
-                let _ = child.kill();
-                let _ = child.wait();
-            }
+            reap(&mut server.child);
         }
     }
 }
@@ -222,4 +206,12 @@ async fn wait_for_jetstream(url: &str) {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     panic!("the NATS cluster at {url} did not answer JetStream requests within 30 s");
+}
+
+/// Kills (SIGKILL) and waits for a server process, if it still runs.
+fn reap(child: &mut Option<Child>) {
+    if let Some(mut child) = child.take() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
 }

@@ -160,6 +160,14 @@ impl Worker {
             .jobs as usize
     }
 
+    /// Whether this node runs job `id` (or a range of it) now.
+    fn runs_here(&self, id: &str) -> bool {
+        self.intake
+            .jobs
+            .get(id)
+            .is_some_and(|s| !s.state.is_final())
+    }
+
     fn pipeline(&self) -> String {
         self.handle.pipeline.name.clone()
     }
@@ -218,12 +226,7 @@ impl Worker {
             self.take_range(message, id, task).await;
             return;
         }
-        if self
-            .intake
-            .jobs
-            .get(&id)
-            .is_some_and(|s| !s.state.is_final())
-        {
+        if self.runs_here(&id) {
             // Delivered again while this node runs it: the running task acknowledges it.
             let _ = message.ack_with(AckKind::Progress).await;
             return;
@@ -422,12 +425,7 @@ impl Worker {
             let _ = message.double_ack().await;
             return;
         }
-        if self
-            .intake
-            .jobs
-            .get(&id)
-            .is_some_and(|s| !s.state.is_final())
-        {
+        if self.runs_here(&id) {
             // One range of a job at a time on a node: another node takes this one.
             let _ = message
                 .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
