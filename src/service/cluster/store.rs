@@ -49,6 +49,13 @@ pub struct JobRecord {
     /// How the document was split into page ranges, if it was.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub split: Option<super::split::Split>,
+    /// Times the job was queued again after its deliveries ran out.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub requeued: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// A node's hold on a job it runs: renewed by its heartbeat, so that a redelivered job whose
@@ -296,6 +303,7 @@ impl JobStore for ClusterStore {
             job: job.clone(),
             lease: None,
             split: None,
+            requeued: 0,
         };
         let value = serde_json::to_vec(&record).expect("a job record serializes");
         self.kv()

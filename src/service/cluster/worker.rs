@@ -109,6 +109,11 @@ pub async fn spawn(
             MAX_DELIVER.to_string(),
         ));
     }
+    tokio::spawn(requeue_exhausted(
+        cluster.clone(),
+        store.clone(),
+        pipeline.clone(),
+    ));
     let worker = Arc::new(Worker {
         cluster,
         store,
@@ -116,6 +121,93 @@ pub async fn spawn(
         handle,
     });
     tokio::spawn(worker.run(consumer, slots.max(1)));
+    Ok(())
+}
+
+/// Times a job whose deliveries ran out is queued again before it fails.
+const MAX_REQUEUES: u32 = 3;
+
+/// Follows the server's advisories of jobs whose deliveries ran out (`max_deliver`: e.g.
+/// deliveries lost in transit while a server failed over, or nodes dying on the job), which
+/// the consumer would never deliver again: the node that removes such a message first queues
+/// the job again, up to [`MAX_REQUEUES`] times; then the job fails (`internal`) instead of
+/// staying queued forever.
+async fn requeue_exhausted(cluster: Arc<Cluster>, store: Arc<ClusterStore>, pipeline: String) {
+    #[derive(serde::Deserialize)]
+    struct Exhausted {
+        stream_seq: u64,
+    }
+    let subject = format!(
+        "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{}.{}",
+        layout::JOBS_STREAM,
+        consumer_name(&pipeline)
+    );
+    let mut advisories = match cluster.client.subscribe(subject).await {
+        Ok(advisories) => advisories,
+        Err(e) => {
+            tracing::error!(pipeline = %pipeline, error = %e, "cannot follow jobs whose deliveries run out");
+            return;
+        }
+    };
+    while let Some(advisory) = advisories.next().await {
+        let Ok(exhausted) = serde_json::from_slice::<Exhausted>(&advisory.payload) else {
+            continue;
+        };
+        if let Err(e) = requeue(&cluster, &store, exhausted.stream_seq).await {
+            tracing::warn!(pipeline = %pipeline, error = %e, "cannot queue again a job whose deliveries ran out");
+        }
+    }
+}
+
+/// Queues again the job of message `sequence`, whose deliveries ran out, if this node is the
+/// one that removes the message; fails the job after [`MAX_REQUEUES`].
+async fn requeue(cluster: &Cluster, store: &ClusterStore, sequence: u64) -> Result<(), String> {
+    let stream = cluster
+        .js
+        .get_stream(layout::JOBS_STREAM)
+        .await
+        .map_err(|e| e.to_string())?;
+    let Ok(message) = stream.get_raw_message(sequence).await else {
+        return Ok(()); // Gone: another node has it in hand.
+    };
+    if !matches!(stream.delete_message(sequence).await, Ok(true)) {
+        return Ok(());
+    }
+    let queued: QueuedJob = serde_json::from_slice(&message.payload).map_err(|e| e.to_string())?;
+    let id = queued.id.clone();
+    let mut times = 0;
+    let now = journal::now_ms();
+    let updated = store
+        .update(&id, |r| {
+            if is_final(&r.job.state) {
+                return false;
+            }
+            r.requeued += 1;
+            times = r.requeued;
+            r.lease = None;
+            if times > MAX_REQUEUES {
+                r.job.state = "failed".into();
+                r.job.error_code = Some("internal".into());
+                r.job.finished_at_ms = Some(now);
+            }
+            true
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    if updated.is_none() || times > MAX_REQUEUES {
+        if times > MAX_REQUEUES {
+            tracing::error!(job_id = %id, "a job's deliveries ran out {MAX_REQUEUES} times; it failed");
+        }
+        return Ok(());
+    }
+    let message_id = match queued.range {
+        Some(task) => format!("{id}.r{}.q{times}", task.index),
+        None => format!("{id}.q{times}"),
+    };
+    super::queue::publish(cluster, &queued, &message_id)
+        .await
+        .map_err(|e| e.to_string())?;
+    tracing::warn!(job_id = %id, times, "queued again a job whose deliveries ran out");
     Ok(())
 }
 
