@@ -359,10 +359,37 @@ async fn the_stream_leaders_server_killed_loses_no_accepted_job() {
         accepted.len() > 1,
         "nothing was accepted after the failover"
     );
-    for id in &accepted {
-        let status = b.wait_final(id).await;
-        assert_eq!(status["state"], "done", "{status}");
+    // Every accepted job ends done; those that do not are named together.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(180);
+    let mut unfinished = accepted.clone();
+    while !unfinished.is_empty() && tokio::time::Instant::now() < deadline {
+        let mut still = Vec::new();
+        for id in unfinished {
+            let response = b.get(&format!("/v1/jobs/{id}")).await;
+            if response.status() == StatusCode::SERVICE_UNAVAILABLE {
+                still.push(id);
+                continue;
+            }
+            let status: Value = response.json().await.unwrap();
+            match status["state"].as_str().unwrap() {
+                "done" => {}
+                "queued" | "running" => still.push(id),
+                _ => panic!("an accepted job did not end done: {status}"),
+            }
+        }
+        unfinished = still;
+        tokio::time::sleep(Duration::from_millis(250)).await;
     }
+    let mut states = Vec::new();
+    for id in &unfinished {
+        states.push(b.get_json(&format!("/v1/jobs/{id}")).await);
+    }
+    assert!(
+        unfinished.is_empty(),
+        "{} of {} accepted jobs did not finish: {states:?}",
+        unfinished.len(),
+        accepted.len()
+    );
     assert_ne!(nats.stream_leader("PAGEMILL_JOBS").await, leader);
 }
 
@@ -404,6 +431,13 @@ async fn events_outputs_previews_and_cancel_work_from_a_node_that_does_not_run_t
     let id = a.submit("default", &scan).await;
     // Events from a node that does not run it, from the start to the end.
     wait_status(&a, &id, "running", |s| s["state"] == "running").await;
+    // Claimed: its node fetches the document into its spool.
+    for _ in 0..600 {
+        if runs(&a, &id) || runs(&b, &id) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let (runner, other) = if runs(&a, &id) { (&a, &b) } else { (&b, &a) };
     assert!(runs(runner, &id));
     let events = other.get(&format!("/v1/jobs/{id}/events")).await;
@@ -465,6 +499,26 @@ async fn events_outputs_previews_and_cancel_work_from_a_node_that_does_not_run_t
     let status = other.wait_final(&long).await;
     assert_eq!(status["state"], "cancelled", "{status}");
     assert!(status["pages"]["ocred"].as_u64().unwrap() < 20, "{status}");
+    // Split into ranges of 8 pages (the default): every range stops, on both nodes.
+    let holds_part_of = |node: &Daemon| {
+        std::fs::read_dir(node.dir.path().join("data/spool"))
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .any(|e| e.file_name().to_string_lossy().starts_with(&long))
+            })
+            .unwrap_or(false)
+    };
+    for _ in 0..300 {
+        if !holds_part_of(&a) && !holds_part_of(&b) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        !holds_part_of(&a) && !holds_part_of(&b),
+        "a range of the cancelled job still runs"
+    );
     let again = other
         .http
         .delete(other.url(&format!("/v1/jobs/{long}")))
@@ -639,4 +693,45 @@ async fn a_range_that_fails_fails_the_split_job_with_its_pages_error() {
     );
     // No result was saved for it, on either node.
     assert_eq!(results_on(&a, &id) + results_on(&b, &id), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_small_job_takes_its_turn_between_the_ranges_of_a_split_job_which_counts_once() {
+    // One node with one slot; ranges of 2 pages; a queue that holds 2 jobs.
+    let nats = NatsServer::start();
+    let pipeline = pipeline_yaml("default", &[("split_pages: 8", "split_pages: 2")]);
+    let a = short_lease_node(
+        &nats.url,
+        "a",
+        &pipeline,
+        &["--cluster-max-queued-jobs", "2"],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let scan = dir.path().join("scan-12p.pdf");
+    scanned_pdf(12, &scan);
+    // Split into 6 ranges, more than the queue holds: they are not counted against it.
+    let big = a.submit("default", &scan).await;
+    wait_status(&a, &big, "split", |s| s["pages"]["total"] == 12).await;
+    // The split job still counts once: one more job fills the queue.
+    let small = a.submit("default", &fixture("phototest.tif")).await;
+    let refused = a.post_file("default", &fixture("phototest.tif")).await;
+    assert_eq!(
+        refused.status(),
+        StatusCode::TOO_MANY_REQUESTS,
+        "the split job and the small one fill a queue of 2"
+    );
+    // The small job runs after the range in hand, not after all of them.
+    let done = a.wait_final(&small).await;
+    assert_eq!(done["state"], "done", "{done}");
+    let progress = a.get_json(&format!("/v1/jobs/{big}")).await;
+    let ocred = progress["pages"]["ocred"].as_u64().unwrap();
+    assert!(
+        ocred <= 6,
+        "the small job waited for {ocred} of the split job's 12 pages: {progress}"
+    );
+    let status = a.wait_final(&big).await;
+    assert_eq!(status["state"], "done", "{status}");
+    assert_eq!(status["pages"]["ocred"], 12, "{status}");
+    let result = a.get_json(&format!("/v1/jobs/{big}/result")).await;
+    assert_eq!(result["pages"].as_array().unwrap().len(), 12);
 }

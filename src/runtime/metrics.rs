@@ -110,6 +110,8 @@ pub const POOL_BUSY_SECONDS: &str = "pagemill_cpu_pool_busy_seconds_total";
 pub const CLUSTER_CONNECTED: &str = "pagemill_cluster_connected";
 /// Jobs in the cluster's queue, delivered or not (gauge; the stream's messages).
 pub const CLUSTER_QUEUED_JOBS: &str = "pagemill_cluster_queued_jobs";
+/// Ranges of split jobs in the cluster's ranges stream, delivered or not (gauge).
+pub const CLUSTER_QUEUED_RANGES: &str = "pagemill_cluster_queued_ranges";
 /// Jobs of a pipeline waiting in the cluster's queue for a node (gauge; label pipeline).
 pub const CLUSTER_JOBS_WAITING: &str = "pagemill_cluster_jobs_waiting";
 /// Jobs of a pipeline delivered to a node and not yet acknowledged (gauge; label pipeline).
@@ -166,6 +168,10 @@ pub fn describe() {
     describe_gauge!(
         CLUSTER_QUEUED_JOBS,
         "Jobs in the cluster's queue, delivered or not"
+    );
+    describe_gauge!(
+        CLUSTER_QUEUED_RANGES,
+        "Ranges of split jobs in the cluster's ranges stream, delivered or not"
     );
     describe_gauge!(
         CLUSTER_JOBS_WAITING,

@@ -42,11 +42,12 @@ pub fn pipeline_yaml(name: &str, replacements: &[(&str, &str)]) -> String {
 /// Starts `pagemill serve` in `dir` on the pipelines in `dir/pipelines`; returns the process
 /// and its base URL.
 fn spawn_in(dir: &Path, args: &[&str], env: &[(&str, &str)], stderr: Stdio) -> (Child, String) {
-    // Quiet unless a test looks at the logs.
-    let quiet: &[&str] = if args.iter().any(|a| a.starts_with("--log")) {
-        &[]
+    // Quiet unless a test looks at the logs, or `PAGEMILL_TEST_LOG` names a level to see.
+    let level = std::env::var("PAGEMILL_TEST_LOG").unwrap_or_else(|_| "warn".to_string());
+    let quiet: Vec<&str> = if args.iter().any(|a| a.starts_with("--log")) {
+        vec![]
     } else {
-        &["--log-level", "warn"]
+        vec!["--log-level", &level]
     };
     let shutdown: &[&str] = if args.contains(&"--shutdown-timeout") {
         &[]
@@ -58,7 +59,7 @@ fn spawn_in(dir: &Path, args: &[&str], env: &[(&str, &str)], stderr: Stdio) -> (
         .args(shutdown)
         .arg("--pipelines")
         .arg(dir.join("pipelines"))
-        .args(quiet)
+        .args(&quiet)
         .args(args)
         .envs(env.iter().copied())
         .current_dir(dir)

@@ -4,6 +4,12 @@
 //! - The job queue: a WorkQueue stream ([`JOBS_STREAM`]) with one subject per pipeline
 //!   (`pagemill.jobs.<pipeline>`); its limits on messages and bytes, with discard new, are
 //!   the cluster's admission: a full queue refuses the publish, and the submission gets 429.
+//!   A job's message stays in it until the job is finished, split or not, so admission counts
+//!   every job once, whatever its pages.
+//! - The ranges of split jobs: a second WorkQueue stream ([`RANGES_STREAM`], subjects
+//!   `pagemill.ranges.<pipeline>`) without limits: its pages were admitted with their job,
+//!   and a split never finds the queue full. Its own consumer lets nodes take ranges and
+//!   whole jobs in turn.
 //! - The job records: a KV bucket ([`JOBS_BUCKET`]). async-nats' bucket creation fails on
 //!   nats-server 2.9, so the bucket's stream `KV_<bucket>` is made here with the KV layout
 //!   (subjects `$KV.<bucket>.>`, per-subject history, rollups allowed, deletes denied, direct
@@ -21,6 +27,10 @@ use super::error::ClusterError;
 pub const JOBS_STREAM: &str = "PAGEMILL_JOBS";
 /// Subjects of [`JOBS_STREAM`]: this prefix, then the pipeline's name.
 pub const JOBS_SUBJECT_PREFIX: &str = "pagemill.jobs";
+/// The WorkQueue stream of page ranges of split jobs.
+pub const RANGES_STREAM: &str = "PAGEMILL_RANGES";
+/// Subjects of [`RANGES_STREAM`]: this prefix, then the pipeline's name.
+pub const RANGES_SUBJECT_PREFIX: &str = "pagemill.ranges";
 /// The KV bucket of job records and idempotency keys.
 pub const JOBS_BUCKET: &str = "pagemill_jobs";
 /// The Object Store bucket of documents and results.
@@ -78,6 +88,19 @@ impl Layout {
         }
     }
 
+    /// The stream of split jobs' ranges: no limits, as their jobs were admitted already.
+    pub fn ranges_stream(&self) -> stream::Config {
+        stream::Config {
+            name: RANGES_STREAM.into(),
+            subjects: vec![format!("{RANGES_SUBJECT_PREFIX}.*")],
+            retention: stream::RetentionPolicy::WorkQueue,
+            storage: stream::StorageType::File,
+            num_replicas: self.replicas,
+            duplicate_window: DUPLICATE_WINDOW,
+            ..Default::default()
+        }
+    }
+
     /// The job records' bucket, as the stream under it.
     pub fn jobs_bucket(&self) -> stream::Config {
         stream::Config {
@@ -116,6 +139,11 @@ impl Layout {
 /// The subject a pipeline's jobs are published on.
 pub fn jobs_subject(pipeline: &str) -> String {
     format!("{JOBS_SUBJECT_PREFIX}.{pipeline}")
+}
+
+/// The subject the ranges of a pipeline's split jobs are published on.
+pub fn ranges_subject(pipeline: &str) -> String {
+    format!("{RANGES_SUBJECT_PREFIX}.{pipeline}")
 }
 
 /// Whether `pipeline` can be a subject token (letters, digits, `_`, `-`).

@@ -1,6 +1,6 @@
-//! The cluster's view in this node's metrics: every few seconds, the job queue's messages and
-//! each pipeline consumer's waiting and unacknowledged jobs, as JetStream reports them, and
-//! whether this node is connected. The counters of redeliveries, lease takeovers and jobs
+//! The cluster's view in this node's metrics: every few seconds, the messages of the job queue
+//! and of the ranges stream, and each pipeline consumer's waiting and unacknowledged jobs, as
+//! JetStream reports them, and whether this node is connected. The counters of redeliveries, lease takeovers and jobs
 //! handed back are counted where they happen ([`super::worker`]).
 
 use std::sync::Arc;
@@ -44,6 +44,9 @@ async fn sample(cluster: &Cluster, pipelines: &[String]) -> Result<(), async_nat
     let mut stream = cluster.js.get_stream(layout::JOBS_STREAM).await?;
     let messages = stream.info().await?.state.messages;
     metrics::gauge!(m::CLUSTER_QUEUED_JOBS).set(messages as f64);
+    let mut ranges = cluster.js.get_stream(layout::RANGES_STREAM).await?;
+    let messages = ranges.info().await?.state.messages;
+    metrics::gauge!(m::CLUSTER_QUEUED_RANGES).set(messages as f64);
     for pipeline in pipelines {
         let mut consumer: async_nats::jetstream::consumer::PullConsumer = stream
             .get_consumer(&super::worker::consumer_name(pipeline))

@@ -85,6 +85,7 @@ impl Cluster {
         let mut js = jetstream::new(client.clone());
         js.set_timeout(REQUEST_TIMEOUT);
         layout::ensure_stream(&js, layout.jobs_stream()).await?;
+        layout::ensure_stream(&js, layout.ranges_stream()).await?;
         layout::ensure_stream(&js, layout.jobs_bucket()).await?;
         layout::ensure_stream(&js, layout.objects_bucket()).await?;
         let jobs = js.get_key_value(layout::JOBS_BUCKET).await.map_err(|e| {

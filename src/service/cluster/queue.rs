@@ -29,7 +29,7 @@ pub struct QueuedJob {
     pub range: Option<super::split::RangeTask>,
 }
 
-/// Queues `job` once however often it is published within the duplicate window
+/// Queues `job` (on the ranges stream if it is a range of a split job) once however often it is published within the duplicate window
 /// (`message_id`, e.g. the job id); returns once the stream has it durably.
 pub(crate) async fn publish(
     cluster: &Cluster,
@@ -41,9 +41,13 @@ pub(crate) async fn publish(
     let publish = jetstream::message::PublishMessage::build()
         .payload(payload.into())
         .message_id(message_id);
+    let subject = match job.range {
+        Some(_) => layout::ranges_subject(&job.pipeline),
+        None => layout::jobs_subject(&job.pipeline),
+    };
     let ack = cluster
         .js
-        .send_publish(layout::jobs_subject(&job.pipeline), publish)
+        .send_publish(subject, publish)
         .await
         .map_err(unavailable)?;
     match ack.await {

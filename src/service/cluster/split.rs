@@ -1,9 +1,10 @@
 //! Big documents across the cluster: a document with more pages than its pipeline's
 //! `cluster.split_pages` is split by the node that takes it into page ranges, queued heaviest
 //! first (by the text-texture estimate the render stage orders pages by), which any node may
-//! render, OCR and checkpoint. The node that records the last range done queues the document
-//! once more; the node that takes it then finds every page checkpointed and assembles,
-//! summarizes and saves it as an unsplit run would.
+//! render, OCR and checkpoint. The node that split the document keeps the job's message and
+//! lease while the ranges run (so the job counts once in the queue's admission); once every
+//! range is recorded done, it finds every page checkpointed and assembles, summarizes and
+//! saves the document as an unsplit run would.
 
 use std::path::Path;
 
@@ -23,8 +24,8 @@ pub struct Split {
     pub ranges: Vec<PageRange>,
     /// Which ranges have their pages checkpointed.
     pub done: Vec<bool>,
-    /// Set, by compare-and-set, by the node that recorded the last range done and queued
-    /// the document's assembly: exactly one.
+    /// Set by the node that holds the job's lease when it starts assembling the document
+    /// (from then on, progress is that node's run).
     pub assembling: bool,
 }
 

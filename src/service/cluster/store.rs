@@ -54,6 +54,19 @@ pub struct JobRecord {
     pub requeued: u32,
 }
 
+impl JobRecord {
+    /// The node other than `me` that alone may record this job finished, if any: the holder
+    /// of its lease, except while a split job's ranges run, when the node of a range that
+    /// fails (or is cancelled) ends the job and its coordinating node follows.
+    pub fn finisher_other_than(&self, me: &str) -> Option<&str> {
+        let ranges_running = self.split.as_ref().is_some_and(|s| !s.assembling);
+        match &self.lease {
+            Some(lease) if lease.node != me && !ranges_running => Some(&lease.node),
+            _ => None,
+        }
+    }
+}
+
 fn is_zero(n: &u32) -> bool {
     *n == 0
 }
@@ -380,10 +393,9 @@ impl JobStore for ClusterStore {
         // cluster in time) is that node's to finish.
         let me = self.cluster.node_name().to_string();
         if let Some((record, _)) = self.record(id).await?
-            && let Some(lease) = &record.lease
-            && lease.node != me
+            && let Some(holder) = record.finisher_other_than(&me)
         {
-            tracing::warn!(job_id = id, holder = %lease.node, "not recording a job finished: another node took it over");
+            tracing::warn!(job_id = id, holder = %holder, "not recording a job finished: another node took it over");
             return Ok(());
         }
         // The result and its files first: a record that says finished has them where every
@@ -402,7 +414,7 @@ impl JobStore for ClusterStore {
         }
         if self
             .update(id, |record| {
-                if record.lease.as_ref().is_some_and(|l| l.node != me) {
+                if record.finisher_other_than(&me).is_some() {
                     return false;
                 }
                 record.job.state = state.to_string();

@@ -1,11 +1,16 @@
 //! Taking work: each node fetches from the job queue only as many jobs as it has free slots,
 //! runs them through its own pipeline, and acknowledges each once its record says finished.
 //!
-//! - One durable pull consumer per pipeline (`pagemill_<pipeline>`), shared by every node,
-//!   explicit acks, the layout's `ack_wait` and [`MAX_DELIVER`]. Jobs are fetched with one-shot
+//! - Two durable pull consumers per pipeline, shared by every node: jobs (`pagemill_<pipeline>`)
+//!   and ranges of split jobs (`pagemill_ranges_<pipeline>`), taken in turn; explicit acks,
+//!   the layout's `ack_wait` and [`MAX_DELIVER`]. Messages are fetched with one-shot
 //!   `fetch().max_messages(k)` for `k` free slots: async-nats' long-lived `messages()`
 //!   prefetches far more than a node has room for, and its `stream()` pulls again after a
-//!   reconnect even with no free slot (a job ran twice).
+//!   reconnect even with no free slot (a job ran twice). Every fetch expires, and each message
+//!   is taken in a task of its own: a request or download stalled by a failover holds one
+//!   slot for a while, never the node's intake.
+//! - A split job's message stays with the node that split it, which coordinates it (lease and
+//!   in-progress acks as for a running job) and assembles it when its ranges are done.
 //! - A fetched job is claimed in its KV record (state `running`, a [`Lease`] naming this node),
 //!   by compare-and-set. A job whose lease another node renewed within `ack_wait` is left to it
 //!   (redelivered while merely slow there); a stale lease is taken over; a finished job is
@@ -44,6 +49,8 @@ use crate::service::store::JobStore;
 
 /// Deliveries of one job at most.
 pub const MAX_DELIVER: i64 = 5;
+/// How often a coordinating node looks whether a split job's ranges are all done.
+const RANGES_POLL: Duration = Duration::from_secs(1);
 /// Wait before fetching again when the queue had nothing.
 const IDLE_POLL: Duration = Duration::from_millis(500);
 /// Attempts at claiming a job or fetching its document through NATS trouble before it is
@@ -51,14 +58,31 @@ const IDLE_POLL: Duration = Duration::from_millis(500);
 const TRANSIENT_ATTEMPTS: u32 = 14;
 /// Wait before a job that could not be claimed (NATS trouble) is delivered again.
 const RETRY_DELAY: Duration = Duration::from_secs(5);
+/// How long a fetch asks the server to hold the request. A fetch without it waits for the
+/// server's answer forever, and a request lost while a server fails over would stop the node
+/// taking work; with it, async-nats gives up a few seconds after this.
+const FETCH_EXPIRES: Duration = Duration::from_secs(2);
+/// A fetch that has not ended this long after [`FETCH_EXPIRES`] is given up on here.
+const FETCH_GRACE: Duration = Duration::from_secs(10);
+/// How long fetching a document may take at least; larger documents get more
+/// ([`download_deadline`]). A read stalled by a failover is tried again instead of waiting.
+const DOWNLOAD_MIN: Duration = Duration::from_secs(30);
+/// The slowest rate a document download is allowed beyond [`DOWNLOAD_MIN`], in bytes/s.
+const DOWNLOAD_MIN_RATE: u64 = 4 * 1024 * 1024;
 
 /// The durable consumer name of `pipeline`'s jobs.
 pub fn consumer_name(pipeline: &str) -> String {
     format!("pagemill_{pipeline}")
 }
 
-/// Starts taking `pipeline`'s jobs, at most `slots` at a time, until intake stops accepting.
-/// An existing consumer with another `ack_wait` or `max_deliver` stops the node, naming it.
+/// The durable consumer name of the ranges of `pipeline`'s split jobs.
+pub fn ranges_consumer_name(pipeline: &str) -> String {
+    format!("pagemill_ranges_{pipeline}")
+}
+
+/// Starts taking `pipeline`'s jobs and ranges of split jobs, at most `slots` at a time, until
+/// intake stops accepting. An existing consumer with another `ack_wait` or `max_deliver` stops
+/// the node, naming it.
 pub async fn spawn(
     cluster: Arc<Cluster>,
     store: Arc<ClusterStore>,
@@ -67,19 +91,63 @@ pub async fn spawn(
     slots: usize,
 ) -> Result<(), ClusterError> {
     let pipeline = handle.pipeline.name.clone();
-    let name = consumer_name(&pipeline);
+    let jobs = open_consumer(
+        &cluster,
+        layout::JOBS_STREAM,
+        consumer_name(&pipeline),
+        layout::jobs_subject(&pipeline),
+    )
+    .await?;
+    let ranges = open_consumer(
+        &cluster,
+        layout::RANGES_STREAM,
+        ranges_consumer_name(&pipeline),
+        layout::ranges_subject(&pipeline),
+    )
+    .await?;
+    for (stream, consumer) in [
+        (layout::JOBS_STREAM, consumer_name(&pipeline)),
+        (layout::RANGES_STREAM, ranges_consumer_name(&pipeline)),
+    ] {
+        tokio::spawn(requeue_exhausted(
+            cluster.clone(),
+            store.clone(),
+            stream,
+            consumer,
+        ));
+    }
+    let worker = Arc::new(Worker {
+        cluster,
+        store,
+        intake,
+        handle,
+        coordinating: Default::default(),
+        taking: Default::default(),
+    });
+    tokio::spawn(worker.run(jobs, ranges, slots.max(1)));
+    Ok(())
+}
+
+/// Opens (creating it if missing) the durable consumer `name` of `stream` for `subject`, with
+/// the layout's `ack_wait` and [`MAX_DELIVER`]; one with other settings is refused.
+async fn open_consumer(
+    cluster: &Cluster,
+    stream: &str,
+    name: String,
+    subject: String,
+) -> Result<jetstream::consumer::PullConsumer, ClusterError> {
     let ack_wait = cluster.layout().ack_wait;
     let stream = cluster
         .js
-        .get_stream(layout::JOBS_STREAM)
+        .get_stream(stream)
         .await
-        .map_err(|e| ClusterError::jetstream("cannot open the job queue", e))?;
+        .map_err(|e| ClusterError::jetstream(format!("cannot open stream {stream}"), e))?;
     let consumer: jetstream::consumer::PullConsumer = stream
         .get_or_create_consumer(
             &name,
             pull::Config {
                 durable_name: Some(name.clone()),
-                filter_subject: layout::jobs_subject(&pipeline),
+                filter_subject: subject,
                 ack_policy: jetstream::consumer::AckPolicy::Explicit,
                 ack_wait,
                 max_deliver: MAX_DELIVER,
@@ -109,19 +177,7 @@ pub async fn spawn(
             MAX_DELIVER.to_string(),
         ));
     }
-    tokio::spawn(requeue_exhausted(
-        cluster.clone(),
-        store.clone(),
-        pipeline.clone(),
-    ));
-    let worker = Arc::new(Worker {
-        cluster,
-        store,
-        intake,
-        handle,
-    });
-    tokio::spawn(worker.run(consumer, slots.max(1)));
-    Ok(())
+    Ok(consumer)
 }
 
 /// Times a job whose deliveries ran out is queued again before it fails.
@@ -132,20 +188,21 @@ const MAX_REQUEUES: u32 = 3;
 /// the consumer would never deliver again: the node that removes such a message first queues
 /// the job again, up to [`MAX_REQUEUES`] times; then the job fails (`internal`) instead of
 /// staying queued forever.
-async fn requeue_exhausted(cluster: Arc<Cluster>, store: Arc<ClusterStore>, pipeline: String) {
+async fn requeue_exhausted(
+    cluster: Arc<Cluster>,
+    store: Arc<ClusterStore>,
+    stream: &'static str,
+    consumer: String,
+) {
     #[derive(serde::Deserialize)]
     struct Exhausted {
         stream_seq: u64,
     }
-    let subject = format!(
-        "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{}.{}",
-        layout::JOBS_STREAM,
-        consumer_name(&pipeline)
-    );
+    let subject = format!("$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{stream}.{consumer}");
     let mut advisories = match cluster.client.subscribe(subject).await {
         Ok(advisories) => advisories,
         Err(e) => {
-            tracing::error!(pipeline = %pipeline, error = %e, "cannot follow jobs whose deliveries run out");
+            tracing::error!(consumer = %consumer, error = %e, "cannot follow jobs whose deliveries run out");
             return;
         }
     };
@@ -153,18 +210,23 @@ async fn requeue_exhausted(cluster: Arc<Cluster>, store: Arc<ClusterStore>, pipe
         let Ok(exhausted) = serde_json::from_slice::<Exhausted>(&advisory.payload) else {
             continue;
         };
-        if let Err(e) = requeue(&cluster, &store, exhausted.stream_seq).await {
-            tracing::warn!(pipeline = %pipeline, error = %e, "cannot queue again a job whose deliveries ran out");
+        if let Err(e) = requeue(&cluster, &store, stream, exhausted.stream_seq).await {
+            tracing::warn!(consumer = %consumer, error = %e, "cannot queue again a job whose deliveries ran out");
         }
     }
 }
 
-/// Queues again the job of message `sequence`, whose deliveries ran out, if this node is the
+/// Queues again the job (or range) of message `sequence` of `stream`, whose deliveries ran out, if this node is the
 /// one that removes the message; fails the job after [`MAX_REQUEUES`].
-async fn requeue(cluster: &Cluster, store: &ClusterStore, sequence: u64) -> Result<(), String> {
+async fn requeue(
+    cluster: &Cluster,
+    store: &ClusterStore,
+    stream: &str,
+    sequence: u64,
+) -> Result<(), String> {
     let stream = cluster
         .js
-        .get_stream(layout::JOBS_STREAM)
+        .get_stream(stream)
         .await
         .map_err(|e| e.to_string())?;
     let Ok(message) = stream.get_raw_message(sequence).await else {
@@ -216,6 +278,10 @@ struct Worker {
     store: Arc<ClusterStore>,
     intake: Arc<Intake>,
     handle: Arc<PipelineHandle>,
+    /// Split jobs this node coordinates (holds the message of, until their assembly).
+    coordinating: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// Jobs being taken: claimed or having their documents fetched, not yet running.
+    taking: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 /// What claiming a fetched job found.
@@ -264,52 +330,124 @@ impl Worker {
         self.handle.pipeline.name.clone()
     }
 
-    async fn run(self: Arc<Self>, consumer: jetstream::consumer::PullConsumer, slots: usize) {
+    /// Takes work while there are free slots, from the job queue and the ranges of split jobs
+    /// in turn, so that neither waits behind the other: a small job submitted after a big one
+    /// was split waits for one range per node, not for the whole document.
+    async fn run(
+        self: Arc<Self>,
+        jobs: jetstream::consumer::PullConsumer,
+        ranges: jetstream::consumer::PullConsumer,
+        slots: usize,
+    ) {
         let pipeline = self.pipeline();
+        let mut ranges_first = false;
         while !self.intake.is_shutting_down() {
-            let free = slots.saturating_sub(self.running());
+            // Jobs being taken (claimed, their documents fetched) hold their slots too.
+            let free = slots.saturating_sub(self.running() + self.taking_count());
             if free == 0 {
                 let changed = self.intake.jobs.changed().notified();
                 let _ = tokio::time::timeout(IDLE_POLL, changed).await;
                 continue;
             }
-            let batch = match consumer.fetch().max_messages(free).messages().await {
-                Ok(batch) => batch,
-                Err(e) => {
-                    tracing::warn!(pipeline = %pipeline, error = %e, "cannot fetch jobs from the cluster");
-                    tokio::time::sleep(IDLE_POLL).await;
-                    continue;
-                }
+            let order = if ranges_first {
+                [&ranges, &jobs]
+            } else {
+                [&jobs, &ranges]
             };
-            let messages: Vec<_> = batch.collect().await;
-            let mut taken = 0;
-            for message in messages {
-                match message {
-                    Ok(message) => {
-                        taken += 1;
-                        // Claimed and enqueued before the next fetch counts free slots.
-                        self.clone().take(message).await;
-                    }
-                    Err(e) => {
-                        tracing::debug!(pipeline = %pipeline, error = %e, "fetch ended");
-                    }
+            let mut taken_from = None;
+            for consumer in order {
+                for message in self.fetch(consumer, free).await {
+                    taken_from = Some(std::ptr::eq(consumer, &jobs));
+                    self.clone().start_taking(message);
+                }
+                if taken_from.is_some() {
+                    break;
                 }
             }
-            if taken == 0 {
-                tokio::time::sleep(IDLE_POLL).await;
+            match taken_from {
+                // The other queue's turn next.
+                Some(from_jobs) => ranges_first = from_jobs,
+                None => tokio::time::sleep(IDLE_POLL).await,
             }
         }
         tracing::info!(pipeline = %pipeline, "stopped taking jobs from the cluster");
     }
 
+    /// Fetches up to `max` messages of `consumer`, or none when the queue is empty or NATS
+    /// does not answer in time.
+    async fn fetch(
+        &self,
+        consumer: &jetstream::consumer::PullConsumer,
+        max: usize,
+    ) -> Vec<jetstream::Message> {
+        let fetch = async {
+            let batch = consumer
+                .fetch()
+                .max_messages(max)
+                .expires(FETCH_EXPIRES)
+                .messages()
+                .await?;
+            Ok::<_, async_nats::Error>(batch.collect::<Vec<_>>().await)
+        };
+        let pipeline = self.pipeline();
+        match tokio::time::timeout(FETCH_EXPIRES + FETCH_GRACE, fetch).await {
+            Ok(Ok(messages)) => messages
+                .into_iter()
+                .filter_map(|m| {
+                    m.map_err(|e| tracing::debug!(pipeline = %pipeline, error = %e, "fetch ended"))
+                        .ok()
+                })
+                .collect(),
+            Ok(Err(e)) => {
+                tracing::warn!(pipeline = %pipeline, error = %e, "cannot fetch jobs from the cluster");
+                tokio::time::sleep(IDLE_POLL).await;
+                Vec::new()
+            }
+            Err(_) => {
+                tracing::warn!(pipeline = %pipeline, "a fetch of jobs from the cluster got no answer; fetching again");
+                Vec::new()
+            }
+        }
+    }
+
+    fn taking_count(&self) -> usize {
+        self.taking.lock().expect("taking lock poisoned").len()
+    }
+
+    /// Takes a fetched message in a task of its own, so that a slow claim or download (a
+    /// server failing over) holds one slot, not the node's whole intake. One job (or range of
+    /// it) is taken at a time: another delivery of it meanwhile is put off.
+    fn start_taking(self: Arc<Self>, message: jetstream::Message) {
+        tokio::spawn(async move {
+            let Ok(queued) = serde_json::from_slice::<QueuedJob>(&message.payload) else {
+                tracing::error!(subject = %message.subject, "an unreadable job message is dropped");
+                let _ = message.ack_with(AckKind::Term).await;
+                return;
+            };
+            let first = self
+                .taking
+                .lock()
+                .expect("taking lock poisoned")
+                .insert(queued.id.clone());
+            if !first {
+                let _ = message
+                    .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
+                    .await;
+                return;
+            }
+            let id = queued.id.clone();
+            self.clone().take(message, queued).await;
+            self.taking
+                .lock()
+                .expect("taking lock poisoned")
+                .remove(&id);
+            self.intake.jobs.changed().notify_waiters();
+        });
+    }
+
     /// Claims a fetched job, fetches its document and hands it to the pipeline; a task then
     /// keeps it alive and acknowledges it when it is finished.
-    async fn take(self: Arc<Self>, message: jetstream::Message) {
-        let Ok(queued) = serde_json::from_slice::<QueuedJob>(&message.payload) else {
-            tracing::error!(subject = %message.subject, "an unreadable job message is dropped");
-            let _ = message.ack_with(AckKind::Term).await;
-            return;
-        };
+    async fn take(self: Arc<Self>, message: jetstream::Message, queued: QueuedJob) {
         let id = queued.id;
         if message.info().is_ok_and(|info| info.delivered > 1) {
             metrics::counter!(m::CLUSTER_REDELIVERIES, "pipeline" => self.pipeline()).increment(1);
@@ -318,7 +456,7 @@ impl Worker {
             self.take_range(message, id, task).await;
             return;
         }
-        if self.runs_here(&id) {
+        if self.runs_here(&id) || self.coordinates(&id) {
             // Delivered again while this node runs it: the running task acknowledges it.
             let _ = message.ack_with(AckKind::Progress).await;
             return;
@@ -393,24 +531,32 @@ impl Worker {
         }
         let held = Held::new(self.cluster.clone());
         let path = self.intake.spool().join(&id);
-        if let Err(e) = self.download_patiently(&id, &path, &message).await {
+        if record.split.is_some() {
+            // Split already (its coordinating node died or handed it back): this node waits
+            // for its ranges and assembles it.
+            self.coordinate(id, path, message, held);
+            return;
+        }
+        if let Err(e) = self
+            .download_patiently(&id, record.job.bytes, true, &path, &message)
+            .await
+        {
             tracing::warn!(job_id = %id, error = %e, "cannot fetch a job's document; it comes back later");
             self.release(&id).await;
             let _ = message.ack_with(AckKind::Nak(Some(RETRY_DELAY))).await;
             return;
         }
-        if record.split.is_none() {
-            let pipeline = self.handle.pipeline.clone();
-            let document = path.clone();
-            let plan = tokio::task::spawn_blocking(move || split::plan(&document, &pipeline))
-                .await
-                .ok()
-                .flatten();
-            if let Some((pages, tasks)) = plan {
-                self.split(&id, pages, tasks, &message).await;
-                let _ = tokio::fs::remove_file(&path).await;
-                return;
+        let pipeline = self.handle.pipeline.clone();
+        let document = path.clone();
+        let plan = tokio::task::spawn_blocking(move || split::plan(&document, &pipeline))
+            .await
+            .ok()
+            .flatten();
+        if let Some((pages, tasks)) = plan {
+            if self.split(&id, pages, tasks, &message).await {
+                self.coordinate(id, path, message, held);
             }
+            return;
         }
         let mut request = JobRequest::new(id.clone(), record.job.name.clone(), path.clone());
         request.tenant = record.job.tenant.clone();
@@ -420,16 +566,17 @@ impl Worker {
         tokio::spawn(self.keep_alive(id, path, message, watch, held));
     }
 
-    /// Splits job `id` into the ranges `tasks` (heaviest first) and queues them; the job's
-    /// own message is then acknowledged. If queuing fails, the job's message comes back and
-    /// the job runs whole (what ranges were queued only checkpoint pages it then restores).
+    /// Splits job `id` into the ranges `tasks` (heaviest first) and queues them on the ranges
+    /// stream; the job's own message stays with this node, which coordinates the job. Returns
+    /// whether the job was split; if not (NATS trouble past [`TRANSIENT_ATTEMPTS`]), the
+    /// job's message comes back later, unsplit.
     async fn split(
         &self,
         id: &str,
         pages: u32,
         tasks: Vec<RangeTask>,
         message: &jetstream::Message,
-    ) {
+    ) -> bool {
         let mut by_index = tasks.clone();
         by_index.sort_by_key(|t| t.index);
         let plan = Split {
@@ -445,8 +592,6 @@ impl Worker {
                     return false;
                 }
                 r.split = Some(plan.clone());
-                r.lease = None;
-                r.job.state = "running".into();
                 true
             })
             .await;
@@ -454,13 +599,13 @@ impl Worker {
             Ok(Some(_)) => {}
             Ok(None) => {
                 let _ = message.double_ack().await;
-                return;
+                return false;
             }
             Err(e) => {
                 tracing::warn!(job_id = id, error = %e, "cannot record a job's split; it comes back later");
                 self.release(id).await;
                 let _ = message.ack_with(AckKind::Nak(Some(RETRY_DELAY))).await;
-                return;
+                return false;
             }
         }
         for task in &tasks {
@@ -469,11 +614,19 @@ impl Worker {
                 pipeline: self.pipeline(),
                 range: Some(*task),
             };
+            // Deduplicated by its message id: published again after trouble, queued once.
             let message_id = format!("{id}.r{}", task.index);
-            if let Err(e) = super::queue::publish(&self.cluster, &queued, &message_id).await {
-                tracing::warn!(job_id = id, error = %e, "cannot queue a range of a split job; the job comes back later");
-                let _ = message.ack_with(AckKind::Nak(Some(RETRY_DELAY))).await;
-                return;
+            let mut attempt = 0;
+            while let Err(e) = super::queue::publish(&self.cluster, &queued, &message_id).await {
+                if attempt == TRANSIENT_ATTEMPTS {
+                    tracing::warn!(job_id = id, error = %e, "cannot queue a range of a split job; the job comes back later");
+                    let _ = self.store.update(id, |r| r.split.take().is_some()).await;
+                    self.release(id).await;
+                    let _ = message.ack_with(AckKind::Nak(Some(RETRY_DELAY))).await;
+                    return false;
+                }
+                attempt += 1;
+                wait_out_trouble(message, attempt).await;
             }
         }
         tracing::info!(
@@ -482,7 +635,175 @@ impl Worker {
             ranges = tasks.len(),
             "split a job into page ranges"
         );
-        let _ = message.double_ack().await;
+        true
+    }
+
+    /// Whether this node coordinates split job `id`.
+    fn coordinates(&self, id: &str) -> bool {
+        self.coordinating
+            .lock()
+            .expect("coordinating lock poisoned")
+            .contains(id)
+    }
+
+    /// Coordinates split job `id`: keeps its message and lease (so the job counts once in the
+    /// queue's admission, and another node takes over if this one dies) until every range is
+    /// done, then assembles it here: the whole job runs with every page restored from its
+    /// checkpoints. Hands the job back if this node leaves first.
+    fn coordinate(
+        self: Arc<Self>,
+        id: String,
+        path: PathBuf,
+        message: jetstream::Message,
+        held: Held,
+    ) {
+        self.coordinating
+            .lock()
+            .expect("coordinating lock poisoned")
+            .insert(id.clone());
+        tokio::spawn(async move {
+            let assemble = self.wait_for_ranges(&id, &path, &message).await;
+            self.coordinating
+                .lock()
+                .expect("coordinating lock poisoned")
+                .remove(&id);
+            if let Some(record) = assemble {
+                self.assemble(id, path, record, message, held).await;
+            }
+        });
+    }
+
+    /// Waits until every range of split job `id` is done, keeping its message and lease;
+    /// returns its record then, or `None` when the job ended otherwise, the lease was lost or
+    /// the job was handed back.
+    async fn wait_for_ranges(
+        &self,
+        id: &str,
+        path: &std::path::Path,
+        message: &jetstream::Message,
+    ) -> Option<super::store::JobRecord> {
+        let me = self.cluster.node_name().to_string();
+        let mut leaving = self.cluster.leaving.subscribe();
+        let mut heartbeat = tokio::time::interval(self.cluster.layout().ack_wait / 3);
+        let mut look = tokio::time::interval(RANGES_POLL);
+        let mut cancels = self.store.cancel_requests(id).await.ok();
+        loop {
+            if *leaving.borrow_and_update() {
+                self.hand_back(id, path, message.clone()).await;
+                return None;
+            }
+            tokio::select! {
+                _ = leaving.changed() => {}
+                request = next_cancel(&mut cancels) => {
+                    if request {
+                        // Ranges running on other nodes see the job ended and stop.
+                        tracing::info!(job_id = %id, "cancel requested for a split job");
+                        let _ = self.store.finish(id, "cancelled", Some("cancelled".into()), None).await;
+                    } else {
+                        cancels = None;
+                    }
+                }
+                _ = heartbeat.tick() => {
+                    let _ = message.ack_with(AckKind::Progress).await;
+                    if !self.renew_lease(id, &me).await {
+                        let _ = tokio::fs::remove_file(path).await;
+                        return None;
+                    }
+                }
+                _ = look.tick() => {
+                    let Ok(Some((record, _))) = self.store.record(id).await else {
+                        continue;
+                    };
+                    if is_final(&record.job.state) {
+                        // A range failed, or the job was cancelled.
+                        let _ = tokio::fs::remove_file(path).await;
+                        let _ = if record.job.state == "failed" {
+                            message.double_ack_with(AckKind::Term).await
+                        } else {
+                            message.double_ack().await
+                        };
+                        return None;
+                    }
+                    if record.split.as_ref().is_some_and(Split::all_done) {
+                        return Some(record);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Renews this node's lease on job `id`; `false` when another node has taken it over
+    /// (this node then stops its copy), `true` otherwise (also when NATS cannot be reached).
+    async fn renew_lease(&self, id: &str, me: &str) -> bool {
+        let now = journal::now_ms();
+        let renewed = self
+            .store
+            .update(id, |r| match &mut r.lease {
+                Some(lease) if lease.node == me => {
+                    lease.heartbeat_ms = now;
+                    true
+                }
+                _ => false,
+            })
+            .await;
+        match renewed {
+            Ok(Some(_)) => true,
+            Ok(None) => {
+                tracing::warn!(job_id = %id, "lost a job's lease to another node; stopping it here");
+                false
+            }
+            Err(e) => {
+                tracing::warn!(job_id = %id, error = %e, "cannot renew a job's lease");
+                true
+            }
+        }
+    }
+
+    /// Assembles split job `id`, whose ranges are all done: the whole job runs here, every
+    /// page restored from its checkpoint, and is summarized and saved as an unsplit run.
+    async fn assemble(
+        self: Arc<Self>,
+        id: String,
+        path: PathBuf,
+        record: super::store::JobRecord,
+        message: jetstream::Message,
+        held: Held,
+    ) {
+        let me = self.cluster.node_name().to_string();
+        let marked = self
+            .store
+            .update(&id, |r| {
+                let mine = r.lease.as_ref().is_some_and(|l| l.node == me);
+                match &mut r.split {
+                    Some(split) if mine && !is_final(&r.job.state) => {
+                        split.assembling = true;
+                        true
+                    }
+                    _ => false,
+                }
+            })
+            .await;
+        if !matches!(marked, Ok(Some(_))) {
+            // Lost to another node, finished, or NATS trouble: the message decides again.
+            let _ = message.ack_with(AckKind::Nak(Some(RETRY_DELAY))).await;
+            return;
+        }
+        if !path.exists()
+            && let Err(e) = self
+                .download_patiently(&id, record.job.bytes, true, &path, &message)
+                .await
+        {
+            tracing::warn!(job_id = %id, error = %e, "cannot fetch a split job's document; it comes back later");
+            self.release(&id).await;
+            let _ = message.ack_with(AckKind::Nak(Some(RETRY_DELAY))).await;
+            return;
+        }
+        let mut request = JobRequest::new(id.clone(), record.job.name.clone(), path.clone());
+        request.tenant = record.job.tenant.clone();
+        self.handle.enqueue(request, record.job.bytes);
+        let watch = self.intake.jobs.subscribe(&id);
+        tracing::info!(job_id = %id, node = %me, "assembling a split job");
+        self.keep_alive(id, path, message, watch, held).await;
     }
 
     /// Takes a range of a split job: its pages are rendered, OCRed and checkpointed here.
@@ -508,12 +829,7 @@ impl Worker {
             return;
         }
         if plan.done.get(task.index) == Some(&true) {
-            // Done already (delivered again after its acknowledgement was lost): the
-            // assembly may still need queuing.
-            if plan.all_done() && self.queue_assembly(&id).await.is_err() {
-                let _ = message.ack_with(AckKind::Nak(Some(RETRY_DELAY))).await;
-                return;
-            }
+            // Done already (delivered again after its acknowledgement was lost).
             let _ = message.double_ack().await;
             return;
         }
@@ -526,7 +842,10 @@ impl Worker {
         }
         let held = Held::new(self.cluster.clone());
         let path = self.intake.spool().join(format!("{id}.r{}", task.index));
-        if let Err(e) = self.download_patiently(&id, &path, &message).await {
+        if let Err(e) = self
+            .download_patiently(&id, record.job.bytes, false, &path, &message)
+            .await
+        {
             tracing::warn!(job_id = %id, error = %e, "cannot fetch a split job's document; its range comes back later");
             let _ = message.ack_with(AckKind::Nak(Some(RETRY_DELAY))).await;
             return;
@@ -540,23 +859,9 @@ impl Worker {
         tokio::spawn(self.keep_range_alive(id, task, path, message, watch, held));
     }
 
-    /// Queues the assembly of split job `id` (deduplicated by its message id).
-    async fn queue_assembly(&self, id: &str) -> Result<(), ()> {
-        let queued = QueuedJob {
-            id: id.to_string(),
-            pipeline: self.pipeline(),
-            range: None,
-        };
-        super::queue::publish(&self.cluster, &queued, &format!("{id}.assemble"))
-            .await
-            .map_err(|e| {
-                tracing::warn!(job_id = id, error = %e, "cannot queue a split job's assembly");
-            })
-    }
-
     /// Keeps a range's message alive while its pages are read, shares its progress and
-    /// follows cancel requests; then records the range done (queuing the assembly after the
-    /// last one) or ends the job with the range's error.
+    /// follows cancel requests; then records the range done (the job's coordinating node
+    /// assembles it after the last one) or ends the job with the range's error.
     async fn keep_range_alive(
         self: Arc<Self>,
         id: String,
@@ -617,11 +922,9 @@ impl Worker {
                 if let Err(e) = self.store.put_previews(&id, &results, task.range).await {
                     tracing::warn!(job_id = %id, error = %e, "cannot share a range's previews");
                 }
-                let mut assemble = false;
                 let recorded = self
                     .store
                     .update(&id, |r| {
-                        assemble = false;
                         if is_final(&r.job.state) {
                             return false;
                         }
@@ -631,19 +934,11 @@ impl Worker {
                         if let Some(done) = plan.done.get_mut(task.index) {
                             *done = true;
                         }
-                        if plan.all_done() && !plan.assembling {
-                            plan.assembling = true;
-                            assemble = true;
-                        }
                         true
                     })
                     .await;
                 if let Err(e) = recorded {
                     tracing::warn!(job_id = %id, error = %e, "cannot record a range done; it is read again");
-                    let _ = message.ack_with(AckKind::Nak(Some(RETRY_DELAY))).await;
-                    return;
-                }
-                if assemble && self.queue_assembly(&id).await.is_err() {
                     let _ = message.ack_with(AckKind::Nak(Some(RETRY_DELAY))).await;
                     return;
                 }
@@ -733,29 +1028,12 @@ impl Worker {
                     }
                     _ = tick.tick() => {
                         let _ = message.ack_with(AckKind::Progress).await;
-                        let now = journal::now_ms();
-                        let renewed = self.store.update(&id, |r| {
-                            match &mut r.lease {
-                                Some(lease) if lease.node == me => {
-                                    lease.heartbeat_ms = now;
-                                    true
-                                }
-                                _ => false,
-                            }
-                        }).await;
-                        match renewed {
-                            Ok(Some(_)) => {}
-                            Ok(None) => {
-                                // Another node took the job over while this one could not
-                                // renew its lease: it is that node's now.
-                                tracing::warn!(job_id = %id, "lost a job's lease to another node; stopping it here");
-                                self.intake.jobs.cancel(&id);
-                                let _ = tokio::fs::remove_file(&path).await;
-                                return;
-                            }
-                            Err(e) => {
-                                tracing::warn!(job_id = %id, error = %e, "cannot renew a job's lease");
-                            }
+                        if !self.renew_lease(&id, &me).await {
+                            // Another node took the job over while this one could not
+                            // renew its lease: it is that node's now.
+                            self.intake.jobs.cancel(&id);
+                            let _ = tokio::fs::remove_file(&path).await;
+                            return;
                         }
                     }
                 }
@@ -798,23 +1076,49 @@ impl Worker {
         let _ = tokio::fs::remove_file(path).await;
     }
 
-    /// [`Worker::download`], tried again through NATS trouble while `message` is kept.
+    /// [`Worker::download`] of a document of `bytes`, tried again through NATS trouble (an
+    /// error, or a read stalled past [`download_deadline`]) while `message` is kept, and while
+    /// the job is unfinished (and, if `leased`, this node holds its lease).
     async fn download_patiently(
         &self,
         id: &str,
+        bytes: u64,
+        leased: bool,
         path: &std::path::Path,
         message: &jetstream::Message,
     ) -> Result<(), ClusterError> {
         let mut attempt = 0;
         loop {
-            match self.download(id, path).await {
-                Err(e) if attempt < TRANSIENT_ATTEMPTS => {
+            let deadline = download_deadline(bytes);
+            let download = tokio::time::timeout(deadline, self.download(id, path));
+            let outcome = download.await.unwrap_or_else(|_| {
+                Err(ClusterError::Unreachable(format!(
+                    "fetching the document took more than {}",
+                    humantime::format_duration(deadline)
+                )))
+            });
+            match outcome {
+                Err(e) if attempt < TRANSIENT_ATTEMPTS && self.still_wanted(id, leased).await => {
                     attempt += 1;
                     tracing::debug!(job_id = id, error = %e, attempt, "cannot fetch a job's document yet");
                     wait_out_trouble(message, attempt).await;
                 }
                 outcome => return outcome,
             }
+        }
+    }
+
+    /// Whether job `id` is still this node's to fetch: not finished and, if `leased`, its lease
+    /// this node's. While the record cannot be read, it is.
+    async fn still_wanted(&self, id: &str, leased: bool) -> bool {
+        let me = self.cluster.node_name();
+        match self.store.record(id).await {
+            Ok(Some((record, _))) => {
+                !is_final(&record.job.state)
+                    && (!leased || record.lease.as_ref().is_some_and(|l| l.node == me))
+            }
+            Ok(None) => false,
+            Err(_) => true,
         }
     }
 
@@ -838,6 +1142,11 @@ impl Worker {
         tokio::fs::rename(&partial, path).await.map_err(io)?;
         Ok(())
     }
+}
+
+/// How long fetching a document of `bytes` may take before it is tried again.
+fn download_deadline(bytes: u64) -> Duration {
+    DOWNLOAD_MIN + Duration::from_secs(bytes / DOWNLOAD_MIN_RATE)
 }
 
 /// Waits before trying again through NATS trouble (a server failing over), keeping the
