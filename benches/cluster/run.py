@@ -17,11 +17,13 @@ target >= 1.8) and cluster-1 / single (the cost of the cluster, target >= 0.95).
 With --split, one big document instead (--document twice over, joined with poppler's
 pdfunite: 48 pages for scans-24p.pdf), which the pipeline's `cluster.split_pages` splits into
 page ranges that both nodes read: time to its result on cluster-1 against cluster-2 (target:
-two nodes >= 1.7x faster).
+two nodes >= 1.7x faster). While it runs, --small one-page jobs (tests/fixtures/phototest.tif)
+are submitted one after another, each once the previous is done, and their times to result are
+reported: ranges and whole jobs take turns, so each waits for about the range in hand.
 
 Uses only the standard library. Usage:
     python3 benches/cluster/run.py [--bin target/release/pagemill] [--document PDF]
-        [--jobs 4] [--rounds 1] [--split]
+        [--jobs 4] [--rounds 1] [--split [--small 3]]
 """
 
 import argparse
@@ -37,6 +39,7 @@ import time
 import urllib.parse
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SMALL_DOCUMENT = os.path.join(ROOT, "tests", "fixtures", "phototest.tif")
 
 
 def corpus_dir():
@@ -138,13 +141,55 @@ def run_jobs(nodes, document, jobs):
     return pages, time.time() - started
 
 
-def measure(setup, binary, document, jobs, pipeline=None):
-    """(pages, seconds) of one set-up: single, cluster-1 or cluster-2; `pipeline`, a YAML
-    file, instead of the built-in default."""
+def submit(node, document):
+    with open(document, "rb") as f:
+        body = f.read()
+    status, data = request(node.base, "POST", "/v1/pipelines/default/jobs", body,
+                           {"X-Filename": os.path.basename(document),
+                            "Content-Type": "application/octet-stream"})
+    if status != 202:
+        raise SystemExit("submission refused: %d %s" % (status, data[:200]))
+    return json.loads(data)["id"]
+
+
+def job_status(node, job):
+    status, data = request(node.base, "GET", "/v1/jobs/" + job)
+    return json.loads(data) if status == 200 else None
+
+
+def run_small_jobs(nodes, big, small_document, count):
+    """While job `big` runs, one-page jobs one after another (each once the previous is done),
+    from the moment `big` has a page OCRed; returns their times to result in seconds."""
+    while True:
+        status = job_status(nodes[0], big)
+        if status and ((status["pages"]["ocred"] or 0) > 0 or status["state"] == "done"):
+            break
+        time.sleep(0.1)
+    latencies = []
+    for i in range(count):
+        status = job_status(nodes[0], big)
+        if status and status["state"] in ("done", "failed", "cancelled"):
+            break
+        started = time.time()
+        job = submit(nodes[i % len(nodes)], small_document)
+        while True:
+            status = job_status(nodes[0], job)
+            if status and status["state"] in ("done", "failed", "cancelled"):
+                break
+            time.sleep(0.05)
+        latencies.append(time.time() - started)
+    return latencies
+
+
+def measure(setup, binary, document, jobs, pipeline=None, small=0):
+    """(pages, seconds, small job latencies) of one set-up: single, cluster-1 or cluster-2;
+    `pipeline`, a YAML file, instead of the built-in default; `small` one-page jobs submitted
+    while the first job runs (with one job only)."""
     extra = ["--pipelines", pipeline] if pipeline else []
     with tempfile.TemporaryDirectory() as directory:
         nats = None
         nodes = []
+        latencies = []
         try:
             if setup == "single":
                 nodes.append(Node(binary, os.path.join(directory, "single"), extra))
@@ -154,7 +199,20 @@ def measure(setup, binary, document, jobs, pipeline=None):
                 for i in range(count):
                     nodes.append(Node(binary, os.path.join(directory, "node%d" % i),
                                       ["--cluster", nats.url, "--node-name", "n%d" % i] + extra))
-            pages, seconds = run_jobs(nodes, document, jobs)
+            if small:
+                started = time.time()
+                big = submit(nodes[0], document)
+                latencies = run_small_jobs(nodes, big, SMALL_DOCUMENT, small)
+                while True:
+                    status = job_status(nodes[0], big)
+                    if status and status["state"] in ("done", "failed", "cancelled"):
+                        break
+                    time.sleep(0.1)
+                if status["state"] != "done":
+                    raise SystemExit("job %s ended %s" % (big, status["state"]))
+                pages, seconds = status["pages"]["total"], time.time() - started
+            else:
+                pages, seconds = run_jobs(nodes, document, jobs)
         finally:
             for node in nodes:
                 node.stop()
@@ -162,7 +220,10 @@ def measure(setup, binary, document, jobs, pipeline=None):
                 nats.stop()
     print("  %-9s %4d pages in %6.1f s: %.3f pages/s" % (setup, pages, seconds, pages / seconds),
           flush=True)
-    return pages, seconds
+    if latencies:
+        print("  %-9s one-page jobs meanwhile, seconds to result: %s"
+              % ("", ", ".join("%.1f" % l for l in latencies)), flush=True)
+    return pages, seconds, latencies
 
 
 def joined_twice(document, directory):
@@ -185,6 +246,8 @@ def main():
     parser.add_argument("--setups", default="single,cluster-1,cluster-2")
     parser.add_argument("--split", action="store_true",
                         help="one document of twice --document's pages, split across nodes")
+    parser.add_argument("--small", type=int, default=0,
+                        help="with --split: one-page jobs submitted while the split job runs")
     args = parser.parse_args()
     if not os.path.exists(args.bin):
         raise SystemExit("no %s: build it with `cargo build --release`" % args.bin)
@@ -199,7 +262,7 @@ def main():
                                            os.path.basename(args.document)), flush=True)
         for setup in setups:
             pipeline = os.path.abspath(args.pipeline) if args.pipeline else None
-            pages, seconds = measure(setup, args.bin, args.document, args.jobs, pipeline)
+            pages, seconds, _ = measure(setup, args.bin, args.document, args.jobs, pipeline)
             rates[setup].append(pages / seconds)
     median = {s: statistics.median(r) for s, r in rates.items()}
     print()
@@ -222,12 +285,15 @@ def split_phase(args):
     with tempfile.TemporaryDirectory() as directory:
         document = joined_twice(args.document, directory)
         seconds = {"cluster-1": [], "cluster-2": []}
+        small = {"cluster-1": [], "cluster-2": []}
         for round_number in range(args.rounds):
             print("round %d: one job of %s twice over" % (round_number + 1,
                                                           os.path.basename(args.document)),
                   flush=True)
             for setup in seconds:
-                seconds[setup].append(measure(setup, args.bin, document, 1)[1])
+                _, taken, latencies = measure(setup, args.bin, document, 1, small=args.small)
+                seconds[setup].append(taken)
+                small[setup].extend(latencies)
     median = {s: statistics.median(v) for s, v in seconds.items()}
     print()
     print("| set-up | seconds to the result (median of %d) |" % args.rounds)
@@ -237,6 +303,11 @@ def split_phase(args):
     print()
     print("two nodes / one node, time to result: %.3fx faster (target >= 1.7)"
           % (median["cluster-1"] / median["cluster-2"]))
+    for setup, latencies in small.items():
+        if latencies:
+            print("%s: one-page jobs submitted during the split job: median %.1f s, max %.1f s"
+                  " to result (%d jobs)" % (setup, statistics.median(latencies),
+                                            max(latencies), len(latencies)))
     return 0
 
 

@@ -140,6 +140,7 @@ impl NatsCluster {
         for server in &cluster.servers {
             wait_for_jetstream(&server.url).await;
         }
+        wait_for_three_peers(&cluster.servers[0].url).await;
         cluster
     }
 
@@ -206,6 +207,29 @@ async fn wait_for_jetstream(url: &str) {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     panic!("the NATS cluster at {url} did not answer JetStream requests within 30 s");
+}
+
+/// Waits until the cluster behind `url` places a stream with three copies: a meta leader
+/// that answers may not know every peer yet ("no suitable peers for placement").
+async fn wait_for_three_peers(url: &str) {
+    let client = async_nats::connect(url).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        let probe = async_nats::jetstream::stream::Config {
+            name: "PAGEMILL_READY_CHECK".into(),
+            subjects: vec!["pagemill.ready-check".into()],
+            num_replicas: 3,
+            storage: async_nats::jetstream::stream::StorageType::Memory,
+            ..Default::default()
+        };
+        if js.create_stream(probe).await.is_ok() {
+            let _ = js.delete_stream("PAGEMILL_READY_CHECK").await;
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("the NATS cluster at {url} did not place a stream on three servers within 30 s");
 }
 
 /// Kills (SIGKILL) and waits for a server process, if it still runs.
