@@ -302,7 +302,9 @@ async fn three_nodes_lose_no_job_when_one_is_killed_in_the_middle_of_a_job() {
     }
     assert!(restored >= 1.0, "no page of the scan was restored");
     assert!(restored < 8.0, "every page was restored: {restored}");
-    assert_eq!(takeovers, 1.0);
+    // The killed node's lease; on a loaded machine a live node's 3 s lease may lapse too
+    // (then its job is still finished once: one result and one row, checked here).
+    assert!(takeovers >= 1.0, "no lease was taken over");
     // One row per job in the shared database.
     let rows = pg
         .client()

@@ -514,8 +514,7 @@ impl Worker {
                 return;
             }
             (Ok(None), Claim::Missing) => {
-                tracing::warn!(job_id = %id, "a queued job has no record; dropped");
-                let _ = message.ack_with(AckKind::Term).await;
+                drop_unless_early(&message, &id, "a queued job has no record").await;
                 return;
             }
             (Err(e), _) => {
@@ -529,6 +528,8 @@ impl Worker {
                 .increment(1);
             tracing::warn!(job_id = %id, from = %node, "took over a job whose node stopped renewing its lease");
         }
+        // Claimed: the message's and the lease's clocks start again here, not at delivery.
+        let _ = message.ack_with(AckKind::Progress).await;
         let held = Held::new(self.cluster.clone());
         let path = self.intake.spool().join(&id);
         if record.split.is_some() {
@@ -543,6 +544,13 @@ impl Worker {
         {
             tracing::warn!(job_id = %id, error = %e, "cannot fetch a job's document; it comes back later");
             self.release(&id).await;
+            let _ = message.ack_with(AckKind::Nak(Some(RETRY_DELAY))).await;
+            return;
+        }
+        // The download may have taken a while: renewed before the pipeline's first heartbeat.
+        let _ = message.ack_with(AckKind::Progress).await;
+        if !self.renew_lease(&id, &me).await {
+            let _ = tokio::fs::remove_file(&path).await;
             let _ = message.ack_with(AckKind::Nak(Some(RETRY_DELAY))).await;
             return;
         }
@@ -811,7 +819,7 @@ impl Worker {
         let record = match self.store.record(&id).await {
             Ok(Some((record, _))) => record,
             Ok(None) => {
-                let _ = message.ack_with(AckKind::Term).await;
+                drop_unless_early(&message, &id, "a queued range has no job record").await;
                 return;
             }
             Err(e) => {
@@ -821,7 +829,7 @@ impl Worker {
             }
         };
         let Some(plan) = &record.split else {
-            let _ = message.ack_with(AckKind::Term).await;
+            drop_unless_early(&message, &id, "a queued range's job is not split").await;
             return;
         };
         if is_final(&record.job.state) {
@@ -1142,6 +1150,25 @@ impl Worker {
         tokio::fs::rename(&partial, path).await.map_err(io)?;
         Ok(())
     }
+}
+
+/// Deliveries of a message whose job record is missing (or not yet split, for a range) before
+/// it is dropped: a record is read from any copy of the bucket, and a copy may not have the
+/// latest write yet when the message arrives.
+const MISSING_RECORD_DELIVERIES: i64 = 3;
+
+/// Drops `message` (job `id`, `why` it looks orphaned) once it was delivered
+/// [`MISSING_RECORD_DELIVERIES`] times; before, it comes back a second later to be read again.
+async fn drop_unless_early(message: &jetstream::Message, id: &str, why: &str) {
+    let delivered = message.info().map(|i| i.delivered).unwrap_or(i64::MAX);
+    if delivered < MISSING_RECORD_DELIVERIES {
+        let _ = message
+            .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
+            .await;
+        return;
+    }
+    tracing::warn!(job_id = %id, delivered, "{why}; dropped");
+    let _ = message.ack_with(AckKind::Term).await;
 }
 
 /// How long fetching a document of `bytes` may take before it is tried again.
