@@ -6,8 +6,8 @@
 //!   the layout's `ack_wait` and [`MAX_DELIVER`]. Messages are fetched with one-shot
 //!   `fetch().max_messages(k)` for `k` free slots: async-nats' long-lived `messages()`
 //!   prefetches far more than a node has room for, and its `stream()` pulls again after a
-//!   reconnect even with no free slot (a job ran twice). Every fetch expires, and each message
-//!   is taken in a task of its own: a request or download stalled by a failover holds one
+//!   reconnect even with no free slot (a job ran twice). Every fetch has a timeout, and each
+//!   message is taken in a task of its own: a request or download stalled by a failover holds one
 //!   slot for a while, never the node's intake.
 //! - A split job's message stays with the node that split it, which coordinates it (lease and
 //!   in-progress acks as for a running job) and assembles it when its ranges are done.
@@ -58,12 +58,12 @@ const IDLE_POLL: Duration = Duration::from_millis(500);
 const TRANSIENT_ATTEMPTS: u32 = 14;
 /// Wait before a job that could not be claimed (NATS trouble) is delivered again.
 const RETRY_DELAY: Duration = Duration::from_secs(5);
-/// How long a fetch asks the server to hold the request. A fetch without it waits for the
-/// server's answer forever, and a request lost while a server fails over would stop the node
-/// taking work; with it, async-nats gives up a few seconds after this.
-const FETCH_EXPIRES: Duration = Duration::from_secs(2);
-/// A fetch that has not ended this long after [`FETCH_EXPIRES`] is given up on here.
-const FETCH_GRACE: Duration = Duration::from_secs(10);
+/// How long a fetch may go unanswered before it is given up on. async-nats' `fetch()` has no
+/// timeout of its own, and a request lost while a server fails over would stop the node taking
+/// work. (The request's own `expires` is no help: with it, nats-server 2.9 holds a request to
+/// an empty queue until it expires instead of answering "no messages" at once, which delays
+/// every turn between jobs and ranges.)
+const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long fetching a document may take at least; larger documents get more
 /// ([`download_deadline`]). A read stalled by a failover is tried again instead of waiting.
 const DOWNLOAD_MIN: Duration = Duration::from_secs(30);
@@ -381,16 +381,11 @@ impl Worker {
         max: usize,
     ) -> Vec<jetstream::Message> {
         let fetch = async {
-            let batch = consumer
-                .fetch()
-                .max_messages(max)
-                .expires(FETCH_EXPIRES)
-                .messages()
-                .await?;
+            let batch = consumer.fetch().max_messages(max).messages().await?;
             Ok::<_, async_nats::Error>(batch.collect::<Vec<_>>().await)
         };
         let pipeline = self.pipeline();
-        match tokio::time::timeout(FETCH_EXPIRES + FETCH_GRACE, fetch).await {
+        match tokio::time::timeout(FETCH_TIMEOUT, fetch).await {
             Ok(Ok(messages)) => messages
                 .into_iter()
                 .filter_map(|m| {
