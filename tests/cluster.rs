@@ -491,6 +491,19 @@ async fn events_outputs_previews_and_cancel_work_from_a_node_that_does_not_run_t
     })
     .await;
     let other = if runs(&a, &long) { &b } else { &a };
+    let holds_part_of = |node: &Daemon| {
+        std::fs::read_dir(node.dir.path().join("data/spool"))
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .any(|e| e.file_name().to_string_lossy().starts_with(&long))
+            })
+            .unwrap_or(false)
+    };
+    assert!(
+        holds_part_of(&a) || holds_part_of(&b),
+        "no node runs the job"
+    );
     let cancelled = other
         .http
         .delete(other.url(&format!("/v1/jobs/{long}")))
@@ -502,15 +515,6 @@ async fn events_outputs_previews_and_cancel_work_from_a_node_that_does_not_run_t
     assert_eq!(status["state"], "cancelled", "{status}");
     assert!(status["pages"]["ocred"].as_u64().unwrap() < 20, "{status}");
     // Split into ranges of 8 pages (the default): every range stops, on both nodes.
-    let holds_part_of = |node: &Daemon| {
-        std::fs::read_dir(node.dir.path().join("data/spool"))
-            .map(|entries| {
-                entries
-                    .flatten()
-                    .any(|e| e.file_name().to_string_lossy().starts_with(&long))
-            })
-            .unwrap_or(false)
-    };
     for _ in 0..300 {
         if !holds_part_of(&a) && !holds_part_of(&b) {
             break;

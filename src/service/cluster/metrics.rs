@@ -1,7 +1,7 @@
 //! The cluster's view in this node's metrics: every few seconds, the messages of the job queue
 //! and of the ranges stream, and each pipeline consumer's waiting and unacknowledged jobs, as
-//! JetStream reports them, and whether this node is connected. The counters of redeliveries, lease takeovers and jobs
-//! handed back are counted where they happen ([`super::worker`]).
+//! JetStream reports them, and whether this node is connected. The counters of redeliveries,
+//! lease takeovers and jobs handed back are counted where they happen ([`super::worker`]).
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -29,8 +29,9 @@ pub struct QueuedJob {
     pub range: Option<super::split::RangeTask>,
 }
 
-/// Queues `job` (on the ranges stream if it is a range of a split job) once however often it is published within the duplicate window
-/// (`message_id`, e.g. the job id); returns once the stream has it durably.
+/// Queues `job` (on the ranges stream if it is a range of a split job) once however often it
+/// is published within the duplicate window (`message_id`, e.g. the job id); returns once the
+/// stream has it durably.
 pub(crate) async fn publish(
     cluster: &Cluster,
     job: &QueuedJob,

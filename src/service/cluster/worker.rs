@@ -106,14 +106,15 @@ pub async fn spawn(
     )
     .await?;
     for (stream, consumer) in [
-        (layout::JOBS_STREAM, consumer_name(&pipeline)),
-        (layout::RANGES_STREAM, ranges_consumer_name(&pipeline)),
+        (layout::JOBS_STREAM, &jobs),
+        (layout::RANGES_STREAM, &ranges),
     ] {
+        let name = consumer.cached_info().name.clone();
         tokio::spawn(requeue_exhausted(
             cluster.clone(),
             store.clone(),
             stream,
-            consumer,
+            name,
         ));
     }
     let worker = Arc::new(Worker {
@@ -216,8 +217,9 @@ async fn requeue_exhausted(
     }
 }
 
-/// Queues again the job (or range) of message `sequence` of `stream`, whose deliveries ran out, if this node is the
-/// one that removes the message; fails the job after [`MAX_REQUEUES`].
+/// Queues again the job (or range) of message `sequence` of `stream`, whose deliveries ran
+/// out, if this node is the one that removes the message; fails the job after
+/// [`MAX_REQUEUES`].
 async fn requeue(
     cluster: &Cluster,
     store: &ClusterStore,
@@ -350,21 +352,21 @@ impl Worker {
                 continue;
             }
             let order = if ranges_first {
-                [&ranges, &jobs]
+                [(&ranges, false), (&jobs, true)]
             } else {
-                [&jobs, &ranges]
+                [(&jobs, true), (&ranges, false)]
             };
-            let mut taken_from = None;
-            for consumer in order {
+            let mut taken_from_jobs = None;
+            for (consumer, is_jobs) in order {
                 for message in self.fetch(consumer, free).await {
-                    taken_from = Some(std::ptr::eq(consumer, &jobs));
+                    taken_from_jobs = Some(is_jobs);
                     self.clone().start_taking(message);
                 }
-                if taken_from.is_some() {
+                if taken_from_jobs.is_some() {
                     break;
                 }
             }
-            match taken_from {
+            match taken_from_jobs {
                 // The other queue's turn next.
                 Some(from_jobs) => ranges_first = from_jobs,
                 None => tokio::time::sleep(IDLE_POLL).await,
@@ -410,20 +412,21 @@ impl Worker {
     }
 
     /// Takes a fetched message in a task of its own, so that a slow claim or download (a
-    /// server failing over) holds one slot, not the node's whole intake. One job (or range of
-    /// it) is taken at a time: another delivery of it meanwhile is put off.
+    /// server failing over) holds one slot, not the node's whole intake. The job counts as
+    /// being taken before this returns, so the next fetch sees its slot taken. One job (or
+    /// range of it) is taken at a time: another delivery of it meanwhile is put off.
     fn start_taking(self: Arc<Self>, message: jetstream::Message) {
+        let Ok(queued) = serde_json::from_slice::<QueuedJob>(&message.payload) else {
+            tracing::error!(subject = %message.subject, "an unreadable job message is dropped");
+            tokio::spawn(async move { message.ack_with(AckKind::Term).await });
+            return;
+        };
+        let first = self
+            .taking
+            .lock()
+            .expect("taking lock poisoned")
+            .insert(queued.id.clone());
         tokio::spawn(async move {
-            let Ok(queued) = serde_json::from_slice::<QueuedJob>(&message.payload) else {
-                tracing::error!(subject = %message.subject, "an unreadable job message is dropped");
-                let _ = message.ack_with(AckKind::Term).await;
-                return;
-            };
-            let first = self
-                .taking
-                .lock()
-                .expect("taking lock poisoned")
-                .insert(queued.id.clone());
             if !first {
                 let _ = message
                     .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
