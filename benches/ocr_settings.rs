@@ -4,8 +4,8 @@
 //! Every page of the given documents is rendered and preprocessed once, as the pipeline given
 //! with `--pipeline` does it (default: the built-in one with text scaling off, i.e. pages at
 //! their rendered resolution), then OCRed once per variant on a pool of `--threads` threads
-//! (default 2). A page's CPU time is its thread's CPU time, so pages running side by side do
-//! not count each other. A variant is `NAME:SETTING,SETTING...`, each setting one of
+//! (default 2), each page by every variant in turn on one thread. A page's CPU time is its
+//! thread's CPU time, so pages running side by side do not count each other. A variant is `NAME:SETTING,SETTING...`, each setting one of
 //!
 //! - `osd=1`: Tesseract's orientation detection first, the page turned as it says (the
 //!   engine bound of `benches/throughput.rs` does this);
@@ -182,15 +182,20 @@ fn main() {
         .collect();
     eprintln!("{} pages from {} files", pages.len(), files.len());
     for page in &pages {
-        let size = text_size::measure(&page.image.pixels, false).unwrap();
+        let size = text_size::measure(&page.image.pixels, true).unwrap();
         let (w, h) = page.image.pixels.dimensions();
         eprintln!(
-            "{} {w}x{h} at {} dpi: x-height {} px, {} letters{}",
+            "{} {w}x{h} at {} dpi: x-height {} px, {} letters{}, upright {}",
             files[page.file].0.file_name().unwrap().to_string_lossy(),
             page.image.dpi,
             size.x_height,
             size.letters,
-            if size.sideways { ", sideways" } else { "" }
+            if size.sideways { ", sideways" } else { "" },
+            match size.upright {
+                Some(true) => "yes",
+                Some(false) => "no",
+                None => "not known",
+            }
         );
     }
 
@@ -201,21 +206,37 @@ fn main() {
         "| variant | CPU s/page (all) | CPU s/page (ground truth) | overall CER | CER per file |"
     );
     println!("|---|---|---|---|---|");
-    for variant in &variants {
-        let outcomes: Vec<(usize, bool, String, f64)> = pool.install(|| {
-            pages
-                .par_iter()
-                .with_max_len(1)
-                .map(|page| {
+    // Every page is read by every variant in turn on one thread, the variants' order turning
+    // from page to page: a machine whose speed drifts during the run (other work on the
+    // host) slows all variants alike instead of whichever ran at that time.
+    let readings: Vec<Vec<(usize, bool, String, f64)>> = pool.install(|| {
+        pages
+            .par_iter()
+            .enumerate()
+            .with_max_len(1)
+            .map(|(n, page)| {
+                let has_truth = truth[page.file].is_some();
+                let mut readings: Vec<Option<(usize, bool, String, f64)>> =
+                    vec![None; variants.len()];
+                for k in 0..variants.len() {
+                    let v = (n + k) % variants.len();
                     let started = thread_cpu_seconds();
-                    let text = ocr(page, &pipeline, variant);
-                    let has_truth = truth[page.file].is_some();
-                    (page.file, has_truth, text, thread_cpu_seconds() - started)
-                })
-                .collect()
-        });
+                    let text = ocr(page, &pipeline, &variants[v]);
+                    readings[v] =
+                        Some((page.file, has_truth, text, thread_cpu_seconds() - started));
+                }
+                readings
+                    .into_iter()
+                    .map(|r| r.expect("every variant read the page"))
+                    .collect()
+            })
+            .collect()
+    });
+    for (v, variant) in variants.iter().enumerate() {
+        let outcomes: Vec<&(usize, bool, String, f64)> =
+            readings.iter().map(|page| &page[v]).collect();
         let all_cpu: f64 = outcomes.iter().map(|o| o.3).sum::<f64>() / outcomes.len() as f64;
-        let truth_pages: Vec<&(usize, bool, String, f64)> =
+        let truth_pages: Vec<&&(usize, bool, String, f64)> =
             outcomes.iter().filter(|o| o.1).collect();
         let truth_cpu =
             truth_pages.iter().map(|o| o.3).sum::<f64>() / truth_pages.len().max(1) as f64;

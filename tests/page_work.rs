@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use common::*;
 use image::GrayImage;
 use pagemill::config::OrientationMode;
-use pagemill::model::page::{PageImage, PagePixels};
-use pagemill::stages::ocr::{Engines, ocr_page};
+use pagemill::model::page::{PageImage, PagePixels, PrintStands};
+use pagemill::stages::ocr::{Engines, POOR_READING_CONFIDENCE, ocr_page};
 
 /// Writes `gray` as a PNG declaring `dpi`.
 fn write_png(path: &Path, gray: &GrayImage, dpi: u32) {
@@ -212,13 +212,33 @@ fn orientation_detection_runs_only_where_the_upright_reading_is_poor() {
     };
     let page = ocr_page(
         &mut engines,
-        PageImage::new(PagePixels::Gray(upright), 200),
+        PageImage::new(PagePixels::Gray(upright.clone()), 200),
         1,
         &always,
         limit,
     )
     .unwrap();
     assert!(page.orientation_checked);
+    // A poor reading of a page whose print the render stage saw standing upright is taken as
+    // it is: here the upside-down page, marked upright, is read upside down and not turned.
+    let mut marked_upright =
+        PageImage::new(PagePixels::Gray(image::imageops::rotate180(&upright)), 200);
+    marked_upright.print_stands = PrintStands::Upright;
+    let page = ocr_page(&mut engines, marked_upright, 1, &cfg, limit).unwrap();
+    assert!(
+        page.confidence < POOR_READING_CONFIDENCE,
+        "{}",
+        page.confidence
+    );
+    assert!(!page.orientation_checked);
+    assert_eq!(page.rotation, 0);
+    // Nor is a page where nothing was read: there is nothing to turn upright.
+    let page = read(
+        &mut engines,
+        GrayImage::from_pixel(640, 480, image::Luma([255])),
+    );
+    assert!(page.words.is_empty() && page.confidence < POOR_READING_CONFIDENCE);
+    assert!(!page.orientation_checked);
     let _ = std::io::stderr().flush();
 }
 
@@ -307,15 +327,16 @@ fn print_turned_by_90_180_or_270_degrees_looks_turned_before_it_is_read() {
     let pipeline = pipeline(out.path(), &[]);
     let bytes = std::fs::read(corpus.join("linn-cardinal.pdf")).unwrap();
     let doc = pagemill::model::document::open_document(bytes, &pipeline.limits).unwrap();
-    let looks_turned: Vec<bool> = (0..doc.page_count)
+    let print_stands: Vec<PrintStands> = (0..doc.page_count)
         .map(
             |i| match pagemill::stages::render::prepare_page(&doc, i, &pipeline).unwrap() {
-                pagemill::stages::render::PageInput::Image(image) => image.looks_turned,
+                pagemill::stages::render::PageInput::Image(image) => image.print_stands,
                 _ => panic!("linn-cardinal page {} is a scan", i + 1),
             },
         )
         .collect();
-    assert_eq!(looks_turned, [false, true, true, true]);
+    assert_ne!(print_stands[0], PrintStands::Turned);
+    assert_eq!(print_stands[1..], [PrintStands::Turned; 3]);
 }
 
 #[tokio::test(flavor = "multi_thread")]

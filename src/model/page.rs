@@ -68,9 +68,21 @@ pub struct PageImage {
     /// How much preprocessing scaled the page: its pixels are this many times the source's.
     /// Word boxes and layouts are scaled back, so they stay in the source's coordinates.
     pub scale: f32,
-    /// Whether its print seemed to run up or down the page, or to stand upside down (see
-    /// `render::text_size`): orientation detection then runs before the page is read.
-    pub looks_turned: bool,
+    /// Which way up its print seemed to stand before it was read (see `render::text_size`).
+    pub print_stands: PrintStands,
+}
+
+/// Which way up a page's print stands, as the render stage sees it (Leptonica's count of
+/// ascenders and descenders, and whether its letters line up across or along the page).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PrintStands {
+    /// Upright, by a clear count: a poor upright reading is not worth orientation detection.
+    Upright,
+    /// On its side or on its head: orientation detection runs before the page is read.
+    Turned,
+    /// No clear sign (few letters, or an even count): a poor upright reading gets orientation
+    /// detection.
+    NotKnown,
 }
 
 impl From<GrayImage> for PagePixels {

@@ -9,9 +9,11 @@
 //! Orientation detection (Tesseract's OSD) costs about a fifth of a page's CPU, and nearly
 //! every page is upright. With `orientation: auto` it runs first only on pages whose print
 //! looks turned (runs up or down the page, or stands on its head: seen in the render stage),
-//! and otherwise only when the upright reading is poor (mean confidence below
-//! [`POOR_READING_CONFIDENCE`]) or read its words as vertical text: then the page is turned as
-//! OSD says and read again, and the better reading is kept.
+//! and otherwise only when the upright reading read its words as vertical text, or is poor
+//! (mean confidence below [`POOR_READING_CONFIDENCE`]) on a page whose print the render stage
+//! could not see standing upright and where some words were read at all (a page of pictures
+//! reads poorly whichever way up it stands): then the page is turned as OSD says and read
+//! again, and the better reading is kept.
 
 pub mod actor;
 pub mod layout_scale;
@@ -22,7 +24,9 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use crate::model::page::{PageImage, PageLayout, PageOcr, PagePixels, PageRaster, WordRecord};
+use crate::model::page::{
+    PageImage, PageLayout, PageOcr, PagePixels, PageRaster, PrintStands, WordRecord,
+};
 
 use crate::config::{OcrConfig, OrientationMode};
 use crate::model::error::JobError;
@@ -130,12 +134,12 @@ pub fn ocr_page(
         dpi,
         deskew_degrees,
         scale,
-        looks_turned,
+        print_stands,
         ..
     } = page;
     let detect_first = match cfg.orientation {
         OrientationMode::Always => true,
-        OrientationMode::Auto => looks_turned,
+        OrientationMode::Auto => print_stands == PrintStands::Turned,
         OrientationMode::Off => false,
     };
     // The resolution Tesseract is told: the page's own unless it was scaled by its print.
@@ -158,9 +162,12 @@ pub fn ocr_page(
     };
     let mut reading = read(engines, &pixels)?;
     let vertical = reads_vertically(&reading.words);
+    let poor_and_maybe_turned = reading.confidence < POOR_READING_CONFIDENCE
+        && print_stands != PrintStands::Upright
+        && !reading.words.is_empty();
     if cfg.orientation == OrientationMode::Auto
         && !detect_first
-        && (reading.confidence < POOR_READING_CONFIDENCE || vertical)
+        && (poor_and_maybe_turned || vertical)
     {
         orientation_checked = true;
         let turn = detect_orientation(engines, &pixels, dpi_told, cfg, Reason::PoorReading)?;

@@ -17,7 +17,7 @@
 use image::GrayImage;
 
 use crate::config::RenderConfig;
-use crate::model::page::{PageImage, PagePixels};
+use crate::model::page::{PageImage, PagePixels, PrintStands};
 use hayro::hayro_syntax::Pdf;
 
 use crate::stages::render::pdf;
@@ -119,7 +119,7 @@ impl PageImage {
             cost,
             deskew_degrees: 0.0,
             scale: 1.0,
-            looks_turned: false,
+            print_stands: PrintStands::NotKnown,
         }
     }
 }

@@ -33,7 +33,7 @@ use crate::config::{OrientationMode, Pipeline, RenderConfig, TextLayerMode};
 use crate::limits::MAX_RENDER_SIDE_PX;
 use crate::model::document::{Content, Document};
 use crate::model::error::JobError;
-use crate::model::page::{PageImage, PagePixels};
+use crate::model::page::{PageImage, PagePixels, PrintStands};
 use crate::model::result::SkipReason;
 use crate::pipeline::context::StageContext;
 use crate::pipeline::edge::{Credit, Downstream};
@@ -93,7 +93,11 @@ pub fn prepare_page(
     let mut image = PageImage::new(pixels, done.dpi);
     image.deskew_degrees = done.deskew_degrees;
     image.scale = done.scale;
-    image.looks_turned = text.sideways || text.upright == Some(false);
+    image.print_stands = match (text.sideways, text.upright) {
+        (true, _) | (false, Some(false)) => PrintStands::Turned,
+        (false, Some(true)) => PrintStands::Upright,
+        (false, None) => PrintStands::NotKnown,
+    };
     Ok(PageInput::Image(image))
 }
 
