@@ -2,11 +2,10 @@
 //! and encoded as PNG, so that a person can see the page with its word boxes drawn on it.
 //! It shows the page exactly as it was read (turned upright, levelled), so the word boxes,
 //! scaled from the source's pixels to the preview's, land on their words.
-
 //!
 //! Pages are halved by 2x2 averages while they stay at least the preview's size, then
 //! area-averaged the rest of the way (less than half), each step in one pass over plain rows.
-//! `image`'s area-averaging thumbnail did the same in 35-65 ms a page, 2% of all of
+//! `image`'s area-averaging thumbnail did the same in 46-65 ms a page, 2% of all of
 //! `pagemill run`'s CPU on 300-DPI scans.
 
 use std::io::Cursor;
