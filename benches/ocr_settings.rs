@@ -5,7 +5,8 @@
 //! with `--pipeline` does it (default: the built-in one with text scaling off, i.e. pages at
 //! their rendered resolution), then OCRed once per variant on a pool of `--threads` threads
 //! (default 2), each page by every variant in turn on one thread. A page's CPU time is its
-//! thread's CPU time, so pages running side by side do not count each other. A variant is `NAME:SETTING,SETTING...`, each setting one of
+//! thread's CPU time, so pages running side by side do not count each other. A variant is
+//! `NAME:SETTING,SETTING...`, each setting one of
 //!
 //! - `osd=1`: Tesseract's orientation detection first, the page turned as it says (the
 //!   engine bound of `benches/throughput.rs` does this);

@@ -6,7 +6,10 @@
 //! Pages are halved by 2x2 averages while they stay at least the preview's size, then
 //! area-averaged the rest of the way (less than half), each step in one pass over plain rows.
 //! `image`'s area-averaging thumbnail did the same in 46-65 ms a page, 2% of all of
-//! `pagemill run`'s CPU on 300-DPI scans.
+//! `pagemill run`'s CPU on 300-DPI scans. Leptonica's `pixScaleToSize` (through
+//! `render::lept`) took 40-50 ms against 11-16 ms for this on the same 2550x3300 page, and
+//! its area map is coarser: one-pixel lines reduced 6.7x came out at 115-139 instead of 128,
+//! and 1,049 of the 270,000 pixels at 0 or 255.
 
 use std::io::Cursor;
 
