@@ -538,10 +538,12 @@ async fn events_outputs_previews_and_cancel_work_from_a_node_that_does_not_run_t
 async fn a_node_that_leaves_hands_its_running_job_back_and_exits_0() {
     let nats = NatsServer::start();
     let pipeline = pipeline_yaml("default", &[]);
-    let mut a = short_lease_node(&nats.url, "a", &pipeline, &["--shutdown-timeout", "1s"]);
+    // No time to finish: a page of this scan takes a fraction of a second, so with any wait
+    // the node could finish the job itself before it leaves.
+    let mut a = short_lease_node(&nats.url, "a", &pipeline, &["--shutdown-timeout", "0s"]);
     let dir = tempfile::tempdir().unwrap();
-    let scan = dir.path().join("scan-8p.pdf");
-    scanned_pdf(8, &scan);
+    let scan = dir.path().join("scan-16p.pdf");
+    scanned_pdf(16, &scan);
     let id = a.submit("default", &scan).await;
     wait_status(&a, &id, "two pages OCRed", |s| {
         s["pages"]["ocred"].as_u64().unwrap_or(0) >= 2
@@ -563,7 +565,10 @@ async fn a_node_that_leaves_hands_its_running_job_back_and_exits_0() {
     let status = b.wait_final(&id).await;
     assert_eq!(status["state"], "done", "{status}");
     let text = metrics_of(&b).await;
-    assert!(metric(&text, "pagemill_pages_total", &["outcome=\"restored\""]) >= 2.0);
+    assert!(
+        metric(&text, "pagemill_pages_total", &["outcome=\"restored\""]) >= 2.0,
+        "{text}"
+    );
     assert_eq!(
         metric(&text, "pagemill_cluster_lease_takeovers_total", &[]),
         0.0
