@@ -398,6 +398,9 @@ const DEFAULTS: &[(&str, &str)] = &[
     ("lstm_use_matrix", "1"),
     ("paragraph_text_based", "1"),
     ("textord_tabfind_vertical_text", "1"),
+    ("textord_all_prop", "0"),
+    ("textord_disable_pitch_test", "0"),
+    ("thresholding_method", "0"),
 ];
 
 fn thread_cpu_seconds() -> f64 {

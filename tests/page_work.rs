@@ -12,6 +12,7 @@ use image::GrayImage;
 use pagemill::config::OrientationMode;
 use pagemill::model::page::{PageImage, PagePixels, PrintStands};
 use pagemill::stages::ocr::{Engines, POOR_READING_CONFIDENCE, ocr_page};
+use pagemill::stages::render::{PageInput, prepare_page, text_size};
 
 /// Writes `gray` as a PNG declaring `dpi`.
 fn write_png(path: &Path, gray: &GrayImage, dpi: u32) {
@@ -242,6 +243,48 @@ fn orientation_detection_runs_only_where_the_upright_reading_is_poor() {
     let _ = std::io::stderr().flush();
 }
 
+#[test]
+fn a_poor_reading_of_print_seen_upright_at_its_reading_size_gets_no_orientation_detection() {
+    let Some(corpus) = corpus("a_poor_reading_of_print_seen_upright") else {
+        return;
+    };
+    let out = tempfile::tempdir().unwrap();
+    let pipeline = pipeline(out.path(), &[]);
+    let bytes = std::fs::read(corpus.join("scans-24p.pdf")).unwrap();
+    let doc = pagemill::model::document::open_document(bytes, &pipeline.limits).unwrap();
+    // Page 24, Arabic print: English recognition reads it poorly, and at half size (its print
+    // is large) the render stage cannot tell which way up it stands.
+    let PageInput::Image(page) = prepare_page(&doc, 23, &pipeline).unwrap() else {
+        panic!("page 24 is a scan");
+    };
+    assert_eq!(page.print_stands, PrintStands::NotKnown);
+    assert_eq!(
+        text_size::upright_at_full_size(&page.pixels).unwrap(),
+        Some(true),
+        "at the size it is read, Leptonica sees the print upright"
+    );
+    let mut engines = Engines::default();
+    let limit = std::time::Duration::from_secs(120);
+    let read = ocr_page(&mut engines, page.clone(), 24, &pipeline.ocr, limit).unwrap();
+    assert!(
+        read.confidence < POOR_READING_CONFIDENCE,
+        "{}",
+        read.confidence
+    );
+    assert!(!read.words.is_empty());
+    assert!(!read.orientation_checked);
+    assert_eq!(read.rotation, 0);
+    // The same page upside down is seen turned: orientation detection runs.
+    let mut turned = page;
+    turned.pixels = turned.pixels.rotated(180);
+    assert_eq!(
+        text_size::upright_at_full_size(&turned.pixels).unwrap(),
+        Some(false)
+    );
+    let read = ocr_page(&mut engines, turned, 24, &pipeline.ocr, limit).unwrap();
+    assert!(read.orientation_checked);
+}
+
 /// The pages the read-out is compared on: the phototest fixture, and from the corpus a
 /// multi-column page, a page of German Fraktur-era print and the rotated phototest.
 fn read_out_pages() -> Vec<PathBuf> {
@@ -328,12 +371,10 @@ fn print_turned_by_90_180_or_270_degrees_looks_turned_before_it_is_read() {
     let bytes = std::fs::read(corpus.join("linn-cardinal.pdf")).unwrap();
     let doc = pagemill::model::document::open_document(bytes, &pipeline.limits).unwrap();
     let print_stands: Vec<PrintStands> = (0..doc.page_count)
-        .map(
-            |i| match pagemill::stages::render::prepare_page(&doc, i, &pipeline).unwrap() {
-                pagemill::stages::render::PageInput::Image(image) => image.print_stands,
-                _ => panic!("linn-cardinal page {} is a scan", i + 1),
-            },
-        )
+        .map(|i| match prepare_page(&doc, i, &pipeline).unwrap() {
+            PageInput::Image(image) => image.print_stands,
+            _ => panic!("linn-cardinal page {} is a scan", i + 1),
+        })
         .collect();
     assert_ne!(print_stands[0], PrintStands::Turned);
     assert_eq!(print_stands[1..], [PrintStands::Turned; 3]);

@@ -22,7 +22,8 @@ pub const DEFAULT_PAGE_SEGMENTATION_MODE: u32 = 3;
 #[serde(rename_all = "snake_case")]
 pub enum OrientationMode {
     /// Detect the orientation with Tesseract's OSD model where it pays: on pages whose print
-    /// runs up or down the page, and on pages whose upright recognition reads poorly.
+    /// runs up or down the page, and on pages whose upright recognition reads poorly and whose
+    /// print is not seen standing upright.
     Auto,
     /// Detect the orientation of every page before recognizing it.
     Always,

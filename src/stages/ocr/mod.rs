@@ -13,7 +13,9 @@
 //! (mean confidence below [`POOR_READING_CONFIDENCE`]) on a page whose print the render stage
 //! could not see standing upright and where some words were read at all (a page of pictures
 //! reads poorly whichever way up it stands): then the page is turned as OSD says and read
-//! again, and the better reading is kept.
+//! again, and the better reading is kept. Before OSD, such a page gets a second, cheaper look:
+//! Leptonica at the size the page was read (the render stage looks at large print half size,
+//! where it often cannot tell); print it sees upright is taken as read.
 
 pub mod actor;
 pub mod layout_scale;
@@ -31,6 +33,7 @@ use crate::model::page::{
 use crate::config::{OcrConfig, OrientationMode};
 use crate::model::error::JobError;
 use crate::runtime::metrics as m;
+use crate::stages::render::text_size;
 use tess::Tesseract;
 
 /// An upright reading whose mean word confidence is below this may be of a page turned by
@@ -167,7 +170,7 @@ pub fn ocr_page(
         && !reading.words.is_empty();
     if cfg.orientation == OrientationMode::Auto
         && !detect_first
-        && (poor_and_maybe_turned || vertical)
+        && (vertical || (poor_and_maybe_turned && !seen_upright_now(&pixels, print_stands)))
     {
         orientation_checked = true;
         let turn = detect_orientation(engines, &pixels, dpi_told, cfg, Reason::PoorReading)?;
@@ -237,6 +240,15 @@ fn reads_vertically(words: &[WordRecord]) -> bool {
         }
     }
     count > 0 && 2 * vertical > count
+}
+
+/// Whether the print of a page the render stage could not judge stands upright as Leptonica
+/// sees it at the size it was read (a poor reading of such a page is then taken as it is,
+/// without orientation detection). A page already seen turned, or one the look cannot
+/// judge, is not.
+fn seen_upright_now(pixels: &PagePixels, print_stands: PrintStands) -> bool {
+    print_stands == PrintStands::NotKnown
+        && matches!(text_size::upright_at_full_size(pixels), Ok(Some(true)))
 }
 
 /// What one recognition of a page gave.

@@ -243,7 +243,7 @@ pub fn restore_black_and_white(gray: &mut GrayImage) {
 /// Whether a page is black and white only: a 1-bit scan (a palette one decodes as colour),
 /// or a PDF page drawn from one at its own resolution. Stops at the first other pixel, so
 /// other pages cost little.
-fn is_bilevel(pixels: &PagePixels) -> bool {
+pub(super) fn is_bilevel(pixels: &PagePixels) -> bool {
     match pixels {
         PagePixels::Gray(gray) => gray.as_raw().iter().all(|&v| v == 0 || v == 255),
         PagePixels::Rgb(rgb) => rgb

@@ -25,6 +25,7 @@
 use crate::model::page::PagePixels;
 
 use super::lept::{LeptError, Pix};
+use super::preprocess::is_bilevel;
 
 /// Components shorter than this are specks, not letters, at any resolution worth reading.
 const MIN_LETTER_HEIGHT_PX: u32 = 3;
@@ -103,7 +104,8 @@ const MIN_LETTERS_FOR_ORIENTATION: usize = 50;
 /// quarter. Looking again at full size where half size gives no verdict (as for phototest's
 /// 18-px print upside down) cost plain pages more than it saved: `pagemill run` on
 /// `scans-24p.pdf`, none of whose pages is turned, took 0.5 CPU s more. A page without a
-/// verdict is still turned if its upright reading is poor.
+/// verdict is looked at again, at full size, only if its upright reading is poor
+/// ([`upright_at_full_size`]).
 const REDUCE_FOR_ORIENTATION_FROM_PX: u32 = 16;
 
 /// Measures the print on a page: brings its background to one level (so that unevenly lit
@@ -115,18 +117,9 @@ const REDUCE_FOR_ORIENTATION_FROM_PX: u32 = 16;
 /// at half size the letters of a 300-DPI page run together and measure as tall as their
 /// ascenders (linn.png: 26 px instead of 19).
 pub fn measure(pixels: &PagePixels, judge_orientation: bool) -> Result<TextSize, LeptError> {
-    let gray = match pixels {
-        PagePixels::Gray(gray) => Pix::from_gray(gray)?,
-        PagePixels::Rgb(_) => Pix::from_pixels(pixels)?.to_gray_pix()?,
-    };
-    let normalized = gray.background_normalized()?;
-    let histogram = normalized.gray_histogram(HISTOGRAM_SUBSAMPLING)?;
-    let threshold = otsu_threshold(&histogram).min(MAX_INK_LEVEL);
-    let ink = normalized.threshold(threshold as i32)?;
+    let (ink, midtones) = ink_of(pixels)?;
     let mut size = from_boxes(&ink.component_boxes()?, ink.height());
-    let counted: u64 = histogram.iter().sum();
-    let midtones: u64 = histogram[MIDTONES].iter().sum();
-    size.midtones = midtones as f32 / counted.max(1) as f32;
+    size.midtones = midtones;
     if judge_orientation && !size.sideways && size.letters >= MIN_LETTERS_FOR_ORIENTATION {
         // Only a hint: a page Leptonica cannot judge is read upright first, as before.
         let upright = if size.x_height >= REDUCE_FOR_ORIENTATION_FROM_PX {
@@ -137,6 +130,44 @@ pub fn measure(pixels: &PagePixels, judge_orientation: bool) -> Result<TextSize,
         size.upright = upright.unwrap_or(None);
     }
     Ok(size)
+}
+
+/// Which way up the print on a page stands, as Leptonica sees it at full size: `Some(true)`
+/// upright, `Some(false)` turned, `None` when it cannot tell. For a page whose upright reading
+/// was poor and whose print [`measure`] could not judge (at half size, where print is large):
+/// at full size Leptonica often can, in a few tens of milliseconds, where Tesseract's
+/// orientation detection takes about half a second.
+pub fn upright_at_full_size(pixels: &PagePixels) -> Result<Option<bool>, LeptError> {
+    ink_of(pixels)?.0.upright_text()
+}
+
+/// A page's ink as [`measure`] finds it: the page in gray, its background brought to one
+/// level, thresholded at its Otsu level; with the share of midtones on the levelled page.
+/// A page of black and white only (a 1-bit scan) is its own ink: levelling leaves its black
+/// at 0 and its white at 200 or more, which Otsu's level then separates, so it is skipped
+/// (it took about half of a 300-DPI page's measurement, some 30 ms).
+fn ink_of(pixels: &PagePixels) -> Result<(Pix, f32), LeptError> {
+    if is_bilevel(pixels) {
+        return Ok((Pix::threshold_pixels(pixels, 128)?, 0.0));
+    }
+    levelled_ink(pixels)
+}
+
+/// [`ink_of`] through levelling and Otsu's level, for any page.
+fn levelled_ink(pixels: &PagePixels) -> Result<(Pix, f32), LeptError> {
+    let gray = match pixels {
+        PagePixels::Gray(gray) => Pix::from_gray(gray)?,
+        PagePixels::Rgb(_) => Pix::from_pixels(pixels)?.to_gray_pix()?,
+    };
+    let normalized = gray.background_normalized()?;
+    let histogram = normalized.gray_histogram(HISTOGRAM_SUBSAMPLING)?;
+    let threshold = otsu_threshold(&histogram).min(MAX_INK_LEVEL);
+    let counted: u64 = histogram.iter().sum();
+    let midtones: u64 = histogram[MIDTONES].iter().sum();
+    Ok((
+        normalized.threshold(threshold as i32)?,
+        midtones as f32 / counted.max(1) as f32,
+    ))
 }
 
 /// [`measure`] from component boxes (`x, y, width, height`) of a page `page_height` pixels tall.
@@ -331,6 +362,27 @@ mod tests {
             ..picture
         };
         assert!(!print_on_paper.picture_without_text());
+    }
+
+    #[test]
+    fn a_black_and_white_page_is_its_own_ink() {
+        // Print in black on white, and a black picture large enough to upset the levelling's
+        // map of the background around it.
+        let mut page = print(1200, 900, 14, 20);
+        for (x, y, v) in page.enumerate_pixels_mut() {
+            let picture = (600..1000).contains(&x) && (300..700).contains(&y);
+            v.0[0] = if v.0[0] < 128 || picture { 0 } else { 255 };
+        }
+        let page = PagePixels::Gray(page);
+        let (ink, midtones) = ink_of(&page).unwrap();
+        let (levelled, levelled_midtones) = levelled_ink(&page).unwrap();
+        let boxes = ink.component_boxes().unwrap();
+        assert!(boxes.len() > 500, "{}", boxes.len());
+        assert_eq!(boxes, levelled.component_boxes().unwrap());
+        assert_eq!(midtones, levelled_midtones);
+        // A page with gray in it goes through the levelling.
+        let gray = PagePixels::Gray(print(1200, 900, 14, 20));
+        assert!(!is_bilevel(&gray));
     }
 
     #[test]
