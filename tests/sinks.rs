@@ -359,6 +359,52 @@ async fn a_second_delivery_of_a_job_replaces_its_row() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn nodes_creating_the_table_at_once_each_write_their_row() {
+    // Several daemons (cluster nodes) sharing one database meet it for the first time
+    // together: each creates the table if missing, and none may lose its row to another's
+    // creation of it.
+    let pg = Postgres::start();
+    for round in 0..3 {
+        let table = format!("shared_{round}");
+        let deliveries = (0..8).map(|node| {
+            let sink = pagemill::stages::save::postgres::PostgresSink::new(
+                pagemill::config::PostgresSinkConfig {
+                    url: pg.url(),
+                    table: table.clone(),
+                    max_retries: 0,
+                    timeout: std::time::Duration::from_secs(30),
+                },
+            );
+            async move {
+                let result: pagemill::model::result::JobResult =
+                    serde_json::from_value(serde_json::json!({
+                        "id": format!("job-{node}"), "pipeline": "default",
+                        "source": {"name": "a.pdf", "sha256": "00", "bytes": 3,
+                            "media_type": null},
+                        "pages": [], "text": "text", "summary": null, "warnings": [],
+                        "error": null,
+                        "timings": {"total_ms": 0, "ingest_ms": 0, "render_ms": 0,
+                            "ocr_ms": 0, "summarize_ms": 0}
+                    }))
+                    .unwrap();
+                let body = serde_json::to_vec(&result).unwrap();
+                sink.upsert(&result, &body).await
+            }
+        });
+        for outcome in futures_util::future::join_all(deliveries).await {
+            outcome.unwrap();
+        }
+        let rows = pg
+            .client()
+            .await
+            .query(&format!("SELECT id FROM {table}"), &[])
+            .await
+            .unwrap();
+        assert_eq!(rows.len(), 8);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_database_that_comes_up_late_gets_the_result_after_retries() {
     let port = common::free_port();
     let d = Daemon::start(&[(

@@ -5,6 +5,11 @@
 //! pipeline, opened on first use and again after any error; each attempt (connecting
 //! included) is bounded by `timeout`. Connections are unencrypted (a local or private
 //! network database).
+//!
+//! Each new connection creates the table if it is missing, under a transaction-level advisory
+//! lock: PostgreSQL's `CREATE TABLE IF NOT EXISTS` is not safe against itself, and daemons
+//! meeting a new database at once (cluster nodes) would otherwise see all but one of them fail
+//! with a unique violation on the catalogue, which reads as a refused row.
 
 use tokio::sync::Mutex;
 use tokio_postgres::types::Json;
@@ -14,6 +19,10 @@ use crate::config::PostgresSinkConfig;
 use crate::model::result::JobResult;
 
 use super::sinks::{ResultRow, SinkError};
+
+/// The advisory lock taken while a table is created or brought up to date: "pagemill" in
+/// ASCII, so that pagemill's daemons wait for each other and for nothing else.
+const TABLE_SETUP_LOCK: i64 = 0x7061_6765_6d69_6c6c;
 
 pub struct PostgresSink {
     pub cfg: PostgresSinkConfig,
@@ -37,7 +46,9 @@ impl PostgresSink {
         });
         client
             .batch_execute(&format!(
-                "CREATE TABLE IF NOT EXISTS \"{}\" (
+                "BEGIN;
+                 SELECT pg_advisory_xact_lock({TABLE_SETUP_LOCK});
+                 CREATE TABLE IF NOT EXISTS \"{}\" (
                      id TEXT PRIMARY KEY,
                      pipeline TEXT NOT NULL,
                      name TEXT NOT NULL,
@@ -52,7 +63,8 @@ impl PostgresSink {
                      saved_at TIMESTAMPTZ NOT NULL DEFAULT now(),
                      tenant TEXT
                  );
-                 ALTER TABLE \"{}\" ADD COLUMN IF NOT EXISTS tenant TEXT",
+                 ALTER TABLE \"{}\" ADD COLUMN IF NOT EXISTS tenant TEXT;
+                 COMMIT",
                 self.cfg.table, self.cfg.table
             ))
             .await?;
@@ -122,7 +134,10 @@ impl PostgresSink {
 /// (integrity constraint violation) is the row being refused, for good; anything else (no
 /// connection, a server shutting down, serialization failures) may pass.
 fn classify(e: &tokio_postgres::Error) -> SinkError {
-    let message = format!("PostgreSQL: {e}");
+    let message = match e.as_db_error() {
+        Some(db) => format!("PostgreSQL: {} ({})", db.message(), db.code().code()),
+        None => format!("PostgreSQL: {e}"),
+    };
     match e.code().map(|state| state.code()) {
         Some(code) if code.starts_with("22") || code.starts_with("23") => {
             SinkError::Permanent(message)
