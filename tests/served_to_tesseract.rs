@@ -1,7 +1,8 @@
 //! What pagemill serves Tesseract in place of its libraries, in the test binary and in the
 //! `pagemill` executable: the serial OpenMP runtime (`src/runtime/openmp.rs`), of which
-//! Tesseract needs nothing more, and the PNG level of its line images
-//! (`src/runtime/line_images.rs`).
+//! Tesseract needs nothing more, the PNG level of its line images
+//! (`src/runtime/line_images.rs`) and the brick opening of its line finder
+//! (`src/runtime/brick_opening.rs`).
 
 use crate::common;
 
@@ -11,7 +12,7 @@ use std::process::Command;
 
 use common::*;
 use pagemill::model::page::{PageImage, PagePixels};
-use pagemill::runtime::{line_images, openmp};
+use pagemill::runtime::{brick_opening, line_images, openmp};
 use pagemill::stages::ocr::{Engines, ocr_page};
 
 /// Symbols of `file`'s dynamic symbol table, undefined ones or defined ones, without versions.
@@ -78,7 +79,11 @@ fn the_pagemill_executable_exports_what_it_serves_tesseract() {
         PathBuf::from(env!("CARGO_BIN_EXE_pagemill")).as_path(),
         false,
     );
-    for symbol in openmp::ENTRY_POINTS.iter().chain(line_images::ENTRY_POINTS) {
+    for symbol in openmp::ENTRY_POINTS
+        .iter()
+        .chain(line_images::ENTRY_POINTS)
+        .chain(brick_opening::ENTRY_POINTS)
+    {
         assert!(
             exported.contains(*symbol),
             "pagemill does not export {symbol}"
@@ -108,4 +113,59 @@ fn tesseracts_parallel_regions_run_on_the_calling_thread() {
     assert!(page.text.contains("quick brown dog"), "{}", page.text);
     // Every layer of the LSTM at every time step of every line is one region.
     assert!(regions > 1_000, "only {regions} parallel regions ran here");
+}
+
+#[test]
+fn tesseracts_brick_openings_bind_to_pagemill_and_open_a_page_as_leptonica_does() {
+    assert!(
+        dynamic_symbols(&loaded_library("libtesseract.so"), true).contains("pixOpenBrick"),
+        "Tesseract no longer opens images with pixOpenBrick: brick_opening has nothing to do"
+    );
+    assert!(brick_opening::serves_tesseract());
+    // phototest.tif binarised, and enlarged so that its print is that of a 300-DPI page, with
+    // a frame, a rule through its text and a filled box drawn on it, opened by the bricks
+    // Tesseract's line finder uses at 300 DPI.
+    let gray = image::open(fixture("phototest.tif")).unwrap().to_luma8();
+    let (w, h) = (gray.width() * 3 / 2, gray.height() * 3 / 2);
+    let gray = image::imageops::resize(&gray, w, h, image::imageops::FilterType::Triangle);
+    let real = brick_opening::leptonica_open_brick().expect("Leptonica's pixOpenBrick");
+    // SAFETY: a fresh 1-bit image written within its bounds; every image made is destroyed.
+    unsafe {
+        use leptess::capi;
+        let mut page = capi::pixCreate(w as i32, h as i32, 1);
+        for (x, y, px) in gray.enumerate_pixels() {
+            capi::pixSetPixel(page, x as i32, y as i32, u32::from(px.0[0] < 128));
+        }
+        let set = capi::PIX_SET as i32;
+        let null = std::ptr::null_mut();
+        for (x, y, bw, bh) in [
+            (20, 20, w as i32 - 40, 3),
+            (20, h as i32 - 23, w as i32 - 40, 4),
+            (20, 20, 2, h as i32 - 40),
+            (w as i32 - 23, 20, 3, h as i32 - 40),
+            (40, h as i32 / 2, w as i32 - 80, 2),
+            (w as i32 / 2, 60, 60, 45),
+        ] {
+            capi::pixRasterop(page, x, y, bw, bh, set, null, 0, 0);
+        }
+        let mut ink = 0;
+        capi::pixCountPixels(page, &mut ink, std::ptr::null_mut());
+        assert!(ink > 10_000, "{ink} black pixels");
+        for (hsize, vsize) in [(15, 15), (1, 75), (75, 1), (5, 5)] {
+            let mut theirs = real(std::ptr::null_mut(), page, hsize, vsize);
+            let mut ours = brick_opening::pixOpenBrick(std::ptr::null_mut(), page, hsize, vsize);
+            let mut same = 0;
+            capi::pixEqual(theirs, ours, &mut same);
+            let mut kept = 0;
+            capi::pixCountPixels(ours, &mut kept, std::ptr::null_mut());
+            assert_eq!(
+                same, 1,
+                "{hsize}x{vsize}: {kept} pixels kept, not Leptonica's"
+            );
+            assert!(kept > 0, "{hsize}x{vsize} kept nothing");
+            capi::pixDestroy(&mut theirs);
+            capi::pixDestroy(&mut ours);
+        }
+        capi::pixDestroy(&mut page);
+    }
 }

@@ -1,7 +1,8 @@
-//! What the process runs on: the CPU pool, thread scheduling, the OpenMP runtime and PNG level
-//! Tesseract's calls reach, telemetry and metric names, and the OCR models installed on the
-//! machine.
+//! What the process runs on: the CPU pool, thread scheduling, the OpenMP runtime, PNG level and
+//! brick opening Tesseract's calls reach, telemetry and metric names, and the OCR models
+//! installed on the machine.
 
+pub mod brick_opening;
 pub mod line_images;
 pub mod metrics;
 pub mod openmp;
@@ -12,7 +13,8 @@ pub mod telemetry;
 pub mod tessdata;
 
 /// Whether the process's global symbol lookup finds `name` at `ours`: a symbol pagemill
-/// serves in place of a library's ([`openmp`], [`line_images`]) binds to pagemill's definition.
+/// serves in place of a library's ([`openmp`], [`line_images`], [`brick_opening`]) binds to
+/// pagemill's definition.
 fn binds_here(name: &std::ffi::CStr, ours: usize) -> bool {
     // SAFETY: dlsym with RTLD_DEFAULT and a NUL-terminated name only looks the symbol up.
     let found = unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) };

@@ -1,4 +1,5 @@
-// The symbols pagemill defines in place of Tesseract's libraries (`openmp`, `line_images`).
+// The symbols pagemill defines in place of Tesseract's libraries (`openmp`, `line_images`,
+// `brick_opening`).
 // `build.rs` includes this file too, to export exactly these from the binary and the test
 // binaries; so it holds plain items only (no inner attributes, no `use`).
 
@@ -14,3 +15,6 @@ pub const OPENMP_ENTRY_POINTS: &[&str] = &[
 
 /// The libpng function Leptonica calls, served by `runtime::line_images`.
 pub const LIBPNG_ENTRY_POINTS: &[&str] = &["png_set_compression_level"];
+
+/// The Leptonica function Tesseract calls, served by `runtime::brick_opening`.
+pub const LEPTONICA_ENTRY_POINTS: &[&str] = &["pixOpenBrick"];
