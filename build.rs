@@ -2,8 +2,8 @@
 //! left-to-right result iterator, which reads a page out in linear time, has no C API.
 //! Tesseract itself is linked by `tesseract-sys` (through leptess).
 //!
-//! Also links and exports the OpenMP entry points of `src/runtime/openmp.rs`, the PNG
-//! compression level of `src/runtime/line_images.rs` and the brick opening of
+//! Also links and exports the OpenMP entry points of `src/runtime/openmp.rs`, the line-image
+//! writing of `src/runtime/line_images.rs` and the brick opening of
 //! `src/runtime/brick_opening.rs` in the binary and the test binaries, so that Tesseract's and
 //! Leptonica's calls bind to them.
 
@@ -28,13 +28,13 @@ fn main() {
         .compile("pagemill_read_page");
     // Pull each definition in from the library and put it in the dynamic symbol table, in the
     // binary and the test binaries. Not in the benches: their engine bound is Tesseract as
-    // everyone else runs it, on libgomp limited to one thread, libpng's default level and
-    // Leptonica's own brick opening.
+    // everyone else runs it, on libgomp limited to one thread, with Leptonica's own PNG line
+    // images and brick opening.
     for target in ["bins", "tests"] {
         for symbol in OPENMP_ENTRY_POINTS
             .iter()
-            .chain(LIBPNG_ENTRY_POINTS)
-            .chain(LEPTONICA_ENTRY_POINTS)
+            .chain(LINE_IMAGE_ENTRY_POINTS)
+            .chain(BRICK_OPENING_ENTRY_POINTS)
         {
             println!("cargo:rustc-link-arg-{target}=-Wl,--undefined={symbol}");
             println!("cargo:rustc-link-arg-{target}=-Wl,--export-dynamic-symbol={symbol}");

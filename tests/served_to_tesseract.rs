@@ -1,6 +1,6 @@
 //! What pagemill serves Tesseract in place of its libraries, in the test binary and in the
 //! `pagemill` executable: the serial OpenMP runtime (`src/runtime/openmp.rs`), of which
-//! Tesseract needs nothing more, the PNG level of its line images
+//! Tesseract needs nothing more, the storage of its line images
 //! (`src/runtime/line_images.rs`) and the brick opening of its line finder
 //! (`src/runtime/brick_opening.rs`).
 
@@ -62,15 +62,6 @@ fn tesseract_imports_only_the_openmp_entry_points_pagemill_serves() {
         missing.is_empty(),
         "Tesseract calls OpenMP entry points the serial runtime does not define: {missing:?}"
     );
-}
-
-#[test]
-fn leptonica_sets_the_png_level_through_pagemill() {
-    assert!(
-        dynamic_symbols(&loaded_library("liblept"), true).contains("png_set_compression_level"),
-        "Leptonica no longer sets a PNG compression level: line_images has nothing to do"
-    );
-    assert!(line_images::serves_leptonica());
 }
 
 #[test]
@@ -168,4 +159,28 @@ fn tesseracts_brick_openings_bind_to_pagemill_and_open_a_page_as_leptonica_does(
         }
         capi::pixDestroy(&mut page);
     }
+}
+
+#[test]
+fn tesseracts_line_images_are_stored_raw_within_recognition() {
+    assert!(
+        line_images::serves_tesseract(),
+        "Tesseract's pixWriteMem calls bind to Leptonica"
+    );
+    let out = tempfile::tempdir().unwrap();
+    let cfg = pipeline(out.path(), &[]).ocr;
+    let gray = image::open(fixture("phototest.tif")).unwrap().to_luma8();
+    let before = line_images::stored_raw_on_this_thread();
+    let page = ocr_page(
+        &mut Engines::default(),
+        PageImage::new(PagePixels::Gray(gray), 200),
+        1,
+        &cfg,
+        std::time::Duration::from_secs(120),
+    )
+    .unwrap();
+    assert!(page.text.contains("quick brown dog"), "{}", page.text);
+    // phototest.tif has six lines of text, each handed to the LSTM as one image.
+    let stored = line_images::stored_raw_on_this_thread() - before;
+    assert!(stored >= 6, "only {stored} line images stored raw");
 }

@@ -29,7 +29,7 @@ use std::sync::OnceLock;
 use leptess::capi::{self, PIX};
 
 /// The symbol this module defines in place of Leptonica's.
-pub use super::served_symbols::LEPTONICA_ENTRY_POINTS as ENTRY_POINTS;
+pub use super::served_symbols::BRICK_OPENING_ENTRY_POINTS as ENTRY_POINTS;
 
 const OP_SRC: c_int = capi::PIX_SRC as c_int;
 const OP_AND: c_int = (capi::PIX_SRC & capi::PIX_DST) as c_int;

@@ -1,55 +1,166 @@
-//! Tesseract's text-line images, stored without compression.
+//! Tesseract's text-line images, kept as raw pixels instead of PNG.
 //!
 //! Tesseract 5.3 hands every text line to its LSTM as an `ImageData`, which keeps the line's
-//! pixels PNG-encoded and decodes them again before recognition: one zlib compression and one
-//! decompression per line, through Leptonica and libpng. The PNG is never written anywhere and
-//! lives for one line, yet it is compressed at zlib's default level. At level 0 (stored) the
-//! pixels, and so every character read, are the same, and `pagemill run` on `scans-24p.pdf`
-//! used 3-4% less CPU (A/B runs of the same binary with and without the level forced).
+//! pixels PNG-encoded (`pixWriteMem(..., IFF_PNG)`) and decodes them again (`pixReadMem`)
+//! before recognition: a zlib compression, a CRC and row filters one way, and the inverse the
+//! other, for an image that is never written anywhere and lives for one line.
 //!
-//! The executable defines `png_set_compression_level` and exports it (`build.rs`, as for
-//! [`super::openmp`]), so Leptonica's call binds here; it passes level 0 on to libpng's own
-//! function, found with `dlsym(RTLD_NEXT)`. pagemill itself writes no PNG through libpng
-//! (its own PNG decoding is the pure-Rust `png` crate), so nothing else is affected.
+//! The executable defines `pixWriteMem` and exports it (`build.rs`, as for [`super::openmp`]),
+//! so Tesseract's calls bind here. While the calling thread is inside Tesseract's recognition
+//! call (the [`Recognizing`] guard, which `stages::ocr` holds around it), a PNG asked for is
+//! written instead in Leptonica's own serialized form (SPIX: a header, then the pixel words as
+//! they are), which `pixReadMem` recognizes by its header and reads back as the same image.
+//! Everywhere else, and for every other format, Leptonica's function runs unchanged.
 
+use std::cell::Cell;
 use std::ffi::{c_int, c_void};
 use std::sync::OnceLock;
 
-/// The symbol this module defines in place of libpng's.
-pub use super::served_symbols::LIBPNG_ENTRY_POINTS as ENTRY_POINTS;
+use leptess::capi::{self, PIX};
 
-/// zlib's "stored" level: no compression.
-const LEVEL: c_int = 0;
+/// The symbol this module defines in place of Leptonica's.
+pub use super::served_symbols::LINE_IMAGE_ENTRY_POINTS as ENTRY_POINTS;
 
-type SetCompressionLevel = unsafe extern "C" fn(*mut c_void, c_int);
+const PNG: c_int = capi::IFF_PNG as c_int;
+const SPIX: c_int = capi::IFF_SPIX as c_int;
 
-/// libpng's own `png_set_compression_level`, looked up once.
-fn libpng_set_compression_level() -> Option<SetCompressionLevel> {
-    static REAL: OnceLock<Option<SetCompressionLevel>> = OnceLock::new();
+thread_local! {
+    /// Whether this thread is inside Tesseract's recognition call.
+    static RECOGNIZING: Cell<bool> = const { Cell::new(false) };
+    /// Line images this thread has stored raw (for tests and diagnostics).
+    static STORED_RAW: Cell<u64> = const { Cell::new(0) };
+}
+
+/// Marks the current thread as inside Tesseract's recognition call until dropped.
+pub struct Recognizing {
+    enclosing: bool,
+}
+
+impl Recognizing {
+    pub fn begin() -> Recognizing {
+        Recognizing {
+            enclosing: RECOGNIZING.with(|r| r.replace(true)),
+        }
+    }
+}
+
+impl Drop for Recognizing {
+    fn drop(&mut self) {
+        RECOGNIZING.with(|r| r.set(self.enclosing));
+    }
+}
+
+/// Line images stored raw on the calling thread so far.
+pub fn stored_raw_on_this_thread() -> u64 {
+    STORED_RAW.with(Cell::get)
+}
+
+type WriteMem = unsafe extern "C" fn(*mut *mut u8, *mut usize, *mut PIX, c_int) -> c_int;
+
+/// Leptonica's own `pixWriteMem`, looked up once.
+fn leptonica_write_mem() -> Option<WriteMem> {
+    static REAL: OnceLock<Option<WriteMem>> = OnceLock::new();
     *REAL.get_or_init(|| {
         // SAFETY: dlsym with RTLD_NEXT and a NUL-terminated name only looks the symbol up.
-        let found = unsafe { libc::dlsym(libc::RTLD_NEXT, c"png_set_compression_level".as_ptr()) };
-        // SAFETY: a non-null result is libpng's function of this signature.
-        (!found.is_null())
-            .then(|| unsafe { std::mem::transmute::<*mut c_void, SetCompressionLevel>(found) })
+        let found = unsafe { libc::dlsym(libc::RTLD_NEXT, c"pixWriteMem".as_ptr()) };
+        // SAFETY: a non-null result is Leptonica's function of this signature.
+        (!found.is_null()).then(|| unsafe { std::mem::transmute::<*mut c_void, WriteMem>(found) })
     })
 }
 
-/// Whether Leptonica's calls to `png_set_compression_level` reach this module.
-pub fn serves_leptonica() -> bool {
-    let ours = png_set_compression_level as unsafe extern "C" fn(_, _) as usize;
-    super::binds_here(c"png_set_compression_level", ours)
-        && libpng_set_compression_level().is_some()
+/// Whether Tesseract's calls to `pixWriteMem` reach this module.
+pub fn serves_tesseract() -> bool {
+    let ours = pixWriteMem as unsafe extern "C" fn(_, _, _, _) -> _ as usize;
+    super::binds_here(c"pixWriteMem", ours) && leptonica_write_mem().is_some()
 }
 
-/// libpng's `png_set_compression_level`, with the level replaced by [`LEVEL`].
+/// Leptonica's `pixWriteMem`, writing SPIX where a PNG is asked for within recognition.
 ///
 /// # Safety
-/// `png` must be a libpng write structure, as for libpng's function.
+/// As for Leptonica's function.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn png_set_compression_level(png: *mut c_void, _level: c_int) {
-    if let Some(set) = libpng_set_compression_level() {
-        // SAFETY: the caller passes a libpng write structure.
-        unsafe { set(png, LEVEL) }
+pub unsafe extern "C" fn pixWriteMem(
+    pdata: *mut *mut u8,
+    psize: *mut usize,
+    pix: *mut PIX,
+    format: c_int,
+) -> c_int {
+    let format = if format == PNG && RECOGNIZING.with(Cell::get) {
+        STORED_RAW.with(|n| n.set(n.get() + 1));
+        SPIX
+    } else {
+        format
+    };
+    match leptonica_write_mem() {
+        // SAFETY: the caller's arguments, passed on with the format possibly replaced.
+        Some(real) => unsafe { real(pdata, psize, pix, format) },
+        None => 1,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `pix` written as a PNG is asked for, its first bytes, and the image read back from them.
+    fn written_as_png(pix: *mut PIX) -> (Vec<u8>, *mut PIX) {
+        let (mut data, mut size) = (std::ptr::null_mut(), 0usize);
+        // SAFETY: a valid image; Leptonica allocates `data`, freed here after copying.
+        unsafe {
+            assert_eq!(pixWriteMem(&mut data, &mut size, pix, PNG), 0);
+            let bytes = std::slice::from_raw_parts(data, size).to_vec();
+            capi::lept_free(data.cast());
+            let back = capi::pixReadMem(bytes.as_ptr(), bytes.len());
+            assert!(!back.is_null());
+            (bytes, back)
+        }
+    }
+
+    #[test]
+    fn within_recognition_a_png_is_stored_raw_and_read_back_the_same() {
+        for depth in [1, 8, 32] {
+            // SAFETY: fresh images written within their bounds, destroyed at the end.
+            unsafe {
+                let mut pix = capi::pixCreate(97, 23, depth);
+                for (x, y) in (0..97).flat_map(|x| (0..23).map(move |y| (x, y))) {
+                    let value = ((x * 7 + y * 13) % 256) as u32;
+                    let value = match depth {
+                        1 => value & 1,
+                        8 => value,
+                        _ => value << 24 | (255 - value) << 16 | (value / 2) << 8,
+                    };
+                    capi::pixSetPixel(pix, x, y, value);
+                }
+                if depth == 32 {
+                    capi::pixSetSpp(pix, 3);
+                }
+                let (png, mut outside) = written_as_png(pix);
+                assert_eq!(&png[1..4], b"PNG", "outside recognition a PNG is a PNG");
+                let stored_before = stored_raw_on_this_thread();
+                let recognizing = Recognizing::begin();
+                let (raw, mut inside) = written_as_png(pix);
+                drop(recognizing);
+                assert_eq!(&raw[..4], b"spix", "{depth}-bit line image");
+                assert_eq!(stored_raw_on_this_thread(), stored_before + 1);
+                for back in [outside, inside] {
+                    let mut same = 0;
+                    capi::pixEqual(pix, back, &mut same);
+                    assert_eq!(same, 1, "{depth}-bit image read back differs");
+                }
+                capi::pixDestroy(&mut outside);
+                capi::pixDestroy(&mut inside);
+                capi::pixDestroy(&mut pix);
+            }
+        }
+        let (png, mut after) = {
+            // SAFETY: as above.
+            let mut pix = unsafe { capi::pixCreate(8, 8, 8) };
+            let written = written_as_png(pix);
+            unsafe { capi::pixDestroy(&mut pix) };
+            written
+        };
+        assert_eq!(&png[1..4], b"PNG", "the guard's end restores PNG");
+        // SAFETY: the image read back above.
+        unsafe { capi::pixDestroy(&mut after) };
     }
 }

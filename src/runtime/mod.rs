@@ -1,5 +1,5 @@
-//! What the process runs on: the CPU pool, thread scheduling, the OpenMP runtime, PNG level and
-//! brick opening Tesseract's calls reach, telemetry and metric names, and the OCR models
+//! What the process runs on: the CPU pool, thread scheduling, the OpenMP runtime, line-image
+//! storage and brick opening Tesseract's calls reach, telemetry and metric names, and the OCR models
 //! installed on the machine.
 
 pub mod brick_opening;

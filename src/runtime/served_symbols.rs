@@ -13,8 +13,10 @@ pub const OPENMP_ENTRY_POINTS: &[&str] = &[
     "omp_get_thread_num",
 ];
 
-/// The libpng function Leptonica calls, served by `runtime::line_images`.
-pub const LIBPNG_ENTRY_POINTS: &[&str] = &["png_set_compression_level"];
+/// The Leptonica function Tesseract stores its line images with, served by
+/// `runtime::line_images`.
+pub const LINE_IMAGE_ENTRY_POINTS: &[&str] = &["pixWriteMem"];
 
-/// The Leptonica function Tesseract calls, served by `runtime::brick_opening`.
-pub const LEPTONICA_ENTRY_POINTS: &[&str] = &["pixOpenBrick"];
+/// The Leptonica function Tesseract's line finder opens images with, served by
+/// `runtime::brick_opening`.
+pub const BRICK_OPENING_ENTRY_POINTS: &[&str] = &["pixOpenBrick"];

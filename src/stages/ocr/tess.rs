@@ -13,6 +13,7 @@ use leptess::capi;
 
 use super::PagePixels;
 use crate::model::page::WordRecord;
+use crate::runtime::line_images;
 
 type WordCallback =
     unsafe extern "C" fn(*mut c_void, c_int, c_int, c_int, c_int, f32, *const c_char);
@@ -188,7 +189,10 @@ impl Tesseract {
                 return Err(TessError::Recognize);
             }
             capi::TessMonitorSetDeadlineMSecs(monitor, limit_ms);
+            // Line images stay raw pixels within the call (`runtime::line_images`).
+            let recognizing = line_images::Recognizing::begin();
             let rc = capi::TessBaseAPIRecognize(self.handle, monitor);
+            drop(recognizing);
             capi::TessMonitorDelete(monitor);
             rc
         };
