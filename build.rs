@@ -40,4 +40,8 @@ fn main() {
             println!("cargo:rustc-link-arg-{target}=-Wl,--export-dynamic-symbol={symbol}");
         }
     }
+    // The linker would still export a definition the benches happen to link in whenever a
+    // shared library on the command line uses it (Leptonica's functions are used by
+    // Tesseract): no symbol of the library's archive is exported from a bench.
+    println!("cargo:rustc-link-arg-benches=-Wl,--exclude-libs,ALL");
 }

@@ -122,6 +122,11 @@ struct Page {
 }
 
 fn main() {
+    let served = pagemill::runtime::served_to_tesseract();
+    assert!(
+        served.is_empty(),
+        "this bench measures Tesseract on its own libraries, but {served:?} serve it here"
+    );
     assert_eq!(
         std::env::var("OMP_THREAD_LIMIT").as_deref(),
         Ok("1"),

@@ -51,6 +51,11 @@ const GROUND_TRUTHED: &[&str] = &[
 ];
 
 fn main() {
+    let served = pagemill::runtime::served_to_tesseract();
+    assert!(
+        served.is_empty(),
+        "this bench measures Tesseract on its own libraries, but {served:?} serve it here"
+    );
     let corpus = std::env::var_os("PAGEMILL_CORPUS")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus"));

@@ -65,6 +65,14 @@ fn tesseract_imports_only_the_openmp_entry_points_pagemill_serves() {
 }
 
 #[test]
+fn everything_pagemill_serves_tesseract_is_served_in_the_test_binary() {
+    assert_eq!(
+        pagemill::runtime::served_to_tesseract(),
+        ["openmp", "line_images", "brick_opening"]
+    );
+}
+
+#[test]
 fn the_pagemill_executable_exports_what_it_serves_tesseract() {
     let exported = dynamic_symbols(
         PathBuf::from(env!("CARGO_BIN_EXE_pagemill")).as_path(),

@@ -20,3 +20,17 @@ fn binds_here(name: &std::ffi::CStr, ours: usize) -> bool {
     let found = unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) };
     !found.is_null() && found as usize == ours
 }
+
+/// What pagemill serves Tesseract in place of its libraries in this process, by module: all
+/// three in the binary and the test binaries, none in the benches, whose engine bound is
+/// Tesseract on its libraries alone.
+pub fn served_to_tesseract() -> Vec<&'static str> {
+    [
+        ("openmp", openmp::serves_tesseract()),
+        ("line_images", line_images::serves_tesseract()),
+        ("brick_opening", brick_opening::serves_tesseract()),
+    ]
+    .into_iter()
+    .filter_map(|(module, served)| served.then_some(module))
+    .collect()
+}
