@@ -15,13 +15,13 @@
 //! bit for bit, the boundary conditions included: Leptonica's erosion clears the margins the
 //! brick cannot cover (its "asymmetric" convention), and this one clears the same margins;
 //! a dilation sees nothing outside the image, and this one works on a copy bordered with
-//! empty pixels wide enough that every window falls inside it. `tests/served_to_tesseract.rs`
-//! compares the two on random images and on a real page.
+//! empty pixels wide enough that every window falls inside it. The tests below compare the
+//! two on random images, `tests/served_to_tesseract.rs` on a page with ruled lines.
 //!
 //! The executable defines `pixOpenBrick` and exports it (`build.rs`, as for [`super::openmp`]),
 //! so Tesseract's calls (and Leptonica's own) bind here. Any call this module does not
-//! take on (an existing destination image, a depth other than 1) goes to Leptonica's
-//! function, found with `dlsym(RTLD_NEXT)`.
+//! take on (an existing destination image, a depth other than 1, a 1x1 brick or one of no
+//! size) goes to Leptonica's function, found with `dlsym(RTLD_NEXT)`.
 
 use std::ffi::{c_int, c_void};
 use std::sync::OnceLock;
