@@ -90,16 +90,11 @@ fn the_pagemill_executable_exports_what_it_serves_tesseract() {
     }
 }
 
-#[test]
-fn tesseracts_parallel_regions_run_on_the_calling_thread() {
-    assert!(
-        openmp::serves_tesseract(),
-        "Tesseract's OpenMP calls bind to libgomp"
-    );
+/// phototest.tif read by the OCR stage on this thread, as the default pipeline reads it.
+fn read_phototest_here() -> String {
     let out = tempfile::tempdir().unwrap();
     let cfg = pipeline(out.path(), &[]).ocr;
     let gray = image::open(fixture("phototest.tif")).unwrap().to_luma8();
-    let before = openmp::regions_on_this_thread();
     let page = ocr_page(
         &mut Engines::default(),
         PageImage::new(PagePixels::Gray(gray), 200),
@@ -108,8 +103,19 @@ fn tesseracts_parallel_regions_run_on_the_calling_thread() {
         std::time::Duration::from_secs(120),
     )
     .unwrap();
-    let regions = openmp::regions_on_this_thread() - before;
     assert!(page.text.contains("quick brown dog"), "{}", page.text);
+    page.text
+}
+
+#[test]
+fn tesseracts_parallel_regions_run_on_the_calling_thread() {
+    assert!(
+        openmp::serves_tesseract(),
+        "Tesseract's OpenMP calls bind to libgomp"
+    );
+    let before = openmp::regions_on_this_thread();
+    read_phototest_here();
+    let regions = openmp::regions_on_this_thread() - before;
     // Every layer of the LSTM at every time step of every line is one region.
     assert!(regions > 1_000, "only {regions} parallel regions ran here");
 }
@@ -175,19 +181,8 @@ fn tesseracts_line_images_are_stored_raw_within_recognition() {
         line_images::serves_tesseract(),
         "Tesseract's pixWriteMem calls bind to Leptonica"
     );
-    let out = tempfile::tempdir().unwrap();
-    let cfg = pipeline(out.path(), &[]).ocr;
-    let gray = image::open(fixture("phototest.tif")).unwrap().to_luma8();
     let before = line_images::stored_raw_on_this_thread();
-    let page = ocr_page(
-        &mut Engines::default(),
-        PageImage::new(PagePixels::Gray(gray), 200),
-        1,
-        &cfg,
-        std::time::Duration::from_secs(120),
-    )
-    .unwrap();
-    assert!(page.text.contains("quick brown dog"), "{}", page.text);
+    read_phototest_here();
     // phototest.tif has six lines of text, each handed to the LSTM as one image.
     let stored = line_images::stored_raw_on_this_thread() - before;
     assert!(stored >= 6, "only {stored} line images stored raw");
