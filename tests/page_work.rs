@@ -31,6 +31,15 @@ fn write_png(path: &Path, gray: &GrayImage, dpi: u32) {
     writer.finish().unwrap();
 }
 
+/// The document at `path`, opened within `pipeline`'s limits.
+fn open_with(
+    path: &Path,
+    pipeline: &pagemill::config::Pipeline,
+) -> pagemill::model::document::Document {
+    pagemill::model::document::open_document(std::fs::read(path).unwrap(), &pipeline.limits)
+        .unwrap()
+}
+
 /// The page used: linn.png from the corpus (300 DPI, 10-point print), or the phototest fixture
 /// (200 DPI) on a fresh clone; with its ground truth and resolution.
 fn source_page() -> (GrayImage, String, u32, String) {
@@ -250,8 +259,7 @@ fn a_poor_reading_of_print_seen_upright_at_its_reading_size_gets_no_orientation_
     };
     let out = tempfile::tempdir().unwrap();
     let pipeline = pipeline(out.path(), &[]);
-    let bytes = std::fs::read(corpus.join("scans-24p.pdf")).unwrap();
-    let doc = pagemill::model::document::open_document(bytes, &pipeline.limits).unwrap();
+    let doc = open_with(&corpus.join("scans-24p.pdf"), &pipeline);
     // Page 24, Arabic print: English recognition reads it poorly, and at half size (its print
     // is large) the render stage cannot tell which way up it stands.
     let PageInput::Image(page) = prepare_page(&doc, 23, &pipeline).unwrap() else {
@@ -368,8 +376,7 @@ fn print_turned_by_90_180_or_270_degrees_looks_turned_before_it_is_read() {
     };
     let out = tempfile::tempdir().unwrap();
     let pipeline = pipeline(out.path(), &[]);
-    let bytes = std::fs::read(corpus.join("linn-cardinal.pdf")).unwrap();
-    let doc = pagemill::model::document::open_document(bytes, &pipeline.limits).unwrap();
+    let doc = open_with(&corpus.join("linn-cardinal.pdf"), &pipeline);
     let print_stands: Vec<PrintStands> = (0..doc.page_count)
         .map(|i| match prepare_page(&doc, i, &pipeline).unwrap() {
             PageInput::Image(image) => image.print_stands,

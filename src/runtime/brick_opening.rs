@@ -42,10 +42,9 @@ type OpenBrick = unsafe extern "C" fn(*mut PIX, *mut PIX, c_int, c_int) -> *mut 
 pub fn leptonica_open_brick() -> Option<OpenBrick> {
     static REAL: OnceLock<Option<OpenBrick>> = OnceLock::new();
     *REAL.get_or_init(|| {
-        // SAFETY: dlsym with RTLD_NEXT and a NUL-terminated name only looks the symbol up.
-        let found = unsafe { libc::dlsym(libc::RTLD_NEXT, c"pixOpenBrick".as_ptr()) };
-        // SAFETY: a non-null result is Leptonica's function of this signature.
-        (!found.is_null()).then(|| unsafe { std::mem::transmute::<*mut c_void, OpenBrick>(found) })
+        // SAFETY: Leptonica's pixOpenBrick has this signature.
+        super::library_definition(c"pixOpenBrick")
+            .map(|found| unsafe { std::mem::transmute::<*mut c_void, OpenBrick>(found) })
     })
 }
 
@@ -121,14 +120,16 @@ impl Drop for Owned {
 ///
 /// # Safety
 /// `pixs` is a valid 1-bit image.
-pub unsafe fn open_brick(pixs: *mut PIX, hsize: c_int, vsize: c_int) -> Option<*mut PIX> {
+unsafe fn open_brick(pixs: *mut PIX, hsize: c_int, vsize: c_int) -> Option<*mut PIX> {
     // SAFETY (all calls below): every image passed is valid and owned or borrowed for the call.
-    let opened = if vsize == 1 {
-        let eroded = unsafe { erode_bar(pixs, Axis::Horizontal, hsize) }?;
-        unsafe { dilate_bar(eroded.0, Axis::Horizontal, hsize) }?
-    } else if hsize == 1 {
-        let eroded = unsafe { erode_bar(pixs, Axis::Vertical, vsize) }?;
-        unsafe { dilate_bar(eroded.0, Axis::Vertical, vsize) }?
+    let opened = if hsize == 1 || vsize == 1 {
+        let (axis, n) = if vsize == 1 {
+            (Axis::Horizontal, hsize)
+        } else {
+            (Axis::Vertical, vsize)
+        };
+        let eroded = unsafe { erode_bar(pixs, axis, n) }?;
+        unsafe { dilate_bar(eroded.0, axis, n) }?
     } else {
         let across = unsafe { erode_bar(pixs, Axis::Horizontal, hsize) }?;
         let down = unsafe { erode_bar(across.0, Axis::Vertical, vsize) }?;
@@ -138,18 +139,42 @@ pub unsafe fn open_brick(pixs: *mut PIX, hsize: c_int, vsize: c_int) -> Option<*
     Some(opened.release())
 }
 
-/// `pixRasterop` shifted along `axis`: the destination pixel at `at` takes the source pixel
-/// at `at - shift` (the destination's margins the source does not reach are left as they are).
+/// How many pixels `pix` spans along `axis`.
 ///
 /// # Safety
-/// Both images are valid, of the same size.
-unsafe fn shifted(dst: *mut PIX, src: *mut PIX, axis: Axis, shift: c_int, op: c_int) {
+/// `pix` is a valid image.
+unsafe fn length_along(pix: *mut PIX, axis: Axis) -> c_int {
+    // SAFETY: a valid image.
+    unsafe {
+        match axis {
+            Axis::Horizontal => capi::pixGetWidth(pix),
+            Axis::Vertical => capi::pixGetHeight(pix),
+        }
+    }
+}
+
+/// `pixRasterop` in positions along `axis`: the band of `dst` that starts at `at` and runs
+/// `len` pixels along the axis (and across the whole image), combined by `op` with `src` read
+/// from position `from` on (Leptonica clips the band to both images and leaves the rest of
+/// `dst` as it is).
+///
+/// # Safety
+/// `dst` is a valid image; `src` a valid image, or null for an operation without a source.
+unsafe fn raster_along(
+    dst: *mut PIX,
+    axis: Axis,
+    at: c_int,
+    len: c_int,
+    op: c_int,
+    src: *mut PIX,
+    from: c_int,
+) {
     // SAFETY: valid images; Leptonica clips the rectangle to both.
     unsafe {
         let (w, h) = (capi::pixGetWidth(dst), capi::pixGetHeight(dst));
         match axis {
-            Axis::Horizontal => capi::pixRasterop(dst, shift, 0, w, h, op, src, 0, 0),
-            Axis::Vertical => capi::pixRasterop(dst, 0, shift, w, h, op, src, 0, 0),
+            Axis::Horizontal => capi::pixRasterop(dst, at, 0, len, h, op, src, from, 0),
+            Axis::Vertical => capi::pixRasterop(dst, 0, at, w, len, op, src, 0, from),
         };
     }
 }
@@ -166,11 +191,12 @@ unsafe fn doubled(src: *mut PIX, axis: Axis, n: c_int, op: c_int) -> Option<(Own
     unsafe {
         let runs = Owned::new(capi::pixCopy(std::ptr::null_mut(), src))?;
         let spare = Owned::new(capi::pixCreateTemplate(src))?;
+        let len = length_along(src, axis);
         let mut p = 1;
         while 2 * p <= n {
             capi::pixCopy(spare.0, runs.0);
             let shift = if op == OP_AND { -p } else { p };
-            shifted(runs.0, spare.0, axis, shift, op);
+            raster_along(runs.0, axis, shift, len, op, spare.0, 0);
             p *= 2;
         }
         Some((runs, p))
@@ -185,35 +211,23 @@ unsafe fn doubled(src: *mut PIX, axis: Axis, n: c_int, op: c_int) -> Option<(Own
 /// `src` is a valid 1-bit image.
 unsafe fn erode_bar(src: *mut PIX, axis: Axis, n: c_int) -> Option<Owned> {
     let origin = n / 2;
+    let (before, after) = (origin, n - 1 - origin);
     // SAFETY: valid images throughout.
     unsafe {
         let (runs, p) = doubled(src, axis, n, OP_AND)?;
         let out = Owned::new(capi::pixCreateTemplate(src))?;
+        let len = length_along(src, axis);
         // Pixel x: the run of p from x - origin, and the run of p ending at x - origin + n - 1.
-        shifted(out.0, runs.0, axis, origin, OP_SRC);
+        raster_along(out.0, axis, origin, len, OP_SRC, runs.0, 0);
         if n > p {
-            shifted(out.0, runs.0, axis, origin - (n - p), OP_AND);
+            raster_along(out.0, axis, origin - (n - p), len, OP_AND, runs.0, 0);
         }
-        let (w, h) = (capi::pixGetWidth(src), capi::pixGetHeight(src));
-        let (before, after) = (origin, n - 1 - origin);
-        let null = std::ptr::null_mut();
-        match axis {
-            Axis::Horizontal => {
-                if before > 0 {
-                    capi::pixRasterop(out.0, 0, 0, before, h, OP_CLEAR, null, 0, 0);
-                }
-                if after > 0 {
-                    capi::pixRasterop(out.0, w - after, 0, after, h, OP_CLEAR, null, 0, 0);
-                }
-            }
-            Axis::Vertical => {
-                if before > 0 {
-                    capi::pixRasterop(out.0, 0, 0, w, before, OP_CLEAR, null, 0, 0);
-                }
-                if after > 0 {
-                    capi::pixRasterop(out.0, 0, h - after, w, after, OP_CLEAR, null, 0, 0);
-                }
-            }
+        let none = std::ptr::null_mut();
+        if before > 0 {
+            raster_along(out.0, axis, 0, before, OP_CLEAR, none, 0);
+        }
+        if after > 0 {
+            raster_along(out.0, axis, len - after, after, OP_CLEAR, none, 0);
         }
         Some(out)
     }
@@ -241,22 +255,12 @@ unsafe fn dilate_bar(src: *mut PIX, axis: Axis, n: c_int) -> Option<Owned> {
         let (runs, p) = doubled(bordered.0, axis, n, OP_OR)?;
         drop(bordered);
         let out = Owned::new(capi::pixCreateTemplate(src))?;
-        let (w, h) = (capi::pixGetWidth(src), capi::pixGetHeight(src));
+        let len = length_along(src, axis);
         // Pixel x: the run of p ending at x + origin, and the run of p ending n - p earlier.
-        let (last, first) = (before + origin, before + origin - (n - p));
-        match axis {
-            Axis::Horizontal => {
-                capi::pixRasterop(out.0, 0, 0, w, h, OP_SRC, runs.0, last, 0);
-                if n > p {
-                    capi::pixRasterop(out.0, 0, 0, w, h, OP_OR, runs.0, first, 0);
-                }
-            }
-            Axis::Vertical => {
-                capi::pixRasterop(out.0, 0, 0, w, h, OP_SRC, runs.0, 0, last);
-                if n > p {
-                    capi::pixRasterop(out.0, 0, 0, w, h, OP_OR, runs.0, 0, first);
-                }
-            }
+        let last = before + origin;
+        raster_along(out.0, axis, 0, len, OP_SRC, runs.0, last);
+        if n > p {
+            raster_along(out.0, axis, 0, len, OP_OR, runs.0, last - (n - p));
         }
         Some(out)
     }

@@ -1,6 +1,8 @@
 //! What the process runs on: the CPU pool, thread scheduling, the OpenMP runtime, line-image
-//! storage and brick opening Tesseract's calls reach, telemetry and metric names, and the OCR models
-//! installed on the machine.
+//! storage and brick opening Tesseract's calls reach, telemetry and metric names, and the OCR
+//! models installed on the machine.
+
+use std::ffi::{CStr, c_void};
 
 pub mod brick_opening;
 pub mod line_images;
@@ -15,10 +17,18 @@ pub mod tessdata;
 /// Whether the process's global symbol lookup finds `name` at `ours`: a symbol pagemill
 /// serves in place of a library's ([`openmp`], [`line_images`], [`brick_opening`]) binds to
 /// pagemill's definition.
-fn binds_here(name: &std::ffi::CStr, ours: usize) -> bool {
+fn binds_here(name: &CStr, ours: usize) -> bool {
     // SAFETY: dlsym with RTLD_DEFAULT and a NUL-terminated name only looks the symbol up.
     let found = unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) };
     !found.is_null() && found as usize == ours
+}
+
+/// The library's own definition of `name`, the next after pagemill's in the lookup order: where
+/// a function pagemill serves passes on the calls it does not take on.
+fn library_definition(name: &CStr) -> Option<*mut c_void> {
+    // SAFETY: dlsym with RTLD_NEXT and a NUL-terminated name only looks the symbol up.
+    let found = unsafe { libc::dlsym(libc::RTLD_NEXT, name.as_ptr()) };
+    (!found.is_null()).then_some(found)
 }
 
 /// What pagemill serves Tesseract in place of its libraries in this process, by module: all
