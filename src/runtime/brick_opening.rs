@@ -193,7 +193,7 @@ unsafe fn doubled(src: *mut PIX, axis: Axis, n: c_int, op: c_int) -> Option<(Own
         let spare = Owned::new(capi::pixCreateTemplate(src))?;
         let len = length_along(src, axis);
         let mut p = 1;
-        while 2 * p <= n {
+        while p <= n / 2 {
             capi::pixCopy(spare.0, runs.0);
             let shift = if op == OP_AND { -p } else { p };
             raster_along(runs.0, axis, shift, len, op, spare.0, 0);
@@ -367,6 +367,14 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn the_longest_bar_a_call_can_ask_for_doubles_without_overflow() {
+        let pix = scribbled(40, 8, &mut Noise(3));
+        // SAFETY: a valid 1-bit image; the result is owned here.
+        let (_, p) = unsafe { doubled(pix.0, Axis::Horizontal, c_int::MAX, OP_AND) }.unwrap();
+        assert_eq!(p, 1 << 30);
     }
 
     #[test]
