@@ -3,7 +3,6 @@
 //! without a restart, a per-tenant admission share, and a daemon that will not serve a
 //! network address without keys unless told to.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -13,7 +12,7 @@ use reqwest::StatusCode;
 use serde_json::Value;
 
 use crate::common::daemon::*;
-use crate::common::fixture;
+use crate::common::{first_line, fixture, http_client};
 
 fn keys_command(file: &Path, args: &[&str]) -> (Option<i32>, String, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_pagemill"))
@@ -109,7 +108,7 @@ async fn only_keys_with_the_routes_scope_get_in_and_keys_are_never_logged() {
         Daemon::client_with_key(&keys[0]),
         Daemon::client_with_key(&keys[1]),
     );
-    let anonymous = reqwest::Client::new();
+    let anonymous = http_client();
 
     // No key, a key that is not one, a malformed header: 401 with the challenge.
     let wrong = Daemon::client_with_key("pm_not-a-key");
@@ -466,10 +465,7 @@ fn without_keys_a_network_address_needs_an_explicit_choice() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut line = String::new();
-    BufReader::new(open.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    let line = first_line(&mut open, "pagemill serve --allow-unauthenticated");
     assert!(line.starts_with("pagemill listening on"), "{line}");
     let _ = open.kill();
     let _ = open.wait();
@@ -490,10 +486,7 @@ async fn metrics_need_an_admin_key_when_the_daemon_is_told_so() {
         let url = d.url("/metrics");
         async move { client.get(url).send().await.unwrap().status() }
     };
-    assert_eq!(
-        metrics(reqwest::Client::new()).await,
-        StatusCode::UNAUTHORIZED
-    );
+    assert_eq!(metrics(http_client()).await, StatusCode::UNAUTHORIZED);
     assert_eq!(
         metrics(Daemon::client_with_key(&keys[0])).await,
         StatusCode::FORBIDDEN
@@ -504,7 +497,7 @@ async fn metrics_need_an_admin_key_when_the_daemon_is_told_so() {
     );
     // Health and readiness stay open.
     for path in ["/healthz", "/readyz"] {
-        let status = reqwest::Client::new()
+        let status = http_client()
             .get(d.url(path))
             .send()
             .await

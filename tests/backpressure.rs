@@ -29,6 +29,16 @@ impl GatedWriter {
     }
 }
 
+/// Opens the gate when dropped: a test that fails while the gate is shut must not leave a
+/// write blocked, since dropping the test's runtime waits for its blocking writes to return.
+struct OpenedAtEnd(Arc<GatedWriter>);
+
+impl Drop for OpenedAtEnd {
+    fn drop(&mut self) {
+        self.0.release();
+    }
+}
+
 impl ResultWriter for GatedWriter {
     fn write(&self, result: &JobResult) -> std::io::Result<PathBuf> {
         let mut open = self.open.lock().unwrap();
@@ -73,6 +83,7 @@ async fn a_held_save_stage_bounds_pages_and_documents_exactly_by_the_config() {
             formats: Vec::new(),
         },
     });
+    let _opened_at_end = OpenedAtEnd(gate.clone());
     let pool = CpuPool::new(2).unwrap();
     let (handle, mut finished) = PipelineHandle::start(
         p,

@@ -16,7 +16,7 @@ use serde_json::Value;
 use crate::common::daemon::{Daemon, pipeline_yaml};
 use crate::common::nats::{NatsCluster, NatsServer};
 use crate::common::postgres::Postgres;
-use crate::common::{corpus, fixture, metric, scanned_pdf};
+use crate::common::{PATIENCE, corpus, fixture, metric, scanned_pdf, wait_exit};
 
 /// A cluster node on `nats`, named `name`, with extra arguments.
 fn node(nats: &NatsServer, name: &str, extra: &[&str]) -> Daemon {
@@ -225,16 +225,17 @@ async fn metrics_of(node: &Daemon) -> String {
     node.get("/metrics").await.text().await.unwrap()
 }
 
-/// Waits until `check` holds of job `id`'s status on `node`; panics after a minute.
+/// Waits until `check` holds of job `id`'s status on `node`; fails after [`PATIENCE`].
 async fn wait_status(node: &Daemon, id: &str, what: &str, check: impl Fn(&Value) -> bool) -> Value {
-    for _ in 0..600 {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while tokio::time::Instant::now() < deadline {
         let status = node.get_json(&format!("/v1/jobs/{id}")).await;
         if check(&status) {
             return status;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    panic!("job {id}: {what} did not happen");
+    panic!("job {id}: {what} did not happen within {PATIENCE:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -557,7 +558,7 @@ async fn a_node_that_leaves_hands_its_running_job_back_and_exits_0() {
             .unwrap()
             .success()
     );
-    let exit = a.child.wait().unwrap();
+    let exit = wait_exit(&mut a.child, "node a after SIGTERM");
     assert!(exit.success(), "{exit}");
     // Handed back at once: another node takes it without waiting for a lease to go stale,
     // and resumes it from the pages the first one finished.

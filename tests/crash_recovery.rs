@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::daemon::{Daemon, pipeline_yaml};
-use common::{fixture, metric, scanned_pdf};
+use common::{fixture, metric, scanned_pdf, wait_exit};
 
 /// The page on which the assemble stage panics: the third to arrive, so two are checkpointed.
 const CRASH_AT_ARRIVAL: u32 = 3;
@@ -36,7 +36,7 @@ async fn a_crashed_stage_loses_no_job_and_a_job_that_always_crashes_fails() {
         fault("crash-once.pdf", 1),
         fault("crash-always.pdf", 99)
     );
-    let mut d = Daemon::start_with_env(
+    let d = Daemon::start_with_env(
         &[
             ("once", pipeline_yaml("once", &[])),
             ("always", pipeline_yaml("always", &[])),
@@ -114,9 +114,12 @@ async fn a_crashed_stage_loses_no_job_and_a_job_that_always_crashes_fails() {
     let sent = Instant::now();
     // SAFETY: sends SIGTERM to the daemon child this test started.
     unsafe { libc::kill(d.child.id() as libc::pid_t, libc::SIGTERM) };
-    let exit = tokio::task::spawn_blocking(move || (d.child.wait().unwrap(), d))
-        .await
-        .unwrap();
+    let exit = tokio::task::spawn_blocking(move || {
+        let mut d = d;
+        (wait_exit(&mut d.child, "the daemon after SIGTERM"), d)
+    })
+    .await
+    .unwrap();
     let took = sent.elapsed();
     eprintln!("SIGTERM to exit: {took:?}");
     assert!(exit.0.success(), "{:?}", exit.0);

@@ -551,7 +551,7 @@ async fn metrics_have_histogram_buckets_and_process_figures() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_stops_admitting_and_finishes_accepted_jobs() {
-    let mut d = Daemon::start(&[("default", pipeline_yaml("default", &[]))]);
+    let d = Daemon::start(&[("default", pipeline_yaml("default", &[]))]);
     let id = d.submit("default", &fixture("phototest.tif")).await;
     // SAFETY: sends SIGTERM to the daemon child this test started.
     unsafe { libc::kill(d.child.id() as libc::pid_t, libc::SIGTERM) };
@@ -566,7 +566,8 @@ async fn sigterm_stops_admitting_and_finishes_accepted_jobs() {
         StatusCode::SERVICE_UNAVAILABLE
     );
     let exit = tokio::task::spawn_blocking(move || {
-        let status = d.child.wait().unwrap();
+        let mut d = d;
+        let status = wait_exit(&mut d.child, "the daemon after SIGTERM with a job running");
         (status, d)
     })
     .await

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use common::daemon::{Daemon, pipeline_yaml};
 use common::fake_llm::{Behaviour, start_fake};
-use common::{fixture, free_port};
+use common::{fixture, free_port, http_client};
 use reqwest::{StatusCode, Url};
 use serde_json::{Value, json};
 
@@ -584,7 +584,7 @@ impl Prometheus {
             child,
             base: format!("http://127.0.0.1:{port}"),
             dir,
-            http: reqwest::Client::new(),
+            http: http_client(),
         }
     }
 

@@ -655,7 +655,6 @@ impl Drop for RealServer {
 
 impl RealServer {
     fn start(context_tokens: u32) -> RealServer {
-        use std::io::{BufRead, BufReader};
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
         let python = root.join("target/test-venv/bin/python");
         let model = root.join("target/test-models/SmolLM2-135M-Instruct.Q4_1.gguf");
@@ -677,10 +676,7 @@ impl RealServer {
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
+        let line = first_line(&mut child, "the llama.cpp server");
         assert!(line.starts_with("listening"), "{line:?}");
         RealServer {
             child,

@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use crate::common::daemon::*;
 use crate::common::fake_llm::{Behaviour, start_fake, valid_extraction};
-use crate::common::{corpus, fixture};
+use crate::common::{corpus, fixture, http_client};
 
 /// A file the daemon cannot read: from the corpus' hostile files, or, without the corpus,
 /// the first half of a fixture PDF.
@@ -536,12 +536,14 @@ async fn a_page_preview_is_served_to_its_tenant_and_lines_up_with_the_word_boxes
         assert_eq!(body["error"]["code"], code, "{path}");
     }
     // Without a key: 401.
-    let response = reqwest::get(d.url(&format!("/v1/jobs/{id}/pages/1/preview")))
+    let response = http_client()
+        .get(d.url(&format!("/v1/jobs/{id}/pages/1/preview")))
+        .send()
         .await
         .unwrap();
     assert_eq!(response.status(), reqwest::StatusCode::UNAUTHORIZED);
     // The page itself is open.
-    let response = reqwest::get(d.url("/")).await.unwrap();
+    let response = http_client().get(d.url("/")).send().await.unwrap();
     assert_eq!(response.status(), reqwest::StatusCode::OK);
     assert_eq!(
         response.headers()["content-type"],

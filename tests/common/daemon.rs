@@ -1,7 +1,6 @@
 //! A `pagemill serve` process on a real port, for black-box tests.
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -67,10 +66,7 @@ fn spawn_in(dir: &Path, args: &[&str], env: &[(&str, &str)], stderr: Stdio) -> (
         .stderr(stderr)
         .spawn()
         .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    let line = super::first_line(&mut child, "pagemill serve");
     let base = line
         .trim()
         .strip_prefix("pagemill listening on ")
@@ -120,7 +116,7 @@ impl Daemon {
             child,
             base,
             dir,
-            http: reqwest::Client::new(),
+            http: super::http_client(),
         }
     }
 
@@ -151,7 +147,7 @@ impl Daemon {
             reqwest::header::AUTHORIZATION,
             format!("Bearer {key}").parse().unwrap(),
         );
-        reqwest::Client::builder()
+        super::http_client_builder()
             .default_headers(headers)
             .build()
             .unwrap()
@@ -214,9 +210,11 @@ impl Daemon {
         self.wait_final_as(&self.http, id).await
     }
 
-    /// [`Daemon::wait_final`] asking with `client` (e.g. one that sends a tenant's key).
+    /// [`Daemon::wait_final`] asking with `client` (e.g. one that sends a tenant's key);
+    /// fails after [`super::PATIENCE`].
     pub async fn wait_final_as(&self, client: &reqwest::Client, id: &str) -> Value {
-        for _ in 0..1200 {
+        let deadline = tokio::time::Instant::now() + super::PATIENCE;
+        while tokio::time::Instant::now() < deadline {
             let response = client.get(self.url(&format!("/v1/jobs/{id}"))).send();
             let response = response.await.unwrap();
             // A cluster node answers 503 while its NATS servers fail over: asked again.
@@ -230,6 +228,6 @@ impl Daemon {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        panic!("job {id} did not finish");
+        panic!("job {id} did not finish within {:?}", super::PATIENCE);
     }
 }

@@ -6,9 +6,11 @@ pub mod fake_llm;
 pub mod nats;
 pub mod postgres;
 
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
+use std::process::{Child, ExitStatus};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use pagemill::config::{Pipeline, parse_pipeline};
 use pagemill::model::result::JobResult;
@@ -199,4 +201,55 @@ pub fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// How long a test waits for one thing (an HTTP answer, a process's first line, a process's
+/// exit) before it fails, naming what it waited for: a hang fails its test instead of holding
+/// the suite until the CI gives up on it.
+pub const PATIENCE: Duration = Duration::from_secs(300);
+
+/// An HTTP client whose every request (its body included) fails after [`PATIENCE`].
+pub fn http_client() -> reqwest::Client {
+    http_client_builder().build().unwrap()
+}
+
+/// A builder for [`http_client`]'s kind of client, for one with more settings.
+pub fn http_client_builder() -> reqwest::ClientBuilder {
+    reqwest::Client::builder().timeout(PATIENCE)
+}
+
+/// Waits for `child` to exit; kills it and fails, naming `what`, after [`PATIENCE`].
+pub fn wait_exit(child: &mut Child, what: &str) -> ExitStatus {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what}: the process had not exited after {PATIENCE:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The first line `child` writes on its standard output (piped), which this takes; kills the
+/// child and fails, naming `what`, if no line comes within [`PATIENCE`].
+pub fn first_line(child: &mut Child, what: &str) -> String {
+    let stdout = child.stdout.take().expect("the child's stdout is piped");
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let read = BufReader::new(stdout).read_line(&mut line).map(|_| line);
+        let _ = sender.send(read);
+    });
+    match receiver.recv_timeout(PATIENCE) {
+        Ok(read) => read.unwrap_or_else(|e| panic!("{what}: reading its first line: {e}")),
+        Err(_) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what}: no line on its standard output within {PATIENCE:?}");
+        }
+    }
 }
