@@ -109,15 +109,41 @@ async fn jobs_accepted_before_kill_9_all_finish_after_restart_with_one_result_ea
         let result = d.get(&format!("/v1/jobs/{id}/result")).await;
         assert_eq!(result.status(), StatusCode::OK, "{id}");
     }
-    // Exactly one complete result per accepted job, and nothing half-written.
+    // A job the daemon took on (journaled) whose 202 the kill cut off was never promised, yet
+    // it runs to the end like the others.
+    let listed = d.get_json("/v1/jobs?limit=1000").await;
+    let journaled: BTreeSet<String> = listed["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|job| job["id"].as_str().unwrap().to_string())
+        .collect();
+    assert!(accepted.is_subset(&journaled), "{listed}");
+    let unanswered: Vec<String> = journaled.difference(&accepted).cloned().collect();
+    for id in &unanswered {
+        let status = d.wait_final(id).await;
+        assert_eq!(
+            status["state"], "done",
+            "{id}, taken on unanswered: {status}"
+        );
+    }
+    eprintln!(
+        "{} jobs taken on whose answer the kill cut off",
+        unanswered.len()
+    );
+    // Exactly one complete result per job taken on, and nothing half-written.
     let mut names: Vec<String> = std::fs::read_dir(&results)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     names.sort();
-    // Beside the results: each accepted job's page previews, every one whole (a preview is
-    // written to a `.part` file and renamed, so a kill leaves at most a `.part`, never served).
-    let previews: Vec<String> = accepted.iter().map(|id| format!("{id}.previews")).collect();
+    // Beside the results: each job's page previews, every one whole (a preview is written to
+    // a `.part` file and renamed, so a kill leaves at most a `.part`, never served).
+    let previews: Vec<String> = accepted
+        .iter()
+        .chain(&unanswered)
+        .map(|id| format!("{id}.previews"))
+        .collect();
     let leftovers: Vec<&String> = names
         .iter()
         .filter(|n| !n.ends_with(".json") && !previews.contains(n))
