@@ -107,15 +107,20 @@ fn read_phototest_here() -> String {
     page.text
 }
 
+/// How much the per-thread counter `count` grows while this thread reads phototest.tif.
+fn counted_over_a_reading(count: fn() -> u64) -> u64 {
+    let before = count();
+    read_phototest_here();
+    count() - before
+}
+
 #[test]
 fn tesseracts_parallel_regions_run_on_the_calling_thread() {
     assert!(
         openmp::serves_tesseract(),
         "Tesseract's OpenMP calls bind to libgomp"
     );
-    let before = openmp::regions_on_this_thread();
-    read_phototest_here();
-    let regions = openmp::regions_on_this_thread() - before;
+    let regions = counted_over_a_reading(openmp::regions_on_this_thread);
     // Every layer of the LSTM at every time step of every line is one region.
     assert!(regions > 1_000, "only {regions} parallel regions ran here");
 }
@@ -181,9 +186,7 @@ fn tesseracts_line_images_are_stored_raw_within_recognition() {
         line_images::serves_tesseract(),
         "Tesseract's pixWriteMem calls bind to Leptonica"
     );
-    let before = line_images::stored_raw_on_this_thread();
-    read_phototest_here();
     // phototest.tif has six lines of text, each handed to the LSTM as one image.
-    let stored = line_images::stored_raw_on_this_thread() - before;
+    let stored = counted_over_a_reading(line_images::stored_raw_on_this_thread);
     assert!(stored >= 6, "only {stored} line images stored raw");
 }
